@@ -1,0 +1,778 @@
+//! The core tables of the warehouse (brief §2–§6), each declared once.
+//!
+//! Conventions: entity columns hold canonical refs (`kind:namespace/name`) and
+//! are null when a record maps to no catalog entity (kept and counted as
+//! unattributed, never dropped). Instants end in `_at`, durations in
+//! `_seconds`, money in `_usd`, memory in `_bytes`, CPU in `_cores`.
+//! `updated_at` is when Fathom last wrote the row.
+
+use crate::schema::{ColumnDef, ColumnType, MonthPartition, TableDef};
+
+use ColumnType::{Boolean, Date, Float64, Int64, StringList, StringMap, Timestamp, Utf8};
+
+/// A required (non-null) column.
+const fn req(name: &'static str, column_type: ColumnType, description: &'static str) -> ColumnDef {
+    ColumnDef {
+        name,
+        column_type,
+        nullable: false,
+        description,
+    }
+}
+
+/// An optional (nullable) column.
+const fn opt(name: &'static str, column_type: ColumnType, description: &'static str) -> ColumnDef {
+    ColumnDef {
+        name,
+        column_type,
+        nullable: true,
+        description,
+    }
+}
+
+const UPDATED_AT: ColumnDef = opt(
+    "updated_at",
+    Timestamp,
+    "When Fathom last wrote this row (set on write when absent).",
+);
+
+/// The Backstage catalog: components, groups, users, systems, domains, APIs, resources.
+pub const CATALOG_ENTITIES: TableDef = TableDef {
+    name: "catalog_entities",
+    description: "One row per catalog entity (Backstage or catalog-info.yaml discovery): components, groups, users, systems, domains, APIs and resources.",
+    columns: &[
+        req(
+            "entity_ref",
+            Utf8,
+            "Canonical entity ref, `kind:namespace/name`, lower-case.",
+        ),
+        req(
+            "kind",
+            Utf8,
+            "Entity kind, lower-case (component, group, user, system, domain, api, resource).",
+        ),
+        req("namespace", Utf8, "Entity namespace, lower-case."),
+        req("name", Utf8, "Entity name, lower-case."),
+        opt("title", Utf8, "Display title (metadata.title)."),
+        opt("description", Utf8, "metadata.description."),
+        opt(
+            "entity_type",
+            Utf8,
+            "spec.type: service, website, library, team, …",
+        ),
+        opt(
+            "lifecycle",
+            Utf8,
+            "spec.lifecycle: production, experimental, deprecated.",
+        ),
+        opt(
+            "owner_ref",
+            Utf8,
+            "spec.owner as a canonical ref (kind defaults to group).",
+        ),
+        opt("system_ref", Utf8, "spec.system as a canonical ref."),
+        opt(
+            "domain_ref",
+            Utf8,
+            "spec.domain as a canonical ref (for systems).",
+        ),
+        opt(
+            "parent_ref",
+            Utf8,
+            "spec.parent of a group, as a canonical ref.",
+        ),
+        opt("tags", StringList, "metadata.tags."),
+        opt("labels", StringMap, "metadata.labels."),
+        opt(
+            "annotations",
+            StringMap,
+            "metadata.annotations; these map upstream identifiers to the entity.",
+        ),
+        opt(
+            "source",
+            Utf8,
+            "Where the entity was read: backstage, github-discovery, import.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["entity_ref"],
+    partition: None,
+};
+
+/// Edges of the catalog graph.
+pub const ENTITY_RELATIONS: TableDef = TableDef {
+    name: "entity_relations",
+    description: "One row per catalog relation (ownedBy, memberOf, parentOf, childOf, partOf, dependsOn, …) between two entities.",
+    columns: &[
+        req("source_ref", Utf8, "Entity the relation starts from."),
+        req(
+            "relation_type",
+            Utf8,
+            "Backstage relation type, e.g. ownedBy, memberOf, childOf.",
+        ),
+        req("target_ref", Utf8, "Entity the relation points to."),
+        UPDATED_AT,
+    ],
+    primary_key: &["source_ref", "relation_type", "target_ref"],
+    partition: None,
+};
+
+/// Source repositories.
+pub const REPOSITORIES: TableDef = TableDef {
+    name: "repositories",
+    description: "One row per source repository.",
+    columns: &[
+        req(
+            "repository_id",
+            Utf8,
+            "Provider-qualified id, e.g. `github:acme/payments-api`.",
+        ),
+        req("provider", Utf8, "Hosting provider, e.g. github."),
+        req("full_name", Utf8, "owner/name as the provider spells it."),
+        opt("default_branch", Utf8, "The default branch, e.g. main."),
+        opt("url", Utf8, "Web URL of the repository."),
+        opt(
+            "entity_ref",
+            Utf8,
+            "Component that claims the repo (github.com/project-slug); null when none does.",
+        ),
+        opt("archived", Boolean, "Whether the repository is archived."),
+        opt("created_at", Timestamp, "When the repository was created."),
+        UPDATED_AT,
+    ],
+    primary_key: &["repository_id"],
+    partition: None,
+};
+
+/// Commits on default branches and in pull requests.
+pub const COMMITS: TableDef = TableDef {
+    name: "commits",
+    description: "One row per commit seen in a repository (default-branch history and pull request commits).",
+    columns: &[
+        req("repository_id", Utf8, "Repository the commit belongs to."),
+        req("sha", Utf8, "Full commit SHA."),
+        opt("author_name", Utf8, "Git author name."),
+        opt(
+            "author_login",
+            Utf8,
+            "Provider login of the author; null when the provider links no account.",
+        ),
+        opt("authored_at", Timestamp, "Git author date."),
+        req("committed_at", Timestamp, "Git committer date."),
+        opt("message", Utf8, "First line of the commit message."),
+        opt(
+            "pull_request_number",
+            Int64,
+            "Pull request that merged the commit; null for direct pushes.",
+        ),
+        opt(
+            "pushed_directly",
+            Boolean,
+            "True when the commit reached the default branch without a pull request.",
+        ),
+        opt("additions", Int64, "Lines added."),
+        opt("deletions", Int64, "Lines deleted."),
+        opt("entity_ref", Utf8, "Component of the repository."),
+        req(
+            "committed_month",
+            Utf8,
+            "Partition: `YYYY-MM` of committed_at.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["repository_id", "sha"],
+    partition: Some(MonthPartition {
+        column: "committed_month",
+        source: "committed_at",
+    }),
+};
+
+/// Pull requests.
+pub const PULL_REQUESTS: TableDef = TableDef {
+    name: "pull_requests",
+    description: "One row per pull request, with the instants its lead-time stages are measured from.",
+    columns: &[
+        req("repository_id", Utf8, "Repository of the pull request."),
+        req(
+            "number",
+            Int64,
+            "Pull request number within the repository.",
+        ),
+        opt("title", Utf8, "Title."),
+        opt("author_login", Utf8, "Login of the author."),
+        req("state", Utf8, "open, closed or merged."),
+        opt("base_branch", Utf8, "Branch merged into."),
+        opt("head_branch", Utf8, "Branch merged from."),
+        req("created_at", Timestamp, "When the pull request was opened."),
+        opt(
+            "first_commit_at",
+            Timestamp,
+            "Author date of its earliest commit (start of coding).",
+        ),
+        opt(
+            "first_review_at",
+            Timestamp,
+            "First review by someone other than the author (end of pickup).",
+        ),
+        opt(
+            "merged_at",
+            Timestamp,
+            "When it was merged; null if not merged.",
+        ),
+        opt("closed_at", Timestamp, "When it was closed."),
+        opt(
+            "merge_commit_sha",
+            Utf8,
+            "SHA of the merge commit on the base branch.",
+        ),
+        opt("commit_count", Int64, "Number of commits."),
+        opt("additions", Int64, "Lines added."),
+        opt("deletions", Int64, "Lines deleted."),
+        opt("changed_files", Int64, "Files changed."),
+        opt(
+            "labels",
+            StringList,
+            "Label names (hotfix labels mark rework).",
+        ),
+        opt("entity_ref", Utf8, "Component of the repository."),
+        req("created_month", Utf8, "Partition: `YYYY-MM` of created_at."),
+        UPDATED_AT,
+    ],
+    primary_key: &["repository_id", "number"],
+    partition: Some(MonthPartition {
+        column: "created_month",
+        source: "created_at",
+    }),
+};
+
+/// Reviews of pull requests.
+pub const PULL_REQUEST_REVIEWS: TableDef = TableDef {
+    name: "pull_request_reviews",
+    description: "One row per submitted pull request review.",
+    columns: &[
+        req("repository_id", Utf8, "Repository of the pull request."),
+        req("pull_request_number", Int64, "Pull request reviewed."),
+        req("review_id", Utf8, "Provider id of the review."),
+        opt("reviewer_login", Utf8, "Login of the reviewer."),
+        opt(
+            "state",
+            Utf8,
+            "APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED.",
+        ),
+        req("submitted_at", Timestamp, "When the review was submitted."),
+        opt("entity_ref", Utf8, "Component of the repository."),
+        req(
+            "submitted_month",
+            Utf8,
+            "Partition: `YYYY-MM` of submitted_at.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["repository_id", "pull_request_number", "review_id"],
+    partition: Some(MonthPartition {
+        column: "submitted_month",
+        source: "submitted_at",
+    }),
+};
+
+/// Deployments from every CD system.
+pub const DEPLOYMENTS: TableDef = TableDef {
+    name: "deployments",
+    description: "One row per deployment attempt of a service to an environment, from any CD system (Argo CD, GitHub, intake, import).",
+    columns: &[
+        req(
+            "deployment_id",
+            Utf8,
+            "Source-qualified id, e.g. `argocd:payments-api:42`.",
+        ),
+        req(
+            "source",
+            Utf8,
+            "System that reported it: argocd, github, intake, import.",
+        ),
+        opt(
+            "entity_ref",
+            Utf8,
+            "Component deployed; null when unmapped.",
+        ),
+        opt(
+            "service_name",
+            Utf8,
+            "Name of the deployed thing as the source knows it (app, repo).",
+        ),
+        req(
+            "environment",
+            Utf8,
+            "Target environment as reported (production is classified by configurable patterns).",
+        ),
+        req(
+            "status",
+            Utf8,
+            "success, failure, error, in_progress, cancelled.",
+        ),
+        opt("revision", Utf8, "Deployed commit SHA or revision."),
+        opt("repository_id", Utf8, "Repository the revision belongs to."),
+        req("started_at", Timestamp, "When the deployment started."),
+        opt(
+            "finished_at",
+            Timestamp,
+            "When it finished; null while running.",
+        ),
+        opt("duration_seconds", Float64, "finished_at − started_at."),
+        opt(
+            "is_rollback",
+            Boolean,
+            "True when this deployment rolled back to an earlier revision.",
+        ),
+        opt("triggered_by", Utf8, "Login or system that triggered it."),
+        opt("url", Utf8, "Link to the deployment in its source."),
+        req("started_month", Utf8, "Partition: `YYYY-MM` of started_at."),
+        UPDATED_AT,
+    ],
+    primary_key: &["deployment_id"],
+    partition: Some(MonthPartition {
+        column: "started_month",
+        source: "started_at",
+    }),
+};
+
+/// Which commits each deployment shipped.
+pub const DEPLOYMENT_CHANGES: TableDef = TableDef {
+    name: "deployment_changes",
+    description: "One row per commit shipped by a deployment (reachable from its revision, not from the previous successful deployment of the same service and environment).",
+    columns: &[
+        req("deployment_id", Utf8, "Deployment that shipped the commit."),
+        req("sha", Utf8, "Commit SHA."),
+        opt("repository_id", Utf8, "Repository of the commit."),
+        opt(
+            "pull_request_number",
+            Int64,
+            "Pull request the commit was merged through, if any.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["deployment_id", "sha"],
+    partition: None,
+};
+
+/// Incidents from incident tools.
+pub const INCIDENTS: TableDef = TableDef {
+    name: "incidents",
+    description: "One row per incident (Datadog, intake, import), with the instants recovery times are measured from.",
+    columns: &[
+        req(
+            "incident_id",
+            Utf8,
+            "Source-qualified id, e.g. `datadog:123`.",
+        ),
+        req("source", Utf8, "System that reported it."),
+        opt("title", Utf8, "Title."),
+        opt("severity", Utf8, "Severity as reported (SEV-1 …)."),
+        opt("state", Utf8, "active, stable, resolved."),
+        opt(
+            "entity_ref",
+            Utf8,
+            "Component affected; null when unmapped.",
+        ),
+        opt("team_ref", Utf8, "Team responsible, if the source says."),
+        req(
+            "created_at",
+            Timestamp,
+            "When the incident started (impact start when known).",
+        ),
+        opt("detected_at", Timestamp, "When it was detected."),
+        opt(
+            "resolved_at",
+            Timestamp,
+            "When it was resolved; null while open.",
+        ),
+        opt(
+            "customer_impacted",
+            Boolean,
+            "Whether customers were affected.",
+        ),
+        opt(
+            "caused_by_deployment_id",
+            Utf8,
+            "Explicit link to the deployment that caused it, when the source gives one.",
+        ),
+        opt("url", Utf8, "Link to the incident."),
+        req("created_month", Utf8, "Partition: `YYYY-MM` of created_at."),
+        UPDATED_AT,
+    ],
+    primary_key: &["incident_id"],
+    partition: Some(MonthPartition {
+        column: "created_month",
+        source: "created_at",
+    }),
+};
+
+/// Error-tracking issues per day.
+pub const ERROR_ISSUES_DAILY: TableDef = TableDef {
+    name: "error_issues_daily",
+    description: "One row per error-tracking issue (Sentry) per day it had events.",
+    columns: &[
+        req("date", Date, "UTC day."),
+        req("source", Utf8, "Error tracker, e.g. sentry."),
+        req("issue_id", Utf8, "Issue id in the tracker."),
+        opt("project_slug", Utf8, "Project of the issue."),
+        opt(
+            "entity_ref",
+            Utf8,
+            "Component of the project; null when unmapped.",
+        ),
+        opt("title", Utf8, "Issue title."),
+        opt("level", Utf8, "error, warning, fatal, …"),
+        opt("release", Utf8, "Release most seen that day."),
+        req("event_count", Int64, "Events that day."),
+        opt("user_count", Int64, "Distinct users affected that day."),
+        opt("first_seen_at", Timestamp, "When the issue was first seen."),
+        opt("last_seen_at", Timestamp, "When it was last seen."),
+        req("month", Utf8, "Partition: `YYYY-MM` of date."),
+        UPDATED_AT,
+    ],
+    primary_key: &["source", "issue_id", "date"],
+    partition: Some(MonthPartition {
+        column: "month",
+        source: "date",
+    }),
+};
+
+/// Operational metrics per service per day.
+pub const SERVICE_METRICS_DAILY: TableDef = TableDef {
+    name: "service_metrics_daily",
+    description: "One row per service per day of operational metrics (Datadog queries, import).",
+    columns: &[
+        req("date", Date, "UTC day."),
+        req("source", Utf8, "Where the metrics came from."),
+        req("service_name", Utf8, "Service name as the source knows it."),
+        opt(
+            "entity_ref",
+            Utf8,
+            "Component of the service; null when unmapped.",
+        ),
+        opt("request_count", Int64, "Requests served that day."),
+        opt("error_count", Int64, "Requests that failed."),
+        opt("latency_p95_seconds", Float64, "95th percentile latency."),
+        opt("cpu_usage_cores", Float64, "Average CPU used."),
+        opt("memory_usage_bytes", Float64, "Average memory used."),
+        req("month", Utf8, "Partition: `YYYY-MM` of date."),
+        UPDATED_AT,
+    ],
+    primary_key: &["source", "service_name", "date"],
+    partition: Some(MonthPartition {
+        column: "month",
+        source: "date",
+    }),
+};
+
+/// Kubernetes cost allocations per day (OpenCost).
+pub const COST_ALLOCATIONS_DAILY: TableDef = TableDef {
+    name: "cost_allocations_daily",
+    description: "One row per Kubernetes allocation (namespace/controller/labels aggregate) per day, from OpenCost. `__idle__` and `__unallocated__` are rows of their own.",
+    columns: &[
+        req("date", Date, "UTC day."),
+        req("cluster", Utf8, "Cluster id."),
+        req(
+            "allocation_name",
+            Utf8,
+            "Aggregate name as OpenCost returns it, e.g. `payments/deployment:api`.",
+        ),
+        opt("namespace", Utf8, "Kubernetes namespace."),
+        opt("controller_kind", Utf8, "deployment, statefulset, …"),
+        opt("controller_name", Utf8, "Controller name."),
+        opt(
+            "entity_ref",
+            Utf8,
+            "Component the allocation maps to; null when unmapped.",
+        ),
+        opt("cpu_cost_usd", Float64, "CPU cost."),
+        opt("ram_cost_usd", Float64, "Memory cost."),
+        opt("gpu_cost_usd", Float64, "GPU cost."),
+        opt("pv_cost_usd", Float64, "Persistent volume cost."),
+        opt("network_cost_usd", Float64, "Network cost."),
+        opt("shared_cost_usd", Float64, "Shared cost assigned."),
+        req("total_cost_usd", Float64, "Total cost."),
+        opt("cpu_request_cores", Float64, "Average CPU requested."),
+        opt("cpu_usage_cores", Float64, "Average CPU used."),
+        opt("ram_request_bytes", Float64, "Average memory requested."),
+        opt("ram_usage_bytes", Float64, "Average memory used."),
+        opt("cpu_efficiency", Float64, "CPU used / requested (0–1+)."),
+        opt("ram_efficiency", Float64, "Memory used / requested."),
+        opt("total_efficiency", Float64, "Cost-weighted efficiency."),
+        opt("labels", StringMap, "Aggregation labels."),
+        req("month", Utf8, "Partition: `YYYY-MM` of date."),
+        UPDATED_AT,
+    ],
+    primary_key: &["date", "cluster", "allocation_name"],
+    partition: Some(MonthPartition {
+        column: "month",
+        source: "date",
+    }),
+};
+
+/// Cloud cost lines in FOCUS semantics.
+pub const CLOUD_COSTS_DAILY: TableDef = TableDef {
+    name: "cloud_costs_daily",
+    description: "One row per cloud cost line per day, with FinOps FOCUS column semantics (from AWS CUR 2.0, FOCUS exports, import). A billing period is replaced as a whole when its source files change.",
+    columns: &[
+        req(
+            "billing_period",
+            Utf8,
+            "Billing month `YYYY-MM` (partition; replaced atomically when the provider rewrites it).",
+        ),
+        req(
+            "line_item_id",
+            Utf8,
+            "Id of the cost line, unique within the billing period.",
+        ),
+        req("date", Date, "UTC day of ChargePeriodStart."),
+        req("provider", Utf8, "ProviderName, e.g. aws."),
+        opt(
+            "billing_account_id",
+            Utf8,
+            "BillingAccountId (payer); text, leading zeros kept.",
+        ),
+        opt(
+            "sub_account_id",
+            Utf8,
+            "SubAccountId (usage account); text, leading zeros kept.",
+        ),
+        opt("charge_period_start_at", Timestamp, "ChargePeriodStart."),
+        opt("charge_period_end_at", Timestamp, "ChargePeriodEnd."),
+        req(
+            "charge_category",
+            Utf8,
+            "ChargeCategory: usage, purchase, tax, credit, adjustment, refund.",
+        ),
+        opt("charge_description", Utf8, "ChargeDescription."),
+        opt(
+            "service_name",
+            Utf8,
+            "ServiceName, e.g. Amazon Elastic Compute Cloud.",
+        ),
+        opt("service_category", Utf8, "ServiceCategory, e.g. Compute."),
+        opt("region", Utf8, "RegionId."),
+        opt("resource_id", Utf8, "ResourceId."),
+        opt("sku_id", Utf8, "SkuId / usage type."),
+        opt(
+            "usage_quantity",
+            Float64,
+            "ConsumedQuantity in pricing units.",
+        ),
+        opt("pricing_unit", Utf8, "PricingUnit."),
+        req(
+            "billed_cost_usd",
+            Float64,
+            "BilledCost: what the invoice charges for this line.",
+        ),
+        req(
+            "effective_cost_usd",
+            Float64,
+            "EffectiveCost: amortized cost after commitment discounts (RI/Savings Plan effective cost for covered usage).",
+        ),
+        opt(
+            "list_cost_usd",
+            Float64,
+            "ListCost: at public on-demand prices.",
+        ),
+        opt(
+            "billing_currency",
+            Utf8,
+            "BillingCurrency as reported (amounts are stored as reported in the `_usd` columns only when USD).",
+        ),
+        opt(
+            "tags",
+            StringMap,
+            "Resource tags (provider prefixes such as `user_` removed).",
+        ),
+        opt(
+            "entity_ref",
+            Utf8,
+            "Component from the configured tag keys; null when untagged.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["billing_period", "line_item_id"],
+    partition: Some(MonthPartition {
+        column: "billing_period",
+        source: "date",
+    }),
+};
+
+/// Portal usage.
+pub const PORTAL_EVENTS: TableDef = TableDef {
+    name: "portal_events",
+    description: "One row per Backstage analytics event (page views, searches, template runs). Users are pseudonymized at intake.",
+    columns: &[
+        req(
+            "event_id",
+            Utf8,
+            "Id of the event (delivery id or content hash).",
+        ),
+        req("occurred_at", Timestamp, "When the event happened."),
+        opt(
+            "user_hash",
+            Utf8,
+            "Keyed hash of the user identity; never the identity itself.",
+        ),
+        opt(
+            "user_team_ref",
+            Utf8,
+            "Team of the user, for adoption by team.",
+        ),
+        req(
+            "action",
+            Utf8,
+            "Analytics action, e.g. navigate, click, search, create.",
+        ),
+        opt(
+            "subject",
+            Utf8,
+            "What the action was about (path, query, template).",
+        ),
+        opt(
+            "plugin_id",
+            Utf8,
+            "Backstage plugin that emitted the event.",
+        ),
+        opt("route", Utf8, "Route ref / path pattern."),
+        opt("entity_ref", Utf8, "Catalog entity in context, if any."),
+        opt("attributes", StringMap, "Other event attributes."),
+        req(
+            "occurred_month",
+            Utf8,
+            "Partition: `YYYY-MM` of occurred_at.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["event_id"],
+    partition: Some(MonthPartition {
+        column: "occurred_month",
+        source: "occurred_at",
+    }),
+};
+
+/// Records rejected on the way in.
+pub const QUARANTINE: TableDef = TableDef {
+    name: "quarantine",
+    description: "One row per rejected input record, with the reason; nothing is silently dropped. Re-reading the same bad record does not add a second row.",
+    columns: &[
+        req(
+            "quarantine_id",
+            Utf8,
+            "Hash of source, stream, location, reason and raw record.",
+        ),
+        req(
+            "source",
+            Utf8,
+            "Source of the record: a configured source name, or `import`.",
+        ),
+        req("stream", Utf8, "Stream or target table."),
+        opt(
+            "location",
+            Utf8,
+            "File path or request the record came from.",
+        ),
+        opt(
+            "line_number",
+            Int64,
+            "1-based line (CSV/NDJSON) or row (Parquet) in the file.",
+        ),
+        opt("column_name", Utf8, "Column at fault, when one is."),
+        req("reason", Utf8, "Why the record was rejected."),
+        opt("raw_record", Utf8, "The record as received."),
+        opt("run_id", Utf8, "Run that rejected it (see the run ledger)."),
+        req("quarantined_at", Timestamp, "When it was rejected."),
+    ],
+    primary_key: &["quarantine_id"],
+    partition: None,
+};
+
+/// Every table, in dependency order for documentation.
+pub const ALL_TABLES: &[TableDef] = &[
+    CATALOG_ENTITIES,
+    ENTITY_RELATIONS,
+    REPOSITORIES,
+    COMMITS,
+    PULL_REQUESTS,
+    PULL_REQUEST_REVIEWS,
+    DEPLOYMENTS,
+    DEPLOYMENT_CHANGES,
+    INCIDENTS,
+    ERROR_ISSUES_DAILY,
+    SERVICE_METRICS_DAILY,
+    COST_ALLOCATIONS_DAILY,
+    CLOUD_COSTS_DAILY,
+    PORTAL_EVENTS,
+    QUARANTINE,
+];
+
+/// The table with this name.
+pub fn table(name: &str) -> Option<&'static TableDef> {
+    ALL_TABLES.iter().find(|t| t.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique() {
+        let names: HashSet<_> = ALL_TABLES.iter().map(|t| t.name).collect();
+        assert_eq!(names.len(), ALL_TABLES.len());
+    }
+
+    #[test]
+    fn every_table_is_well_formed() {
+        for t in ALL_TABLES {
+            let columns: HashSet<_> = t.columns.iter().map(|c| c.name).collect();
+            assert_eq!(
+                columns.len(),
+                t.columns.len(),
+                "{}: duplicate column",
+                t.name
+            );
+            assert!(!t.primary_key.is_empty(), "{}: no primary key", t.name);
+            for key in t.primary_key {
+                let column = t.column(key);
+                assert!(
+                    column.is_some_and(|c| !c.nullable),
+                    "{}: key {key} must be a required column",
+                    t.name
+                );
+            }
+            if let Some(p) = t.partition {
+                let partition = t.column(p.column);
+                assert!(
+                    partition.is_some_and(|c| c.column_type == Utf8 && !c.nullable),
+                    "{}: bad partition column",
+                    t.name
+                );
+                let source = t.column(p.source);
+                assert!(
+                    source
+                        .is_some_and(|c| !c.nullable && matches!(c.column_type, Timestamp | Date)),
+                    "{}: partition source must be a required timestamp or date",
+                    t.name
+                );
+            }
+            for c in t.columns {
+                assert!(
+                    !c.description.is_empty(),
+                    "{}.{} undocumented",
+                    t.name,
+                    c.name
+                );
+                if c.name.ends_with("_at") {
+                    assert_eq!(c.column_type, Timestamp, "{}.{}", t.name, c.name);
+                }
+                if c.name.ends_with("_usd") || c.name.ends_with("_seconds") {
+                    assert_eq!(c.column_type, Float64, "{}.{}", t.name, c.name);
+                }
+            }
+            assert_eq!(t.arrow_schema().fields().len(), t.columns.len());
+        }
+    }
+}

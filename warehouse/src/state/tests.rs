@@ -1,0 +1,191 @@
+//! The same suite against SQLite and PostgreSQL. PostgreSQL runs when
+//! `FATHOM_TEST_DATABASE_URL` names a server (CI starts one); each run gets a
+//! fresh database so runs never see each other's rows.
+
+use std::collections::BTreeMap;
+
+use sqlx::Connection;
+
+use super::*;
+
+async fn exercise(db: &StateDb) -> Result<()> {
+    // Cursors: absent, set, overwritten, cleared.
+    assert_eq!(db.cursor("github", "pulls").await?, None);
+    db.set_cursor("github", "pulls", "2026-01-01T00:00:00Z")
+        .await?;
+    db.set_cursor("github", "pulls", "2026-02-01T00:00:00Z")
+        .await?;
+    db.set_cursor("github", "commits", "abc").await?;
+    assert_eq!(
+        db.cursor("github", "pulls").await?.as_deref(),
+        Some("2026-02-01T00:00:00Z")
+    );
+    assert_eq!(
+        db.cursor("github", "commits").await?.as_deref(),
+        Some("abc")
+    );
+    db.clear_cursor("github", "pulls").await?;
+    assert_eq!(db.cursor("github", "pulls").await?, None);
+
+    // Run ledger.
+    let first = db.start_run("import deployments").await?;
+    let second = db.start_run("import incidents").await?;
+    let mut counts = BTreeMap::new();
+    counts.insert("deployments.loaded".to_owned(), 41);
+    counts.insert("quarantine.rejected".to_owned(), 2);
+    db.finish_run(
+        &first,
+        RunStatus::Partial,
+        &counts,
+        &["line 7: bad timestamp".to_owned()],
+    )
+    .await?;
+    let runs = db.runs(10).await?;
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].run_id, second, "newest first");
+    assert_eq!(runs[0].status, RunStatus::Running);
+    assert_eq!(runs[0].finished_at, None);
+    let finished = db.run(&first).await?.ok_or(Error::CorruptState {
+        what: "test",
+        detail: "run missing".into(),
+    })?;
+    assert_eq!(finished.status, RunStatus::Partial);
+    assert_eq!(finished.row_counts, counts);
+    assert_eq!(finished.errors, vec!["line 7: bad timestamp".to_owned()]);
+    assert!(
+        finished
+            .finished_at
+            .is_some_and(|f| f >= finished.started_at)
+    );
+    assert!(
+        db.finish_run("no-such-run", RunStatus::Failed, &counts, &[])
+            .await
+            .is_err()
+    );
+
+    // Tokens: only the hash is stored; revoked and expired tokens fail.
+    let (token, secret) = db
+        .create_token(
+            "ci",
+            "analyst",
+            &["group:default/payments".to_owned()],
+            None,
+        )
+        .await?;
+    assert!(secret.expose().starts_with("fathom_"));
+    assert!(!format!("{secret:?}").contains(secret.expose()));
+    let verified = db.verify_token(secret.expose()).await?;
+    assert_eq!(
+        verified.as_ref().map(|t| t.token_id.as_str()),
+        Some(token.token_id.as_str())
+    );
+    assert_eq!(
+        verified.map(|t| t.teams),
+        Some(vec!["group:default/payments".to_owned()])
+    );
+    assert_eq!(db.verify_token("fathom_wrong").await?, None);
+    let stored: Vec<String> = sqlx::query_scalar("SELECT token_hash FROM api_tokens")
+        .fetch_all(&db.pool)
+        .await?;
+    assert!(stored.iter().all(|h| h != secret.expose() && h.len() == 64));
+    assert!(db.revoke_token(&token.token_id).await?);
+    assert!(
+        !db.revoke_token(&token.token_id).await?,
+        "second revoke is a no-op"
+    );
+    assert_eq!(db.verify_token(secret.expose()).await?, None);
+    let (_, expired) = db
+        .create_token(
+            "old",
+            "viewer",
+            &[],
+            Some(Utc::now() - chrono::Duration::seconds(1)),
+        )
+        .await?;
+    assert_eq!(db.verify_token(expired.expose()).await?, None);
+    assert_eq!(db.tokens().await?.len(), 2);
+
+    // Audit log.
+    db.audit(
+        "cli:alice",
+        "sql.query",
+        None,
+        &serde_json::json!({"sql": "SELECT 1", "rows": 1}),
+    )
+    .await?;
+    db.audit(
+        "token:abc",
+        "token.revoke",
+        Some(&token.token_id),
+        &serde_json::json!({}),
+    )
+    .await?;
+    let log = db.audit_log(10).await?;
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].action, "token.revoke");
+    assert_eq!(log[1].detail["rows"], 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_backend() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| Error::CorruptState {
+        what: "tempdir",
+        detail: e.to_string(),
+    })?;
+    let url = format!("sqlite://{}/nested/state.db", dir.path().display());
+    let db = StateDb::connect(&url).await?;
+    assert_eq!(db.backend(), Backend::Sqlite);
+    exercise(&db).await?;
+    db.close().await;
+    // Reopening runs the migrations again as a no-op and keeps the data.
+    let reopened = StateDb::connect(&url).await?;
+    assert_eq!(reopened.runs(10).await?.len(), 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn postgres_backend() -> Result<()> {
+    let Ok(admin_url) = std::env::var("FATHOM_TEST_DATABASE_URL") else {
+        println!(
+            "skipped: FATHOM_TEST_DATABASE_URL is not set (CI sets it to a real PostgreSQL server)"
+        );
+        return Ok(());
+    };
+    let name = format!("fathom_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
+    let mut url = url::Url::parse(&admin_url).map_err(|e| Error::CorruptState {
+        what: "test url",
+        detail: e.to_string(),
+    })?;
+    url.set_path(&name);
+    let outcome = async {
+        let db = StateDb::connect(url.as_str()).await?;
+        assert_eq!(db.backend(), Backend::Postgres);
+        exercise(&db).await?;
+        db.close().await;
+        let reopened = StateDb::connect(url.as_str()).await?;
+        assert_eq!(reopened.runs(10).await?.len(), 2);
+        reopened.close().await;
+        Ok(())
+    }
+    .await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&mut admin)
+    .await?;
+    outcome
+}
+
+#[test]
+fn passwords_are_redacted() {
+    assert_eq!(
+        redact_url("postgres://fathom:s3cret@db:5432/fathom"),
+        "postgres://fathom:%3Credacted%3E@db:5432/fathom"
+    );
+    assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+}

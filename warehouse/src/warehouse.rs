@@ -1,0 +1,407 @@
+//! The warehouse: one Delta table per model under a root location.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::{Expr, Operator, binary_expr, col};
+use datafusion::prelude::SessionContext;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::{StructField, StructType};
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStore};
+use fathom_models::{ALL_TABLES, TableDef};
+use tracing::{debug, info};
+
+use crate::table_write::{MergeStats, dedupe_last_wins, now_micros, prepare_batch};
+use crate::{Error, Result, StorageOptions, WarehouseLocation};
+
+/// What `optimize` did to one table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OptimizeStats {
+    /// Files written by compaction.
+    pub files_added: u64,
+    /// Small files replaced.
+    pub files_removed: u64,
+    /// Partitions touched.
+    pub partitions_optimized: u64,
+}
+
+/// What `vacuum` did (or would do, in a dry run) to one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VacuumStats {
+    /// Files deleted (or that would be).
+    pub files_deleted: usize,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
+/// The committed state of one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableStatus {
+    /// Table name.
+    pub name: &'static str,
+    /// Latest committed version; `None` when the table was never created.
+    pub version: Option<u64>,
+    /// Data files in the latest version.
+    pub n_files: usize,
+}
+
+/// Handle on the warehouse. Cheap to clone; holds no open tables, so every
+/// operation sees the latest committed version.
+#[derive(Clone)]
+pub struct Warehouse {
+    location: WarehouseLocation,
+    storage_options: StorageOptions,
+    /// `memory://` tables must share one store, or each open would see an
+    /// empty one.
+    memory_store: Option<Arc<dyn ObjectStore>>,
+}
+
+impl std::fmt::Debug for Warehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warehouse")
+            .field("location", &self.location)
+            .field("storage_options", &self.storage_options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Warehouse {
+    /// Opens the warehouse at `location`, creating the local directory if
+    /// needed. Tables are created lazily, on first write.
+    pub fn open(location: WarehouseLocation, storage_options: StorageOptions) -> Result<Self> {
+        if location.is_local() {
+            let path = location
+                .root()
+                .to_file_path()
+                .map_err(|()| Error::InvalidLocation {
+                    url: location.to_string(),
+                    reason: "not a local path".to_owned(),
+                })?;
+            std::fs::create_dir_all(&path).map_err(|e| Error::InvalidLocation {
+                url: location.to_string(),
+                reason: format!("cannot create directory `{}`: {e}", path.display()),
+            })?;
+        }
+        let memory_store = location
+            .is_memory()
+            .then(|| Arc::new(object_store::memory::InMemory::new()) as Arc<dyn ObjectStore>);
+        Ok(Self {
+            location,
+            storage_options,
+            memory_store,
+        })
+    }
+
+    /// A warehouse in process memory, for tests.
+    pub fn in_memory() -> Result<Self> {
+        Self::open(
+            WarehouseLocation::parse("memory:///")?,
+            StorageOptions::default(),
+        )
+    }
+
+    /// Where the warehouse lives.
+    pub fn location(&self) -> &WarehouseLocation {
+        &self.location
+    }
+
+    fn builder(&self, def: &TableDef) -> Result<DeltaTableBuilder> {
+        let url = self.location.table_url(def.name)?;
+        let builder =
+            DeltaTableBuilder::from_url(url.clone()).map_err(|e| Error::delta(def.name, e))?;
+        Ok(match &self.memory_store {
+            Some(store) => builder.with_storage_backend(store.clone(), url),
+            None => builder.with_storage_options(
+                self.storage_options
+                    .0
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<HashMap<_, _>>(),
+            ),
+        })
+    }
+
+    /// Opens a table at its latest committed version; `None` if it was never
+    /// created.
+    pub async fn open_table(&self, def: &TableDef) -> Result<Option<DeltaTable>> {
+        let mut table = self
+            .builder(def)?
+            .build()
+            .map_err(|e| Error::delta(def.name, e))?;
+        match table.load().await {
+            Ok(()) => Ok(Some(table)),
+            Err(DeltaTableError::NotATable(_)) => Ok(None),
+            Err(e) => Err(Error::delta(def.name, e)),
+        }
+    }
+
+    /// Opens a table, creating it with the model's schema if it does not
+    /// exist yet.
+    pub async fn ensure_table(&self, def: &TableDef) -> Result<DeltaTable> {
+        if let Some(table) = self.open_table(def).await? {
+            return Ok(table);
+        }
+        let table = self
+            .builder(def)?
+            .build()
+            .map_err(|e| Error::delta(def.name, e))?;
+        let created = table
+            .create()
+            .with_table_name(def.name)
+            .with_comment(def.description)
+            .with_columns(kernel_fields(def)?)
+            .with_partition_columns(def.partition_columns())
+            .with_save_mode(SaveMode::Ignore)
+            .await;
+        match created {
+            Ok(table) => {
+                info!(table = def.name, "created table");
+                Ok(table)
+            }
+            // Another process created it first: use theirs.
+            Err(create_error) => match self.open_table(def).await? {
+                Some(table) => Ok(table),
+                None => Err(Error::delta(def.name, create_error)),
+            },
+        }
+    }
+
+    /// Upserts rows on the table's primary key in one commit: new keys are
+    /// inserted, existing keys whose content differs are updated, identical
+    /// rows are left alone. Rows sharing a key within `batches` collapse to
+    /// the last one. Loading the same rows twice therefore changes nothing.
+    pub async fn merge(&self, def: &TableDef, batches: &[RecordBatch]) -> Result<MergeStats> {
+        let now = now_micros();
+        let prepared = batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| prepare_batch(def, b, now))
+            .collect::<Result<Vec<_>>>()?;
+        let (source, superseded) = dedupe_last_wins(def, &prepared)?;
+        let Some(source) = source else {
+            return Ok(MergeStats::default());
+        };
+        let rows_in = source.num_rows();
+        let table = self.ensure_table(def).await?;
+        let n_files = table
+            .snapshot()
+            .map(|s| s.log_data().num_files())
+            .map_err(|e| Error::delta(def.name, e))?;
+        if n_files == 0 {
+            // Nothing to match against: a plain append is the same merge,
+            // without the join.
+            let table = table
+                .write(vec![source])
+                .with_save_mode(SaveMode::Append)
+                .with_partition_columns(def.partition_columns())
+                .await
+                .map_err(|e| Error::delta(def.name, e))?;
+            return Ok(MergeStats {
+                rows_in,
+                rows_superseded: superseded.len(),
+                rows_inserted: rows_in,
+                rows_updated: 0,
+                rows_unchanged: 0,
+                version: table.version(),
+            });
+        }
+        let ctx = SessionContext::new();
+        let source_frame = ctx.read_batch(source)?;
+        let (table, metrics) = table
+            .merge(source_frame, key_predicate(def))
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .when_matched_update(|update| {
+                let mut update = update.predicate(content_changed(def));
+                for column in def.columns.iter().filter(|c| !def.is_key(c.name)) {
+                    update = update.update(column.name, source_col(column.name));
+                }
+                update
+            })
+            .map_err(|e| Error::delta(def.name, e))?
+            .when_not_matched_insert(|insert| {
+                def.columns.iter().fold(insert, |insert, column| {
+                    insert.set(column.name, source_col(column.name))
+                })
+            })
+            .map_err(|e| Error::delta(def.name, e))?
+            .await
+            .map_err(|e| Error::delta(def.name, e))?;
+        debug!(table = def.name, ?metrics, "merged");
+        let changed = metrics.num_target_rows_inserted + metrics.num_target_rows_updated;
+        Ok(MergeStats {
+            rows_in,
+            rows_superseded: superseded.len(),
+            rows_inserted: metrics.num_target_rows_inserted,
+            rows_updated: metrics.num_target_rows_updated,
+            rows_unchanged: rows_in.saturating_sub(changed),
+            version: table.version(),
+        })
+    }
+
+    /// Appends rows in one commit, without matching keys. For tables whose
+    /// rows are never re-delivered (raw payloads) or when the caller knows
+    /// the keys are new.
+    pub async fn append(&self, def: &TableDef, batches: &[RecordBatch]) -> Result<Option<u64>> {
+        let now = now_micros();
+        let prepared = batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|b| prepare_batch(def, b, now))
+            .collect::<Result<Vec<_>>>()?;
+        if prepared.is_empty() {
+            return Ok(None);
+        }
+        let table = self.ensure_table(def).await?;
+        let table = table
+            .write(prepared)
+            .with_save_mode(SaveMode::Append)
+            .with_partition_columns(def.partition_columns())
+            .await
+            .map_err(|e| Error::delta(def.name, e))?;
+        Ok(table.version())
+    }
+
+    /// Compacts small files. Data is unchanged; readers of older versions
+    /// keep working until `vacuum` removes the replaced files.
+    pub async fn optimize(&self, def: &TableDef) -> Result<OptimizeStats> {
+        let Some(table) = self.open_table(def).await? else {
+            return Ok(OptimizeStats::default());
+        };
+        let (_, metrics) = table
+            .optimize()
+            .await
+            .map_err(|e| Error::delta(def.name, e))?;
+        Ok(OptimizeStats {
+            files_added: metrics.num_files_added,
+            files_removed: metrics.num_files_removed,
+            partitions_optimized: metrics.partitions_optimized,
+        })
+    }
+
+    /// Deletes files no version newer than `retention` refers to, including
+    /// files left behind by interrupted writes. Retention below the table's
+    /// default (7 days) is refused unless `enforce_retention` is false,
+    /// because readers of older versions would break.
+    pub async fn vacuum(
+        &self,
+        def: &TableDef,
+        retention: chrono::Duration,
+        enforce_retention: bool,
+        dry_run: bool,
+    ) -> Result<VacuumStats> {
+        let Some(table) = self.open_table(def).await? else {
+            return Ok(VacuumStats {
+                files_deleted: 0,
+                dry_run,
+            });
+        };
+        let (_, metrics) = table
+            .vacuum()
+            .with_retention_period(retention)
+            .with_enforce_retention_duration(enforce_retention)
+            .with_dry_run(dry_run)
+            .await
+            .map_err(|e| Error::delta(def.name, e))?;
+        Ok(VacuumStats {
+            files_deleted: metrics.files_deleted.len(),
+            dry_run: metrics.dry_run,
+        })
+    }
+
+    /// The committed version and file count of a table.
+    pub async fn status(&self, def: &TableDef) -> Result<TableStatus> {
+        let table = self.open_table(def).await?;
+        let (version, n_files) = match &table {
+            Some(table) => (
+                table.version(),
+                table
+                    .snapshot()
+                    .map(|s| s.log_data().num_files())
+                    .map_err(|e| Error::delta(def.name, e))?,
+            ),
+            None => (None, 0),
+        };
+        Ok(TableStatus {
+            name: def.name,
+            version,
+            n_files,
+        })
+    }
+
+    /// Registers every model table in `ctx` at its latest committed version.
+    /// A table never written is registered empty with its schema, so queries
+    /// plan the same on a new warehouse, and reading creates nothing.
+    pub async fn register_tables(&self, ctx: &SessionContext) -> Result<()> {
+        for def in ALL_TABLES {
+            match self.open_table(def).await? {
+                Some(table) => {
+                    table
+                        .update_datafusion_session(&ctx.state())
+                        .map_err(|e| Error::delta(def.name, e))?;
+                    let provider = table.table_provider().await?;
+                    ctx.register_table(def.name, provider)?;
+                }
+                None => {
+                    let empty = MemTable::try_new(def.arrow_schema(), vec![vec![]])?;
+                    ctx.register_table(def.name, Arc::new(empty))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The model's columns as Delta fields, with descriptions as `comment`
+/// metadata so other engines (Spark, Databricks) show them.
+fn kernel_fields(def: &TableDef) -> Result<Vec<StructField>> {
+    let schema = def.arrow_schema();
+    let kernel: StructType = schema.as_ref().try_into_kernel()?;
+    Ok(kernel
+        .fields()
+        .zip(def.columns)
+        .map(|(field, column)| {
+            field
+                .clone()
+                .with_metadata([("comment", column.description)])
+        })
+        .collect())
+}
+
+fn target_col(name: &str) -> Expr {
+    col(format!("target.{name}"))
+}
+
+fn source_col(name: &str) -> Expr {
+    col(format!("source.{name}"))
+}
+
+fn key_predicate(def: &TableDef) -> Expr {
+    def.primary_key
+        .iter()
+        .map(|key| target_col(key).eq(source_col(key)))
+        .reduce(Expr::and)
+        .unwrap_or_else(|| datafusion::logical_expr::lit(false))
+}
+
+/// True when any column besides the key, the derived partition and
+/// `updated_at` differs, so identical reloads leave rows (and `updated_at`)
+/// untouched.
+fn content_changed(def: &TableDef) -> Expr {
+    let partition = def.partition.map(|p| p.column);
+    def.columns
+        .iter()
+        .filter(|c| !def.is_key(c.name) && c.name != "updated_at" && Some(c.name) != partition)
+        .map(|c| {
+            binary_expr(
+                target_col(c.name),
+                Operator::IsDistinctFrom,
+                source_col(c.name),
+            )
+        })
+        .reduce(Expr::or)
+        .unwrap_or_else(|| datafusion::logical_expr::lit(false))
+}
