@@ -124,9 +124,28 @@ impl Warehouse {
         })
     }
 
+    /// The directory of a table on the local file system, if local.
+    fn local_table_dir(&self, def: &TableDef) -> Result<Option<std::path::PathBuf>> {
+        if !self.location.is_local() {
+            return Ok(None);
+        }
+        let url = self.location.table_url(def.name)?;
+        url.to_file_path()
+            .map(Some)
+            .map_err(|()| Error::InvalidLocation {
+                url: url.to_string(),
+                reason: "not a local path".to_owned(),
+            })
+    }
+
     /// Opens a table at its latest committed version; `None` if it was never
     /// created.
     pub async fn open_table(&self, def: &TableDef) -> Result<Option<DeltaTable>> {
+        if let Some(dir) = self.local_table_dir(def)? {
+            if !dir.exists() {
+                return Ok(None);
+            }
+        }
         let mut table = self
             .builder(def)?
             .build()
@@ -405,3 +424,6 @@ fn content_changed(def: &TableDef) -> Expr {
         .reduce(Expr::or)
         .unwrap_or_else(|| datafusion::logical_expr::lit(false))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! Delta behaviour of the warehouse on `memory://` and local files.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, MapBuilder, StringArray, StringBuilder, TimestampMicrosecondArray};
+use arrow::record_batch::RecordBatch;
+use fathom_models::tables::{CATALOG_ENTITIES, DEPLOYMENTS};
+use fathom_models::{MAP_ENTRIES_FIELD, MAP_KEY_FIELD, MAP_VALUE_FIELD};
+
+use super::*;
+use crate::query::{QueryLimits, query, read_only_session};
+
+fn deployments(rows: &[(&str, &str, i64)]) -> Result<RecordBatch> {
+    let ids: StringArray = rows.iter().map(|r| Some(r.0)).collect();
+    let status: StringArray = rows.iter().map(|r| Some(r.1)).collect();
+    let started: TimestampMicrosecondArray = rows.iter().map(|r| Some(r.2)).collect();
+    let n = rows.len();
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("deployment_id", Arc::new(ids)),
+        ("source", Arc::new(StringArray::from(vec!["import"; n]))),
+        (
+            "environment",
+            Arc::new(StringArray::from(vec!["production"; n])),
+        ),
+        ("status", Arc::new(status)),
+        ("started_at", Arc::new(started.with_timezone("UTC"))),
+    ];
+    Ok(RecordBatch::try_from_iter(columns)?)
+}
+
+async fn scalar(warehouse: &Warehouse, sql: &str) -> Result<String> {
+    let ctx = read_only_session(warehouse, QueryLimits::default()).await?;
+    let (_, batches) = query(&ctx, sql).await?;
+    let text = arrow::util::pretty::pretty_format_batches(&batches)?.to_string();
+    Ok(text
+        .lines()
+        .nth(3)
+        .unwrap_or_default()
+        .trim_matches(|c| c == '|' || c == ' ')
+        .to_owned())
+}
+
+const JAN_2026: i64 = 1_767_225_600_000_000;
+const DAY: i64 = 86_400_000_000;
+
+#[tokio::test]
+async fn merge_inserts_updates_and_ignores_identical_rows() -> Result<()> {
+    let warehouse = Warehouse::in_memory()?;
+    let first = warehouse
+        .merge(
+            &DEPLOYMENTS,
+            &[deployments(&[
+                ("a", "success", JAN_2026),
+                ("b", "failure", JAN_2026 + 40 * DAY),
+            ])?],
+        )
+        .await?;
+    assert_eq!((first.rows_inserted, first.rows_updated), (2, 0));
+    let again = warehouse
+        .merge(
+            &DEPLOYMENTS,
+            &[deployments(&[
+                ("a", "success", JAN_2026),
+                ("b", "failure", JAN_2026 + 40 * DAY),
+            ])?],
+        )
+        .await?;
+    assert_eq!(
+        (
+            again.rows_inserted,
+            again.rows_updated,
+            again.rows_unchanged
+        ),
+        (0, 0, 2)
+    );
+    let changed = warehouse
+        .merge(
+            &DEPLOYMENTS,
+            &[deployments(&[
+                ("b", "success", JAN_2026 + 40 * DAY),
+                ("c", "success", JAN_2026),
+            ])?],
+        )
+        .await?;
+    assert_eq!(
+        (
+            changed.rows_inserted,
+            changed.rows_updated,
+            changed.rows_unchanged
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        scalar(&warehouse, "SELECT count(*) FROM deployments").await?,
+        "3"
+    );
+    assert_eq!(
+        scalar(
+            &warehouse,
+            "SELECT status FROM deployments WHERE deployment_id = 'b'"
+        )
+        .await?,
+        "success"
+    );
+    // The partition column is derived from started_at.
+    assert_eq!(
+        scalar(&warehouse, "SELECT min(started_month) || ',' || max(started_month) || ',' || count(DISTINCT started_month) FROM deployments").await?,
+        "2026-01,2026-02,2"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn duplicate_keys_in_one_write_keep_the_last() -> Result<()> {
+    let warehouse = Warehouse::in_memory()?;
+    let stats = warehouse
+        .merge(
+            &DEPLOYMENTS,
+            &[deployments(&[
+                ("a", "failure", JAN_2026),
+                ("a", "success", JAN_2026),
+            ])?],
+        )
+        .await?;
+    assert_eq!((stats.rows_in, stats.rows_superseded), (1, 1));
+    assert_eq!(
+        scalar(&warehouse, "SELECT status FROM deployments").await?,
+        "success"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn map_columns_round_trip_and_take_part_in_change_detection() -> Result<()> {
+    let warehouse = Warehouse::in_memory()?;
+    let entity = |slug: &str| -> Result<RecordBatch> {
+        let mut annotations = MapBuilder::new(
+            Some(arrow::array::MapFieldNames {
+                entry: MAP_ENTRIES_FIELD.into(),
+                key: MAP_KEY_FIELD.into(),
+                value: MAP_VALUE_FIELD.into(),
+            }),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
+        annotations.keys().append_value("github.com/project-slug");
+        annotations.values().append_value(slug);
+        annotations.append(true)?;
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            (
+                "entity_ref",
+                Arc::new(StringArray::from(vec!["component:default/payments"])),
+            ),
+            ("kind", Arc::new(StringArray::from(vec!["component"]))),
+            ("namespace", Arc::new(StringArray::from(vec!["default"]))),
+            ("name", Arc::new(StringArray::from(vec!["payments"]))),
+            ("annotations", Arc::new(annotations.finish())),
+        ];
+        Ok(RecordBatch::try_from_iter(columns)?)
+    };
+    warehouse
+        .merge(&CATALOG_ENTITIES, &[entity("acme/payments")?])
+        .await?;
+    let same = warehouse
+        .merge(&CATALOG_ENTITIES, &[entity("acme/payments")?])
+        .await?;
+    assert_eq!(same.rows_unchanged, 1);
+    let moved = warehouse
+        .merge(&CATALOG_ENTITIES, &[entity("acme/payments-v2")?])
+        .await?;
+    assert_eq!(moved.rows_updated, 1);
+    assert_eq!(
+        scalar(
+            &warehouse,
+            "SELECT annotations['github.com/project-slug'] FROM catalog_entities"
+        )
+        .await?,
+        "acme/payments-v2"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn unwritten_tables_read_as_empty_and_are_not_created() -> Result<()> {
+    let warehouse = Warehouse::in_memory()?;
+    assert_eq!(
+        scalar(&warehouse, "SELECT count(*) FROM incidents").await?,
+        "0"
+    );
+    assert_eq!(warehouse.status(&DEPLOYMENTS).await?.version, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn optimize_compacts_and_vacuum_removes_replaced_files() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| Error::CorruptState {
+        what: "tempdir",
+        detail: e.to_string(),
+    })?;
+    let location = WarehouseLocation::parse(&dir.path().display().to_string())?;
+    let warehouse = Warehouse::open(location, StorageOptions::default())?;
+    for i in 0..4 {
+        warehouse
+            .append(
+                &DEPLOYMENTS,
+                &[deployments(&[(&format!("d{i}"), "success", JAN_2026)])?],
+            )
+            .await?;
+    }
+    assert_eq!(warehouse.status(&DEPLOYMENTS).await?.n_files, 4);
+    let optimized = warehouse.optimize(&DEPLOYMENTS).await?;
+    assert_eq!((optimized.files_added, optimized.files_removed), (1, 4));
+    assert_eq!(warehouse.status(&DEPLOYMENTS).await?.n_files, 1);
+    let vacuumed = warehouse
+        .vacuum(&DEPLOYMENTS, chrono::Duration::zero(), false, false)
+        .await?;
+    assert_eq!(vacuumed.files_deleted, 4);
+    assert_eq!(
+        scalar(&warehouse, "SELECT count(*) FROM deployments").await?,
+        "4"
+    );
+    Ok(())
+}
