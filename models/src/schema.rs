@@ -28,13 +28,17 @@ pub enum ColumnType {
     StringMap,
     /// A list of strings.
     StringList,
+    /// A Backstage entity ref, stored canonical (`kind:namespace/name`,
+    /// lower-case) as text. Input may omit the namespace, and the kind when
+    /// the column implies one (the value given here).
+    EntityRef(Option<&'static str>),
 }
 
 impl ColumnType {
     /// The Arrow type this column is stored as.
     pub fn arrow_type(self) -> DataType {
         match self {
-            Self::Utf8 => DataType::Utf8,
+            Self::Utf8 | Self::EntityRef(_) => DataType::Utf8,
             Self::Int64 => DataType::Int64,
             Self::Float64 => DataType::Float64,
             Self::Boolean => DataType::Boolean,
@@ -58,6 +62,7 @@ impl ColumnType {
             Self::Date => "date",
             Self::StringMap => "map<text, text>",
             Self::StringList => "list<text>",
+            Self::EntityRef(_) => "text (entity ref)",
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use crate::schema::{ColumnDef, ColumnType, MonthPartition, TableDef};
 
-use ColumnType::{Boolean, Date, Float64, Int64, StringList, StringMap, Timestamp, Utf8};
+use ColumnType::{Boolean, Date, EntityRef, Float64, Int64, StringList, StringMap, Timestamp, Utf8};
 
 /// A required (non-null) column.
 const fn req(name: &'static str, column_type: ColumnType, description: &'static str) -> ColumnDef {
@@ -43,7 +43,7 @@ pub const CATALOG_ENTITIES: TableDef = TableDef {
     columns: &[
         req(
             "entity_ref",
-            Utf8,
+            EntityRef(Some("component")),
             "Canonical entity ref, `kind:namespace/name`, lower-case.",
         ),
         req(
@@ -67,18 +67,18 @@ pub const CATALOG_ENTITIES: TableDef = TableDef {
         ),
         opt(
             "owner_ref",
-            Utf8,
+            EntityRef(Some("group")),
             "spec.owner as a canonical ref (kind defaults to group).",
         ),
-        opt("system_ref", Utf8, "spec.system as a canonical ref."),
+        opt("system_ref", EntityRef(Some("system")), "spec.system as a canonical ref."),
         opt(
             "domain_ref",
-            Utf8,
+            EntityRef(Some("domain")),
             "spec.domain as a canonical ref (for systems).",
         ),
         opt(
             "parent_ref",
-            Utf8,
+            EntityRef(Some("group")),
             "spec.parent of a group, as a canonical ref.",
         ),
         opt("tags", StringList, "metadata.tags."),
@@ -104,13 +104,13 @@ pub const ENTITY_RELATIONS: TableDef = TableDef {
     name: "entity_relations",
     description: "One row per catalog relation (ownedBy, memberOf, parentOf, childOf, partOf, dependsOn, …) between two entities.",
     columns: &[
-        req("source_ref", Utf8, "Entity the relation starts from."),
+        req("source_ref", EntityRef(None), "Entity the relation starts from."),
         req(
             "relation_type",
             Utf8,
             "Backstage relation type, e.g. ownedBy, memberOf, childOf.",
         ),
-        req("target_ref", Utf8, "Entity the relation points to."),
+        req("target_ref", EntityRef(None), "Entity the relation points to."),
         UPDATED_AT,
     ],
     primary_key: &["source_ref", "relation_type", "target_ref"],
@@ -133,7 +133,7 @@ pub const REPOSITORIES: TableDef = TableDef {
         opt("url", Utf8, "Web URL of the repository."),
         opt(
             "entity_ref",
-            Utf8,
+            EntityRef(Some("component")),
             "Component that claims the repo (github.com/project-slug); null when none does.",
         ),
         opt("archived", Boolean, "Whether the repository is archived."),
@@ -172,7 +172,7 @@ pub const COMMITS: TableDef = TableDef {
         ),
         opt("additions", Int64, "Lines added."),
         opt("deletions", Int64, "Lines deleted."),
-        opt("entity_ref", Utf8, "Component of the repository."),
+        opt("entity_ref", EntityRef(Some("component")), "Component of the repository."),
         req(
             "committed_month",
             Utf8,
@@ -234,7 +234,7 @@ pub const PULL_REQUESTS: TableDef = TableDef {
             StringList,
             "Label names (hotfix labels mark rework).",
         ),
-        opt("entity_ref", Utf8, "Component of the repository."),
+        opt("entity_ref", EntityRef(Some("component")), "Component of the repository."),
         req("created_month", Utf8, "Partition: `YYYY-MM` of created_at."),
         UPDATED_AT,
     ],
@@ -260,7 +260,7 @@ pub const PULL_REQUEST_REVIEWS: TableDef = TableDef {
             "APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED.",
         ),
         req("submitted_at", Timestamp, "When the review was submitted."),
-        opt("entity_ref", Utf8, "Component of the repository."),
+        opt("entity_ref", EntityRef(Some("component")), "Component of the repository."),
         req(
             "submitted_month",
             Utf8,
@@ -292,7 +292,7 @@ pub const DEPLOYMENTS: TableDef = TableDef {
         ),
         opt(
             "entity_ref",
-            Utf8,
+            EntityRef(Some("component")),
             "Component deployed; null when unmapped.",
         ),
         opt(
@@ -371,10 +371,10 @@ pub const INCIDENTS: TableDef = TableDef {
         opt("state", Utf8, "active, stable, resolved."),
         opt(
             "entity_ref",
-            Utf8,
+            EntityRef(Some("component")),
             "Component affected; null when unmapped.",
         ),
-        opt("team_ref", Utf8, "Team responsible, if the source says."),
+        opt("team_ref", EntityRef(Some("group")), "Team responsible, if the source says."),
         req(
             "created_at",
             Timestamp,
@@ -418,7 +418,7 @@ pub const ERROR_ISSUES_DAILY: TableDef = TableDef {
         opt("project_slug", Utf8, "Project of the issue."),
         opt(
             "entity_ref",
-            Utf8,
+            EntityRef(Some("component")),
             "Component of the project; null when unmapped.",
         ),
         opt("title", Utf8, "Issue title."),
@@ -448,7 +448,7 @@ pub const SERVICE_METRICS_DAILY: TableDef = TableDef {
         req("service_name", Utf8, "Service name as the source knows it."),
         opt(
             "entity_ref",
-            Utf8,
+            EntityRef(Some("component")),
             "Component of the service; null when unmapped.",
         ),
         opt("request_count", Int64, "Requests served that day."),
@@ -483,7 +483,7 @@ pub const COST_ALLOCATIONS_DAILY: TableDef = TableDef {
         opt("controller_name", Utf8, "Controller name."),
         opt(
             "entity_ref",
-            Utf8,
+            EntityRef(Some("component")),
             "Component the allocation maps to; null when unmapped.",
         ),
         opt("cpu_cost_usd", Float64, "CPU cost."),
@@ -588,7 +588,7 @@ pub const CLOUD_COSTS_DAILY: TableDef = TableDef {
         ),
         opt(
             "entity_ref",
-            Utf8,
+            EntityRef(Some("component")),
             "Component from the configured tag keys; null when untagged.",
         ),
         UPDATED_AT,
@@ -618,7 +618,7 @@ pub const PORTAL_EVENTS: TableDef = TableDef {
         ),
         opt(
             "user_team_ref",
-            Utf8,
+            EntityRef(Some("group")),
             "Team of the user, for adoption by team.",
         ),
         req(
@@ -637,7 +637,7 @@ pub const PORTAL_EVENTS: TableDef = TableDef {
             "Backstage plugin that emitted the event.",
         ),
         opt("route", Utf8, "Route ref / path pattern."),
-        opt("entity_ref", Utf8, "Catalog entity in context, if any."),
+        opt("entity_ref", EntityRef(Some("component")), "Catalog entity in context, if any."),
         opt("attributes", StringMap, "Other event attributes."),
         req(
             "occurred_month",
