@@ -8,9 +8,7 @@
 
 pub mod import;
 
-pub use import::{
-    FileFormat, FileReport, ImportProgress, ImportReport, NoProgress, import_files,
-};
+pub use import::{FileFormat, FileReport, ImportProgress, ImportReport, NoProgress, import_files};
 
 /// Result with the ingest error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,6 +7,7 @@
 //! tables from it, the importer coerces input to it, and `fathom schema`
 //! prints the data dictionary from it.
 
+pub mod dictionary;
 mod entity_ref;
 mod schema;
 pub mod tables;

@@ -8,7 +8,9 @@
 
 use crate::schema::{ColumnDef, ColumnType, MonthPartition, TableDef};
 
-use ColumnType::{Boolean, Date, EntityRef, Float64, Int64, StringList, StringMap, Timestamp, Utf8};
+use ColumnType::{
+    Boolean, Date, EntityRef, Float64, Int64, StringList, StringMap, Timestamp, Utf8,
+};
 
 /// A required (non-null) column.
 const fn req(name: &'static str, column_type: ColumnType, description: &'static str) -> ColumnDef {
@@ -70,7 +72,11 @@ pub const CATALOG_ENTITIES: TableDef = TableDef {
             EntityRef(Some("group")),
             "spec.owner as a canonical ref (kind defaults to group).",
         ),
-        opt("system_ref", EntityRef(Some("system")), "spec.system as a canonical ref."),
+        opt(
+            "system_ref",
+            EntityRef(Some("system")),
+            "spec.system as a canonical ref.",
+        ),
         opt(
             "domain_ref",
             EntityRef(Some("domain")),
@@ -104,13 +110,21 @@ pub const ENTITY_RELATIONS: TableDef = TableDef {
     name: "entity_relations",
     description: "One row per catalog relation (ownedBy, memberOf, parentOf, childOf, partOf, dependsOn, …) between two entities.",
     columns: &[
-        req("source_ref", EntityRef(None), "Entity the relation starts from."),
+        req(
+            "source_ref",
+            EntityRef(None),
+            "Entity the relation starts from.",
+        ),
         req(
             "relation_type",
             Utf8,
             "Backstage relation type, e.g. ownedBy, memberOf, childOf.",
         ),
-        req("target_ref", EntityRef(None), "Entity the relation points to."),
+        req(
+            "target_ref",
+            EntityRef(None),
+            "Entity the relation points to.",
+        ),
         UPDATED_AT,
     ],
     primary_key: &["source_ref", "relation_type", "target_ref"],
@@ -172,7 +186,11 @@ pub const COMMITS: TableDef = TableDef {
         ),
         opt("additions", Int64, "Lines added."),
         opt("deletions", Int64, "Lines deleted."),
-        opt("entity_ref", EntityRef(Some("component")), "Component of the repository."),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Component of the repository.",
+        ),
         req(
             "committed_month",
             Utf8,
@@ -234,7 +252,11 @@ pub const PULL_REQUESTS: TableDef = TableDef {
             StringList,
             "Label names (hotfix labels mark rework).",
         ),
-        opt("entity_ref", EntityRef(Some("component")), "Component of the repository."),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Component of the repository.",
+        ),
         req("created_month", Utf8, "Partition: `YYYY-MM` of created_at."),
         UPDATED_AT,
     ],
@@ -260,7 +282,11 @@ pub const PULL_REQUEST_REVIEWS: TableDef = TableDef {
             "APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED.",
         ),
         req("submitted_at", Timestamp, "When the review was submitted."),
-        opt("entity_ref", EntityRef(Some("component")), "Component of the repository."),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Component of the repository.",
+        ),
         req(
             "submitted_month",
             Utf8,
@@ -318,7 +344,11 @@ pub const DEPLOYMENTS: TableDef = TableDef {
             Timestamp,
             "When it finished; null while running.",
         ),
-        opt("duration_seconds", Float64, "finished_at − started_at."),
+        opt(
+            "duration_seconds",
+            Float64,
+            "finished_at − started_at, when the source reports it.",
+        ),
         opt(
             "is_rollback",
             Boolean,
@@ -374,7 +404,11 @@ pub const INCIDENTS: TableDef = TableDef {
             EntityRef(Some("component")),
             "Component affected; null when unmapped.",
         ),
-        opt("team_ref", EntityRef(Some("group")), "Team responsible, if the source says."),
+        opt(
+            "team_ref",
+            EntityRef(Some("group")),
+            "Team responsible, if the source says.",
+        ),
         req(
             "created_at",
             Timestamp,
@@ -637,7 +671,11 @@ pub const PORTAL_EVENTS: TableDef = TableDef {
             "Backstage plugin that emitted the event.",
         ),
         opt("route", Utf8, "Route ref / path pattern."),
-        opt("entity_ref", EntityRef(Some("component")), "Catalog entity in context, if any."),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Catalog entity in context, if any.",
+        ),
         opt("attributes", StringMap, "Other event attributes."),
         req(
             "occurred_month",

@@ -1,1 +1,7 @@
+//! End-to-end tests of Fathom, in one binary (linking the data stack once).
 
+mod cli;
+mod crash;
+mod import;
+mod interop;
+mod support;

@@ -65,7 +65,11 @@ pub(crate) fn must_supply(table: &TableDef, column: &str) -> bool {
     !derived && table.column(column).is_some_and(|c| !c.nullable)
 }
 
-pub(crate) fn coerce_chunk(table: &TableDef, chunk: RawChunk, location: &str) -> Result<Coerced, String> {
+pub(crate) fn coerce_chunk(
+    table: &TableDef,
+    chunk: RawChunk,
+    location: &str,
+) -> Result<Coerced, String> {
     let n_rows = chunk.lines.len();
     let schema = load_schema(table);
     let mut row_errors: HashMap<usize, Vec<(&'static str, String)>> = HashMap::new();
@@ -81,14 +85,24 @@ pub(crate) fn coerce_chunk(table: &TableDef, chunk: RawChunk, location: &str) ->
             Some(input) => coerce_array(input, column.column_type)?,
         };
         for (row, message) in errors {
-            row_errors.entry(row).or_default().push((column.name, message));
+            row_errors
+                .entry(row)
+                .or_default()
+                .push((column.name, message));
         }
         if must_supply(table, column.name) && array.null_count() > 0 {
-            let key_or_required = if table.is_key(column.name) { "primary key column" } else { "required column" };
+            let key_or_required = if table.is_key(column.name) {
+                "primary key column"
+            } else {
+                "required column"
+            };
             for row in (0..n_rows).filter(|&row| array.is_null(row)) {
                 let errors = row_errors.entry(row).or_default();
                 if !errors.iter().any(|(name, _)| *name == column.name) {
-                    errors.push((column.name, format!("{key_or_required} `{}` is missing or empty", column.name)));
+                    errors.push((
+                        column.name,
+                        format!("{key_or_required} `{}` is missing or empty", column.name),
+                    ));
                 }
             }
         }
@@ -100,7 +114,11 @@ pub(crate) fn coerce_chunk(table: &TableDef, chunk: RawChunk, location: &str) ->
         bad_rows.sort_unstable();
         for row in bad_rows {
             let errors = row_errors.remove(&row).unwrap_or_default();
-            let reason = errors.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
+            let reason = errors
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
             rejections.push(Rejection {
                 location: location.to_owned(),
                 line_number: chunk.lines[row],
@@ -111,9 +129,19 @@ pub(crate) fn coerce_chunk(table: &TableDef, chunk: RawChunk, location: &str) ->
         }
     }
     let batch = RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())?;
-    let rejected: std::collections::HashSet<i64> = rejections.iter().map(|r| r.line_number).collect();
-    let keep: BooleanArray = chunk.lines.iter().map(|line| Some(!rejected.contains(line))).collect();
-    let lines = chunk.lines.iter().copied().filter(|line| !rejected.contains(line)).collect();
+    let rejected: std::collections::HashSet<i64> =
+        rejections.iter().map(|r| r.line_number).collect();
+    let keep: BooleanArray = chunk
+        .lines
+        .iter()
+        .map(|line| Some(!rejected.contains(line)))
+        .collect();
+    let lines = chunk
+        .lines
+        .iter()
+        .copied()
+        .filter(|line| !rejected.contains(line))
+        .collect();
     let batch = filter_record_batch(&batch, &keep).map_err(|e| e.to_string())?;
     Ok(Coerced {
         batch: (batch.num_rows() > 0).then_some(batch),
@@ -123,7 +151,11 @@ pub(crate) fn coerce_chunk(table: &TableDef, chunk: RawChunk, location: &str) ->
 }
 
 /// The fields of one input row as a JSON object, for the quarantine.
-fn raw_record(table: &TableDef, columns: &[Option<ArrayRef>], row: usize) -> Result<String, String> {
+fn raw_record(
+    table: &TableDef,
+    columns: &[Option<ArrayRef>],
+    row: usize,
+) -> Result<String, String> {
     let mut object = serde_json::Map::new();
     let options = FormatOptions::default();
     for (column, array) in table.columns.iter().zip(columns) {
@@ -131,7 +163,8 @@ fn raw_record(table: &TableDef, columns: &[Option<ArrayRef>], row: usize) -> Res
         let value = if array.is_null(row) {
             serde_json::Value::Null
         } else {
-            let formatter = ArrayFormatter::try_new(array.as_ref(), &options).map_err(|e| e.to_string())?;
+            let formatter =
+                ArrayFormatter::try_new(array.as_ref(), &options).map_err(|e| e.to_string())?;
             serde_json::Value::String(formatter.value(row).to_string())
         };
         object.insert(column.name.to_owned(), value);
@@ -142,16 +175,32 @@ fn raw_record(table: &TableDef, columns: &[Option<ArrayRef>], row: usize) -> Res
 type RowErrors = Vec<(usize, String)>;
 
 /// Converts one input column to `column_type`, returning per-row errors.
-fn coerce_array(input: &ArrayRef, column_type: ColumnType) -> Result<(ArrayRef, RowErrors), String> {
+fn coerce_array(
+    input: &ArrayRef,
+    column_type: ColumnType,
+) -> Result<(ArrayRef, RowErrors), String> {
     let target = column_type.arrow_type();
-    if input.data_type() == &target && !matches!(column_type, ColumnType::EntityRef(_)) {
+    // Text always goes through the text path: an empty field is a null in
+    // every format, and refs need canonicalising.
+    if input.data_type() == &target && target != DataType::Utf8 {
         return Ok((input.clone(), Vec::new()));
     }
     let text: StringArray = match input.data_type() {
-        DataType::Utf8 => blank_to_null(input.as_any().downcast_ref::<StringArray>().ok_or("not text")?),
+        DataType::Utf8 => blank_to_null(
+            input
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or("not text")?,
+        ),
         DataType::LargeUtf8 | DataType::Utf8View => {
-            let as_text = cast_with_options(input, &DataType::Utf8, &CastOptions::default()).map_err(|e| e.to_string())?;
-            blank_to_null(as_text.as_any().downcast_ref::<StringArray>().ok_or("not text")?)
+            let as_text = cast_with_options(input, &DataType::Utf8, &CastOptions::default())
+                .map_err(|e| e.to_string())?;
+            blank_to_null(
+                as_text
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or("not text")?,
+            )
         }
         // Typed input (Parquet): cast directly, a failed value becomes null.
         _ => return cast_checked(input, column_type),
@@ -161,7 +210,11 @@ fn coerce_array(input: &ArrayRef, column_type: ColumnType) -> Result<(ArrayRef, 
         ColumnType::EntityRef(default_kind) => Ok(entity_refs(&text, default_kind)),
         ColumnType::StringMap => string_maps(&text),
         ColumnType::StringList => string_lists(&text),
-        ColumnType::Int64 | ColumnType::Float64 | ColumnType::Boolean | ColumnType::Timestamp | ColumnType::Date => {
+        ColumnType::Int64
+        | ColumnType::Float64
+        | ColumnType::Boolean
+        | ColumnType::Timestamp
+        | ColumnType::Date => {
             let text: ArrayRef = Arc::new(text);
             cast_checked(&text, column_type)
         }
@@ -178,27 +231,44 @@ fn blank_to_null(input: &StringArray) -> StringArray {
         .collect()
 }
 
-fn cast_checked(input: &ArrayRef, column_type: ColumnType) -> Result<(ArrayRef, RowErrors), String> {
+fn cast_checked(
+    input: &ArrayRef,
+    column_type: ColumnType,
+) -> Result<(ArrayRef, RowErrors), String> {
     let target = column_type.arrow_type();
     let options = CastOptions {
         safe: true,
         ..CastOptions::default()
     };
     let output = cast_with_options(input, &target, &options).map_err(|e| {
-        format!("values of type {} cannot be read as {}: {e}", input.data_type(), column_type.sql_name())
+        format!(
+            "values of type {} cannot be read as {}: {e}",
+            input.data_type(),
+            column_type.sql_name()
+        )
     })?;
     let mut errors = Vec::new();
     if output.null_count() > input.null_count() {
-        let formatter = ArrayFormatter::try_new(input.as_ref(), &FormatOptions::default()).map_err(|e| e.to_string())?;
+        let formatter = ArrayFormatter::try_new(input.as_ref(), &FormatOptions::default())
+            .map_err(|e| e.to_string())?;
         let hint = match column_type {
-            ColumnType::Timestamp => " (use RFC 3339 such as 2026-01-31T09:30:00Z, or YYYY-MM-DD HH:MM:SS in UTC)",
+            ColumnType::Timestamp => {
+                " (use RFC 3339 such as 2026-01-31T09:30:00Z, or YYYY-MM-DD HH:MM:SS in UTC)"
+            }
             ColumnType::Date => " (use YYYY-MM-DD)",
             ColumnType::Boolean => " (use true/false)",
             _ => "",
         };
         for row in 0..input.len() {
             if input.is_valid(row) && output.is_null(row) {
-                errors.push((row, format!("`{}` is not a valid {}{hint}", formatter.value(row), column_type.sql_name())));
+                errors.push((
+                    row,
+                    format!(
+                        "`{}` is not a valid {}{hint}",
+                        formatter.value(row),
+                        column_type.sql_name()
+                    ),
+                ));
             }
         }
     }
@@ -207,7 +277,8 @@ fn cast_checked(input: &ArrayRef, column_type: ColumnType) -> Result<(ArrayRef, 
 
 fn entity_refs(text: &StringArray, default_kind: Option<&'static str>) -> (ArrayRef, RowErrors) {
     let mut errors = Vec::new();
-    let mut builder = StringBuilder::with_capacity(text.len(), text.value_data().len() + text.len() * 20);
+    let mut builder =
+        StringBuilder::with_capacity(text.len(), text.value_data().len() + text.len() * 20);
     // Refs repeat a lot (one service, many deployments): parse each once.
     let mut cache: HashMap<&str, Option<String>> = HashMap::new();
     for (row, value) in text.iter().enumerate() {
@@ -268,7 +339,10 @@ fn string_maps(text: &StringArray) -> Result<(ArrayRef, RowErrors), String> {
                 builder.append(true).map_err(|e| e.to_string())?;
             }
             Err(e) => {
-                errors.push((row, format!("`{value}` is not a JSON object of strings ({e})")));
+                errors.push((
+                    row,
+                    format!("`{value}` is not a JSON object of strings ({e})"),
+                ));
                 builder.append(false).map_err(|e| e.to_string())?;
             }
         }
@@ -278,8 +352,11 @@ fn string_maps(text: &StringArray) -> Result<(ArrayRef, RowErrors), String> {
 
 fn string_lists(text: &StringArray) -> Result<(ArrayRef, RowErrors), String> {
     let mut errors = Vec::new();
-    let mut builder = ListBuilder::new(StringBuilder::new())
-        .with_field(Arc::new(Field::new(LIST_ITEM_FIELD, DataType::Utf8, true)));
+    let mut builder = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
+        LIST_ITEM_FIELD,
+        DataType::Utf8,
+        true,
+    )));
     for (row, value) in text.iter().enumerate() {
         let Some(value) = value else {
             builder.append(false);
@@ -325,11 +402,22 @@ pub(crate) fn split_duplicates(
     let keys: Vec<ArrayRef> = table
         .primary_key
         .iter()
-        .map(|k| batch.column_by_name(k).cloned().ok_or_else(|| format!("key column `{k}` missing")))
+        .map(|k| {
+            batch
+                .column_by_name(k)
+                .cloned()
+                .ok_or_else(|| format!("key column `{k}` missing"))
+        })
         .collect::<Result<_, _>>()?;
-    let converter = RowConverter::new(keys.iter().map(|k| SortField::new(k.data_type().clone())).collect())
+    let converter = RowConverter::new(
+        keys.iter()
+            .map(|k| SortField::new(k.data_type().clone()))
+            .collect(),
+    )
+    .map_err(|e| e.to_string())?;
+    let rows = converter
+        .convert_columns(&keys)
         .map_err(|e| e.to_string())?;
-    let rows = converter.convert_columns(&keys).map_err(|e| e.to_string())?;
     let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(batch.num_rows());
     let mut superseded: Vec<(usize, usize)> = Vec::new();
     for (idx, row) in rows.iter().enumerate() {
@@ -356,7 +444,8 @@ pub(crate) fn split_duplicates(
             .iter()
             .filter_map(|k| {
                 let array = batch.column_by_name(k)?;
-                let formatter = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default()).ok()?;
+                let formatter =
+                    ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default()).ok()?;
                 Some(format!("{k}={}", formatter.value(*loser)))
             })
             .collect::<Vec<_>>()
@@ -365,7 +454,10 @@ pub(crate) fn split_duplicates(
             location: location.to_owned(),
             line_number: lines[*loser],
             column: table.primary_key.first().map(|k| (*k).to_owned()),
-            reason: format!("duplicate primary key ({key_text}) in the same file; line {} supersedes it", lines[winner]),
+            reason: format!(
+                "duplicate primary key ({key_text}) in the same file; line {} supersedes it",
+                lines[winner]
+            ),
             raw_record: raw_record(table, &columns, *loser)?,
         });
     }

@@ -14,9 +14,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use fathom_models::TableDef;
 use fathom_models::tables::QUARANTINE;
 use fathom_warehouse::{MergeStats, Warehouse};
@@ -262,23 +260,48 @@ fn quarantine_batch(stream: &str, run_id: &str, rejections: &[Rejection]) -> Res
         ("stream", Arc::new(StringArray::from(vec![stream; n]))),
         (
             "location",
-            Arc::new(rejections.iter().map(|r| Some(r.location.as_str())).collect::<StringArray>()),
+            Arc::new(
+                rejections
+                    .iter()
+                    .map(|r| Some(r.location.as_str()))
+                    .collect::<StringArray>(),
+            ),
         ),
         (
             "line_number",
-            Arc::new(rejections.iter().map(|r| Some(r.line_number)).collect::<Int64Array>()),
+            Arc::new(
+                rejections
+                    .iter()
+                    .map(|r| Some(r.line_number))
+                    .collect::<Int64Array>(),
+            ),
         ),
         (
             "column_name",
-            Arc::new(rejections.iter().map(|r| r.column.as_deref()).collect::<StringArray>()),
+            Arc::new(
+                rejections
+                    .iter()
+                    .map(|r| r.column.as_deref())
+                    .collect::<StringArray>(),
+            ),
         ),
         (
             "reason",
-            Arc::new(rejections.iter().map(|r| Some(r.reason.as_str())).collect::<StringArray>()),
+            Arc::new(
+                rejections
+                    .iter()
+                    .map(|r| Some(r.reason.as_str()))
+                    .collect::<StringArray>(),
+            ),
         ),
         (
             "raw_record",
-            Arc::new(rejections.iter().map(|r| Some(r.raw_record.as_str())).collect::<StringArray>()),
+            Arc::new(
+                rejections
+                    .iter()
+                    .map(|r| Some(r.raw_record.as_str()))
+                    .collect::<StringArray>(),
+            ),
         ),
         ("run_id", Arc::new(StringArray::from(vec![run_id; n]))),
         (

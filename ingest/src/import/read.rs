@@ -77,7 +77,10 @@ pub(crate) fn read_file(
 
 /// Maps input column names to table column indices: exact name first, then
 /// ignoring case and surrounding spaces.
-fn match_columns(table: &TableDef, names: &[String]) -> Result<(Vec<Option<usize>>, Vec<String>), String> {
+fn match_columns(
+    table: &TableDef,
+    names: &[String],
+) -> Result<(Vec<Option<usize>>, Vec<String>), String> {
     let mut mapping = Vec::with_capacity(names.len());
     let mut ignored = Vec::new();
     let mut seen: HashMap<usize, &str> = HashMap::new();
@@ -87,7 +90,12 @@ fn match_columns(table: &TableDef, names: &[String]) -> Result<(Vec<Option<usize
             .columns
             .iter()
             .position(|c| c.name == clean)
-            .or_else(|| table.columns.iter().position(|c| c.name.eq_ignore_ascii_case(clean)));
+            .or_else(|| {
+                table
+                    .columns
+                    .iter()
+                    .position(|c| c.name.eq_ignore_ascii_case(clean))
+            });
         if let Some(idx) = idx {
             if let Some(previous) = seen.insert(idx, name) {
                 return Err(format!(
@@ -103,7 +111,12 @@ fn match_columns(table: &TableDef, names: &[String]) -> Result<(Vec<Option<usize
     Ok((mapping, ignored))
 }
 
-fn require_columns(table: &TableDef, path: &Path, mapping: &[Option<usize>], names: &[String]) -> Result<(), String> {
+fn require_columns(
+    table: &TableDef,
+    path: &Path,
+    mapping: &[Option<usize>],
+    names: &[String],
+) -> Result<(), String> {
     let missing: Vec<&str> = table
         .columns
         .iter()
@@ -117,7 +130,11 @@ fn require_columns(table: &TableDef, path: &Path, mapping: &[Option<usize>], nam
     Err(format!(
         "`{}` has no column {} required by table `{}` (the file has: {}); `fathom schema {}` lists its columns",
         path.display(),
-        missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "),
+        missing
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
         table.name,
         names.join(", "),
         table.name,
@@ -165,7 +182,13 @@ impl TextChunkBuilder {
     }
 }
 
-fn read_csv(table: &TableDef, path: &Path, file: File, progress: &dyn ImportProgress, sink: &mut Sink<'_>) -> Result<(), String> {
+fn read_csv(
+    table: &TableDef,
+    path: &Path,
+    file: File,
+    progress: &dyn ImportProgress,
+    sink: &mut Sink<'_>,
+) -> Result<(), String> {
     let location = path.display().to_string();
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
@@ -193,7 +216,10 @@ fn read_csv(table: &TableDef, path: &Path, file: File, progress: &dyn ImportProg
         }
         let line = record.position().map_or(0, |p| p.line()) as i64;
         let raw = || {
-            let fields: Vec<String> = record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+            let fields: Vec<String> = record
+                .iter()
+                .map(|f| String::from_utf8_lossy(f).into_owned())
+                .collect();
             serde_json::to_string(&fields).unwrap_or_default()
         };
         if record.len() != headers.len() {
@@ -201,7 +227,11 @@ fn read_csv(table: &TableDef, path: &Path, file: File, progress: &dyn ImportProg
                 location: location.clone(),
                 line_number: line,
                 column: None,
-                reason: format!("has {} fields but the header has {}", record.len(), headers.len()),
+                reason: format!(
+                    "has {} fields but the header has {}",
+                    record.len(),
+                    headers.len()
+                ),
                 raw_record: raw(),
             });
         } else {
@@ -245,19 +275,31 @@ fn read_csv(table: &TableDef, path: &Path, file: File, progress: &dyn ImportProg
     Ok(())
 }
 
-fn read_ndjson(table: &TableDef, path: &Path, mut file: File, progress: &dyn ImportProgress, sink: &mut Sink<'_>) -> Result<(), String> {
+fn read_ndjson(
+    table: &TableDef,
+    path: &Path,
+    mut file: File,
+    progress: &dyn ImportProgress,
+    sink: &mut Sink<'_>,
+) -> Result<(), String> {
     let location = path.display().to_string();
     // A file holding one JSON array of objects is accepted too.
     let mut first = [0u8; 64];
-    let n = file.read(&mut first).map_err(|e| format!("cannot read `{location}`: {e}"))?;
-    file.seek(SeekFrom::Start(0)).map_err(|e| format!("cannot read `{location}`: {e}"))?;
+    let n = file
+        .read(&mut first)
+        .map_err(|e| format!("cannot read `{location}`: {e}"))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("cannot read `{location}`: {e}"))?;
     let is_array = first[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     let all_present = vec![true; table.columns.len()];
     let mut chunk = TextChunkBuilder::new(table, &all_present, &[]);
     let mut unknown: Vec<String> = Vec::new();
     let mut column_of: HashMap<String, Option<usize>> = HashMap::new();
     let mut row_values: Vec<Option<String>> = vec![None; table.columns.len()];
-    let mut add_object = |chunk: &mut TextChunkBuilder, line: i64, value: Result<serde_json::Value, String>, raw: &str| {
+    let mut add_object = |chunk: &mut TextChunkBuilder,
+                          line: i64,
+                          value: Result<serde_json::Value, String>,
+                          raw: &str| {
         let object = match value {
             Ok(serde_json::Value::Object(object)) => object,
             Ok(other) => {
@@ -291,7 +333,8 @@ fn read_ndjson(table: &TableDef, path: &Path, mut file: File, progress: &dyn Imp
         row_values.iter_mut().for_each(|v| *v = None);
         for (key, value) in object {
             let idx = *column_of.entry(key.clone()).or_insert_with(|| {
-                let (mapping, ignored) = match_columns(table, std::slice::from_ref(&key)).unwrap_or((vec![None], vec![key.clone()]));
+                let (mapping, ignored) = match_columns(table, std::slice::from_ref(&key))
+                    .unwrap_or((vec![None], vec![key.clone()]));
                 unknown.extend(ignored);
                 mapping[0]
             });
@@ -334,7 +377,9 @@ fn read_ndjson(table: &TableDef, path: &Path, mut file: File, progress: &dyn Imp
                 Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                     // Not UTF-8: skip to the end of the line and reject it.
                     let mut bytes = Vec::new();
-                    let n = reader.read_until(b'\n', &mut bytes).map_err(|e| format!("cannot read `{location}`: {e}"))?;
+                    let n = reader
+                        .read_until(b'\n', &mut bytes)
+                        .map_err(|e| format!("cannot read `{location}`: {e}"))?;
                     line_number += 1;
                     bytes_read += n as u64;
                     chunk.malformed.push(Rejection {
@@ -354,7 +399,8 @@ fn read_ndjson(table: &TableDef, path: &Path, mut file: File, progress: &dyn Imp
             if trimmed.is_empty() {
                 continue;
             }
-            let parsed = serde_json::from_str::<serde_json::Value>(trimmed).map_err(|e| format!("not valid JSON: {e}"));
+            let parsed = serde_json::from_str::<serde_json::Value>(trimmed)
+                .map_err(|e| format!("not valid JSON: {e}"));
             add_object(&mut chunk, line_number, parsed, trimmed);
             if chunk.len() >= CHUNK_ROWS {
                 progress.advanced(bytes_read, line_number as u64);
@@ -378,11 +424,22 @@ fn read_ndjson(table: &TableDef, path: &Path, mut file: File, progress: &dyn Imp
     Ok(())
 }
 
-fn read_parquet(table: &TableDef, path: &Path, file: File, progress: &dyn ImportProgress, sink: &mut Sink<'_>) -> Result<(), String> {
+fn read_parquet(
+    table: &TableDef,
+    path: &Path,
+    file: File,
+    progress: &dyn ImportProgress,
+    sink: &mut Sink<'_>,
+) -> Result<(), String> {
     let location = path.display().to_string();
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| format!("`{location}` is not a readable Parquet file: {e}"))?;
-    let names: Vec<String> = builder.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<String> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let (mapping, ignored) = match_columns(table, &names)?;
     require_columns(table, path, &mapping, &names)?;
     let reader = builder
@@ -391,7 +448,8 @@ fn read_parquet(table: &TableDef, path: &Path, file: File, progress: &dyn Import
         .map_err(|e| format!("`{location}` is not a readable Parquet file: {e}"))?;
     let mut row = 0i64;
     for batch in reader {
-        let batch = batch.map_err(|e| format!("`{location}` could not be read past row {row}: {e}"))?;
+        let batch =
+            batch.map_err(|e| format!("`{location}` could not be read past row {row}: {e}"))?;
         let mut columns: Vec<Option<ArrayRef>> = vec![None; table.columns.len()];
         for (input_idx, target) in mapping.iter().enumerate() {
             if let Some(target) = target {

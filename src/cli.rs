@@ -1,0 +1,488 @@
+//! Commands and their wiring.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use fathom_ingest::{FileFormat, ImportProgress, NoProgress};
+use fathom_models::{ALL_TABLES, TableDef, dictionary};
+use fathom_warehouse::query::{OutputFormat, QueryLimits};
+use fathom_warehouse::state::{RunStatus, StateDb};
+use fathom_warehouse::{Warehouse, WarehouseLocation};
+
+use crate::config::{Config, LogFormat};
+use crate::progress::ImportBars;
+
+/// Fathom: the analytics warehouse of the internal developer platform.
+#[derive(Debug, Parser)]
+#[command(name = "fathom", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file. Default: ./fathom.toml when it exists.
+    #[arg(long, global = true, env = "FATHOM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format on stderr (overrides log.format).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    /// More logging (-v info, -vv debug); overrides log.level.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a commented example configuration.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "fathom.toml")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Bulk-load CSV, NDJSON or Parquet files into a table.
+    ///
+    /// Columns are matched by name and coerced to the table's schema
+    /// (timestamps as RFC 3339 or `YYYY-MM-DD HH:MM:SS` UTC). Rows are merged
+    /// on the primary key, so re-importing a file changes nothing. Rows that
+    /// fail validation go to the `quarantine` table with file, line, column
+    /// and reason; the good rows load. Exits non-zero only when nothing could
+    /// be loaded.
+    Import {
+        /// Target table (`fathom schema` lists them).
+        table: String,
+        /// Files to load, in order (later rows win on equal keys).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Format of all files; default: from each file's extension.
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a read-only SQL query over all warehouse tables.
+    Sql {
+        /// The query (SELECT, WITH, VALUES, EXPLAIN, SHOW TABLES).
+        query: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+        format: SqlFormat,
+    },
+    /// Print the data dictionary: tables, columns, types, keys, descriptions.
+    Schema {
+        /// Only this table.
+        table: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = SchemaFormat::Text)]
+        format: SchemaFormat,
+    },
+    /// Compact small files of tables (all by default).
+    Optimize {
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Delete files no longer referenced by recent table versions, including
+    /// those left by interrupted writes.
+    Vacuum {
+        /// Only this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// Keep files needed by versions younger than this (hours). Below
+        /// 168 readers of older versions may break; pass --force to allow.
+        #[arg(long, default_value_t = 168)]
+        retention_hours: i64,
+        /// Allow a retention below 168 hours.
+        #[arg(long)]
+        force: bool,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List recent runs from the run ledger.
+    Runs {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ImportFormat {
+    Csv,
+    Ndjson,
+    Parquet,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SqlFormat {
+    Table,
+    Csv,
+    Json,
+    Ndjson,
+    Arrow,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SchemaFormat {
+    Text,
+    Markdown,
+}
+
+fn init_logging(config: &Config, cli: &Cli) {
+    let level = match cli.verbose {
+        0 => config.log.level.clone(),
+        1 => "info".to_owned(),
+        _ => "debug".to_owned(),
+    };
+    // The Delta merge warns about a metric it derives itself on every
+    // merge; that is noise for users.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{level},deltalake_core::operations::merge=error"
+        ))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests) is harmless; ignore it.
+    let _ = match cli.log_format.unwrap_or(config.log.format) {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn lookup_table(name: &str) -> Result<&'static TableDef> {
+    fathom_models::table(name).with_context(|| {
+        let names: Vec<&str> = ALL_TABLES.iter().map(|t| t.name).collect();
+        format!("unknown table `{name}`; tables are: {}", names.join(", "))
+    })
+}
+
+fn open_warehouse(config: &Config) -> Result<Warehouse> {
+    let location = WarehouseLocation::parse(&config.warehouse.url)?;
+    Ok(Warehouse::open(location, config.storage_options())?)
+}
+
+async fn open_state(config: &Config) -> Result<StateDb> {
+    let url = config.state_database_url()?;
+    StateDb::connect(&url).await.with_context(|| {
+        format!(
+            "cannot open the state database `{}`",
+            fathom_warehouse::state::redact_url(&url)
+        )
+    })
+}
+
+/// Runs one command; the exit code says whether it did its job.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    init_logging(&config, &cli);
+    match cli.command {
+        Command::Init { path, force } => init(&path, force),
+        Command::Import {
+            table,
+            files,
+            format,
+            json,
+        } => import(&config, &table, &files, format, json).await,
+        Command::Sql { query, format } => sql(&config, &query, format).await,
+        Command::Schema { table, format } => schema(table.as_deref(), format),
+        Command::Optimize { table } => optimize(&config, table.as_deref()).await,
+        Command::Vacuum {
+            table,
+            retention_hours,
+            force,
+            dry_run,
+        } => vacuum(&config, table.as_deref(), retention_hours, force, dry_run).await,
+        Command::Runs { limit, json } => runs(&config, limit, json).await,
+    }
+}
+
+fn init(path: &std::path::Path, force: bool) -> Result<ExitCode> {
+    if path.exists() && !force {
+        bail!(
+            "`{}` already exists; pass --force to overwrite it",
+            path.display()
+        );
+    }
+    std::fs::write(path, include_str!("../fathom.example.toml"))
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn import(
+    config: &Config,
+    table: &str,
+    files: &[PathBuf],
+    format: Option<ImportFormat>,
+    json: bool,
+) -> Result<ExitCode> {
+    let table = lookup_table(table)?;
+    let warehouse = open_warehouse(config)?;
+    let state = open_state(config).await?;
+    let command = format!("import {} ({} file(s))", table.name, files.len());
+    let run_id = state.start_run(&command).await?;
+    let progress: Arc<dyn ImportProgress> =
+        if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            Arc::new(NoProgress)
+        } else {
+            Arc::new(ImportBars::new())
+        };
+    let format = format.map(|f| match f {
+        ImportFormat::Csv => FileFormat::Csv,
+        ImportFormat::Ndjson => FileFormat::NdJson,
+        ImportFormat::Parquet => FileFormat::Parquet,
+    });
+    let outcome =
+        fathom_ingest::import_files(&warehouse, table, files, format, &run_id, progress).await;
+    let report = match outcome {
+        Ok(report) => report,
+        Err(error) => {
+            let message = format!("{error:#}");
+            state
+                .finish_run(&run_id, RunStatus::Failed, &BTreeMap::new(), &[message])
+                .await?;
+            return Err(error).context(format!(
+                "import into `{}` failed; nothing was committed",
+                table.name
+            ));
+        }
+    };
+    let loaded = report.rows_loaded();
+    let rejected = report.rows_rejected();
+    let mut counts = BTreeMap::new();
+    counts.insert(
+        format!("{}.inserted", table.name),
+        report.merge.rows_inserted as i64,
+    );
+    counts.insert(
+        format!("{}.updated", table.name),
+        report.merge.rows_updated as i64,
+    );
+    counts.insert(
+        format!("{}.unchanged", table.name),
+        report.merge.rows_unchanged as i64,
+    );
+    counts.insert("quarantine.rejected".to_owned(), rejected as i64);
+    let errors: Vec<String> = report
+        .files
+        .iter()
+        .filter_map(|f| f.error.clone())
+        .collect();
+    let status = if loaded == 0 {
+        RunStatus::Failed
+    } else if rejected > 0 || !errors.is_empty() {
+        RunStatus::Partial
+    } else {
+        RunStatus::Succeeded
+    };
+    state.finish_run(&run_id, status, &counts, &errors).await?;
+
+    if json {
+        let files: Vec<serde_json::Value> = report
+            .files
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "path": f.path.display().to_string(),
+                    "format": f.format,
+                    "rows_read": f.rows_read,
+                    "rows_accepted": f.rows_accepted,
+                    "rows_rejected": f.rows_rejected,
+                    "ignored_columns": f.ignored_columns,
+                    "error": f.error,
+                })
+            })
+            .collect();
+        let value = serde_json::json!({
+            "run_id": run_id,
+            "table": table.name,
+            "rows_loaded": loaded,
+            "rows_inserted": report.merge.rows_inserted,
+            "rows_updated": report.merge.rows_updated,
+            "rows_unchanged": report.merge.rows_unchanged,
+            "rows_rejected": rejected,
+            "files": files,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        for f in &report.files {
+            match &f.error {
+                Some(error) => eprintln!("{}: error: {error}", f.path.display()),
+                None => eprintln!(
+                    "{}: {} read, {} accepted, {} rejected",
+                    f.path.display(),
+                    f.rows_read,
+                    f.rows_accepted,
+                    f.rows_rejected
+                ),
+            }
+            if !f.ignored_columns.is_empty() {
+                eprintln!(
+                    "  ignored columns not in `{}`: {}",
+                    table.name,
+                    f.ignored_columns.join(", ")
+                );
+            }
+        }
+        println!(
+            "{}: {loaded} loaded ({} new, {} changed, {} unchanged), {rejected} rejected{}",
+            table.name,
+            report.merge.rows_inserted,
+            report.merge.rows_updated,
+            report.merge.rows_unchanged,
+            if rejected > 0 {
+                format!(
+                    " (see: fathom sql \"SELECT line_number, column_name, reason FROM quarantine WHERE run_id = '{run_id}'\")"
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(if loaded == 0 {
+        eprintln!("error: nothing could be loaded into `{}`", table.name);
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn sql(config: &Config, query: &str, format: SqlFormat) -> Result<ExitCode> {
+    // Refuse writes before touching storage, so the message is immediate.
+    fathom_warehouse::query::ensure_read_only(query)?;
+    let warehouse = open_warehouse(config)?;
+    let limits = QueryLimits {
+        memory_limit_bytes: Some(config.query.memory_limit_mib.saturating_mul(1 << 20)),
+    };
+    let ctx = fathom_warehouse::query::read_only_session(&warehouse, limits).await?;
+    let (schema, batches) = fathom_warehouse::query::query(&ctx, query).await?;
+    let format = match format {
+        SqlFormat::Table => OutputFormat::Table,
+        SqlFormat::Csv => OutputFormat::Csv,
+        SqlFormat::Json => OutputFormat::Json,
+        SqlFormat::Ndjson => OutputFormat::NdJson,
+        SqlFormat::Arrow => OutputFormat::ArrowIpc,
+    };
+    let bytes = fathom_warehouse::query::encode(&schema, &batches, format)?;
+    std::io::stdout().lock().write_all(&bytes)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn schema(table: Option<&str>, format: SchemaFormat) -> Result<ExitCode> {
+    let tables = match table {
+        Some(name) => vec![lookup_table(name)?],
+        None => dictionary::all(),
+    };
+    let text = match format {
+        SchemaFormat::Text => dictionary::text(&tables),
+        SchemaFormat::Markdown => dictionary::markdown(&tables),
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn selected_tables(table: Option<&str>) -> Result<Vec<&'static TableDef>> {
+    Ok(match table {
+        Some(name) => vec![lookup_table(name)?],
+        None => ALL_TABLES.iter().collect(),
+    })
+}
+
+async fn optimize(config: &Config, table: Option<&str>) -> Result<ExitCode> {
+    let warehouse = open_warehouse(config)?;
+    for def in selected_tables(table)? {
+        let stats = warehouse.optimize(def).await?;
+        println!(
+            "{}: {} file(s) compacted into {} ({} partition(s))",
+            def.name, stats.files_removed, stats.files_added, stats.partitions_optimized
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn vacuum(
+    config: &Config,
+    table: Option<&str>,
+    retention_hours: i64,
+    force: bool,
+    dry_run: bool,
+) -> Result<ExitCode> {
+    if retention_hours < 168 && !force {
+        bail!(
+            "a retention of {retention_hours}h is below the 168h default and can break readers of older versions; pass --force to allow it"
+        );
+    }
+    let warehouse = open_warehouse(config)?;
+    for def in selected_tables(table)? {
+        let stats = warehouse
+            .vacuum(
+                def,
+                chrono::Duration::hours(retention_hours),
+                !force,
+                dry_run,
+            )
+            .await?;
+        let verb = if stats.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        println!("{}: {verb} {} file(s)", def.name, stats.files_deleted);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn runs(config: &Config, limit: i64, json: bool) -> Result<ExitCode> {
+    let state = open_state(config).await?;
+    let runs = state.runs(limit).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:36}  {:20}  {:9}  {:>8}  command",
+        "run id", "started (UTC)", "status", "seconds"
+    );
+    for run in runs {
+        let seconds = run
+            .finished_at
+            .map(|f| {
+                format!(
+                    "{:.1}",
+                    (f - run.started_at).num_milliseconds() as f64 / 1000.0
+                )
+            })
+            .unwrap_or_else(|| "-".to_owned());
+        let status = serde_json::to_value(run.status)?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        println!(
+            "{:36}  {:20}  {:9}  {:>8}  {}",
+            run.run_id,
+            run.started_at.format("%Y-%m-%d %H:%M:%S"),
+            status,
+            seconds,
+            run.command
+        );
+        for (name, count) in &run.row_counts {
+            println!("{:38}{name}: {count}", "");
+        }
+        for error in &run.errors {
+            println!("{:38}error: {error}", "");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,172 @@
+//! The `fathom` command line as a user runs it.
+
+use anyhow::Result;
+
+use crate::support::fathom;
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn examples_load_and_answer_sql_in_every_format() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path();
+    for (table, file) in [
+        ("catalog_entities", "examples/catalog_entities.ndjson"),
+        ("deployments", "examples/deployments.csv"),
+        ("incidents", "examples/incidents.csv"),
+    ] {
+        let output = fathom(data, &["import", table, file])?;
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(
+            stdout(&output).contains("0 rejected"),
+            "{}",
+            stdout(&output)
+        );
+    }
+    let reload = fathom(
+        data,
+        &[
+            "import",
+            "deployments",
+            "examples/deployments.csv",
+            "--json",
+        ],
+    )?;
+    let report: serde_json::Value = serde_json::from_slice(&reload.stdout)?;
+    assert_eq!(report["rows_inserted"], 0);
+    assert_eq!(report["rows_unchanged"], 76);
+
+    let query = "SELECT entity_ref, count(*) AS n FROM deployments WHERE environment = 'production' GROUP BY entity_ref ORDER BY entity_ref";
+    let csv = fathom(data, &["sql", query, "--format", "csv"])?;
+    assert!(csv.status.success(), "{}", stderr(&csv));
+    assert_eq!(
+        stdout(&csv),
+        "entity_ref,n\ncomponent:default/ledger,12\ncomponent:default/payments-api,28\ncomponent:default/search-web,18\n"
+    );
+    let json = fathom(data, &["sql", query, "--format", "json"])?;
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout)?;
+    assert_eq!(parsed[1]["n"], 28);
+    let table = fathom(data, &["sql", query])?;
+    assert!(
+        stdout(&table).contains("| component:default/payments-api | 28 |"),
+        "{}",
+        stdout(&table)
+    );
+    let arrow_out = fathom(data, &["sql", query, "--format", "arrow"])?;
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow_out.stdout), None)?;
+    let n_rows: usize = reader
+        .map(|b| b.map(|b| b.num_rows()))
+        .sum::<Result<usize, _>>()?;
+    assert_eq!(n_rows, 3);
+
+    let runs = fathom(data, &["runs", "--json"])?;
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout)?;
+    assert_eq!(runs.as_array().map(Vec::len), Some(4));
+    assert_eq!(runs[0]["status"], "succeeded");
+    assert_eq!(runs[0]["row_counts"]["deployments.unchanged"], 76);
+    Ok(())
+}
+
+#[test]
+fn writes_are_refused_with_a_clear_message() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    for sql in [
+        "DROP TABLE deployments",
+        "INSERT INTO deployments (deployment_id) VALUES ('x')",
+        "COPY (SELECT 1) TO '/tmp/x.csv'",
+        "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+    ] {
+        let output = fathom(dir.path(), &["sql", sql])?;
+        assert!(!output.status.success());
+        assert!(
+            stderr(&output).contains("read-only"),
+            "{sql}: {}",
+            stderr(&output)
+        );
+    }
+    // Files outside the warehouse cannot be read as tables either.
+    let output = fathom(dir.path(), &["sql", "SELECT * FROM '/etc/passwd'"])?;
+    assert!(!output.status.success());
+    Ok(())
+}
+
+#[test]
+fn nothing_loaded_exits_non_zero_with_the_reason() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let output = fathom(dir.path(), &["import", "deployments", "/no/such/file.csv"])?;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("cannot open `/no/such/file.csv`"),
+        "{}",
+        stderr(&output)
+    );
+    let output = fathom(
+        dir.path(),
+        &["import", "deployment", "examples/deployments.csv"],
+    )?;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("unknown table `deployment`; tables are: "),
+        "{}",
+        stderr(&output)
+    );
+    Ok(())
+}
+
+#[test]
+fn schema_doc_is_current() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let output = fathom(dir.path(), &["schema", "--format", "markdown"])?;
+    assert!(output.status.success());
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/schema.md"))?;
+    assert!(
+        committed == stdout(&output),
+        "docs/schema.md is stale; regenerate it with `cargo run -- schema --format markdown > docs/schema.md`"
+    );
+    let text = fathom(dir.path(), &["schema", "deployments"])?;
+    assert!(
+        stdout(&text)
+            .contains("key: deployment_id; partitioned by: started_month (month of started_at)")
+    );
+    Ok(())
+}
+
+#[test]
+fn init_writes_the_example_and_refuses_to_overwrite() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("fathom.toml");
+    let path_text = path.display().to_string();
+    assert!(fathom(dir.path(), &["init", &path_text])?.status.success());
+    let written = std::fs::read_to_string(&path)?;
+    assert_eq!(written, include_str!("../../fathom.example.toml"));
+    let again = fathom(dir.path(), &["init", &path_text])?;
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("--force"));
+    let with_config = fathom(
+        dir.path(),
+        &["--config", &path_text, "schema", "quarantine"],
+    )?;
+    assert!(with_config.status.success(), "{}", stderr(&with_config));
+    Ok(())
+}
+
+#[test]
+fn every_command_has_help() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    for command in [
+        "init", "import", "sql", "schema", "optimize", "vacuum", "runs",
+    ] {
+        let output = fathom(dir.path(), &[command, "--help"])?;
+        assert!(output.status.success(), "{command}");
+        assert!(stdout(&output).contains("Usage: fathom"), "{command}");
+    }
+    Ok(())
+}
