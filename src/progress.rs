@@ -19,10 +19,10 @@ impl ImportBars {
     }
 
     fn with_bar(&self, f: impl FnOnce(&ProgressBar)) {
-        if let Ok(guard) = self.current.lock() {
-            if let Some(bar) = guard.as_ref() {
-                f(bar);
-            }
+        if let Ok(guard) = self.current.lock()
+            && let Some(bar) = guard.as_ref()
+        {
+            f(bar);
         }
     }
 }
@@ -52,10 +52,10 @@ impl ImportProgress for ImportBars {
     }
 
     fn file_finished(&self, _report: &FileReport) {
-        if let Ok(mut guard) = self.current.lock() {
-            if let Some(bar) = guard.take() {
-                bar.finish_and_clear();
-            }
+        if let Ok(mut guard) = self.current.lock()
+            && let Some(bar) = guard.take()
+        {
+            bar.finish_and_clear();
         }
     }
 

@@ -17,10 +17,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// quarantined, not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Storage failed; nothing from this load was committed.
+    /// Storage failed; nothing from this load was committed. Boxed because
+    /// storage errors are large and rare.
     #[error(transparent)]
-    Warehouse(#[from] fathom_warehouse::Error),
+    Warehouse(Box<fathom_warehouse::Error>),
     /// A background task died.
     #[error("import task failed: {0}")]
     Task(String),
+}
+
+impl From<fathom_warehouse::Error> for Error {
+    fn from(error: fathom_warehouse::Error) -> Self {
+        Self::Warehouse(Box::new(error))
+    }
 }

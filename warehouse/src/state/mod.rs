@@ -516,16 +516,14 @@ fn sqlite_url_creating_file(url: &str) -> Result<String> {
         .split('?')
         .next()
         .unwrap_or_default();
-    if !path_part.is_empty() && path_part != ":memory:" {
-        if let Some(parent) = Path::new(path_part)
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(parent).map_err(|e| Error::InvalidLocation {
-                url: url.to_owned(),
-                reason: format!("cannot create directory `{}`: {e}", parent.display()),
-            })?;
-        }
+    if let Some(parent) = Path::new(path_part)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && path_part != ":memory:")
+    {
+        std::fs::create_dir_all(parent).map_err(|e| Error::InvalidLocation {
+            url: url.to_owned(),
+            reason: format!("cannot create directory `{}`: {e}", parent.display()),
+        })?;
     }
     Ok(if url.contains("mode=") {
         url.to_owned()

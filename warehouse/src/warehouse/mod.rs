@@ -141,10 +141,10 @@ impl Warehouse {
     /// Opens a table at its latest committed version; `None` if it was never
     /// created.
     pub async fn open_table(&self, def: &TableDef) -> Result<Option<DeltaTable>> {
-        if let Some(dir) = self.local_table_dir(def)? {
-            if !dir.exists() {
-                return Ok(None);
-            }
+        if let Some(dir) = self.local_table_dir(def)?
+            && !dir.exists()
+        {
+            return Ok(None);
         }
         let mut table = self
             .builder(def)?
