@@ -12,13 +12,17 @@ use crate::support::fathom;
 #[test]
 fn python_deltalake_reads_the_same_rows() -> Result<()> {
     let probe = Command::new("python3")
-        .args(["-c", "import deltalake"])
+        .args(["-c", "import deltalake, pyarrow"])
         .output();
     if !probe.is_ok_and(|o| o.status.success()) {
         if std::env::var_os("FATHOM_REQUIRE_INTEROP").is_some() {
-            bail!("python3 with the `deltalake` package is required (pip install deltalake)");
+            bail!(
+                "python3 with the `deltalake` package is required (pip install deltalake pyarrow)"
+            );
         }
-        println!("skipped: python3 package `deltalake` not installed (CI installs it)");
+        println!(
+            "skipped: python3 packages `deltalake` and `pyarrow` not installed (CI installs them)"
+        );
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
