@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, StringBuilder, TimestampMicrosecondArray, UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringBuilder, TimestampMicrosecondArray,
     new_null_array,
 };
-use arrow::compute::{cast, concat_batches, take};
+use arrow::compute::{cast, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Date32Type, TimestampMicrosecondType};
 use arrow::row::{RowConverter, SortField};
 use chrono::{Datelike, NaiveDate};
@@ -162,17 +162,10 @@ fn fill_timestamp(array: &ArrayRef, now_micros: i64) -> ArrayRef {
     Arc::new(filled.with_timezone_opt(timestamps.timezone()))
 }
 
-/// Collapses rows sharing a primary key to the last occurrence, keeping input
-/// order otherwise. Returns the collapsed batch and the indices (into the
-/// concatenated input) of the rows that were superseded.
-pub(crate) fn dedupe_last_wins(
-    def: &TableDef,
-    batches: &[RecordBatch],
-) -> Result<(Option<RecordBatch>, Vec<usize>)> {
-    let Some(first) = batches.first() else {
-        return Ok((None, Vec::new()));
-    };
-    let batch = concat_batches(&first.schema(), batches)?;
+/// Rows of `batch` whose primary key appears again later in the batch, each
+/// paired with the row that finally wins for that key (its last occurrence),
+/// in input order.
+pub fn superseded_rows(def: &TableDef, batch: &RecordBatch) -> Result<Vec<(usize, usize)>> {
     let key_columns: Vec<ArrayRef> = def
         .primary_key
         .iter()
@@ -191,34 +184,57 @@ pub(crate) fn dedupe_last_wins(
     )?;
     let rows = converter.convert_columns(&key_columns)?;
     let mut last_index: HashMap<&[u8], usize> = HashMap::with_capacity(batch.num_rows());
-    let mut superseded = Vec::new();
+    let mut losers = Vec::new();
     for (idx, row) in rows.iter().enumerate() {
         if let Some(previous) = last_index.insert(row.data(), idx) {
-            superseded.push(previous);
+            losers.push(previous);
         }
     }
-    if superseded.is_empty() {
-        return Ok((Some(batch), superseded));
-    }
-    let mut keep: Vec<u32> = last_index
-        .into_values()
-        .map(|idx| {
-            u32::try_from(idx)
-                .map_err(|_| mismatch(def, "more than 4 billion rows in one write".into()))
+    losers.sort_unstable();
+    Ok(losers
+        .into_iter()
+        .map(|loser| {
+            let winner = last_index
+                .get(rows.row(loser).data())
+                .copied()
+                .unwrap_or(loser);
+            (loser, winner)
         })
-        .collect::<Result<_>>()?;
-    keep.sort_unstable();
-    let indices = UInt32Array::from(keep);
-    let columns = batch
-        .columns()
-        .iter()
-        .map(|c| take(c, &indices, None))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    superseded.sort_unstable();
-    Ok((
-        Some(RecordBatch::try_new(batch.schema(), columns)?),
-        superseded,
-    ))
+        .collect())
+}
+
+/// `batch` without the given rows.
+pub fn without_rows(
+    batch: &RecordBatch,
+    rows: impl IntoIterator<Item = usize>,
+) -> Result<RecordBatch> {
+    let mut keep = vec![true; batch.num_rows()];
+    for row in rows {
+        if let Some(slot) = keep.get_mut(row) {
+            *slot = false;
+        }
+    }
+    let mask: BooleanArray = keep.into_iter().map(Some).collect();
+    Ok(filter_record_batch(batch, &mask)?)
+}
+
+/// Collapses rows sharing a primary key to the last occurrence, keeping input
+/// order otherwise. Returns the collapsed batch and how many rows were
+/// superseded.
+pub(crate) fn dedupe_last_wins(
+    def: &TableDef,
+    batches: &[RecordBatch],
+) -> Result<(Option<RecordBatch>, usize)> {
+    let Some(first) = batches.first() else {
+        return Ok((None, 0));
+    };
+    let batch = concat_batches(&first.schema(), batches)?;
+    let superseded = superseded_rows(def, &batch)?;
+    if superseded.is_empty() {
+        return Ok((Some(batch), 0));
+    }
+    let collapsed = without_rows(&batch, superseded.iter().map(|(loser, _)| *loser))?;
+    Ok((Some(collapsed), superseded.len()))
 }
 
 /// Today in microseconds since the epoch.

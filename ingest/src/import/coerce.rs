@@ -14,12 +14,13 @@ use arrow::array::{
 };
 use arrow::compute::{CastOptions, cast_with_options, concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema};
-use arrow::row::{RowConverter, SortField};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use fathom_models::{
     ColumnType, EntityRef, LIST_ITEM_FIELD, MAP_ENTRIES_FIELD, MAP_KEY_FIELD, MAP_VALUE_FIELD,
     TableDef,
 };
+
+use fathom_warehouse::{superseded_rows, without_rows};
 
 use super::read::RawChunk;
 
@@ -399,46 +400,17 @@ pub(crate) fn split_duplicates(
         return Ok(Vec::new());
     };
     let batch = concat_batches(&first.schema(), batches.iter()).map_err(|e| e.to_string())?;
-    let keys: Vec<ArrayRef> = table
-        .primary_key
-        .iter()
-        .map(|k| {
-            batch
-                .column_by_name(k)
-                .cloned()
-                .ok_or_else(|| format!("key column `{k}` missing"))
-        })
-        .collect::<Result<_, _>>()?;
-    let converter = RowConverter::new(
-        keys.iter()
-            .map(|k| SortField::new(k.data_type().clone()))
-            .collect(),
-    )
-    .map_err(|e| e.to_string())?;
-    let rows = converter
-        .convert_columns(&keys)
-        .map_err(|e| e.to_string())?;
-    let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(batch.num_rows());
-    let mut superseded: Vec<(usize, usize)> = Vec::new();
-    for (idx, row) in rows.iter().enumerate() {
-        if let Some(previous) = last.insert(row.data(), idx) {
-            superseded.push((previous, idx));
-        }
-    }
+    let superseded = superseded_rows(table, &batch).map_err(|e| e.to_string())?;
     if superseded.is_empty() {
         return Ok(Vec::new());
     }
-    // A key seen three times: each earlier row points at the final winner.
-    let mut keep = vec![true; batch.num_rows()];
-    let mut rejections = Vec::with_capacity(superseded.len());
     let columns: Vec<Option<ArrayRef>> = table
         .columns
         .iter()
         .map(|c| batch.column_by_name(c.name).cloned())
         .collect();
-    for (loser, _) in &superseded {
-        keep[*loser] = false;
-        let winner = last.get(rows.row(*loser).data()).copied().unwrap_or(*loser);
+    let mut rejections = Vec::with_capacity(superseded.len());
+    for (loser, winner) in &superseded {
         let key_text = table
             .primary_key
             .iter()
@@ -456,13 +428,13 @@ pub(crate) fn split_duplicates(
             column: table.primary_key.first().map(|k| (*k).to_owned()),
             reason: format!(
                 "duplicate primary key ({key_text}) in the same file; line {} supersedes it",
-                lines[winner]
+                lines[*winner]
             ),
             raw_record: raw_record(table, &columns, *loser)?,
         });
     }
-    let mask: BooleanArray = keep.into_iter().map(Some).collect();
-    let kept = filter_record_batch(&batch, &mask).map_err(|e| e.to_string())?;
+    let kept = without_rows(&batch, superseded.iter().map(|(loser, _)| *loser))
+        .map_err(|e| e.to_string())?;
     *batches = vec![kept];
     Ok(rejections)
 }

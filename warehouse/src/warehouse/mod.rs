@@ -220,7 +220,7 @@ impl Warehouse {
                 .map_err(|e| Error::delta(def.name, e))?;
             return Ok(MergeStats {
                 rows_in,
-                rows_superseded: superseded.len(),
+                rows_superseded: superseded,
                 rows_inserted: rows_in,
                 rows_updated: 0,
                 rows_unchanged: 0,
@@ -253,7 +253,7 @@ impl Warehouse {
         let changed = metrics.num_target_rows_inserted + metrics.num_target_rows_updated;
         Ok(MergeStats {
             rows_in,
-            rows_superseded: superseded.len(),
+            rows_superseded: superseded,
             rows_inserted: metrics.num_target_rows_inserted,
             rows_updated: metrics.num_target_rows_updated,
             rows_unchanged: rows_in.saturating_sub(changed),
