@@ -4,4 +4,5 @@ mod cli;
 mod crash;
 mod import;
 mod interop;
+mod s3;
 mod support;
