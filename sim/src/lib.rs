@@ -3,4 +3,11 @@
 //! speaking the real wire formats, deterministic from a seed, and knowing the
 //! ground truth it generated — the oracle for metrics and models.
 //!
-//! No code yet; today's tests build their inputs directly.
+//! So far: the world generator (organisation, delivery, incidents) and the
+//! ground truth of DORA computed by its own implementation of the metric
+//! definitions, independent of the transforms it checks.
+
+pub mod truth;
+pub mod world;
+
+pub use world::{World, WorldConfig};
