@@ -88,7 +88,8 @@ pub enum DeploySource {
 pub struct Deployment {
     /// Source-qualified id (the one Fathom stores).
     pub id: String,
-    /// Id within its source (Argo CD history id, GitHub deployment id).
+    /// Id within its source (Argo CD history id, GitHub deployment id; 0
+    /// for a failed Argo CD sync, which has no history entry).
     pub upstream_id: u64,
     /// Argo CD application or GitHub environment it ran in.
     pub app: String,
@@ -528,18 +529,21 @@ impl ServiceHistory {
                 (DeploySource::ArgoCd, env) => format!("{}-{env}", component.name),
                 (DeploySource::GithubDeployments, env) => env.to_owned(),
             };
-            let counter = upstream_ids.entry(app.clone()).or_insert(0);
-            *counter += 1;
-            let upstream_id = match source {
-                DeploySource::ArgoCd => *counter,
-                DeploySource::GithubDeployments => {
-                    (idx as u64 + 1) * 100_000 + this.deployments.len() as u64
+            // Argo CD numbers the history of each application from 0 and
+            // records only successful syncs; a failed sync is visible only
+            // as the application's last operation.
+            let (upstream_id, id) = match source {
+                DeploySource::ArgoCd if job_succeeded => {
+                    let counter = upstream_ids.entry(app.clone()).or_insert(0);
+                    *counter += 1;
+                    (*counter - 1, format!("argocd:{app}:{}", *counter - 1))
                 }
-            };
-            let id = match source {
-                DeploySource::ArgoCd => format!("argocd:{app}:{upstream_id}"),
+                DeploySource::ArgoCd => {
+                    (0, format!("argocd:{app}:failed:{}", started_at.timestamp()))
+                }
                 DeploySource::GithubDeployments => {
-                    format!("github:{}:{upstream_id}", component.repo)
+                    let id = (idx as u64 + 1) * 100_000 + this.deployments.len() as u64;
+                    (id, format!("github:{}:{id}", component.repo))
                 }
             };
             let duration = Duration::seconds(builder.rng.random_range(60..900));
