@@ -3,10 +3,12 @@
 //! speaking the real wire formats, deterministic from a seed, and knowing the
 //! ground truth it generated — the oracle for metrics and models.
 //!
-//! So far: the world generator (organisation, delivery, incidents) and the
+//! So far: the world generator (organisation, delivery, incidents), the
 //! ground truth of DORA computed by its own implementation of the metric
-//! definitions, independent of the transforms it checks.
+//! definitions (independent of the transforms it checks), and simulators of
+//! the Backstage catalog and Argo CD with deterministic fault injection.
 
+pub mod serve;
 pub mod truth;
 pub mod world;
 

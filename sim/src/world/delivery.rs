@@ -656,12 +656,12 @@ impl ServiceHistory {
                 continue;
             }
             let finished = self.deployments[d].finished_at;
-            if builder.rng.random::<f64>() < 0.3 {
-                if let Some(to_key) = previous_key {
-                    let when = finished + Duration::minutes(builder.rng.random_range(10..120));
-                    queue.push(Reverse((when, Planned::Rollback { to_key })));
-                    continue;
-                }
+            if builder.rng.random::<f64>() < 0.3
+                && let Some(to_key) = previous_key
+            {
+                let when = finished + Duration::minutes(builder.rng.random_range(10..120));
+                queue.push(Reverse((when, Planned::Rollback { to_key })));
+                continue;
             }
             let created_at = finished + Duration::minutes(builder.rng.random_range(5..180));
             let restore =

@@ -1,0 +1,333 @@
+//! The simulators: one axum server on loopback, one path prefix per
+//! upstream, serving the generated world through the upstreams' own wire
+//! formats (paths, auth, envelopes, pagination, errors).
+//!
+//! The simulated "now" starts at the world's end and can be moved with
+//! `PUT /_sim/clock`, so a test can watch history appear — and, where the
+//! upstream caps it (Argo CD), disappear.
+
+mod argocd;
+mod backstage;
+pub mod faults;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::body::to_bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::World;
+use faults::{Fault, FaultPlan, FaultState};
+
+/// The upstream systems the simulator speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Upstream {
+    /// Backstage software catalog.
+    Backstage,
+    /// GitHub REST API.
+    Github,
+    /// Argo CD API server.
+    ArgoCd,
+    /// Datadog API.
+    Datadog,
+    /// Sentry API.
+    Sentry,
+    /// OpenCost API.
+    OpenCost,
+}
+
+impl Upstream {
+    /// Every upstream the simulator serves today.
+    pub const SERVED: [Upstream; 2] = [Upstream::Backstage, Upstream::ArgoCd];
+
+    /// Path prefix of its simulator.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Backstage => "/backstage",
+            Self::Github => "/github",
+            Self::ArgoCd => "/argocd",
+            Self::Datadog => "/datadog",
+            Self::Sentry => "/sentry",
+            Self::OpenCost => "/opencost",
+        }
+    }
+
+    /// An error body the way this upstream writes them.
+    pub fn error_body(self, status: StatusCode, message: &str) -> serde_json::Value {
+        match self {
+            Self::Backstage => {
+                let name = match status.as_u16() {
+                    400 => "InputError",
+                    401 => "AuthenticationError",
+                    403 => "NotAllowedError",
+                    404 => "NotFoundError",
+                    _ => "Error",
+                };
+                serde_json::json!({
+                    "error": {"name": name, "message": message},
+                    "response": {"statusCode": status.as_u16()},
+                })
+            }
+            // gRPC-gateway errors: `code` is the gRPC status code.
+            Self::ArgoCd => {
+                let code = match status.as_u16() {
+                    400 => 3,
+                    401 => 16,
+                    403 => 7,
+                    404 => 5,
+                    429 => 8,
+                    503 => 14,
+                    _ => 13,
+                };
+                serde_json::json!({"error": message, "code": code, "message": message})
+            }
+            Self::Github => serde_json::json!({
+                "message": message,
+                "documentation_url": "https://docs.github.com/rest",
+            }),
+            Self::Datadog => serde_json::json!({"errors": [message]}),
+            Self::Sentry => serde_json::json!({"detail": message}),
+            Self::OpenCost => serde_json::json!({"code": status.as_u16(), "message": message}),
+        }
+    }
+
+    /// Where a list response keeps its records (JSON pointer).
+    fn list_pointer(self) -> &'static str {
+        match self {
+            Self::Backstage | Self::ArgoCd => "/items",
+            Self::Datadog => "/data",
+            Self::OpenCost => "/data",
+            Self::Github | Self::Sentry => "",
+        }
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.prefix()[1..])
+    }
+}
+
+impl FromStr for Upstream {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "backstage" => Ok(Self::Backstage),
+            "github" => Ok(Self::Github),
+            "argocd" => Ok(Self::ArgoCd),
+            "datadog" => Ok(Self::Datadog),
+            "sentry" => Ok(Self::Sentry),
+            "opencost" => Ok(Self::OpenCost),
+            other => Err(format!("unknown upstream `{other}`")),
+        }
+    }
+}
+
+/// The credentials each simulator accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Credentials {
+    /// Backstage bearer token.
+    pub backstage_token: String,
+    /// Argo CD bearer token.
+    pub argocd_token: String,
+}
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Self {
+            backstage_token: "sim-backstage-token".to_owned(),
+            argocd_token: "sim-argocd-token".to_owned(),
+        }
+    }
+}
+
+/// How the simulators behave.
+#[derive(Debug, Clone, Default)]
+pub struct SimOptions {
+    /// Accepted credentials.
+    pub credentials: Credentials,
+    /// Injected faults.
+    pub faults: FaultPlan,
+}
+
+/// Shared state of a running simulator.
+pub struct SimState {
+    world: World,
+    options: SimOptions,
+    clock: RwLock<DateTime<Utc>>,
+    faults: FaultState,
+    catalog: Vec<serde_json::Value>,
+}
+
+impl SimState {
+    /// Prepares the simulators for `world`.
+    pub fn new(world: World, options: SimOptions) -> Arc<Self> {
+        let catalog = backstage::entities(&world);
+        Arc::new(Self {
+            clock: RwLock::new(world.config.end()),
+            faults: FaultState::new(options.faults.clone()),
+            world,
+            options,
+            catalog,
+        })
+    }
+
+    /// The simulated current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock
+            .read()
+            .map(|t| *t)
+            .unwrap_or_else(|e| *e.into_inner())
+    }
+
+    /// Moves the simulated current time.
+    pub fn set_now(&self, now: DateTime<Utc>) {
+        match self.clock.write() {
+            Ok(mut clock) => *clock = now,
+            Err(e) => *e.into_inner() = now,
+        }
+    }
+
+    /// The world being served.
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+}
+
+/// `Authorization: Bearer <token>` must carry `expected`; otherwise the
+/// upstream's 401 response.
+fn check_bearer(upstream: Upstream, headers: &HeaderMap, expected: &str) -> Option<Response> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if token == expected => None,
+        Some(_) => Some(faults::status_response(
+            upstream,
+            StatusCode::UNAUTHORIZED,
+            match upstream {
+                Upstream::ArgoCd => "invalid session: token signature is invalid",
+                _ => "Invalid token",
+            },
+        )),
+        None => Some(faults::status_response(
+            upstream,
+            StatusCode::UNAUTHORIZED,
+            match upstream {
+                Upstream::ArgoCd => "no session information",
+                _ => "Missing credentials",
+            },
+        )),
+    }
+}
+
+async fn inject_faults(
+    State((state, upstream)): State<(Arc<SimState>, Upstream)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (fault, latency, mut rng) = state.faults.next(upstream);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    match fault {
+        Fault::None => next.run(request).await,
+        Fault::TooManyRequests => {
+            faults::status_response(upstream, StatusCode::TOO_MANY_REQUESTS, "Too many requests")
+        }
+        Fault::ServerError(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            faults::status_response(upstream, status, "injected server error")
+        }
+        Fault::Reset => faults::reset(),
+        Fault::Truncate | Fault::Malformed => {
+            let response = next.run(request).await;
+            let (parts, body) = response.into_parts();
+            let Ok(bytes) = to_bytes(body, usize::MAX).await else {
+                return faults::reset();
+            };
+            let response = Response::from_parts(parts, axum::body::Body::empty());
+            if fault == Fault::Truncate {
+                return faults::truncate(response, bytes);
+            }
+            let body = faults::corrupt(&bytes, upstream.list_pointer(), &mut rng)
+                .unwrap_or_else(|| bytes.to_vec());
+            let (mut parts, _) = response.into_parts();
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, axum::body::Body::from(body))
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Clock {
+    now: DateTime<Utc>,
+}
+
+async fn get_clock(State(state): State<Arc<SimState>>) -> impl IntoResponse {
+    axum::Json(Clock { now: state.now() })
+}
+
+async fn put_clock(
+    State(state): State<Arc<SimState>>,
+    axum::Json(clock): axum::Json<Clock>,
+) -> impl IntoResponse {
+    state.set_now(clock.now);
+    axum::Json(Clock { now: state.now() })
+}
+
+/// The router of every simulator.
+pub fn router(state: Arc<SimState>) -> Router {
+    let with_faults = |upstream: Upstream, routes: Router<Arc<SimState>>| {
+        routes
+            .layer(middleware::from_fn_with_state(
+                (state.clone(), upstream),
+                inject_faults,
+            ))
+            .with_state(state.clone())
+    };
+    Router::new()
+        .nest(
+            Upstream::Backstage.prefix(),
+            with_faults(Upstream::Backstage, backstage::router()),
+        )
+        .nest(
+            Upstream::ArgoCd.prefix(),
+            with_faults(Upstream::ArgoCd, argocd::router()),
+        )
+        .route("/_sim/clock", get(get_clock).put(put_clock))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<SimState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The base URL of each served upstream on `addr`.
+pub fn base_urls(addr: SocketAddr) -> Vec<(Upstream, String)> {
+    Upstream::SERVED
+        .iter()
+        .map(|u| (*u, format!("http://{addr}{}", u.prefix())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,457 @@
+//! The simulators over real HTTP: pagination, auth, errors, the shapes of
+//! the recorded upstream payloads, and injected faults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use super::*;
+use crate::WorldConfig;
+use faults::FaultPlan;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+async fn start(options: SimOptions) -> Result<(SocketAddr, Arc<SimState>), std::io::Error> {
+    let world = World::generate(WorldConfig {
+        teams: 4,
+        services: 12,
+        days: 120,
+        ..WorldConfig::default()
+    });
+    let state = SimState::new(world, options);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let served = state.clone();
+    tokio::spawn(async move { serve(listener, served, std::future::pending()).await });
+    Ok((addr, state))
+}
+
+fn fixtures_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("FATHOM_FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        println!(
+            "skipped: fixtures not found at {} (set FATHOM_FIXTURES_DIR)",
+            dir.display()
+        );
+        None
+    }
+}
+
+fn fixture(dir: &std::path::Path, name: &str) -> Result<Value, Box<dyn std::error::Error>> {
+    Ok(serde_json::from_slice(&std::fs::read(dir.join(name))?)?)
+}
+
+/// Every key of `expected` (recursively) is in `actual` with the same JSON
+/// type; nulls on either side match any type. `ignore` lists keys that the
+/// recording added and the real API does not send.
+fn shape_errors(
+    expected: &Value,
+    actual: &Value,
+    path: &str,
+    ignore: &[&str],
+    errors: &mut Vec<String>,
+) {
+    match (expected, actual) {
+        (Value::Null, _) | (_, Value::Null) => {}
+        (Value::Object(e), Value::Object(a)) => {
+            for (key, value) in e {
+                if ignore.contains(&key.as_str()) {
+                    continue;
+                }
+                match a.get(key) {
+                    Some(actual) => {
+                        shape_errors(value, actual, &format!("{path}.{key}"), ignore, errors)
+                    }
+                    None => errors.push(format!("{path}.{key} missing")),
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            if let (Some(e), Some(a)) = (e.first(), a.first()) {
+                shape_errors(e, a, &format!("{path}[0]"), ignore, errors);
+            }
+        }
+        (Value::Bool(_), Value::Bool(_))
+        | (Value::Number(_), Value::Number(_))
+        | (Value::String(_), Value::String(_)) => {}
+        (e, a) => errors.push(format!(
+            "{path}: expected {}, got {}",
+            type_name(e),
+            type_name(a)
+        )),
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn assert_shape(expected: &Value, actual: &Value, ignore: &[&str]) {
+    let mut errors = Vec::new();
+    shape_errors(expected, actual, "$", ignore, &mut errors);
+    assert!(
+        errors.is_empty(),
+        "shape differs from the recording: {errors:#?}"
+    );
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+const BACKSTAGE: &str = "sim-backstage-token";
+const ARGOCD: &str = "sim-argocd-token";
+
+#[tokio::test]
+async fn backstage_pages_through_every_entity_once() -> TestResult {
+    let (addr, state) = start(SimOptions::default()).await?;
+    let base = format!("http://{addr}/backstage/api/catalog/entities/by-query");
+    let mut seen = Vec::new();
+    let mut url = format!("{base}?limit=7");
+    let mut pages = 0;
+    loop {
+        let page: Value = client()
+            .get(&url)
+            .bearer_auth(BACKSTAGE)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        pages += 1;
+        assert_eq!(
+            page["totalItems"].as_u64(),
+            Some(state.catalog.len() as u64)
+        );
+        for item in page["items"].as_array().ok_or("no items")? {
+            seen.push(
+                item["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+        match page["pageInfo"]["nextCursor"].as_str() {
+            Some(cursor) => url = format!("{base}?limit=7&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, state.catalog.len().div_ceil(7));
+    let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+    assert_eq!(
+        (seen.len(), unique.len()),
+        (state.catalog.len(), state.catalog.len())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn backstage_filters_projects_and_refuses_bad_requests() -> TestResult {
+    let (addr, state) = start(SimOptions::default()).await?;
+    let base = format!("http://{addr}/backstage/api/catalog/entities/by-query");
+    let components: Value = client()
+        .get(format!(
+            "{base}?filter=kind=component&limit=1000&fields=kind,metadata.name,metadata.annotations"
+        ))
+        .bearer_auth(BACKSTAGE)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let items = components["items"].as_array().ok_or("no items")?;
+    assert_eq!(items.len(), state.world().org.components.len());
+    assert!(
+        items
+            .iter()
+            .all(|i| i["kind"] == "Component" && i.get("spec").is_none())
+    );
+    assert!(items[0]["metadata"]["annotations"]["github.com/project-slug"].is_string());
+    // Two filters are OR-ed; conditions inside one filter are AND-ed.
+    let either: Value = client()
+        .get(format!(
+            "{base}?filter=kind=group,spec.type=team&filter=kind=domain&limit=1000"
+        ))
+        .bearer_auth(BACKSTAGE)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let expected = state.world().org.teams.len() + state.world().org.domains.len();
+    assert_eq!(either["items"].as_array().map(Vec::len), Some(expected));
+
+    let first: Value = client()
+        .get(format!("{base}?limit=2"))
+        .bearer_auth(BACKSTAGE)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let cursor = first["pageInfo"]["nextCursor"]
+        .as_str()
+        .ok_or("no cursor")?;
+    let both = client()
+        .get(format!("{base}?cursor={cursor}&filter=kind=component"))
+        .bearer_auth(BACKSTAGE)
+        .send()
+        .await?;
+    assert_eq!(both.status(), 400);
+    let body: Value = both.json().await?;
+    assert_eq!(body["error"]["name"], "InputError");
+
+    let anonymous = client().get(&base).send().await?;
+    assert_eq!(anonymous.status(), 401);
+    let body: Value = anonymous.json().await?;
+    assert_eq!(body["error"]["name"], "AuthenticationError");
+    let wrong = client().get(&base).bearer_auth("nope").send().await?;
+    assert_eq!(wrong.status(), 401);
+
+    let refs: Value = client()
+        .post(format!(
+            "http://{addr}/backstage/api/catalog/entities/by-refs"
+        ))
+        .bearer_auth(BACKSTAGE)
+        .json(
+            &serde_json::json!({"entityRefs": ["user:contractors/jdoe", "component:default/nope"]}),
+        )
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        refs["items"][0]["spec"]["memberOf"][0]
+            .as_str()
+            .map(|s| s.starts_with("group:default/")),
+        Some(true)
+    );
+    assert!(refs["items"][1].is_null());
+    Ok(())
+}
+
+#[tokio::test]
+async fn backstage_entities_have_the_recorded_shape() -> TestResult {
+    let Some(dir) = fixtures_dir() else {
+        return Ok(());
+    };
+    let (addr, _) = start(SimOptions::default()).await?;
+    let page: Value = client()
+        .get(format!(
+            "http://{addr}/backstage/api/catalog/entities/by-query?filter=kind=component,metadata.annotations.argocd/app-name"
+        ))
+        .bearer_auth(BACKSTAGE)
+        .send()
+        .await?
+        .json()
+        .await?;
+    // The recording is of a component deployed by Argo CD.
+    let component = &page["items"][0];
+    let recorded = fixture(&dir, "backstage/roadie_argo_mocks__getEntityStub.json")?;
+    assert_shape(&recorded, component, &[]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn argocd_applications_have_the_recorded_shape() -> TestResult {
+    let Some(dir) = fixtures_dir() else {
+        return Ok(());
+    };
+    let (addr, _) = start(SimOptions::default()).await?;
+    let list: Value = client()
+        .get(format!("http://{addr}/argocd/api/v1/applications"))
+        .bearer_auth(ARGOCD)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let recorded_list = fixture(
+        &dir,
+        "argocd/roadie_mocks__getResponseStubAppListWithMultipleApps.json",
+    )?;
+    // `instance` is added by the portal plugin; managedFields and selfLink
+    // are Kubernetes bookkeeping Argo CD passes through and clients ignore.
+    let ignore = ["instance", "managedFields", "selfLink"];
+    assert_shape(&recorded_list, &list, &ignore);
+    let name = list["items"][0]["metadata"]["name"]
+        .as_str()
+        .ok_or("no app")?;
+    let app: Value = client()
+        .get(format!("http://{addr}/argocd/api/v1/applications/{name}"))
+        .bearer_auth(ARGOCD)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_shape(
+        &fixture(&dir, "argocd/roadie_e2e__applications-test-app.json")?,
+        &app,
+        &ignore,
+    );
+    let empty: Value = client()
+        .get(format!(
+            "http://{addr}/argocd/api/v1/applications?selector=team=nobody"
+        ))
+        .bearer_auth(ARGOCD)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_shape(
+        &fixture(&dir, "argocd/roadie_mocks__getEmptyResponseStub.json")?,
+        &empty,
+        &ignore,
+    );
+    assert!(
+        empty["items"].is_null(),
+        "Argo CD sends items: null for an empty list"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn argocd_history_is_capped_and_follows_the_clock() -> TestResult {
+    let (addr, state) = start(SimOptions::default()).await?;
+    // The production app with the most syncs.
+    let world = state.world();
+    let (app, syncs) = world
+        .histories
+        .iter()
+        .flat_map(|h| h.deployments.iter())
+        .filter(|d| {
+            d.source == crate::world::DeploySource::ArgoCd && d.production && d.job_succeeded
+        })
+        .fold(
+            std::collections::BTreeMap::<String, Vec<&crate::world::Deployment>>::new(),
+            |mut acc, d| {
+                acc.entry(d.app.clone()).or_default().push(d);
+                acc
+            },
+        )
+        .into_iter()
+        .max_by_key(|(_, v)| v.len())
+        .ok_or("no argo app")?;
+    assert!(syncs.len() > argocd::HISTORY_LIMIT, "need a busy app");
+    let get = || async {
+        let app: Value = client()
+            .get(format!("http://{addr}/argocd/api/v1/applications/{app}"))
+            .bearer_auth(ARGOCD)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok::<Value, reqwest::Error>(app)
+    };
+    let now = get().await?;
+    let history = now["status"]["history"].as_array().ok_or("no history")?;
+    assert_eq!(history.len(), argocd::HISTORY_LIMIT);
+    let newest = syncs.last().ok_or("no sync")?;
+    assert_eq!(
+        history.last().map(|h| h["id"].clone()),
+        Some(serde_json::json!(newest.upstream_id))
+    );
+    // Back in time, right after the third sync: only three entries, ids 0..2.
+    state.set_now(syncs[2].finished_at);
+    let earlier = get().await?;
+    let ids: Vec<u64> = earlier["status"]["history"]
+        .as_array()
+        .ok_or("no history")?
+        .iter()
+        .filter_map(|h| h["id"].as_u64())
+        .collect();
+    assert_eq!(ids, vec![0, 1, 2]);
+    let missing = client()
+        .get(format!("http://{addr}/argocd/api/v1/applications/nope"))
+        .bearer_auth(ARGOCD)
+        .send()
+        .await?;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json::<Value>().await?["code"], 5);
+    let anonymous = client()
+        .get(format!("http://{addr}/argocd/api/v1/applications"))
+        .send()
+        .await?;
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(anonymous.json::<Value>().await?["code"], 16);
+    Ok(())
+}
+
+#[tokio::test]
+async fn injected_faults_reach_a_plain_http_client() -> TestResult {
+    let faults: FaultPlan =
+        "seed=3; argocd:error_rate=0.25,reset_rate=0.1,truncate_rate=0.1; backstage:burst_every=4,burst_length=1,malformed_rate=0.5"
+            .parse()?;
+    let (addr, _) = start(SimOptions {
+        faults,
+        ..SimOptions::default()
+    })
+    .await?;
+    let (mut ok, mut server_errors, mut transport_errors) = (0, 0, 0);
+    for _ in 0..80 {
+        let sent = client()
+            .get(format!("http://{addr}/argocd/api/v1/applications"))
+            .bearer_auth(ARGOCD)
+            .send()
+            .await;
+        match sent {
+            Err(_) => transport_errors += 1,
+            Ok(response) if response.status().is_server_error() => {
+                let body: Value = response.json().await?;
+                assert!(body["code"].is_number(), "Argo CD error body: {body}");
+                server_errors += 1;
+            }
+            Ok(response) => match response.bytes().await {
+                Ok(body) if serde_json::from_slice::<Value>(&body).is_ok() => ok += 1,
+                _ => transport_errors += 1,
+            },
+        }
+    }
+    assert!(
+        ok > 30 && server_errors > 8 && transport_errors > 6,
+        "ok {ok}, 5xx {server_errors}, transport {transport_errors}"
+    );
+
+    let (mut limited, mut malformed) = (0, 0);
+    for _ in 0..40 {
+        let response = client()
+            .get(format!(
+                "http://{addr}/backstage/api/catalog/entities/by-query?filter=kind=component"
+            ))
+            .bearer_auth(BACKSTAGE)
+            .send()
+            .await?;
+        if response.status() == 429 {
+            assert_eq!(
+                response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()),
+                Some("1")
+            );
+            limited += 1;
+            continue;
+        }
+        let page: Value = response.json().await?;
+        let items = page["items"].as_array().ok_or("no items")?;
+        let bad = items.iter().any(|i| {
+            !i["kind"].is_string()
+                || !i["metadata"].is_object()
+                || !i["spec"].is_object()
+                || !i["apiVersion"].is_string()
+                || !i["relations"].is_array()
+        });
+        malformed += usize::from(bad);
+    }
+    assert_eq!(limited, 10, "one request in four is rate limited");
+    assert!(malformed > 5, "{malformed}");
+    Ok(())
+}
