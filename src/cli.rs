@@ -105,6 +105,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The synthetic organisation: simulators of the upstream APIs serving
+    /// it, and the ground truth it knows.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
     /// List recent runs from the run ledger.
     Runs {
         /// How many.
@@ -114,6 +120,59 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SimCommand {
+    /// Serve the simulated upstreams on loopback until interrupted.
+    Serve {
+        #[command(flatten)]
+        world: WorldArgs,
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:8790")]
+        listen: std::net::SocketAddr,
+        /// Faults to inject, e.g. `argocd:error_rate=0.1,latency_ms=50;backstage:burst_every=20,burst_length=3`.
+        #[arg(long)]
+        faults: Option<String>,
+    },
+    /// Write the world's ground truth (DORA per scope and window, every
+    /// production deployment) as JSON lines.
+    Truth {
+        #[command(flatten)]
+        world: WorldArgs,
+        /// Directory to write `dora.jsonl` and `deployments.jsonl` into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Which world to generate.
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct WorldArgs {
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Number of teams.
+    #[arg(long, default_value_t = 8)]
+    teams: usize,
+    /// Number of components.
+    #[arg(long, default_value_t = 40)]
+    services: usize,
+    /// Days of history.
+    #[arg(long, default_value_t = 180)]
+    days: u32,
+}
+
+impl WorldArgs {
+    fn config(self) -> fathom_sim::WorldConfig {
+        fathom_sim::WorldConfig {
+            seed: self.seed,
+            teams: self.teams,
+            services: self.services,
+            days: self.days,
+            ..fathom_sim::WorldConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -205,6 +264,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
         } => vacuum(&config, table.as_deref(), retention_hours, force, dry_run).await,
         Command::Runs { limit, json } => runs(&config, limit, json).await,
+        Command::Sim { command } => sim(command).await,
     }
 }
 
@@ -485,4 +545,74 @@ async fn runs(config: &Config, limit: i64, json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn sim(command: SimCommand) -> Result<ExitCode> {
+    match command {
+        SimCommand::Truth { world, out } => {
+            let config = world.config();
+            let generated = fathom_sim::World::generate(config);
+            let truth = fathom_sim::truth::Truth::compute(&generated);
+            truth
+                .write(&out)
+                .with_context(|| format!("cannot write the truth into `{}`", out.display()))?;
+            println!(
+                "wrote {} DORA rows and {} production deployments for seed {} into {}",
+                truth.dora.len(),
+                truth.deployments.len(),
+                config.seed,
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SimCommand::Serve {
+            world,
+            listen,
+            faults,
+        } => {
+            let config = world.config();
+            let faults = match faults {
+                Some(spec) => spec.parse()?,
+                None => fathom_sim::serve::faults::FaultPlan::default(),
+            };
+            let options = fathom_sim::serve::SimOptions {
+                faults,
+                ..fathom_sim::serve::SimOptions::default()
+            };
+            let credentials = options.credentials.clone();
+            let state =
+                fathom_sim::serve::SimState::new(fathom_sim::World::generate(config), options);
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| {
+                    format!("cannot listen on {listen}; pick another address with --listen")
+                })?;
+            let addr = listener.local_addr()?;
+            println!(
+                "simulating seed {} ({} teams, {} components, {} days to {}) at http://{addr}",
+                config.seed, config.teams, config.services, config.days, config.end_date
+            );
+            for (upstream, url) in fathom_sim::serve::base_urls(addr) {
+                let token = match upstream {
+                    fathom_sim::serve::Upstream::Backstage => &credentials.backstage_token,
+                    fathom_sim::serve::Upstream::ArgoCd => &credentials.argocd_token,
+                    _ => continue,
+                };
+                println!(
+                    "  {:10} {url:45} Authorization: Bearer {token}",
+                    upstream.to_string()
+                );
+            }
+            println!(
+                "  {:10} http://{addr}/_sim/clock  (GET, or PUT {{\"now\": \"2026-06-30T12:00:00Z\"}})",
+                "clock"
+            );
+            println!("press Ctrl-C to stop");
+            fathom_sim::serve::serve(listener, state, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -40,7 +40,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
-use crate::world::{Deployment, ServiceHistory, World};
+use crate::world::{Deployment, Org, ServiceHistory, World, WorldConfig};
 
 /// The rolling windows, in days.
 pub const WINDOWS: [u32; 4] = [7, 30, 90, 365];
@@ -133,9 +133,18 @@ fn seconds(d: Duration) -> f64 {
     d.num_milliseconds() as f64 / 1000.0
 }
 
-/// Per-service facts the window aggregation needs.
+/// What the window aggregation needs of one production deployment.
+struct DeploymentFacts {
+    finished_at: DateTime<Utc>,
+    failed: bool,
+    rework: bool,
+    recovery_seconds: Option<f64>,
+}
+
+/// Per-service facts the window aggregation needs (compact, so huge worlds
+/// can stream their deployments out and keep only these).
 struct ServiceFacts {
-    deployments: Vec<DeploymentTruth>,
+    deployments: Vec<DeploymentFacts>,
     /// (first deployment finished_at, lead time seconds) per change.
     changes: Vec<(DateTime<Utc>, f64)>,
     /// (created_at, restore seconds) per incident.
@@ -144,8 +153,8 @@ struct ServiceFacts {
     failed_jobs: Vec<DateTime<Utc>>,
 }
 
-fn service_facts(world: &World, history: &ServiceHistory) -> ServiceFacts {
-    let entity_ref = world.org.component_ref(history.component);
+fn service_facts(org: &Org, history: &ServiceHistory) -> (ServiceFacts, Vec<DeploymentTruth>) {
+    let entity_ref = org.component_ref(history.component);
     let mut completed: Vec<&Deployment> = history
         .deployments
         .iter()
@@ -255,8 +264,17 @@ fn service_facts(world: &World, history: &ServiceHistory) -> ServiceFacts {
             recovery_seconds: if failed { recovery_seconds } else { None },
         });
     }
-    ServiceFacts {
-        deployments,
+    let compact = deployments
+        .iter()
+        .map(|d| DeploymentFacts {
+            finished_at: d.finished_at,
+            failed: d.failed,
+            rework: d.rework,
+            recovery_seconds: d.recovery_seconds,
+        })
+        .collect();
+    let facts = ServiceFacts {
+        deployments: compact,
         changes,
         incidents: history
             .incidents
@@ -264,7 +282,8 @@ fn service_facts(world: &World, history: &ServiceHistory) -> ServiceFacts {
             .map(|i| (i.created_at, seconds(i.resolved_at - i.created_at)))
             .collect(),
         failed_jobs,
-    }
+    };
+    (facts, deployments)
 }
 
 fn median_deploy_days_per_week(
@@ -287,10 +306,15 @@ fn ratio(numerator: u64, denominator: u64) -> Option<f64> {
     (denominator > 0).then(|| numerator as f64 / denominator as f64)
 }
 
-fn dora(scope: &str, window_days: u32, end: DateTime<Utc>, facts: &[&ServiceFacts]) -> DoraTruth {
+fn dora_row(
+    scope: &str,
+    window_days: u32,
+    end: DateTime<Utc>,
+    facts: &[&ServiceFacts],
+) -> DoraTruth {
     let from = end - Duration::days(i64::from(window_days));
     let in_window = |t: &DateTime<Utc>| *t >= from && *t < end;
-    let deployments: Vec<&DeploymentTruth> = facts
+    let deployments: Vec<&DeploymentFacts> = facts
         .iter()
         .flat_map(|f| f.deployments.iter())
         .filter(|d| in_window(&d.finished_at))
@@ -306,7 +330,7 @@ fn dora(scope: &str, window_days: u32, end: DateTime<Utc>, facts: &[&ServiceFact
         .filter(|(at, _)| in_window(at))
         .map(|(_, s)| *s)
         .collect();
-    let failed: Vec<&&DeploymentTruth> = deployments.iter().filter(|d| d.failed).collect();
+    let failed: Vec<&&DeploymentFacts> = deployments.iter().filter(|d| d.failed).collect();
     let recoveries: Vec<f64> = failed.iter().filter_map(|d| d.recovery_seconds).collect();
     let restores: Vec<f64> = facts
         .iter()
@@ -346,24 +370,36 @@ fn dora(scope: &str, window_days: u32, end: DateTime<Utc>, facts: &[&ServiceFact
     }
 }
 
-/// Everything the generator knows, ready to be written.
-#[derive(Debug, Clone, Serialize)]
-pub struct Truth {
-    /// DORA per scope and window, scopes sorted.
-    pub dora: Vec<DoraTruth>,
-    /// Every completed production deployment.
-    pub deployments: Vec<DeploymentTruth>,
+/// Computes the truth one service at a time, for worlds too big to hold.
+pub struct TruthBuilder<'a> {
+    config: WorldConfig,
+    org: &'a Org,
+    facts: Vec<Option<ServiceFacts>>,
 }
 
-impl Truth {
-    /// Computes the truth of `world`.
-    pub fn compute(world: &World) -> Self {
-        let facts: Vec<ServiceFacts> = world
-            .histories
-            .iter()
-            .map(|h| service_facts(world, h))
-            .collect();
-        let org = &world.org;
+impl<'a> TruthBuilder<'a> {
+    /// Starts on the organisation of a world.
+    pub fn new(config: WorldConfig, org: &'a Org) -> Self {
+        Self {
+            config,
+            org,
+            facts: (0..org.components.len()).map(|_| None).collect(),
+        }
+    }
+
+    /// Takes in one service's history; returns the truth of its production
+    /// deployments, which the caller may write out and drop.
+    pub fn add(&mut self, history: &ServiceHistory) -> Vec<DeploymentTruth> {
+        let (facts, deployments) = service_facts(self.org, history);
+        if let Some(slot) = self.facts.get_mut(history.component) {
+            *slot = Some(facts);
+        }
+        deployments
+    }
+
+    /// DORA per scope and window over every service added.
+    pub fn finish(self) -> Vec<DoraTruth> {
+        let org = self.org;
         let mut scopes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (idx, component) in org.components.iter().enumerate() {
             let team = &org.teams[component.team];
@@ -380,16 +416,43 @@ impl Truth {
                 scopes.entry(scope).or_default().push(idx);
             }
         }
-        let end = world.config.end();
-        let mut dora = Vec::new();
+        let end = self.config.end();
+        let mut dora = Vec::with_capacity(scopes.len() * WINDOWS.len());
         for (scope, members) in &scopes {
-            let scoped: Vec<&ServiceFacts> = members.iter().map(|i| &facts[*i]).collect();
+            let scoped: Vec<&ServiceFacts> = members
+                .iter()
+                .filter_map(|i| self.facts[*i].as_ref())
+                .collect();
             for window in WINDOWS {
-                dora.push(super::truth::dora(scope, window, end, &scoped));
+                dora.push(dora_row(scope, window, end, &scoped));
             }
         }
-        let deployments = facts.into_iter().flat_map(|f| f.deployments).collect();
-        Self { dora, deployments }
+        dora
+    }
+}
+
+/// Everything the generator knows, ready to be written.
+#[derive(Debug, Clone, Serialize)]
+pub struct Truth {
+    /// DORA per scope and window, scopes sorted.
+    pub dora: Vec<DoraTruth>,
+    /// Every completed production deployment.
+    pub deployments: Vec<DeploymentTruth>,
+}
+
+impl Truth {
+    /// Computes the truth of `world`.
+    pub fn compute(world: &World) -> Self {
+        let mut builder = TruthBuilder::new(world.config, &world.org);
+        let deployments = world
+            .histories
+            .iter()
+            .flat_map(|h| builder.add(h))
+            .collect();
+        Self {
+            dora: builder.finish(),
+            deployments,
+        }
     }
 
     /// Writes `dora.jsonl` and `deployments.jsonl` into `dir`.
