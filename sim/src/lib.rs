@@ -8,6 +8,9 @@
 //! definitions (independent of the transforms it checks), and simulators of
 //! the Backstage catalog and Argo CD with deterministic fault injection.
 
+// The GitHub simulator builds large JSON literals.
+#![recursion_limit = "256"]
+
 pub mod serve;
 pub mod truth;
 pub mod world;

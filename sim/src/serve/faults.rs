@@ -239,6 +239,19 @@ pub fn corrupt(body: &[u8], pointer: &str, rng: &mut ChaCha8Rng) -> Option<Vec<u
 
 /// A plain error response in the upstream's own error format.
 pub fn status_response(upstream: Upstream, status: StatusCode, message: &str) -> Response {
+    // GitHub signals its secondary rate limits with 403 and `Retry-After`.
+    if upstream == Upstream::Github && status == StatusCode::TOO_MANY_REQUESTS {
+        let message = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.";
+        let mut response = (
+            StatusCode::FORBIDDEN,
+            axum::Json(upstream.error_body(StatusCode::FORBIDDEN, message)),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
     let mut response = (status, axum::Json(upstream.error_body(status, message))).into_response();
     if status == StatusCode::TOO_MANY_REQUESTS {
         response

@@ -9,6 +9,7 @@
 mod argocd;
 mod backstage;
 pub mod faults;
+pub mod github;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -47,7 +48,7 @@ pub enum Upstream {
 
 impl Upstream {
     /// Every upstream the simulator serves today.
-    pub const SERVED: [Upstream; 2] = [Upstream::Backstage, Upstream::ArgoCd];
+    pub const SERVED: [Upstream; 3] = [Upstream::Backstage, Upstream::Github, Upstream::ArgoCd];
 
     /// Path prefix of its simulator.
     pub fn prefix(self) -> &'static str {
@@ -140,6 +141,8 @@ pub struct Credentials {
     pub backstage_token: String,
     /// Argo CD bearer token.
     pub argocd_token: String,
+    /// GitHub token (`Bearer` or `token` scheme).
+    pub github_token: String,
 }
 
 impl Default for Credentials {
@@ -147,6 +150,7 @@ impl Default for Credentials {
         Self {
             backstage_token: "sim-backstage-token".to_owned(),
             argocd_token: "sim-argocd-token".to_owned(),
+            github_token: "sim-github-token".to_owned(),
         }
     }
 }
@@ -158,6 +162,8 @@ pub struct SimOptions {
     pub credentials: Credentials,
     /// Injected faults.
     pub faults: FaultPlan,
+    /// GitHub's rate budget per token.
+    pub github_rate: github::RateBudget,
 }
 
 /// Shared state of a running simulator.
@@ -167,6 +173,7 @@ pub struct SimState {
     clock: RwLock<DateTime<Utc>>,
     faults: FaultState,
     catalog: Vec<serde_json::Value>,
+    github_rate: github::RateState,
 }
 
 impl SimState {
@@ -179,6 +186,7 @@ impl SimState {
             world,
             options,
             catalog,
+            github_rate: github::RateState::default(),
         })
     }
 
@@ -305,6 +313,10 @@ pub fn router(state: Arc<SimState>) -> Router {
         .nest(
             Upstream::ArgoCd.prefix(),
             with_faults(Upstream::ArgoCd, argocd::router()),
+        )
+        .nest(
+            Upstream::Github.prefix(),
+            with_faults(Upstream::Github, github::router(state.clone())),
         )
         .route("/_sim/clock", get(get_clock).put(put_clock))
         .with_state(state)

@@ -455,3 +455,308 @@ async fn injected_faults_reach_a_plain_http_client() -> TestResult {
     assert!(malformed > 5, "{malformed}");
     Ok(())
 }
+
+const GITHUB: &str = "sim-github-token";
+
+/// A busy repository of the test world and its component index.
+fn busy_repo(state: &SimState) -> Result<(String, usize), &'static str> {
+    let world = state.world();
+    world
+        .histories
+        .iter()
+        .max_by_key(|h| h.pull_requests.len())
+        .map(|h| (world.org.components[h.component].repo.clone(), h.component))
+        .ok_or("no repo")
+}
+
+/// Follows `rel="next"` exactly as given until it stops; returns all items.
+async fn follow(url: String) -> Result<(Vec<Value>, usize), Box<dyn std::error::Error>> {
+    let mut items = Vec::new();
+    let mut next = Some(url);
+    let mut pages = 0;
+    while let Some(url) = next.take() {
+        let response = client()
+            .get(&url)
+            .bearer_auth(GITHUB)
+            .send()
+            .await?
+            .error_for_status()?;
+        next = response
+            .headers()
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|links| links.split(", ").find(|l| l.ends_with("rel=\"next\"")))
+            .and_then(|l| l.split(['<', '>']).nth(1))
+            .map(str::to_owned);
+        items.extend(response.json::<Vec<Value>>().await?);
+        pages += 1;
+    }
+    Ok((items, pages))
+}
+
+#[tokio::test]
+async fn github_pages_in_both_styles_and_lists_newest_first() -> TestResult {
+    let (addr, state) = start(SimOptions::default()).await?;
+    let (repo, component) = busy_repo(&state)?;
+    let history = &state.world().histories[component];
+    let base = format!("http://{addr}/github");
+    // Commits: cursor style (`last_sha`), next pages under /repositories/{id}.
+    let (commits, pages) = follow(format!("{base}/repos/{repo}/commits?per_page=50")).await?;
+    assert_eq!(commits.len(), history.commits.len());
+    assert!(pages > 1);
+    let shas: Vec<&str> = commits.iter().filter_map(|c| c["sha"].as_str()).collect();
+    let expected: Vec<&str> = history
+        .commits
+        .iter()
+        .rev()
+        .map(|c| c.sha.as_str())
+        .collect();
+    assert_eq!(shas, expected, "newest first, each once");
+    // Pulls: page-number style.
+    let (pulls, pages) = follow(format!("{base}/repos/{repo}/pulls?state=all&per_page=20")).await?;
+    assert_eq!(pulls.len(), history.pull_requests.len());
+    assert_eq!(pages, history.pull_requests.len().div_ceil(20));
+    assert!(
+        pulls
+            .iter()
+            .all(|p| p.get("commits").is_none() && p.get("additions").is_none()),
+        "list has no sizes"
+    );
+    // The default state is open: nothing is open at the world's end.
+    let (open, _) = follow(format!("{base}/repos/{repo}/pulls")).await?;
+    assert!(open.is_empty());
+    // since/until filter on the commit date.
+    let middle = &history.commits[history.commits.len() / 2];
+    let until = crate::world::rfc3339(middle.committed_at);
+    let (older, _) = follow(format!(
+        "{base}/repos/{repo}/commits?per_page=100&until={until}"
+    ))
+    .await?;
+    assert_eq!(
+        older.len(),
+        history
+            .commits
+            .iter()
+            .filter(|c| c.committed_at <= middle.committed_at)
+            .count()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn github_payloads_have_the_recorded_shapes() -> TestResult {
+    let Some(dir) = fixtures_dir() else {
+        return Ok(());
+    };
+    let (addr, state) = start(SimOptions::default()).await?;
+    let world = state.world();
+    let (repo, component) = busy_repo(&state)?;
+    let history = &world.histories[component];
+    let base = format!("http://{addr}/github");
+    let get = |path: String| {
+        let url = format!("{base}{path}");
+        async move {
+            client()
+                .get(url)
+                .bearer_auth(GITHUB)
+                .send()
+                .await?
+                .error_for_status()?
+                .json::<Value>()
+                .await
+        }
+    };
+    let pr = history.pull_requests.last().ok_or("no pr")?;
+    let checks: Vec<(&str, Value)> = vec![
+        (
+            "github/octocrab__pull_requests_list.json",
+            get(format!("/repos/{repo}/pulls?state=all&per_page=2")).await?,
+        ),
+        (
+            "github/octocrab__repos_list_commits.json",
+            get(format!("/repos/{repo}/commits?per_page=2")).await?,
+        ),
+        (
+            "github/octocrab__pull_request_commits.json",
+            get(format!("/repos/{repo}/pulls/{}/commits", pr.number)).await?,
+        ),
+        (
+            "github/octocrab__repo_compare_commits.json",
+            get(format!(
+                "/repos/{repo}/compare/{}...{}",
+                history.commits[1].sha,
+                history
+                    .commits
+                    .last()
+                    .map(|c| c.sha.as_str())
+                    .unwrap_or_default()
+            ))
+            .await?,
+        ),
+    ];
+    for (name, actual) in &checks {
+        // The commit-list recording gives its users a `patch_url`, which
+        // GitHub's user schema does not have; everything else must match.
+        assert_shape(&fixture(&dir, name)?, actual, &["patch_url"]);
+    }
+    // The single pull request adds sizes and merge details to the list item.
+    let single = get(format!("/repos/{repo}/pulls/{}", pr.number)).await?;
+    let recorded_list = fixture(&dir, "github/octocrab__pull_requests_list.json")?;
+    assert_shape(&recorded_list[0], &single, &[]);
+    for key in [
+        "commits",
+        "additions",
+        "deletions",
+        "changed_files",
+        "merged",
+        "merged_by",
+    ] {
+        assert!(single.get(key).is_some(), "single pull lacks {key}");
+    }
+    // Deployments and statuses live on a repository deployed through GitHub.
+    let deployed = world
+        .histories
+        .iter()
+        .find(|h| {
+            h.deployments
+                .iter()
+                .any(|d| d.source == crate::world::DeploySource::GithubDeployments)
+        })
+        .ok_or("no GitHub-deployed service")?;
+    let deployed_repo = &world.org.components[deployed.component].repo;
+    let deployments = get(format!("/repos/{deployed_repo}/deployments?per_page=5")).await?;
+    assert_shape(
+        &fixture(&dir, "github/octocrab__repo_deployments.json")?,
+        &deployments,
+        &[],
+    );
+    let id = deployments[0]["id"].as_u64().ok_or("no id")?;
+    let statuses = get(format!("/repos/{deployed_repo}/deployments/{id}/statuses")).await?;
+    assert_shape(
+        &fixture(&dir, "github/octocrab__repo_deployment_statuses.json")?,
+        &statuses,
+        &[],
+    );
+    assert_eq!(
+        statuses[1]["state"], "in_progress",
+        "statuses come newest first"
+    );
+    let repos = get(format!("/orgs/{}/repos", world.org.company)).await?;
+    let recorded_repo = &recorded_list[0]["head"]["repo"];
+    assert_shape(recorded_repo, &repos[0], &[]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn github_rate_budget_etags_and_secondary_limits() -> TestResult {
+    let options = SimOptions {
+        github_rate: github::RateBudget {
+            limit: 5,
+            window_seconds: 3600,
+        },
+        ..SimOptions::default()
+    };
+    let (addr, state) = start(options).await?;
+    let (repo, _) = busy_repo(&state)?;
+    let url = format!("http://{addr}/github/repos/{repo}/pulls?state=all");
+    let first = client().get(&url).bearer_auth(GITHUB).send().await?;
+    assert_eq!(first.status(), 200);
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        header(&first, "x-ratelimit-remaining").as_deref(),
+        Some("4")
+    );
+    let reset: u64 = header(&first, "x-ratelimit-reset")
+        .ok_or("no reset")?
+        .parse()?;
+    assert!(reset > 1_700_000_000, "reset is epoch seconds: {reset}");
+    let etag = header(&first, "etag").ok_or("no etag")?;
+    // A conditional request that finds nothing new is free.
+    let cached = client()
+        .get(&url)
+        .bearer_auth(GITHUB)
+        .header("if-none-match", &etag)
+        .send()
+        .await?;
+    assert_eq!(cached.status(), 304);
+    assert_eq!(
+        header(&cached, "x-ratelimit-remaining").as_deref(),
+        Some("4")
+    );
+    for expected in ["3", "2", "1", "0"] {
+        let r = client().get(&url).bearer_auth(GITHUB).send().await?;
+        assert_eq!(
+            header(&r, "x-ratelimit-remaining").as_deref(),
+            Some(expected)
+        );
+    }
+    let exhausted = client().get(&url).bearer_auth(GITHUB).send().await?;
+    assert_eq!(exhausted.status(), 403);
+    assert_eq!(
+        header(&exhausted, "x-ratelimit-remaining").as_deref(),
+        Some("0")
+    );
+    let body: Value = exhausted.json().await?;
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("rate limit exceeded"))
+    );
+    let limits: Value = client()
+        .get(format!("http://{addr}/github/rate_limit"))
+        .bearer_auth(GITHUB)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(limits["resources"]["core"]["remaining"], 0);
+    let anonymous = client().get(&url).send().await?;
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(
+        anonymous.json::<Value>().await?["message"],
+        "Requires authentication"
+    );
+
+    let faults: FaultPlan = "github:burst_every=3,burst_length=1".parse()?;
+    let (addr, _) = start(SimOptions {
+        faults,
+        ..SimOptions::default()
+    })
+    .await?;
+    let statuses: Vec<u16> = futures::future::join_all((0..3).map(|_| async {
+        client()
+            .get(format!("http://{addr}/github/rate_limit"))
+            .bearer_auth(GITHUB)
+            .send()
+            .await
+            .map(|r| {
+                (
+                    r.status().as_u16(),
+                    r.headers().get("retry-after").is_some(),
+                )
+            })
+    }))
+    .await
+    .into_iter()
+    .filter_map(Result::ok)
+    .map(|(status, retry_after)| {
+        if status == 403 {
+            assert!(retry_after);
+            status
+        } else {
+            status
+        }
+    })
+    .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 403).count(),
+        1,
+        "{statuses:?}"
+    );
+    Ok(())
+}
