@@ -596,6 +596,7 @@ async fn sim(command: SimCommand) -> Result<ExitCode> {
                 let token = match upstream {
                     fathom_sim::serve::Upstream::Backstage => &credentials.backstage_token,
                     fathom_sim::serve::Upstream::ArgoCd => &credentials.argocd_token,
+                    fathom_sim::serve::Upstream::Github => &credentials.github_token,
                     _ => continue,
                 };
                 println!(
