@@ -8,6 +8,7 @@
 
 mod argocd;
 mod backstage;
+mod datadog;
 pub mod faults;
 pub mod github;
 
@@ -48,7 +49,12 @@ pub enum Upstream {
 
 impl Upstream {
     /// Every upstream the simulator serves today.
-    pub const SERVED: [Upstream; 3] = [Upstream::Backstage, Upstream::Github, Upstream::ArgoCd];
+    pub const SERVED: [Upstream; 4] = [
+        Upstream::Backstage,
+        Upstream::Github,
+        Upstream::ArgoCd,
+        Upstream::Datadog,
+    ];
 
     /// Path prefix of its simulator.
     pub fn prefix(self) -> &'static str {
@@ -143,6 +149,10 @@ pub struct Credentials {
     pub argocd_token: String,
     /// GitHub token (`Bearer` or `token` scheme).
     pub github_token: String,
+    /// Datadog `DD-API-KEY`.
+    pub datadog_api_key: String,
+    /// Datadog `DD-APPLICATION-KEY`.
+    pub datadog_application_key: String,
 }
 
 impl Default for Credentials {
@@ -151,6 +161,8 @@ impl Default for Credentials {
             backstage_token: "sim-backstage-token".to_owned(),
             argocd_token: "sim-argocd-token".to_owned(),
             github_token: "sim-github-token".to_owned(),
+            datadog_api_key: "sim-dd-api-key".to_owned(),
+            datadog_application_key: "sim-dd-application-key".to_owned(),
         }
     }
 }
@@ -313,6 +325,10 @@ pub fn router(state: Arc<SimState>) -> Router {
         .nest(
             Upstream::ArgoCd.prefix(),
             with_faults(Upstream::ArgoCd, argocd::router()),
+        )
+        .nest(
+            Upstream::Datadog.prefix(),
+            with_faults(Upstream::Datadog, datadog::router()),
         )
         .nest(
             Upstream::Github.prefix(),

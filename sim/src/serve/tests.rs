@@ -760,3 +760,103 @@ async fn github_rate_budget_etags_and_secondary_limits() -> TestResult {
     );
     Ok(())
 }
+
+fn datadog(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    request
+        .header("DD-API-KEY", "sim-dd-api-key")
+        .header("DD-APPLICATION-KEY", "sim-dd-application-key")
+}
+
+#[tokio::test]
+async fn datadog_incidents_page_by_offset_and_carry_the_service() -> TestResult {
+    let (addr, state) = start(SimOptions::default()).await?;
+    let world = state.world();
+    let total: usize = world.histories.iter().map(|h| h.incidents.len()).sum();
+    assert!(total > 5);
+    let mut offset = 0;
+    let mut seen = Vec::new();
+    loop {
+        let response = datadog(client().get(format!(
+            "http://{addr}/datadog/api/v2/incidents?page[size]=4&page[offset]={offset}"
+        )))
+        .send()
+        .await?;
+        let reset: u64 = response
+            .headers()
+            .get("x-ratelimit-reset")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("no reset")?
+            .parse()?;
+        assert!(reset <= 60, "relative seconds until reset: {reset}");
+        let page: Value = response.json().await?;
+        seen.extend(page["data"].as_array().ok_or("no data")?.iter().cloned());
+        match page["meta"]["pagination"]["next_offset"].as_u64() {
+            Some(next) => offset = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), total);
+    let services: std::collections::BTreeSet<&str> = world
+        .org
+        .components
+        .iter()
+        .map(|c| c.datadog_service.as_str())
+        .collect();
+    for incident in &seen {
+        let service = incident["attributes"]["fields"]["services"]["value"][0]
+            .as_str()
+            .ok_or("no service")?;
+        assert!(services.contains(service), "{service}");
+    }
+    let explicit = seen
+        .iter()
+        .filter(|i| i["attributes"]["fields"]["deployment"]["value"].is_string())
+        .count();
+    assert!(explicit > 0 && explicit < seen.len());
+    let forbidden = client()
+        .get(format!("http://{addr}/datadog/api/v2/incidents"))
+        .send()
+        .await?;
+    assert_eq!(forbidden.status(), 403);
+    assert!(forbidden.json::<Value>().await?["errors"].is_array());
+    Ok(())
+}
+
+#[tokio::test]
+async fn datadog_incidents_have_the_recorded_shape() -> TestResult {
+    let Some(dir) = fixtures_dir() else {
+        return Ok(());
+    };
+    let (addr, _) = start(SimOptions::default()).await?;
+    let first: Value = datadog(client().get(format!(
+        "http://{addr}/datadog/api/v2/incidents?page[size]=2"
+    )))
+    .send()
+    .await?
+    .json()
+    .await?;
+    let recorded = fixture(
+        &dir,
+        "datadog/v2__incidents__Get-a-list-of-incidents-returns-OK-response-with-pagination.0.json",
+    )?;
+    assert_shape(&recorded["response"]["body"], &first, &[]);
+    // The last page has no next_offset, like the recording's.
+    let last_recorded = fixture(
+        &dir,
+        "datadog/v2__incidents__Get-a-list-of-incidents-returns-OK-response-with-pagination.1.json",
+    )?;
+    assert!(
+        last_recorded["response"]["body"]["meta"]["pagination"]
+            .get("next_offset")
+            .is_none()
+    );
+    let last: Value = datadog(client().get(format!(
+        "http://{addr}/datadog/api/v2/incidents?page[size]=100"
+    )))
+    .send()
+    .await?
+    .json()
+    .await?;
+    assert!(last["meta"]["pagination"].get("next_offset").is_none());
+    Ok(())
+}

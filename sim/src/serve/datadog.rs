@@ -1,0 +1,218 @@
+//! Datadog: incidents v2 (`GET /api/v2/incidents`, offset pagination whose
+//! last page has no `next_offset`), with `DD-API-KEY`/`DD-APPLICATION-KEY`
+//! checks and Datadog's rate-limit headers (`X-RateLimit-Reset` is seconds
+//! *until* the reset, not an instant).
+//!
+//! Incidents carry the Datadog service of the affected component in their
+//! `services` field and, when the generator decided the link is explicit,
+//! the causing deployment in a `deployment` text field.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::{SimState, Upstream, faults::status_response};
+use crate::world::Incident;
+
+pub(super) fn router() -> Router<Arc<SimState>> {
+    Router::new().route("/api/v2/incidents", get(incidents))
+}
+
+/// Requests allowed per rate-limit period (Datadog's incidents default).
+const RATE_LIMIT: u64 = 1_000;
+/// Length of a rate-limit period, seconds.
+const RATE_PERIOD: u64 = 60;
+
+fn uuid_like(seed: u64) -> String {
+    let a = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let b = a.rotate_left(17) ^ 0x5851_f42d_4c95_7f2d;
+    format!(
+        "{:08x}-{:04x}-5{:03x}-8{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        b >> 52,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}
+
+fn incident_json(
+    public_id: u64,
+    incident: &Incident,
+    service: &str,
+    team: &str,
+    now: DateTime<Utc>,
+) -> Value {
+    let resolved = incident.resolved_at <= now;
+    let state = if resolved {
+        "resolved"
+    } else if now >= incident.detected_at {
+        "active"
+    } else {
+        "stable"
+    };
+    let user = uuid_like(7);
+    let seconds = |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_seconds().max(0);
+    let modified = if resolved {
+        incident.resolved_at
+    } else {
+        incident.detected_at.min(now)
+    };
+    let deployment = if incident.explicit_link {
+        json!(incident.caused_by_deployment)
+    } else {
+        Value::Null
+    };
+    json!({
+        "type": "incidents",
+        "id": uuid_like(public_id),
+        "attributes": {
+            "public_id": public_id,
+            "title": incident.title,
+            "resolved": if resolved { json!(timestamp(incident.resolved_at)) } else { Value::Null },
+            "customer_impact_scope": if incident.customer_impacted { json!("Some customers saw errors") } else { Value::Null },
+            "customer_impact_start": if incident.customer_impacted { json!(timestamp(incident.created_at)) } else { Value::Null },
+            "customer_impact_end": if incident.customer_impacted && resolved { json!(timestamp(incident.resolved_at)) } else { Value::Null },
+            "customer_impacted": incident.customer_impacted,
+            "notification_handles": null,
+            "last_modified_by_uuid": user,
+            "created": timestamp(incident.created_at),
+            "modified": timestamp(modified),
+            "detected": timestamp(incident.detected_at),
+            "created_by_uuid": user,
+            "creation_idempotency_key": null,
+            "customer_impact_duration": if incident.customer_impacted && resolved { seconds(incident.created_at, incident.resolved_at) } else { 0 },
+            "time_to_detect": seconds(incident.created_at, incident.detected_at),
+            "time_to_repair": if resolved { seconds(incident.detected_at, incident.resolved_at) } else { 0 },
+            "time_to_internal_response": seconds(incident.created_at, incident.detected_at),
+            "time_to_resolve": if resolved { seconds(incident.created_at, incident.resolved_at) } else { 0 },
+            "fields": {
+                "severity": {"type": "dropdown", "value": incident.severity},
+                "detection_method": {"type": "dropdown", "value": "monitor"},
+                "root_cause": {"type": "textbox", "value": null},
+                "teams": {"type": "autocomplete", "value": [team]},
+                "state": {"type": "dropdown", "value": state},
+                "services": {"type": "autocomplete", "value": [service]},
+                "summary": {"type": "textbox", "value": incident.title},
+                "deployment": {"type": "textbox", "value": deployment},
+            },
+            "field_analytics": null,
+            "severity": incident.severity,
+            "state": state,
+            "non_datadog_creator": null,
+            "visibility": "organization",
+        },
+        "relationships": {
+            "created_by_user": {"data": {"type": "users", "id": user}},
+            "last_modified_by_user": {"data": {"type": "users", "id": user}},
+            "commander_user": {"data": {"type": "users", "id": user}},
+            "user_defined_fields": {"data": [{"type": "user_defined_field", "id": uuid_like(public_id + 1_000_000)}]},
+            "integrations": {"data": []},
+            "attachments": {"data": []},
+            "responders": {"data": []},
+            "impacts": {"data": []},
+        },
+    })
+}
+
+fn parse_page(params: &[(String, String)], name: &str) -> Option<Result<u64, ()>> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.parse::<u64>().map_err(|_| ()))
+}
+
+async fn incidents(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let credentials = &state.options.credentials;
+    let key = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if key("dd-api-key") != Some(credentials.datadog_api_key.as_str())
+        || key("dd-application-key") != Some(credentials.datadog_application_key.as_str())
+    {
+        return status_response(Upstream::Datadog, StatusCode::FORBIDDEN, "Forbidden");
+    }
+    let size = match parse_page(&params, "page[size]") {
+        None => 10,
+        Some(Ok(size)) if (1..=100).contains(&size) => size,
+        Some(_) => {
+            return status_response(
+                Upstream::Datadog,
+                StatusCode::BAD_REQUEST,
+                "page[size] must be between 1 and 100",
+            );
+        }
+    };
+    let offset = match parse_page(&params, "page[offset]") {
+        None => 0,
+        Some(Ok(offset)) => offset,
+        Some(Err(())) => {
+            return status_response(
+                Upstream::Datadog,
+                StatusCode::BAD_REQUEST,
+                "page[offset] is not a number",
+            );
+        }
+    };
+    let now = state.now();
+    let world = state.world();
+    let mut all: Vec<(DateTime<Utc>, &Incident, usize)> = world
+        .histories
+        .iter()
+        .flat_map(|h| {
+            h.incidents
+                .iter()
+                .map(move |i| (i.created_at, i, h.component))
+        })
+        .filter(|(created, _, _)| *created <= now)
+        .collect();
+    // Public ids follow creation order, so they are stable as time moves on.
+    all.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
+    let total = all.len() as u64;
+    let data: Vec<Value> = all
+        .iter()
+        .enumerate()
+        .skip(offset as usize)
+        .take(size as usize)
+        .map(|(n, (_, incident, component))| {
+            let component = &world.org.components[*component];
+            let team = &world.org.teams[component.team].name;
+            incident_json(
+                n as u64 + 1,
+                incident,
+                &component.datadog_service,
+                team,
+                now,
+            )
+        })
+        .collect();
+    let mut pagination = json!({"offset": offset, "size": size});
+    if offset + size < total {
+        pagination["next_offset"] = json!(offset + size);
+    }
+    let mut response =
+        axum::Json(json!({"data": data, "meta": {"pagination": pagination}})).into_response();
+    let headers = response.headers_mut();
+    let seconds_into_period = now.timestamp().rem_euclid(RATE_PERIOD as i64) as u64;
+    headers.insert("x-ratelimit-limit", HeaderValue::from(RATE_LIMIT));
+    headers.insert("x-ratelimit-period", HeaderValue::from(RATE_PERIOD));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(RATE_LIMIT - 1));
+    headers.insert(
+        "x-ratelimit-reset",
+        HeaderValue::from(RATE_PERIOD - seconds_into_period),
+    );
+    headers.insert("x-ratelimit-name", HeaderValue::from_static("incidents"));
+    response
+}
