@@ -193,12 +193,7 @@ impl Warehouse {
     /// rows are left alone. Rows sharing a key within `batches` collapse to
     /// the last one. Loading the same rows twice therefore changes nothing.
     pub async fn merge(&self, def: &TableDef, batches: &[RecordBatch]) -> Result<MergeStats> {
-        let now = now_micros();
-        let prepared = batches
-            .iter()
-            .filter(|b| b.num_rows() > 0)
-            .map(|b| prepare_batch(def, b, now))
-            .collect::<Result<Vec<_>>>()?;
+        let prepared = prepare_all(def, batches)?;
         let (source, superseded) = dedupe_last_wins(def, &prepared)?;
         let Some(source) = source else {
             return Ok(MergeStats::default());
@@ -265,12 +260,7 @@ impl Warehouse {
     /// rows are never re-delivered (raw payloads) or when the caller knows
     /// the keys are new.
     pub async fn append(&self, def: &TableDef, batches: &[RecordBatch]) -> Result<Option<u64>> {
-        let now = now_micros();
-        let prepared = batches
-            .iter()
-            .filter(|b| b.num_rows() > 0)
-            .map(|b| prepare_batch(def, b, now))
-            .collect::<Result<Vec<_>>>()?;
+        let prepared = prepare_all(def, batches)?;
         if prepared.is_empty() {
             return Ok(None);
         }
@@ -372,6 +362,16 @@ impl Warehouse {
         }
         Ok(())
     }
+}
+
+/// Non-empty batches conformed to the table, stamped with one `updated_at`.
+fn prepare_all(def: &TableDef, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    let now = now_micros();
+    batches
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| prepare_batch(def, b, now))
+        .collect()
 }
 
 /// The model's columns as Delta fields, with descriptions as `comment`
