@@ -136,7 +136,7 @@ enum SimCommand {
         faults: Option<String>,
     },
     /// Write the world's ground truth (DORA per scope and window, every
-    /// production deployment) as JSON lines.
+    /// production deployment, the injected cost anomalies) as JSON lines.
     Truth {
         #[command(flatten)]
         world: WorldArgs,

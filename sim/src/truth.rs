@@ -438,6 +438,8 @@ pub struct Truth {
     pub dora: Vec<DoraTruth>,
     /// Every completed production deployment.
     pub deployments: Vec<DeploymentTruth>,
+    /// The anomalies injected into cost series, with their labels.
+    pub anomalies: Vec<crate::world::cost::Anomaly>,
 }
 
 impl Truth {
@@ -452,10 +454,15 @@ impl Truth {
         Self {
             dora: builder.finish(),
             deployments,
+            anomalies: world
+                .loads
+                .iter()
+                .filter_map(|l| l.anomaly.clone())
+                .collect(),
         }
     }
 
-    /// Writes `dora.jsonl` and `deployments.jsonl` into `dir`.
+    /// Writes `dora.jsonl`, `deployments.jsonl` and `anomalies.jsonl` into `dir`.
     pub fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let lines = |items: &mut dyn Iterator<Item = serde_json::Result<String>>| -> std::io::Result<String> {
@@ -473,6 +480,10 @@ impl Truth {
         std::fs::write(
             dir.join("deployments.jsonl"),
             lines(&mut self.deployments.iter().map(serde_json::to_string))?,
+        )?;
+        std::fs::write(
+            dir.join("anomalies.jsonl"),
+            lines(&mut self.anomalies.iter().map(serde_json::to_string))?,
         )?;
         Ok(())
     }

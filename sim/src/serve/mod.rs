@@ -11,6 +11,7 @@ mod backstage;
 mod datadog;
 pub mod faults;
 pub mod github;
+pub mod opencost;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -329,6 +330,10 @@ pub fn router(state: Arc<SimState>) -> Router {
         .nest(
             Upstream::Datadog.prefix(),
             with_faults(Upstream::Datadog, datadog::router()),
+        )
+        .nest(
+            Upstream::OpenCost.prefix(),
+            with_faults(Upstream::OpenCost, opencost::router()),
         )
         .nest(
             Upstream::Github.prefix(),

@@ -6,6 +6,7 @@
 //! — the way the 5,000-service benchmark world streams — and adding a
 //! service never changes the others.
 
+pub mod cost;
 mod delivery;
 mod org;
 
@@ -76,6 +77,8 @@ pub struct World {
     pub org: Org,
     /// One history per component, in component order.
     pub histories: Vec<ServiceHistory>,
+    /// Load and cost profiles of deployed components.
+    pub loads: Vec<cost::LoadProfile>,
 }
 
 impl World {
@@ -85,10 +88,14 @@ impl World {
         let histories = (0..org.components.len())
             .map(|idx| ServiceHistory::generate(&config, &org, idx))
             .collect();
+        let loads = (0..org.components.len())
+            .filter_map(|idx| cost::LoadProfile::generate(&config, &org, idx))
+            .collect();
         Self {
             config,
             org,
             histories,
+            loads,
         }
     }
 }

@@ -175,3 +175,74 @@ fn histories_are_consistent() {
         }
     }
 }
+
+#[test]
+fn costs_are_weekly_seasonal_and_anomalies_show_in_the_series() {
+    let config = WorldConfig::default();
+    let world = World::generate(config);
+    let (mut weekday, mut weekend) = ((0.0, 0), (0.0, 0));
+    for profile in &world.loads {
+        for date in cost::days(&config) {
+            let day = profile.day(&config, date);
+            if chrono::Datelike::weekday(&date).number_from_monday() > 5 {
+                weekend.0 += day.total_cost_usd();
+                weekend.1 += 1;
+            } else {
+                weekday.0 += day.total_cost_usd();
+                weekday.1 += 1;
+            }
+        }
+    }
+    let (weekday_mean, weekend_mean) = (
+        weekday.0 / f64::from(weekday.1),
+        weekend.0 / f64::from(weekend.1),
+    );
+    assert!(
+        weekday_mean > 1.2 * weekend_mean,
+        "weekday {weekday_mean} vs weekend {weekend_mean}"
+    );
+
+    let anomalies: Vec<&cost::Anomaly> = world
+        .loads
+        .iter()
+        .filter_map(|l| l.anomaly.as_ref())
+        .collect();
+    let kinds: std::collections::BTreeSet<String> =
+        anomalies.iter().map(|a| format!("{:?}", a.kind)).collect();
+    assert_eq!(
+        kinds.len(),
+        3,
+        "spikes, level shifts and slow leaks: {kinds:?}"
+    );
+    for profile in world.loads.iter().filter(|l| l.anomaly.is_some()) {
+        let Some(anomaly) = &profile.anomaly else {
+            continue;
+        };
+        // Compare the same weekday a week earlier, so seasonality cancels.
+        let peak = if anomaly.kind == cost::AnomalyKind::Spike {
+            anomaly.start
+        } else {
+            anomaly.end
+        };
+        let before = peak
+            - chrono::Duration::days(if anomaly.kind == cost::AnomalyKind::Spike {
+                7
+            } else {
+                7 * (1 + (anomaly.end - anomaly.start).num_days() / 7)
+            });
+        let at_peak = profile.day(&config, peak).total_cost_usd();
+        let baseline = profile.day(&config, before).total_cost_usd();
+        assert!(
+            at_peak > 1.5 * baseline,
+            "{anomaly:?}: {at_peak} vs {baseline}"
+        );
+    }
+    // Some services pay for far more CPU than they use, some do nothing.
+    assert!(
+        world
+            .loads
+            .iter()
+            .any(|l| l.cpu_utilisation < 0.1 && !l.idle)
+    );
+    assert!(world.loads.iter().any(|l| l.idle));
+}
