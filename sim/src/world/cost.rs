@@ -230,7 +230,11 @@ impl LoadProfile {
             ram_usage_bytes,
             cpu_cost_usd: paid_cores * 24.0 * CPU_CORE_HOUR_USD,
             ram_cost_usd: paid_ram_gib * 24.0 * RAM_GIB_HOUR_USD,
-            pv_cost_usd: if self.component.is_multiple_of(3) { 0.4 } else { 0.0 },
+            pv_cost_usd: if self.component.is_multiple_of(3) {
+                0.4
+            } else {
+                0.0
+            },
             network_cost_usd: requests * 2e-8,
         }
     }
