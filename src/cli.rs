@@ -597,6 +597,7 @@ async fn sim(command: SimCommand) -> Result<ExitCode> {
                     fathom_sim::serve::Upstream::Backstage => &credentials.backstage_token,
                     fathom_sim::serve::Upstream::ArgoCd => &credentials.argocd_token,
                     fathom_sim::serve::Upstream::Github => &credentials.github_token,
+                    fathom_sim::serve::Upstream::Sentry => &credentials.sentry_token,
                     _ => continue,
                 };
                 println!(

@@ -6,8 +6,8 @@
 //! So far: the world generator (organisation, delivery, incidents), the
 //! ground truth of DORA computed by its own implementation of the metric
 //! definitions (independent of the transforms it checks), and simulators of
-//! the Backstage catalog, GitHub, Argo CD, Datadog incidents and OpenCost
-//! allocations, with deterministic fault injection.
+//! the Backstage catalog, GitHub, Argo CD, Datadog incidents, Sentry and
+//! OpenCost allocations, with deterministic fault injection.
 
 // The GitHub simulator builds large JSON literals.
 #![recursion_limit = "256"]

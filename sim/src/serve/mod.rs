@@ -12,6 +12,7 @@ mod datadog;
 pub mod faults;
 pub mod github;
 pub mod opencost;
+mod sentry;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -154,6 +155,8 @@ pub struct Credentials {
     pub datadog_api_key: String,
     /// Datadog `DD-APPLICATION-KEY`.
     pub datadog_application_key: String,
+    /// Sentry auth token (bearer).
+    pub sentry_token: String,
 }
 
 impl Default for Credentials {
@@ -164,6 +167,7 @@ impl Default for Credentials {
             github_token: "sim-github-token".to_owned(),
             datadog_api_key: "sim-dd-api-key".to_owned(),
             datadog_application_key: "sim-dd-application-key".to_owned(),
+            sentry_token: "sim-sentry-token".to_owned(),
         }
     }
 }
@@ -247,6 +251,7 @@ fn check_bearer(upstream: Upstream, headers: &HeaderMap, expected: &str) -> Opti
             StatusCode::UNAUTHORIZED,
             match upstream {
                 Upstream::ArgoCd => "no session information",
+                Upstream::Sentry => "Authentication credentials were not provided.",
                 _ => "Missing credentials",
             },
         )),
@@ -330,6 +335,10 @@ pub fn router(state: Arc<SimState>) -> Router {
         .nest(
             Upstream::Datadog.prefix(),
             with_faults(Upstream::Datadog, datadog::router()),
+        )
+        .nest(
+            Upstream::Sentry.prefix(),
+            with_faults(Upstream::Sentry, sentry::router()),
         )
         .nest(
             Upstream::OpenCost.prefix(),

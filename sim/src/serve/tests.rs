@@ -973,3 +973,151 @@ async fn opencost_allocations_per_day_match_the_world_and_the_recording() -> Tes
     assert_eq!(bad["code"], 400);
     Ok(())
 }
+
+const SENTRY: &str = "sim-sentry-token";
+
+#[tokio::test]
+async fn sentry_issues_releases_deploys_and_stats() -> TestResult {
+    let (addr, state) = start(SimOptions::default()).await?;
+    let world = state.world();
+    let project = world
+        .errors
+        .iter()
+        .find(|p| p.issues.iter().any(|i| i.caused_by_deployment.is_some()))
+        .ok_or("no project with a deployment-caused issue")?;
+    let base = format!("http://{addr}/sentry/api/0");
+    // Issues: follow `next` only while results="true".
+    let mut url = format!(
+        "{base}/projects/acme/{}/issues/?statsPeriod=14d&per_page=2",
+        project.slug
+    );
+    let mut issues = Vec::new();
+    let last_link = loop {
+        let response = client()
+            .get(&url)
+            .bearer_auth(SENTRY)
+            .send()
+            .await?
+            .error_for_status()?;
+        let link = response
+            .headers()
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            link.contains("rel=\"previous\"") && link.contains("rel=\"next\""),
+            "both rels always: {link}"
+        );
+        issues.extend(response.json::<Vec<Value>>().await?);
+        let next = link
+            .split(", ")
+            .find(|l| l.contains("rel=\"next\""))
+            .unwrap_or_default()
+            .to_owned();
+        if !next.contains("results=\"true\"") {
+            break link;
+        }
+        url = next.split(['<', '>']).nth(1).ok_or("no url")?.to_owned();
+    };
+    assert!(last_link.contains("results=\"false\""));
+    assert_eq!(issues.len(), project.issues.len());
+    assert!(
+        issues
+            .iter()
+            .all(|i| i["count"].is_string()
+                && i["stats"]["14d"].as_array().map(Vec::len) == Some(14))
+    );
+    // The release that caused an incident has a production deploy.
+    let releases: Vec<Value> = client()
+        .get(format!(
+            "{base}/organizations/acme/releases/?project={}",
+            project.project_id
+        ))
+        .bearer_auth(SENTRY)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(releases.len(), project.releases.len());
+    let version = releases[0]["version"].as_str().ok_or("no version")?;
+    let deploys: Vec<Value> = client()
+        .get(format!(
+            "{base}/organizations/acme/releases/{version}/deploys/"
+        ))
+        .bearer_auth(SENTRY)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(!deploys.is_empty());
+    assert!(
+        deploys.iter().any(|d| d["dateStarted"].is_null()),
+        "some deploys have no start, as in Sentry"
+    );
+    // Daily error counts rise after the bad deployment.
+    let caused = project
+        .issues
+        .iter()
+        .find(|i| i.caused_by_deployment.is_some())
+        .ok_or("no caused issue")?;
+    let day = caused.daily.first().ok_or("no events")?.0;
+    let since = crate::world::cost::day_start(day).timestamp() - 7 * 86_400;
+    let until = crate::world::cost::day_start(day).timestamp() + 86_400;
+    let points: Vec<(i64, u64)> = client()
+        .get(format!("{base}/projects/acme/{}/stats/?stat=received&resolution=1d&since={since}&until={until}", project.slug))
+        .bearer_auth(SENTRY)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(points.len(), 8);
+    let before = points[..7].iter().map(|p| p.1).max().unwrap_or(0);
+    assert!(points[7].1 > before, "{points:?}");
+    let anonymous = client()
+        .get(format!("{base}/organizations/acme/projects/"))
+        .send()
+        .await?;
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.json::<Value>().await?["detail"].is_string());
+
+    if let Some(dir) = fixtures_dir() {
+        let issue_fixture = fixture(
+            &dir,
+            "sentry/openapi_examples/GET_projects_organization_id_or_slug_project_id_or_slug_issues_.200.example.json",
+        )?;
+        let ours: Vec<Value> = client()
+            .get(format!(
+                "{base}/projects/acme/{}/issues/?statsPeriod=24h",
+                project.slug
+            ))
+            .bearer_auth(SENTRY)
+            .send()
+            .await?
+            .json()
+            .await?;
+        assert_shape(&issue_fixture, &Value::Array(ours), &[]);
+        let release_fixture = fixture(
+            &dir,
+            "sentry/openapi_examples/GET_organizations_organization_id_or_slug_releases_.200.ReturnAListOfReleasesForAnOrganization.json",
+        )?;
+        // `major`/`minor`/… only exist for semver versions; ours are SHAs.
+        assert_shape(
+            &release_fixture,
+            &Value::Array(releases),
+            &["major", "minor", "patch", "pre", "buildCode", "components"],
+        );
+        assert_shape(
+            &fixture(&dir, "sentry/sentry-cli__deploys_get-deploys.json")?,
+            &Value::Array(deploys),
+            &[],
+        );
+        let stats_fixture = fixture(
+            &dir,
+            "sentry/openapi_examples/GET_projects_organization_id_or_slug_project_id_or_slug_stats_.200.ProjectEventCounts.json",
+        )?;
+        let ours = serde_json::to_value(&points)?;
+        assert_shape(&stats_fixture, &ours, &[]);
+    }
+    Ok(())
+}

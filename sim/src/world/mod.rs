@@ -8,6 +8,7 @@
 
 pub mod cost;
 mod delivery;
+pub mod errors;
 mod org;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -79,23 +80,30 @@ pub struct World {
     pub histories: Vec<ServiceHistory>,
     /// Load and cost profiles of deployed components.
     pub loads: Vec<cost::LoadProfile>,
+    /// Sentry projects of components that report errors.
+    pub errors: Vec<errors::ProjectErrors>,
 }
 
 impl World {
     /// Generates the whole world in memory.
     pub fn generate(config: WorldConfig) -> Self {
         let org = Org::generate(&config);
-        let histories = (0..org.components.len())
+        let histories: Vec<ServiceHistory> = (0..org.components.len())
             .map(|idx| ServiceHistory::generate(&config, &org, idx))
             .collect();
         let loads = (0..org.components.len())
             .filter_map(|idx| cost::LoadProfile::generate(&config, &org, idx))
+            .collect();
+        let errors = histories
+            .iter()
+            .filter_map(|h| errors::ProjectErrors::generate(&config, &org, h))
             .collect();
         Self {
             config,
             org,
             histories,
             loads,
+            errors,
         }
     }
 }
