@@ -1,5 +1,7 @@
 //! Datadog: incidents v2 (`GET /api/v2/incidents`, offset pagination whose
-//! last page has no `next_offset`), with `DD-API-KEY`/`DD-APPLICATION-KEY`
+//! last page has no `next_offset`) and metrics query v1 (`GET /api/v1/query`,
+//! per-service traffic, errors, p95 latency, CPU and memory from the load
+//! world; errors and latency rise while an incident is open), with `DD-API-KEY`/`DD-APPLICATION-KEY`
 //! checks and Datadog's rate-limit headers (`X-RateLimit-Reset` is seconds
 //! *until* the reset, not an instant).
 //!
@@ -21,7 +23,140 @@ use super::{SimState, Upstream, faults::status_response};
 use crate::world::Incident;
 
 pub(super) fn router() -> Router<Arc<SimState>> {
-    Router::new().route("/api/v2/incidents", get(incidents))
+    Router::new()
+        .route("/api/v2/incidents", get(incidents))
+        .route("/api/v1/query", get(query))
+}
+
+/// Metrics the simulator answers for, per service (`{service:<name>}`).
+const METRICS: [&str; 5] = [
+    "trace.http.request.hits",
+    "trace.http.request.errors",
+    "trace.http.request.duration.by.service.95p",
+    "kubernetes.cpu.usage.total",
+    "kubernetes.memory.usage",
+];
+
+/// `aggr:metric{scope}` with an optional `.as_count()`/`.rollup(…)` tail.
+fn parse_query(query: &str) -> Option<(String, String, String)> {
+    let (aggr, rest) = query.split_once(':')?;
+    let (metric, rest) = rest.split_once('{')?;
+    let (scope, _) = rest.split_once('}')?;
+    Some((
+        aggr.trim().to_owned(),
+        metric.trim().to_owned(),
+        scope.trim().to_owned(),
+    ))
+}
+
+fn keys_ok(state: &SimState, headers: &HeaderMap) -> bool {
+    let credentials = &state.options.credentials;
+    let key = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    key("dd-api-key") == Some(credentials.datadog_api_key.as_str())
+        && key("dd-application-key") == Some(credentials.datadog_application_key.as_str())
+}
+
+async fn query(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    if !keys_ok(&state, &headers) {
+        return status_response(Upstream::Datadog, StatusCode::FORBIDDEN, "Forbidden");
+    }
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let bad = |message: &str| status_response(Upstream::Datadog, StatusCode::BAD_REQUEST, message);
+    let (Some(from), Some(to), Some(query)) = (
+        get("from").and_then(|v| v.parse::<i64>().ok()),
+        get("to").and_then(|v| v.parse::<i64>().ok()),
+        get("query"),
+    ) else {
+        return bad("Missing required parameters: from, to and query");
+    };
+    let Some((aggr, metric, scope)) = parse_query(query) else {
+        return bad(&format!("Error parsing query: {query}"));
+    };
+    let now = state.now();
+    let world = state.world();
+    let service = scope.strip_prefix("service:");
+    let target = service.and_then(|name| {
+        world
+            .org
+            .components
+            .iter()
+            .position(|c| c.datadog_service == name)
+            .and_then(|idx| {
+                world
+                    .loads
+                    .iter()
+                    .find(|l| l.component == idx)
+                    .map(|l| (idx, l))
+            })
+    });
+    // Hourly points for short ranges, daily otherwise, as Datadog rolls up.
+    let interval: i64 = if to - from <= 2 * 86_400 {
+        3_600
+    } else {
+        86_400
+    };
+    let mut series = Vec::new();
+    if let (Some((idx, profile)), true) = (target, METRICS.contains(&metric.as_str())) {
+        let history = &world.histories[idx];
+        let mut pointlist = Vec::new();
+        let mut t = from - from.rem_euclid(interval);
+        while t < to.min(now.timestamp()) {
+            let Some(at) = DateTime::from_timestamp(t, 0) else {
+                break;
+            };
+            if at >= world.config.start() {
+                let day = profile.day(&world.config, at.date_naive());
+                let share = interval as f64 / 86_400.0;
+                let incident = history
+                    .incidents
+                    .iter()
+                    .any(|i| i.created_at <= at && at < i.resolved_at);
+                let value = match metric.as_str() {
+                    "trace.http.request.hits" => day.requests * share,
+                    "trace.http.request.errors" => {
+                        day.requests * share * if incident { 0.08 } else { 0.002 }
+                    }
+                    "trace.http.request.duration.by.service.95p" => {
+                        0.08 + 0.1 * (day.cpu_usage_cores / day.cpu_request_cores.max(0.01))
+                            + if incident { 0.9 } else { 0.0 }
+                    }
+                    "kubernetes.cpu.usage.total" => day.cpu_usage_cores * 1e9,
+                    _ => day.ram_usage_bytes,
+                };
+                pointlist.push(json!([t as f64 * 1000.0, value]));
+            }
+            t += interval;
+        }
+        let start_ms = pointlist
+            .first()
+            .and_then(|p| p[0].as_f64())
+            .unwrap_or(from as f64 * 1000.0);
+        let end_ms = pointlist
+            .last()
+            .and_then(|p| p[0].as_f64())
+            .unwrap_or(to as f64 * 1000.0);
+        series.push(json!({
+            "metric": metric, "display_name": metric, "expression": query, "scope": scope, "aggr": aggr,
+            "pointlist": pointlist.clone(), "start": start_ms as i64, "end": end_ms as i64 + interval * 1000 - 1,
+            "interval": interval, "length": pointlist.len(), "query_index": 0, "tag_set": [], "attributes": {},
+            "unit": null,
+        }));
+    }
+    axum::Json(json!({
+        "status": "ok", "res_type": "time_series", "resp_version": 1, "query": query,
+        "from_date": from * 1000, "to_date": to * 1000, "series": series,
+        "values": [], "times": [], "message": "", "group_by": [],
+    }))
+    .into_response()
 }
 
 /// Requests allowed per rate-limit period (Datadog's incidents default).
@@ -137,11 +272,7 @@ async fn incidents(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    let credentials = &state.options.credentials;
-    let key = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if key("dd-api-key") != Some(credentials.datadog_api_key.as_str())
-        || key("dd-application-key") != Some(credentials.datadog_application_key.as_str())
-    {
+    if !keys_ok(&state, &headers) {
         return status_response(Upstream::Datadog, StatusCode::FORBIDDEN, "Forbidden");
     }
     let size = match parse_page(&params, "page[size]") {

@@ -1121,3 +1121,67 @@ async fn sentry_issues_releases_deploys_and_stats() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn datadog_metrics_query_follows_the_load_world() -> TestResult {
+    let (addr, state) = start(SimOptions::default()).await?;
+    let world = state.world();
+    let profile = world
+        .loads
+        .iter()
+        .find(|l| !l.idle)
+        .ok_or("no busy service")?;
+    let service = &world.org.components[profile.component].datadog_service;
+    let to = world.config.end().timestamp();
+    let from = to - 14 * 86_400;
+    let url = format!(
+        "http://{addr}/datadog/api/v1/query?from={from}&to={to}&query=sum:trace.http.request.hits{{service:{service}}}.as_count()"
+    );
+    let body: Value = datadog(client().get(&url))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let points = body["series"][0]["pointlist"]
+        .as_array()
+        .ok_or("no points")?;
+    assert_eq!(points.len(), 14, "daily points over two weeks");
+    let first_day = DateTime::from_timestamp(from, 0)
+        .ok_or("time")?
+        .date_naive();
+    let expected = profile.day(&world.config, first_day).requests;
+    let got = points[0][1].as_f64().ok_or("no value")?;
+    assert!(
+        (got - expected).abs() < 1e-6 * expected.max(1.0),
+        "{got} vs {expected}"
+    );
+    let unknown: Value = datadog(client().get(format!(
+        "http://{addr}/datadog/api/v1/query?from={from}&to={to}&query=avg:no.such.metric{{service:{service}}}"
+    )))
+    .send()
+    .await?
+    .json()
+    .await?;
+    assert_eq!(unknown["series"].as_array().map(Vec::len), Some(0));
+    let bad = datadog(client().get(format!("http://{addr}/datadog/api/v1/query?from={from}")))
+        .send()
+        .await?;
+    assert_eq!(bad.status(), 400);
+    if let Some(dir) = fixtures_dir() {
+        let recorded = fixture(
+            &dir,
+            "datadog/v1__metrics__Query-timeseries-points-returns-OK-response.0.json",
+        )?;
+        assert_shape(&recorded["response"]["body"], &body, &[]);
+        assert_shape(
+            &fixture(
+                &dir,
+                "datadog/openapi_v1_examples/GET_api_v1_query.200.default.json",
+            )?,
+            &body,
+            &[],
+        );
+    }
+    Ok(())
+}
