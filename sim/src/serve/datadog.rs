@@ -26,6 +26,70 @@ pub(super) fn router() -> Router<Arc<SimState>> {
     Router::new()
         .route("/api/v2/incidents", get(incidents))
         .route("/api/v1/query", get(query))
+        .route("/api/v1/monitor", get(monitors))
+}
+
+/// `GET /api/v1/monitor` (`page`, `page_size`): one error-rate monitor per
+/// service, alerting while one of its incidents is open at the simulated now.
+async fn monitors(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    if !keys_ok(&state, &headers) {
+        return status_response(Upstream::Datadog, StatusCode::FORBIDDEN, "Forbidden");
+    }
+    let number = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+    };
+    let now = state.now();
+    let world = state.world();
+    let all: Vec<Value> = world
+        .loads
+        .iter()
+        .map(|profile| {
+            let component = &world.org.components[profile.component];
+            let team = &world.org.teams[component.team].name;
+            let history = &world.histories[profile.component];
+            let open = history.incidents.iter().find(|i| i.created_at <= now && now < i.resolved_at);
+            let last_change = history
+                .incidents
+                .iter()
+                .flat_map(|i| [i.created_at, i.resolved_at])
+                .filter(|t| *t <= now)
+                .max()
+                .unwrap_or(world.config.start());
+            let service = &component.datadog_service;
+            let created = world.config.start();
+            json!({
+                "id": 40_000_000 + profile.component as u64, "org_id": 321_813, "type": "query alert",
+                "name": format!("High error rate on {service}"),
+                "message": format!("Errors above 5% on {service} @slack-{team}"),
+                "tags": [format!("service:{service}"), format!("team:{team}"), "env:production"],
+                "query": format!("sum(last_5m):sum:trace.http.request.errors{{service:{service}}}.as_count() / sum:trace.http.request.hits{{service:{service}}}.as_count() > 0.05"),
+                "options": {"notify_audit": false, "locked": false, "include_tags": true, "thresholds": {"critical": 0.05},
+                    "new_host_delay": 300, "require_full_window": false, "notify_no_data": false, "silenced": {}},
+                "multi": false, "created_at": created.timestamp_millis(), "created": timestamp(created), "modified": timestamp(created),
+                "deleted": null, "restricted_roles": null, "priority": if open.is_some() { json!(2) } else { Value::Null },
+                "overall_state_modified": timestamp(last_change),
+                "overall_state": if open.is_some() { "Alert" } else { "OK" },
+                "creator": {"name": "Platform Bot", "handle": "platform-bot@acme.example", "email": "platform-bot@acme.example", "id": 1_445_416},
+                "matching_downtimes": [],
+            })
+        })
+        .collect();
+    let items: Vec<Value> = match number("page_size") {
+        Some(size) if size > 0 => all
+            .into_iter()
+            .skip(number("page").unwrap_or(0) * size)
+            .take(size)
+            .collect(),
+        _ => all,
+    };
+    axum::Json(items).into_response()
 }
 
 /// Metrics the simulator answers for, per service (`{service:<name>}`).

@@ -1185,3 +1185,45 @@ async fn datadog_metrics_query_follows_the_load_world() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn datadog_monitors_alert_while_an_incident_is_open() -> TestResult {
+    let (addr, state) = start(SimOptions::default()).await?;
+    let world = state.world();
+    let (component, incident) = world
+        .histories
+        .iter()
+        .filter(|h| world.loads.iter().any(|l| l.component == h.component))
+        .find_map(|h| h.incidents.first().map(|i| (h.component, i.clone())))
+        .ok_or("no incident")?;
+    let during = incident.created_at + (incident.resolved_at - incident.created_at) / 2;
+    state.set_now(during);
+    let all: Vec<Value> = datadog(client().get(format!("http://{addr}/datadog/api/v1/monitor")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(all.len(), world.loads.len());
+    let service = &world.org.components[component].datadog_service;
+    let monitor = all
+        .iter()
+        .find(|m| m["tags"][0] == format!("service:{service}"))
+        .ok_or("no monitor for the service")?;
+    assert_eq!(monitor["overall_state"], "Alert");
+    let paged: Vec<Value> = datadog(client().get(format!(
+        "http://{addr}/datadog/api/v1/monitor?page=1&page_size=2"
+    )))
+    .send()
+    .await?
+    .json()
+    .await?;
+    assert_eq!(paged.len(), 2.min(all.len().saturating_sub(2)));
+    if let Some(dir) = fixtures_dir() {
+        let recorded = fixture(
+            &dir,
+            "datadog/v1__monitors__Get-all-monitors-returns-OK-response-with-pagination.0.json",
+        )?;
+        assert_shape(&recorded["response"]["body"], &Value::Array(all), &[]);
+    }
+    Ok(())
+}
