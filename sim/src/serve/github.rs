@@ -1,6 +1,7 @@
 //! GitHub REST API: organisation repositories, commits, pull requests (list,
-//! single, commits, reviews), compare, deployments and their statuses, and
-//! `/rate_limit` — with `Link` pagination, a real per-token rate budget
+//! single, commits, reviews), compare, deployments and their statuses,
+//! Actions workflow runs (CI on every push to main; a deploy workflow for
+//! services deployed through GitHub) and `/rate_limit` — with `Link` pagination, a real per-token rate budget
 //! (`X-RateLimit-*`, reset in epoch seconds), `ETag`/`If-None-Match` → 304
 //! (not counted against the budget, as on GitHub), and secondary limits (403
 //! with `Retry-After`) when faults ask for them.
@@ -58,6 +59,7 @@ pub(super) fn router(state: Arc<SimState>) -> Router<Arc<SimState>> {
         .route("/orgs/{org}/repos", get(org_repos))
         .route("/repos/{owner}/{repo}/commits", get(commits))
         .route("/repositories/{id}/commits", get(commits_by_id))
+        .route("/repositories/{id}/actions/runs", get(workflow_runs_by_id))
         .route("/repos/{owner}/{repo}/pulls", get(pulls))
         .route("/repos/{owner}/{repo}/pulls/{number}", get(pull))
         .route(
@@ -74,6 +76,7 @@ pub(super) fn router(state: Arc<SimState>) -> Router<Arc<SimState>> {
             "/repos/{owner}/{repo}/deployments/{id}/statuses",
             get(deployment_statuses),
         )
+        .route("/repos/{owner}/{repo}/actions/runs", get(workflow_runs))
         .route("/rate_limit", get(rate_limit))
         .layer(middleware::from_fn_with_state(state, github_layer))
 }
@@ -456,6 +459,30 @@ async fn commits_by_id(
     };
     let (owner, repo) = full.split_once('/').unwrap_or(("acme", &full));
     commits(
+        State(state.clone()),
+        headers,
+        Path((owner.to_owned(), repo.to_owned())),
+        query,
+    )
+    .await
+}
+
+/// Next-page links of workflow runs address the repository by id too.
+async fn workflow_runs_by_id(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    query: Query<Vec<(String, String)>>,
+) -> Response {
+    let Some(full) = repos(&state)
+        .into_iter()
+        .find(|r| r.id == id)
+        .map(|r| r.full_name)
+    else {
+        return not_found();
+    };
+    let (owner, repo) = full.split_once('/').unwrap_or(("acme", &full));
+    workflow_runs(
         State(state.clone()),
         headers,
         Path((owner.to_owned(), repo.to_owned())),
@@ -1020,4 +1047,145 @@ async fn rate_limit(State(state): State<Arc<SimState>>, headers: HeaderMap) -> R
         "reset": remaining.0 + budget.window_seconds, "resource": "core",
     });
     axum::Json(json!({"resources": {"core": core}, "rate": core})).into_response()
+}
+
+/// Workflow ids of the two workflows every repository has.
+const CI_WORKFLOW: u64 = 1;
+const DEPLOY_WORKFLOW: u64 = 2;
+
+async fn workflow_runs(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Path((owner, repo)): Path<(String, String)>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let Some(found) = find_repo(&state, &owner, &repo) else {
+        return not_found();
+    };
+    let base = api_base(&headers);
+    let api = format!("{base}/repos/{}", found.full_name);
+    let now = state.now();
+    let repo_value = repo_json(&base, &found, now);
+    let mut runs: Vec<(DateTime<Utc>, u64, Value)> = Vec::new();
+    if let Some(history) = found.history {
+        let run = |id: u64,
+                   workflow: u64,
+                   event: &str,
+                   commit: &Commit,
+                   started: DateTime<Utc>,
+                   finished: DateTime<Utc>,
+                   ok: bool| {
+            let done = finished <= now;
+            json!({
+                "id": id, "node_id": format!("WFR_{id}"), "head_branch": "main", "head_sha": commit.sha,
+                "run_number": id % 1_000_000, "event": event,
+                "status": if done { "completed" } else { "in_progress" },
+                "conclusion": if !done { Value::Null } else if ok { json!("success") } else { json!("failure") },
+                "workflow_id": found.id * 10 + workflow,
+                "url": format!("{api}/actions/runs/{id}"), "html_url": format!("https://github.com/{}/actions/runs/{id}", found.full_name),
+                "pull_requests": [], "created_at": rfc3339(started), "updated_at": rfc3339(if done { finished } else { started }),
+                "jobs_url": format!("{api}/actions/runs/{id}/jobs"), "logs_url": format!("{api}/actions/runs/{id}/logs"),
+                "check_suite_url": format!("{api}/check-suites/{id}"), "artifacts_url": format!("{api}/actions/runs/{id}/artifacts"),
+                "cancel_url": format!("{api}/actions/runs/{id}/cancel"), "rerun_url": format!("{api}/actions/runs/{id}/rerun"),
+                "workflow_url": format!("{api}/actions/workflows/{}", found.id * 10 + workflow),
+                "head_commit": {
+                    "id": commit.sha, "tree_id": format!("{:040x}", fnv(commit.sha.as_bytes())), "message": commit.message,
+                    "timestamp": rfc3339(commit.committed_at),
+                    "author": {"name": commit.author_login, "email": format!("{}@acme.example", commit.author_login)},
+                    "committer": {"name": "GitHub", "email": "noreply@github.com"},
+                },
+                "repository": repo_value, "head_repository": repo_value,
+            })
+        };
+        // CI on every commit that reaches main (merge commits and pushes).
+        for commit in history
+            .commits
+            .iter()
+            .filter(|c| c.is_merge || c.pull_request.is_none())
+        {
+            let started = commit.committed_at + chrono::Duration::seconds(20);
+            if started > now {
+                continue;
+            }
+            let finished =
+                started + chrono::Duration::seconds(240 + i64::from(commit.seq % 7) * 30);
+            let id = found.id * 1_000_000 + u64::from(commit.seq) * 2;
+            runs.push((
+                started,
+                id,
+                run(
+                    id,
+                    CI_WORKFLOW,
+                    "push",
+                    commit,
+                    started,
+                    finished,
+                    commit.seq % 17 != 3,
+                ),
+            ));
+        }
+        // The deploy workflow behind each GitHub deployment.
+        for deployment in github_deployments(history, now) {
+            let Some(commit) = history
+                .commits
+                .iter()
+                .find(|c| c.sha == deployment.revision)
+            else {
+                continue;
+            };
+            let id = found.id * 1_000_000
+                + u64::from(commit.seq) * 2
+                + 1
+                + deployment.upstream_id % 1_000 * 10_000_000;
+            let event = if deployment.is_rollback {
+                "workflow_dispatch"
+            } else {
+                "deployment"
+            };
+            runs.push((
+                deployment.started_at,
+                id,
+                run(
+                    id,
+                    DEPLOY_WORKFLOW,
+                    event,
+                    commit,
+                    deployment.started_at,
+                    deployment.finished_at,
+                    deployment.job_succeeded,
+                ),
+            ));
+        }
+    }
+    // Newest first.
+    runs.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    let total = runs.len();
+    let per_page = param(&params, "per_page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let page = param(&params, "page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let items: Vec<Value> = runs
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|(_, _, v)| v)
+        .collect();
+    let mut response =
+        axum::Json(json!({"total_count": total, "workflow_runs": items})).into_response();
+    if page * per_page < total
+        && let Ok(value) = HeaderValue::from_str(&format!(
+            "<{base}/repositories/{}/actions/runs?per_page={per_page}&page={}>; rel=\"next\", <{base}/repositories/{}/actions/runs?per_page={per_page}&page={}>; rel=\"last\"",
+            found.id,
+            page + 1,
+            found.id,
+            total.div_ceil(per_page)
+        ))
+    {
+        response.headers_mut().insert(header::LINK, value);
+    }
+    response
 }

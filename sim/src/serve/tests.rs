@@ -1227,3 +1227,75 @@ async fn datadog_monitors_alert_while_an_incident_is_open() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn github_workflow_runs_page_and_mirror_deployments() -> TestResult {
+    let (addr, state) = start(SimOptions::default()).await?;
+    let world = state.world();
+    let deployed = world
+        .histories
+        .iter()
+        .find(|h| {
+            h.deployments
+                .iter()
+                .any(|d| d.source == crate::world::DeploySource::GithubDeployments)
+        })
+        .ok_or("no GitHub-deployed service")?;
+    let repo = &world.org.components[deployed.component].repo;
+    let base = format!("http://{addr}/github/repos/{repo}/actions/runs?per_page=50");
+    let mut url = Some(base);
+    let mut runs = Vec::new();
+    let mut total = 0;
+    while let Some(next) = url.take() {
+        let response = client()
+            .get(&next)
+            .bearer_auth(GITHUB)
+            .send()
+            .await?
+            .error_for_status()?;
+        url = response
+            .headers()
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| l.split(", ").find(|p| p.ends_with("rel=\"next\"")))
+            .and_then(|p| p.split(['<', '>']).nth(1))
+            .map(str::to_owned);
+        let page: Value = response.json().await?;
+        total = page["total_count"].as_u64().ok_or("no total")?;
+        runs.extend(
+            page["workflow_runs"]
+                .as_array()
+                .ok_or("no runs")?
+                .iter()
+                .cloned(),
+        );
+    }
+    assert_eq!(runs.len() as u64, total);
+    let deploy_runs = runs
+        .iter()
+        .filter(|r| r["workflow_url"].as_str().is_some_and(|u| u.ends_with('2')))
+        .count();
+    let deployments = deployed
+        .deployments
+        .iter()
+        .filter(|d| d.source == crate::world::DeploySource::GithubDeployments)
+        .count();
+    assert_eq!(deploy_runs, deployments);
+    if let Some(dir) = fixtures_dir() {
+        let recorded = fixture(
+            &dir,
+            "github/pygithub_replay/Repository.testGetWorkflowRuns.json",
+        )?;
+        let body = recorded["exchanges"]
+            .as_array()
+            .and_then(|e| {
+                e.iter()
+                    .find(|x| x["response"]["body"].get("workflow_runs").is_some())
+            })
+            .map(|x| x["response"]["body"].clone())
+            .ok_or("no runs in the recording")?;
+        let ours = serde_json::json!({"total_count": total, "workflow_runs": runs[..2].to_vec()});
+        assert_shape(&body, &ours, &[]);
+    }
+    Ok(())
+}
