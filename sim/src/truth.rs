@@ -440,6 +440,9 @@ pub struct Truth {
     pub deployments: Vec<DeploymentTruth>,
     /// The anomalies injected into cost series, with their labels.
     pub anomalies: Vec<crate::world::cost::Anomaly>,
+    /// The true owner of every record the catalog does not map:
+    /// (upstream, identifier, true entity ref).
+    pub unmapped: Vec<(String, String, String)>,
 }
 
 impl Truth {
@@ -459,10 +462,12 @@ impl Truth {
                 .iter()
                 .filter_map(|l| l.anomaly.clone())
                 .collect(),
+            unmapped: world.org.unmapped_truth.clone(),
         }
     }
 
-    /// Writes `dora.jsonl`, `deployments.jsonl` and `anomalies.jsonl` into `dir`.
+    /// Writes `dora.jsonl`, `deployments.jsonl`, `anomalies.jsonl` and
+    /// `unmapped.jsonl` into `dir`.
     pub fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let lines = |items: &mut dyn Iterator<Item = serde_json::Result<String>>| -> std::io::Result<String> {
@@ -484,6 +489,14 @@ impl Truth {
         std::fs::write(
             dir.join("anomalies.jsonl"),
             lines(&mut self.anomalies.iter().map(serde_json::to_string))?,
+        )?;
+        std::fs::write(
+            dir.join("unmapped.jsonl"),
+            lines(&mut self.unmapped.iter().map(|(upstream, identifier, entity_ref)| {
+                serde_json::to_string(&serde_json::json!({
+                    "upstream": upstream, "identifier": identifier, "true_entity_ref": entity_ref,
+                }))
+            }))?,
         )?;
         Ok(())
     }

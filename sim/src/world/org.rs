@@ -210,6 +210,9 @@ pub struct Org {
     pub unclaimed_repos: Vec<String>,
     /// Kubernetes namespaces no component claims.
     pub unowned_namespaces: Vec<String>,
+    /// Truth: who really owns each unclaimed repository and unowned
+    /// namespace — (upstream, identifier, true entity ref).
+    pub unmapped_truth: Vec<(String, String, String)>,
 }
 
 const TEAM_WORDS: &[&str] = &[
@@ -397,6 +400,21 @@ impl Org {
                 name,
             });
         }
+        let unmapped_truth = vec![
+            (
+                "github".to_owned(),
+                format!("{company}/infra-scripts"),
+                format!("group:default/{}", teams[0].name),
+            ),
+            (
+                "kubernetes".to_owned(),
+                "legacy-batch".to_owned(),
+                components.first().map_or_else(
+                    || format!("group:default/{}", teams[0].name),
+                    |c| format!("component:default/{}", c.name),
+                ),
+            ),
+        ];
         Self {
             company: company.clone(),
             departments,
@@ -404,6 +422,7 @@ impl Org {
             users,
             domains,
             components,
+            unmapped_truth,
             unclaimed_repos: vec![format!("{company}/infra-scripts")],
             unowned_namespaces: vec!["legacy-batch".to_owned()],
         }
