@@ -443,6 +443,9 @@ pub struct Truth {
     /// The true owner of every record the catalog does not map:
     /// (upstream, identifier, true entity ref).
     pub unmapped: Vec<(String, String, String)>,
+    /// Portal adoption per team: (team ref, members, share of members
+    /// active in the last 30 days).
+    pub usage: Vec<(String, usize, f64)>,
 }
 
 impl Truth {
@@ -463,11 +466,22 @@ impl Truth {
                 .filter_map(|l| l.anomaly.clone())
                 .collect(),
             unmapped: world.org.unmapped_truth.clone(),
+            usage: crate::world::usage::active_share(&world.config, &world.org, 30)
+                .into_iter()
+                .enumerate()
+                .map(|(t, share)| {
+                    (
+                        world.org.team_ref(t),
+                        world.org.teams[t].members.len(),
+                        share,
+                    )
+                })
+                .collect(),
         }
     }
 
-    /// Writes `dora.jsonl`, `deployments.jsonl`, `anomalies.jsonl` and
-    /// `unmapped.jsonl` into `dir`.
+    /// Writes `dora.jsonl`, `deployments.jsonl`, `anomalies.jsonl`,
+    /// `usage.jsonl` and `unmapped.jsonl` into `dir`.
     pub fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let lines = |items: &mut dyn Iterator<Item = serde_json::Result<String>>| -> std::io::Result<String> {
@@ -489,6 +503,14 @@ impl Truth {
         std::fs::write(
             dir.join("anomalies.jsonl"),
             lines(&mut self.anomalies.iter().map(serde_json::to_string))?,
+        )?;
+        std::fs::write(
+            dir.join("usage.jsonl"),
+            lines(&mut self.usage.iter().map(|(team, members, share)| {
+                serde_json::to_string(&serde_json::json!({
+                    "team_ref": team, "members": members, "active_share_30d": share,
+                }))
+            }))?,
         )?;
         std::fs::write(
             dir.join("unmapped.jsonl"),

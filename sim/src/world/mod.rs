@@ -10,6 +10,7 @@ pub mod cost;
 mod delivery;
 pub mod errors;
 mod org;
+pub mod usage;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::SeedableRng;

@@ -246,3 +246,30 @@ fn costs_are_weekly_seasonal_and_anomalies_show_in_the_series() {
     );
     assert!(world.loads.iter().any(|l| l.idle));
 }
+
+#[test]
+fn portal_adoption_differs_by_team() {
+    let config = WorldConfig::default();
+    let org = Org::generate(&config);
+    let shares = usage::active_share(&config, &org, 30);
+    let most = shares.iter().copied().fold(0.0, f64::max);
+    let least = shares.iter().copied().fold(1.0, f64::min);
+    assert!(most > 0.7 && least < 0.4, "{shares:?}");
+    let adoption = usage::team_adoption(&config, &org);
+    let day = config.end().date_naive() - chrono::Duration::days(3);
+    let events = usage::events_on(&config, &org, &adoption, day);
+    assert!(!events.is_empty());
+    assert_eq!(
+        events,
+        usage::events_on(&config, &org, &adoption, day),
+        "deterministic"
+    );
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0].occurred_at <= w[1].occurred_at)
+    );
+    let plugins: std::collections::BTreeSet<&str> =
+        events.iter().map(|e| e.plugin_id.as_str()).collect();
+    assert!(plugins.contains("catalog") && plugins.contains("techdocs"));
+}
