@@ -1046,7 +1046,29 @@ async fn rate_limit(State(state): State<Arc<SimState>>, headers: HeaderMap) -> R
         "limit": budget.limit, "used": remaining.1, "remaining": budget.limit.saturating_sub(remaining.1),
         "reset": remaining.0 + budget.window_seconds, "resource": "core",
     });
-    axum::Json(json!({"resources": {"core": core}, "rate": core})).into_response()
+    // The other budgets are GitHub's defaults; only `core` is simulated.
+    let mut resources = serde_json::Map::new();
+    resources.insert("core".into(), core.clone());
+    for (name, limit) in [
+        ("search", 30),
+        ("graphql", 5_000),
+        ("integration_manifest", 5_000),
+        ("source_import", 100),
+        ("code_scanning_upload", 1_000),
+        ("code_scanning_autofix", 10),
+        ("actions_runner_registration", 10_000),
+        ("scim", 15_000),
+        ("dependency_snapshots", 100),
+        ("audit_log", 1_750),
+        ("audit_log_streaming", 15),
+        ("code_search", 10),
+    ] {
+        resources.insert(
+            name.into(),
+            json!({"limit": limit, "used": 0, "remaining": limit, "reset": remaining.0 + budget.window_seconds, "resource": name}),
+        );
+    }
+    axum::Json(json!({"resources": resources, "rate": core})).into_response()
 }
 
 /// Workflow ids of the two workflows every repository has.

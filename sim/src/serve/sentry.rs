@@ -139,6 +139,14 @@ async fn projects(
                 "team": {"id": team.len().to_string(), "slug": team, "name": team},
                 "teams": [{"id": team.len().to_string(), "slug": team, "name": team}],
                 "environments": ["production", "staging"], "features": ["releases"],
+                "firstEvent": p.issues.first().map(|i| timestamp(i.first_seen)), "access": [], "platforms": ["python"],
+                "firstTransactionEvent": false, "hasSessions": false, "hasProfiles": false, "hasReplays": false,
+                "hasFlags": false, "hasMinifiedStackTrace": false, "hasMonitors": false, "hasFeedbacks": false,
+                "hasNewFeedbacks": false, "hasUserReports": false, "hasInsightsHttp": false, "hasInsightsDb": false,
+                "hasInsightsAssets": false, "hasInsightsAppStart": false, "hasInsightsScreenLoad": false,
+                "hasInsightsVitals": false, "hasInsightsCaches": false, "hasInsightsQueues": false,
+                "hasInsightsAgentMonitoring": false, "hasInsightsMCP": false, "hasLogs": false, "hasTraceMetrics": false,
+                "latestRelease": p.releases.last().map(|r| json!({"version": r.version})),
             })
         })
         .collect();

@@ -641,6 +641,16 @@ async fn github_payloads_have_the_recorded_shapes() -> TestResult {
         statuses[1]["state"], "in_progress",
         "statuses come newest first"
     );
+    let limits = get("/rate_limit".to_owned()).await?;
+    let recorded_limits = fixture(
+        &dir,
+        "github/pygithub_replay/RateLimiting.testGetRateLimit.json",
+    )?;
+    assert_shape(
+        &recorded_limits["exchanges"][0]["response"]["body"],
+        &limits,
+        &[],
+    );
     let repos = get(format!("/orgs/{}/repos", world.org.company)).await?;
     let recorded_repo = &recorded_list[0]["head"]["repo"];
     assert_shape(recorded_repo, &repos[0], &[]);
