@@ -442,53 +442,36 @@ fn parse_time(value: Option<&str>) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// Next-page links of commit lists address the repository by id, as
-/// GitHub's do.
+/// `owner/repo` of the repository with this id: next-page links of commit
+/// lists and workflow runs address repositories by id, as GitHub's do.
+fn path_of_repository(state: &SimState, id: u64) -> Option<Path<(String, String)>> {
+    let full = repos(state).into_iter().find(|r| r.id == id)?.full_name;
+    let (owner, repo) = full.split_once('/')?;
+    Some(Path((owner.to_owned(), repo.to_owned())))
+}
+
 async fn commits_by_id(
     State(state): State<Arc<SimState>>,
     headers: HeaderMap,
     Path(id): Path<u64>,
     query: Query<Vec<(String, String)>>,
 ) -> Response {
-    let Some(full) = repos(&state)
-        .into_iter()
-        .find(|r| r.id == id)
-        .map(|r| r.full_name)
-    else {
-        return not_found();
-    };
-    let (owner, repo) = full.split_once('/').unwrap_or(("acme", &full));
-    commits(
-        State(state.clone()),
-        headers,
-        Path((owner.to_owned(), repo.to_owned())),
-        query,
-    )
-    .await
+    match path_of_repository(&state, id) {
+        Some(path) => commits(State(state.clone()), headers, path, query).await,
+        None => not_found(),
+    }
 }
 
-/// Next-page links of workflow runs address the repository by id too.
 async fn workflow_runs_by_id(
     State(state): State<Arc<SimState>>,
     headers: HeaderMap,
     Path(id): Path<u64>,
     query: Query<Vec<(String, String)>>,
 ) -> Response {
-    let Some(full) = repos(&state)
-        .into_iter()
-        .find(|r| r.id == id)
-        .map(|r| r.full_name)
-    else {
-        return not_found();
-    };
-    let (owner, repo) = full.split_once('/').unwrap_or(("acme", &full));
-    workflow_runs(
-        State(state.clone()),
-        headers,
-        Path((owner.to_owned(), repo.to_owned())),
-        query,
-    )
-    .await
+    match path_of_repository(&state, id) {
+        Some(path) => workflow_runs(State(state.clone()), headers, path, query).await,
+        None => not_found(),
+    }
 }
 
 async fn commits(
