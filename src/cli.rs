@@ -134,6 +134,28 @@ enum SimCommand {
         /// Faults to inject, e.g. `argocd:error_rate=0.1,latency_ms=50;backstage:burst_every=20,burst_length=3`.
         #[arg(long)]
         faults: Option<String>,
+        /// Also deliver the AWS cost report and portal event files to this
+        /// location (path, file:// or s3://), at start and whenever the
+        /// clock moves. S3 settings come from `[warehouse]` and `AWS_*`.
+        #[arg(long)]
+        export_to: Option<String>,
+    },
+    /// Deliver the file-based upstreams once: the AWS Cost and Usage Report
+    /// 2.0 (`<to>/cur/fathom-cur/data/BILLING_PERIOD=YYYY-MM/…parquet` and
+    /// its manifest) and the portal events (`<to>/portal-events/YYYY/MM/DD/
+    /// events.ndjson`), as of `--at`.
+    Export {
+        #[command(flatten)]
+        world: WorldArgs,
+        /// Location to write into (path, file:// or s3://). S3 settings come
+        /// from `[warehouse]` (`s3_endpoint`, `s3_region`, `s3_allow_http`)
+        /// and the `AWS_*` environment variables.
+        #[arg(long)]
+        to: String,
+        /// Simulated now (RFC 3339); the default is the end of the world.
+        /// Earlier times deliver an open, partial month.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Write the world's ground truth (DORA per scope and window, every
     /// production deployment, the injected cost anomalies) as JSON lines.
@@ -264,7 +286,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
         } => vacuum(&config, table.as_deref(), retention_hours, force, dry_run).await,
         Command::Runs { limit, json } => runs(&config, limit, json).await,
-        Command::Sim { command } => sim(command).await,
+        Command::Sim { command } => sim(&config, command).await,
     }
 }
 
@@ -547,7 +569,7 @@ async fn runs(config: &Config, limit: i64, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn sim(command: SimCommand) -> Result<ExitCode> {
+async fn sim(settings: &Config, command: SimCommand) -> Result<ExitCode> {
     match command {
         SimCommand::Truth { world, out } => {
             let config = world.config();
@@ -565,10 +587,26 @@ async fn sim(command: SimCommand) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        SimCommand::Export { world, to, at } => {
+            let target = export_target(settings, &to)?;
+            let generated = fathom_sim::World::generate(world.config());
+            let now = at.unwrap_or_else(|| generated.config.end());
+            let options = fathom_sim::serve::SimOptions {
+                export: Some(target),
+                ..fathom_sim::serve::SimOptions::default()
+            };
+            let state = fathom_sim::serve::SimState::new(generated, options);
+            state.set_now(now);
+            if let Some(delivery) = state.deliver().await? {
+                print_delivery(&to, &delivery);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         SimCommand::Serve {
             world,
             listen,
             faults,
+            export_to,
         } => {
             let config = world.config();
             let faults = match faults {
@@ -577,6 +615,10 @@ async fn sim(command: SimCommand) -> Result<ExitCode> {
             };
             let options = fathom_sim::serve::SimOptions {
                 faults,
+                export: export_to
+                    .as_deref()
+                    .map(|to| export_target(settings, to))
+                    .transpose()?,
                 ..fathom_sim::serve::SimOptions::default()
             };
             let credentials = options.credentials.clone();
@@ -593,17 +635,30 @@ async fn sim(command: SimCommand) -> Result<ExitCode> {
                 config.seed, config.teams, config.services, config.days, config.end_date
             );
             for (upstream, url) in fathom_sim::serve::base_urls(addr) {
-                let token = match upstream {
-                    fathom_sim::serve::Upstream::Backstage => &credentials.backstage_token,
-                    fathom_sim::serve::Upstream::ArgoCd => &credentials.argocd_token,
-                    fathom_sim::serve::Upstream::Github => &credentials.github_token,
-                    fathom_sim::serve::Upstream::Sentry => &credentials.sentry_token,
-                    _ => continue,
+                use fathom_sim::serve::Upstream;
+                let auth = match upstream {
+                    Upstream::Backstage => {
+                        format!("Authorization: Bearer {}", credentials.backstage_token)
+                    }
+                    Upstream::ArgoCd => {
+                        format!("Authorization: Bearer {}", credentials.argocd_token)
+                    }
+                    Upstream::Github => {
+                        format!("Authorization: Bearer {}", credentials.github_token)
+                    }
+                    Upstream::Sentry => {
+                        format!("Authorization: Bearer {}", credentials.sentry_token)
+                    }
+                    Upstream::Datadog => format!(
+                        "DD-API-KEY: {}, DD-APPLICATION-KEY: {}",
+                        credentials.datadog_api_key, credentials.datadog_application_key
+                    ),
+                    Upstream::OpenCost => "(no auth)".to_owned(),
                 };
-                println!(
-                    "  {:10} {url:45} Authorization: Bearer {token}",
-                    upstream.to_string()
-                );
+                println!("  {:10} {url:45} {auth}", upstream.to_string());
+            }
+            if let (Some(to), Some(delivery)) = (&export_to, state.deliver().await?) {
+                print_delivery(to, &delivery);
             }
             println!(
                 "  {:10} http://{addr}/_sim/clock  (GET, or PUT {{\"now\": \"2026-06-30T12:00:00Z\"}})",
@@ -617,4 +672,41 @@ async fn sim(command: SimCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Opens the object store the simulator delivers files into.
+fn export_target(settings: &Config, to: &str) -> Result<fathom_sim::serve::ExportTarget> {
+    let location = WarehouseLocation::parse(to)?;
+    let (store, root) = location.object_store(&settings.storage_options())?;
+    Ok(fathom_sim::serve::ExportTarget { store, root })
+}
+
+fn print_delivery(to: &str, delivery: &fathom_sim::serve::Delivery) {
+    let to = to.trim_end_matches('/');
+    for period in &delivery.cur {
+        println!(
+            "  cur        {to}/cur/fathom-cur/data/BILLING_PERIOD={}  {}",
+            period.billing_period,
+            if !period.written {
+                "final, unchanged".to_owned()
+            } else {
+                format!(
+                    "{} rows in {} file(s){}",
+                    period.rows,
+                    period.files.len(),
+                    if period.finalized {
+                        ", final"
+                    } else {
+                        ", open"
+                    }
+                )
+            }
+        );
+    }
+    println!(
+        "  events     {to}/portal-events/YYYY/MM/DD/events.ndjson  {} day file(s) written ({} events), {} already there",
+        delivery.events.files_written,
+        delivery.events.events_written,
+        delivery.events.files_present
+    );
 }

@@ -446,6 +446,10 @@ pub struct Truth {
     /// Portal adoption per team: (team ref, members, share of members
     /// active in the last 30 days).
     pub usage: Vec<(String, usize, f64)>,
+    /// Cloud cost totals per billing period, attribution and category.
+    pub cloud_costs: Vec<crate::world::aws::CloudCostTruth>,
+    /// Portal events per day: (date, events, distinct users).
+    pub portal_events: Vec<(NaiveDate, usize, usize)>,
 }
 
 impl Truth {
@@ -457,15 +461,33 @@ impl Truth {
             .iter()
             .flat_map(|h| builder.add(h))
             .collect();
+        let (cloud_costs, aws_unmapped) = crate::world::aws::cloud_cost_truth(world);
+        let adoption = crate::world::usage::team_adoption(&world.config, &world.org);
+        let portal_events = crate::world::cost::days(&world.config)
+            .map(|date| {
+                let events =
+                    crate::world::usage::events_on(&world.config, &world.org, &adoption, date);
+                let users: BTreeSet<usize> = events.iter().map(|e| e.user).collect();
+                (date, events.len(), users.len())
+            })
+            .collect();
         Self {
             dora: builder.finish(),
             deployments,
+            cloud_costs,
+            portal_events,
             anomalies: world
                 .loads
                 .iter()
                 .filter_map(|l| l.anomaly.clone())
                 .collect(),
-            unmapped: world.org.unmapped_truth.clone(),
+            unmapped: world
+                .org
+                .unmapped_truth
+                .iter()
+                .cloned()
+                .chain(aws_unmapped)
+                .collect(),
             usage: crate::world::usage::active_share(&world.config, &world.org, 30)
                 .into_iter()
                 .enumerate()
@@ -481,7 +503,8 @@ impl Truth {
     }
 
     /// Writes `dora.jsonl`, `deployments.jsonl`, `anomalies.jsonl`,
-    /// `usage.jsonl` and `unmapped.jsonl` into `dir`.
+    /// `usage.jsonl`, `unmapped.jsonl`, `cloud_costs.jsonl` and
+    /// `portal_events.jsonl` into `dir`.
     pub fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let lines = |items: &mut dyn Iterator<Item = serde_json::Result<String>>| -> std::io::Result<String> {
@@ -509,6 +532,18 @@ impl Truth {
             lines(&mut self.usage.iter().map(|(team, members, share)| {
                 serde_json::to_string(&serde_json::json!({
                     "team_ref": team, "members": members, "active_share_30d": share,
+                }))
+            }))?,
+        )?;
+        std::fs::write(
+            dir.join("cloud_costs.jsonl"),
+            lines(&mut self.cloud_costs.iter().map(serde_json::to_string))?,
+        )?;
+        std::fs::write(
+            dir.join("portal_events.jsonl"),
+            lines(&mut self.portal_events.iter().map(|(date, events, users)| {
+                serde_json::to_string(&serde_json::json!({
+                    "date": date, "events": events, "users": users,
                 }))
             }))?,
         )?;

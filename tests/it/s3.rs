@@ -25,8 +25,9 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-#[test]
-fn import_and_query_a_warehouse_on_s3() -> Result<()> {
+/// A running S3-protocol server with a bucket `fathom`; `None` (after a
+/// notice) when moto is not installed and not required.
+fn moto() -> Result<Option<(Server, String)>> {
     let has_moto = Command::new("moto_server")
         .arg("--help")
         .stdout(Stdio::null())
@@ -38,10 +39,10 @@ fn import_and_query_a_warehouse_on_s3() -> Result<()> {
             bail!("moto_server is required (pip install 'moto[server]')");
         }
         println!("skipped: moto_server not installed (CI installs it)");
-        return Ok(());
+        return Ok(None);
     }
     let port = free_port()?;
-    let _server = Server(
+    let server = Server(
         Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -57,20 +58,34 @@ fn import_and_query_a_warehouse_on_s3() -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     let endpoint = format!("http://127.0.0.1:{port}");
-    let create_bucket = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, boto3; boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
-             aws_access_key_id='test', aws_secret_access_key='test').create_bucket(Bucket='fathom')",
-            &endpoint,
-        ])
-        .output()?;
+    let create_bucket = python_s3(&endpoint, "s3.create_bucket(Bucket='fathom')")?;
     assert!(
         create_bucket.status.success(),
         "{}",
         String::from_utf8_lossy(&create_bucket.stderr)
     );
+    Ok(Some((server, endpoint)))
+}
 
+/// Runs Python with `s3`, a boto3 client of the server, in scope.
+fn python_s3(endpoint: &str, code: &str) -> Result<std::process::Output> {
+    Ok(Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import sys, json, boto3\ns3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+                 aws_access_key_id='test', aws_secret_access_key='test')\n{code}"
+            ),
+            endpoint,
+        ])
+        .output()?)
+}
+
+#[test]
+fn import_and_query_a_warehouse_on_s3() -> Result<()> {
+    let Some((_server, endpoint)) = moto()? else {
+        return Ok(());
+    };
     let state = tempfile::tempdir()?;
     let state_url = format!("sqlite://{}/state.db", state.path().display());
     let run = |args: &[&str]| {
@@ -105,5 +120,97 @@ fn import_and_query_a_warehouse_on_s3() -> Result<()> {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout), "n,d\n76,76\n");
+    Ok(())
+}
+
+/// The simulator delivers the cost report into a real S3-protocol server as
+/// AWS Data Exports does: one folder per billing period with Parquet files
+/// and a manifest; a later delivery rewrites the open month in place.
+#[test]
+fn the_cost_report_is_delivered_to_s3_and_rewritten_while_open() -> Result<()> {
+    let Some((_server, endpoint)) = moto()? else {
+        return Ok(());
+    };
+    let export = |at: &str| {
+        Command::new(fathom_bin())
+            .args([
+                "sim",
+                "export",
+                "--teams",
+                "4",
+                "--services",
+                "12",
+                "--days",
+                "60",
+                "--to",
+                "s3://fathom/exports",
+                "--at",
+                at,
+            ])
+            .env("FATHOM_WAREHOUSE__S3_ENDPOINT", &endpoint)
+            .env("FATHOM_WAREHOUSE__S3_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+    };
+    let listing = || -> Result<serde_json::Value> {
+        let output = python_s3(
+            &endpoint,
+            "objs = s3.list_objects_v2(Bucket='fathom', Prefix='exports/').get('Contents', [])\n\
+             print(json.dumps({o['Key']: o['ETag'] for o in objs}))",
+        )?;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(serde_json::from_slice(&output.stdout)?)
+    };
+    let output = export("2026-06-10T00:00:00Z")?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let first = listing()?;
+    let june_data =
+        "exports/cur/fathom-cur/data/BILLING_PERIOD=2026-06/fathom-cur-00001.snappy.parquet";
+    let may_data =
+        "exports/cur/fathom-cur/data/BILLING_PERIOD=2026-05/fathom-cur-00001.snappy.parquet";
+    for key in [
+        june_data,
+        may_data,
+        "exports/cur/fathom-cur/metadata/BILLING_PERIOD=2026-06/fathom-cur-Manifest.json",
+        "exports/portal-events/2026/06/09/events.ndjson",
+    ] {
+        assert!(first.get(key).is_some(), "{key} missing from {first}");
+    }
+    assert!(
+        first
+            .get("exports/portal-events/2026/06/10/events.ndjson")
+            .is_none()
+    );
+
+    let output = export("2026-06-20T00:00:00Z")?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let second = listing()?;
+    // The open month was rewritten; the final one and delivered event days
+    // were not.
+    assert_ne!(first[june_data], second[june_data]);
+    assert_eq!(first[may_data], second[may_data]);
+    assert_eq!(
+        first["exports/portal-events/2026/06/09/events.ndjson"],
+        second["exports/portal-events/2026/06/09/events.ndjson"]
+    );
+    assert!(
+        second
+            .get("exports/portal-events/2026/06/19/events.ndjson")
+            .is_some()
+    );
     Ok(())
 }

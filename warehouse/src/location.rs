@@ -117,6 +117,43 @@ impl WarehouseLocation {
     pub fn is_memory(&self) -> bool {
         self.root.scheme() == "memory"
     }
+
+    /// An object store rooted at this location, for files that are not
+    /// Delta tables (exports, cost reports, event files). S3 settings come
+    /// from `options` (keys as for the warehouse, e.g. `AWS_ENDPOINT_URL`)
+    /// and then from the standard `AWS_*` environment variables.
+    pub fn object_store(
+        &self,
+        options: &StorageOptions,
+    ) -> Result<(
+        std::sync::Arc<dyn object_store::ObjectStore>,
+        object_store::path::Path,
+    )> {
+        let invalid = |reason: String| Error::InvalidLocation {
+            url: self.root.to_string(),
+            reason,
+        };
+        if self.is_local() {
+            // The local store refuses to address a directory that does not
+            // exist yet.
+            let dir = self
+                .root
+                .to_file_path()
+                .map_err(|()| invalid("not a local path".to_owned()))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| invalid(format!("cannot create `{}`: {e}", dir.display())))?;
+        }
+        // The environment first, so configured values win; the builder
+        // ignores keys it does not know.
+        let options: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .chain(options.0.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        let (store, path) = object_store::parse_url_opts(&self.root, options)
+            .map_err(|e| invalid(format!("cannot open it: {e}")))?;
+        Ok((std::sync::Arc::from(store), path))
+    }
 }
 
 impl fmt::Display for WarehouseLocation {

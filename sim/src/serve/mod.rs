@@ -51,11 +51,13 @@ pub enum Upstream {
 
 impl Upstream {
     /// Every upstream the simulator serves today.
-    pub const SERVED: [Upstream; 4] = [
+    pub const SERVED: [Upstream; 6] = [
         Upstream::Backstage,
         Upstream::Github,
         Upstream::ArgoCd,
         Upstream::Datadog,
+        Upstream::Sentry,
+        Upstream::OpenCost,
     ];
 
     /// Path prefix of its simulator.
@@ -181,6 +183,44 @@ pub struct SimOptions {
     pub faults: FaultPlan,
     /// GitHub's rate budget per token.
     pub github_rate: github::RateBudget,
+    /// Where the file-delivered upstreams (AWS cost report, portal events)
+    /// are written; `None` leaves them out.
+    pub export: Option<ExportTarget>,
+}
+
+/// An object store the simulator delivers files into, as AWS Data Exports
+/// and an event pipeline would.
+#[derive(Debug, Clone)]
+pub struct ExportTarget {
+    /// The store.
+    pub store: Arc<dyn object_store::ObjectStore>,
+    /// Root inside it: the report goes under `cur/`, events under
+    /// `portal-events/`.
+    pub root: object_store::path::Path,
+}
+
+impl ExportTarget {
+    /// Where the cost report is delivered.
+    pub fn cur(&self) -> crate::export::CurExport {
+        crate::export::CurExport {
+            prefix: self.root.clone().join("cur"),
+            ..crate::export::CurExport::default()
+        }
+    }
+
+    /// Where the portal events are delivered.
+    pub fn events_prefix(&self) -> object_store::path::Path {
+        self.root.clone().join("portal-events")
+    }
+}
+
+/// What one delivery of the file-based upstreams wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    /// Billing periods of the cost report.
+    pub cur: Vec<crate::export::PeriodDelivery>,
+    /// Portal event files.
+    pub events: crate::export::EventsDelivery,
 }
 
 /// Shared state of a running simulator.
@@ -226,6 +266,27 @@ impl SimState {
     /// The world being served.
     pub fn world(&self) -> &World {
         &self.world
+    }
+
+    /// Delivers the file-based upstreams as of the simulated now (nothing
+    /// when no export target is configured). Runs at start and whenever the
+    /// clock moves, so an open billing month is rewritten as time passes.
+    pub async fn deliver(&self) -> Result<Option<Delivery>, crate::export::ExportError> {
+        let Some(target) = &self.options.export else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let cur =
+            crate::export::deliver_cur(&self.world, target.store.as_ref(), &target.cur(), now)
+                .await?;
+        let events = crate::export::deliver_portal_events(
+            &self.world,
+            target.store.as_ref(),
+            &target.events_prefix(),
+            now,
+        )
+        .await?;
+        Ok(Some(Delivery { cur, events }))
     }
 }
 
@@ -308,9 +369,18 @@ async fn get_clock(State(state): State<Arc<SimState>>) -> impl IntoResponse {
 async fn put_clock(
     State(state): State<Arc<SimState>>,
     axum::Json(clock): axum::Json<Clock>,
-) -> impl IntoResponse {
+) -> Response {
     state.set_now(clock.now);
-    axum::Json(Clock { now: state.now() })
+    // Files are delivered before answering, so whoever moved the clock
+    // finds them in place.
+    if let Err(e) = state.deliver().await {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(serde_json::json!({"error": format!("cannot deliver files: {e}")})),
+        )
+            .into_response();
+    }
+    axum::Json(Clock { now: state.now() }).into_response()
 }
 
 /// The router of every simulator.
@@ -372,4 +442,4 @@ pub fn base_urls(addr: SocketAddr) -> Vec<(Upstream, String)> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -27,7 +27,7 @@ async fn start(options: SimOptions) -> Result<(SocketAddr, Arc<SimState>), std::
     Ok((addr, state))
 }
 
-fn fixtures_dir() -> Option<PathBuf> {
+pub(crate) fn fixtures_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("FATHOM_FIXTURES_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));

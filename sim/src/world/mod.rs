@@ -6,6 +6,7 @@
 //! — the way the 5,000-service benchmark world streams — and adding a
 //! service never changes the others.
 
+pub mod aws;
 pub mod cost;
 mod delivery;
 pub mod errors;
