@@ -111,6 +111,25 @@ enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
+    /// Fetch the configured sources (`[[sources]]` in fathom.toml) into the
+    /// warehouse: incremental from each stream's cursor, raw payloads kept,
+    /// bad records quarantined, a summary table at the end.
+    Ingest {
+        /// Only this source (by name).
+        #[arg(long)]
+        source: Option<String>,
+        /// Only records changed since this day (UTC), where the upstream can
+        /// filter; for a first run over a long history.
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+        /// Ignore cursors and fetch everything again (merges keep it
+        /// harmless).
+        #[arg(long)]
+        full: bool,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List recent runs from the run ledger.
     Runs {
         /// How many.
@@ -286,6 +305,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
         } => vacuum(&config, table.as_deref(), retention_hours, force, dry_run).await,
         Command::Runs { limit, json } => runs(&config, limit, json).await,
+        Command::Ingest {
+            source,
+            since,
+            full,
+            json,
+        } => ingest(&config, source, since, full, json).await,
         Command::Sim { command } => sim(&config, command).await,
     }
 }
@@ -664,6 +689,10 @@ async fn sim(settings: &Config, command: SimCommand) -> Result<ExitCode> {
                 "  {:10} http://{addr}/_sim/clock  (GET, or PUT {{\"now\": \"2026-06-30T12:00:00Z\"}})",
                 "clock"
             );
+            println!(
+                "\n# Ingest from these simulators: put this in fathom.toml, then `fathom ingest`.\n{}",
+                state.sources_snippet(addr)
+            );
             println!("press Ctrl-C to stop");
             fathom_sim::serve::serve(listener, state, async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -709,4 +738,133 @@ fn print_delivery(to: &str, delivery: &fathom_sim::serve::Delivery) {
         delivery.events.events_written,
         delivery.events.files_present
     );
+}
+
+async fn ingest(
+    config: &Config,
+    source: Option<String>,
+    since: Option<chrono::NaiveDate>,
+    full: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    if config.sources.is_empty() {
+        bail!(
+            "no sources configured; add `[[sources]]` to fathom.toml (see fathom.example.toml, or `fathom sim serve` for a ready-made snippet)"
+        );
+    }
+    let warehouse = open_warehouse(config)?;
+    let state = open_state(config).await?;
+    let command = match &source {
+        Some(name) => format!("ingest --source {name}"),
+        None => "ingest".to_owned(),
+    };
+    let run_id = state.start_run(&command).await?;
+    let options = fathom_ingest::runner::IngestOptions {
+        source,
+        since: since
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc()),
+        full,
+    };
+    let progress: Arc<dyn fathom_ingest::runner::IngestProgress> =
+        if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            Arc::new(fathom_ingest::runner::NoIngestProgress)
+        } else {
+            Arc::new(crate::progress::IngestBars::new())
+        };
+    let outcome = fathom_ingest::runner::ingest(
+        &warehouse,
+        &state,
+        &config.sources,
+        &options,
+        &run_id,
+        progress,
+    )
+    .await;
+    let report = match outcome {
+        Ok(report) => report,
+        Err(error) => {
+            state
+                .finish_run(
+                    &run_id,
+                    RunStatus::Failed,
+                    &BTreeMap::new(),
+                    &[format!("{error:#}")],
+                )
+                .await?;
+            return Err(error).context("ingest failed");
+        }
+    };
+    let all_down = report.sources.iter().all(|s| s.degraded);
+    let status = if all_down {
+        RunStatus::Failed
+    } else if report.has_failures() || report.quarantined() > 0 {
+        RunStatus::Partial
+    } else {
+        RunStatus::Succeeded
+    };
+    state
+        .finish_run(&run_id, status, &report.counts(), &report.errors())
+        .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"run_id": run_id, "report": report}))?
+        );
+    } else {
+        print_ingest_report(&report);
+        println!("run {run_id}");
+    }
+    Ok(if report.has_failures() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_ingest_report(report: &fathom_ingest::runner::IngestReport) {
+    println!(
+        "{:<12} {:<12} {:>8} {:>9} {:>9} {:>9} {:>11}  status",
+        "source", "stream", "payloads", "rows", "changed", "unmapped", "quarantined"
+    );
+    for source in &report.sources {
+        for stream in &source.streams {
+            let status = match &stream.error {
+                Some(error) => format!("error: {error}"),
+                None if !stream.warnings.is_empty() => {
+                    format!("{} warning(s)", stream.warnings.len())
+                }
+                None => "ok".to_owned(),
+            };
+            println!(
+                "{:<12} {:<12} {:>8} {:>9} {:>9} {:>9} {:>11}  {status}",
+                source.name,
+                stream.stream,
+                stream.payloads,
+                stream.rows.values().sum::<usize>(),
+                stream.rows_changed.values().sum::<usize>(),
+                stream.unmapped.values().sum::<usize>(),
+                stream.quarantined,
+            );
+            for warning in &stream.warnings {
+                println!("{:<12} {:<12} warning: {warning}", "", "");
+            }
+        }
+        println!(
+            "{:<12} {} API calls ({} retries, {} not modified, {:.1}s waiting for rate limits){}",
+            source.name,
+            source.api_calls,
+            source.retries,
+            source.not_modified,
+            source.rate_limit_wait_seconds,
+            if source.degraded {
+                format!(
+                    " — DEGRADED: {}",
+                    source.error.as_deref().unwrap_or("upstream unavailable")
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
 }

@@ -19,6 +19,8 @@ pub struct Config {
     pub query: QueryConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Upstream sources (`[[sources]]`, each with a `type`).
+    pub sources: Vec<fathom_ingest::source::SourceConfig>,
 }
 
 /// `[warehouse]`.
@@ -163,6 +165,15 @@ impl Config {
         let config: Config = toml::Value::Table(document)
             .try_into()
             .with_context(|| format!("invalid configuration in {source}"))?;
+        let mut names = std::collections::BTreeSet::new();
+        for configured in &config.sources {
+            if !names.insert(configured.name()) {
+                bail!(
+                    "two sources are named `{}` in {source}; give each `[[sources]]` a distinct `name`",
+                    configured.name()
+                );
+            }
+        }
         Ok(config)
     }
 

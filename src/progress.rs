@@ -63,3 +63,51 @@ impl ImportProgress for ImportBars {
         eprintln!("writing {rows} rows to {table}…");
     }
 }
+
+/// One spinner per source stream: payloads received so far.
+pub struct IngestBars {
+    multi: indicatif::MultiProgress,
+    bars: Mutex<std::collections::HashMap<(String, String), (ProgressBar, u64)>>,
+}
+
+impl IngestBars {
+    pub fn new() -> Self {
+        Self {
+            multi: indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl fathom_ingest::runner::IngestProgress for IngestBars {
+    fn stream_started(&self, source: &str, stream: &str) {
+        let bar = self.multi.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix:24} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(format!("{source}.{stream}"));
+        bar.set_message("0 payloads");
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        if let Ok(mut bars) = self.bars.lock() {
+            bars.insert((source.to_owned(), stream.to_owned()), (bar, 0));
+        }
+    }
+
+    fn payload(&self, source: &str, stream: &str) {
+        if let Ok(mut bars) = self.bars.lock()
+            && let Some((bar, n)) = bars.get_mut(&(source.to_owned(), stream.to_owned()))
+        {
+            *n += 1;
+            bar.set_message(format!("{n} payloads"));
+        }
+    }
+
+    fn stream_finished(&self, report: &fathom_ingest::runner::StreamReport) {
+        if let Ok(mut bars) = self.bars.lock()
+            && let Some((bar, _)) = bars.remove(&(report.source.clone(), report.stream.clone()))
+        {
+            bar.finish_and_clear();
+        }
+    }
+}

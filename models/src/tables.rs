@@ -727,6 +727,90 @@ pub const QUARANTINE: TableDef = TableDef {
     partition: None,
 };
 
+/// Which commits a pull request contains.
+pub const PULL_REQUEST_COMMITS: TableDef = TableDef {
+    name: "pull_request_commits",
+    description: "One row per commit of a pull request, as the provider lists them. Joins commits (and the commits a deployment shipped) to the pull request they came through; with squash or rebase merges, the merge commit is `pull_requests.merge_commit_sha`.",
+    columns: &[
+        req("repository_id", Utf8, "Repository of the pull request."),
+        req("pull_request_number", Int64, "Pull request."),
+        req("sha", Utf8, "Commit SHA on the pull request's branch."),
+        opt(
+            "author_login",
+            Utf8,
+            "Provider login of the commit's author.",
+        ),
+        opt("authored_at", Timestamp, "Git author date."),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Component of the repository.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["repository_id", "pull_request_number", "sha"],
+    partition: None,
+};
+
+/// Columns of every raw table: one row per upstream payload as received.
+const RAW_COLUMNS: &[ColumnDef] = &[
+    req(
+        "payload_id",
+        Utf8,
+        "Hash of source, stream, request and body: fetching the same answer twice stores it once.",
+    ),
+    req("source", Utf8, "Configured source name."),
+    req(
+        "stream",
+        Utf8,
+        "Stream of the source, e.g. pulls, deployments.",
+    ),
+    req(
+        "unit",
+        Utf8,
+        "Unit of work the payload belongs to (e.g. a repository); a unit's payloads decode together.",
+    ),
+    req(
+        "request",
+        Utf8,
+        "The request that returned the payload (method and URL; never credentials).",
+    ),
+    req("fetched_at", Timestamp, "When the payload was received."),
+    opt("run_id", Utf8, "Run that fetched it (see the run ledger)."),
+    opt("status", Int64, "HTTP status of the response."),
+    req("body", Utf8, "The response body, unchanged."),
+    req("fetched_month", Utf8, "Partition: `YYYY-MM` of fetched_at."),
+];
+
+const fn raw_table(name: &'static str, description: &'static str) -> TableDef {
+    TableDef {
+        name,
+        description,
+        columns: RAW_COLUMNS,
+        primary_key: &["payload_id"],
+        partition: Some(MonthPartition {
+            column: "fetched_month",
+            source: "fetched_at",
+        }),
+    }
+}
+
+/// Raw payloads of Backstage catalog sources.
+pub const RAW_BACKSTAGE: TableDef = raw_table(
+    "raw_backstage",
+    "Every payload fetched from a Backstage catalog (or discovered catalog-info.yaml), as received; `fathom reprocess` re-decodes from here.",
+);
+/// Raw payloads of GitHub sources.
+pub const RAW_GITHUB: TableDef = raw_table(
+    "raw_github",
+    "Every payload fetched from GitHub, as received; `fathom reprocess` re-decodes from here.",
+);
+/// Raw payloads of Argo CD sources.
+pub const RAW_ARGOCD: TableDef = raw_table(
+    "raw_argocd",
+    "Every payload fetched from Argo CD, as received; `fathom reprocess` re-decodes from here.",
+);
+
 /// Every table, in dependency order for documentation.
 pub const ALL_TABLES: &[TableDef] = &[
     CATALOG_ENTITIES,
@@ -735,6 +819,7 @@ pub const ALL_TABLES: &[TableDef] = &[
     COMMITS,
     PULL_REQUESTS,
     PULL_REQUEST_REVIEWS,
+    PULL_REQUEST_COMMITS,
     DEPLOYMENTS,
     DEPLOYMENT_CHANGES,
     INCIDENTS,
@@ -744,6 +829,9 @@ pub const ALL_TABLES: &[TableDef] = &[
     CLOUD_COSTS_DAILY,
     PORTAL_EVENTS,
     QUARANTINE,
+    RAW_BACKSTAGE,
+    RAW_GITHUB,
+    RAW_ARGOCD,
 ];
 
 /// The table with this name.

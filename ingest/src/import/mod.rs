@@ -165,11 +165,25 @@ pub async fn import_files(
     report.merge = warehouse.merge(table, &accepted).await?;
     if !rejections.is_empty() {
         progress.writing(QUARANTINE.name, rejections.len());
-        let batch = quarantine_batch(table.name, run_id, &rejections)?;
+        let batch = quarantine_batch("import", table.name, run_id, &rejections)?;
         warehouse.merge(&QUARANTINE, &[batch]).await?;
         report.quarantined = rejections.len();
     }
     Ok(report)
+}
+
+/// Rows a decoder built (one JSON object per row, keyed by column name)
+/// as a batch of `table`, coerced exactly like imported files: values that
+/// do not fit their column become rejections naming the row (1-based
+/// position in `rows`), the column and the reason.
+pub fn json_rows_to_batch(
+    table: &TableDef,
+    rows: &[&serde_json::Map<String, serde_json::Value>],
+    location: &str,
+) -> std::result::Result<(Option<RecordBatch>, Vec<Rejection>), String> {
+    let chunk = read::chunk_from_json_rows(table, rows);
+    let coerced = coerce::coerce_chunk(table, chunk, location)?;
+    Ok((coerced.batch, coerced.rejections))
 }
 
 struct FileOutcome {
@@ -233,14 +247,21 @@ fn read_and_coerce(
     outcome
 }
 
-fn quarantine_batch(stream: &str, run_id: &str, rejections: &[Rejection]) -> Result<RecordBatch> {
+/// Quarantine rows for `rejections` of `source`/`stream`, keyed by a hash of
+/// the record so re-reading the same bad record adds no second row.
+pub(crate) fn quarantine_batch(
+    source: &str,
+    stream: &str,
+    run_id: &str,
+    rejections: &[Rejection],
+) -> Result<RecordBatch> {
     let now = chrono::Utc::now().timestamp_micros();
     let ids: StringArray = rejections
         .iter()
         .map(|r| {
             let mut hasher = Sha256::new();
             for part in [
-                "import",
+                source,
                 stream,
                 &r.location,
                 &r.line_number.to_string(),
@@ -256,7 +277,7 @@ fn quarantine_batch(stream: &str, run_id: &str, rejections: &[Rejection]) -> Res
     let n = rejections.len();
     let columns: Vec<(&str, ArrayRef)> = vec![
         ("quarantine_id", Arc::new(ids)),
-        ("source", Arc::new(StringArray::from(vec!["import"; n]))),
+        ("source", Arc::new(StringArray::from(vec![source; n]))),
         ("stream", Arc::new(StringArray::from(vec![stream; n]))),
         (
             "location",

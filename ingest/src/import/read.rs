@@ -141,6 +141,30 @@ fn require_columns(
     ))
 }
 
+/// A chunk of text columns from rows given as JSON objects (strings as
+/// they are, other values as their JSON text — which is how maps and lists
+/// are parsed by the coercion).
+pub(crate) fn chunk_from_json_rows(
+    table: &TableDef,
+    rows: &[&serde_json::Map<String, serde_json::Value>],
+) -> RawChunk {
+    let all_present = vec![true; table.columns.len()];
+    let mut chunk = TextChunkBuilder::new(table, &all_present, &[]);
+    for (i, row) in rows.iter().enumerate() {
+        for (builder, column) in chunk.builders.iter_mut().zip(table.columns) {
+            if let Some(builder) = builder {
+                match row.get(column.name) {
+                    None | Some(serde_json::Value::Null) => builder.append_null(),
+                    Some(serde_json::Value::String(text)) => builder.append_value(text),
+                    Some(other) => builder.append_value(other.to_string()),
+                }
+            }
+        }
+        chunk.lines.push(i as i64 + 1);
+    }
+    chunk.finish()
+}
+
 /// Accumulates text columns for one chunk.
 struct TextChunkBuilder {
     builders: Vec<Option<StringBuilder>>,

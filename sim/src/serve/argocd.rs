@@ -87,7 +87,11 @@ fn application(state: &SimState, app: &App<'_>, now: DateTime<Utc>) -> Value {
         .collect();
     let history: Vec<Value> = succeeded
         .iter()
-        .skip(succeeded.len().saturating_sub(HISTORY_LIMIT))
+        .skip(
+            succeeded
+                .len()
+                .saturating_sub(state.options.argocd_history_limit),
+        )
         .map(|d| {
             json!({
                 "revision": d.revision,
@@ -181,7 +185,7 @@ fn application(state: &SimState, app: &App<'_>, now: DateTime<Utc>) -> Value {
             "destination": destination,
             "project": "default",
             "syncPolicy": {"automated": {"prune": true, "selfHeal": true}},
-            "revisionHistoryLimit": HISTORY_LIMIT,
+            "revisionHistoryLimit": state.options.argocd_history_limit,
         },
         "status": status,
     })

@@ -834,6 +834,7 @@ async fn compare(
     State(state): State<Arc<SimState>>,
     headers: HeaderMap,
     Path((owner, repo, range)): Path<(String, String, String)>,
+    Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
     let Some(found) = find_repo(&state, &owner, &repo) else {
         return not_found();
@@ -880,7 +881,35 @@ async fn compare(
         _ => "diverged",
     };
     let total = ahead.len();
-    axum::Json(json!({
+    // Without paging parameters GitHub lists at most 250 commits; with
+    // them, pages of `per_page` (at most 100) linked by `Link`.
+    let paged = param(&params, "per_page").is_some() || param(&params, "page").is_some();
+    let per_page = param(&params, "per_page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let page = param(&params, "page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let (commits, next): (Vec<Value>, Option<String>) = if paged {
+        let last = total.div_ceil(per_page).max(1);
+        let commits = ahead
+            .into_iter()
+            .skip((page - 1) * per_page)
+            .take(per_page)
+            .collect();
+        let next = (page < last).then(|| {
+            format!(
+                "<{api}/repos/{full}/compare/{range}?per_page={per_page}&page={}>; rel=\"next\", <{api}/repos/{full}/compare/{range}?per_page={per_page}&page={last}>; rel=\"last\"",
+                page + 1
+            )
+        });
+        (commits, next)
+    } else {
+        (ahead.into_iter().take(250).collect(), None)
+    };
+    let mut response = axum::Json(json!({
         "url": format!("{api}/repos/{full}/compare/{range}"),
         "html_url": format!("https://github.com/{full}/compare/{range}"),
         "permalink_url": format!("https://github.com/{full}/compare/{}...{}", base_commit.sha, head_commit.sha),
@@ -889,11 +918,16 @@ async fn compare(
         "base_commit": commit_json(&api, full, base_commit, parent(base_commit)),
         "merge_base_commit": commit_json(&api, full, merge_base, parent(merge_base)),
         "status": status, "ahead_by": total, "behind_by": behind_by, "total_commits": total,
-        // GitHub lists at most 250 commits here.
-        "commits": ahead.into_iter().take(250).collect::<Vec<_>>(),
+        "commits": commits,
         "files": [],
     }))
-    .into_response()
+    .into_response();
+    if let Some(next) = next
+        && let Ok(value) = HeaderValue::from_str(&next)
+    {
+        response.headers_mut().insert(header::LINK, value);
+    }
+    response
 }
 
 fn github_deployments(history: &ServiceHistory, now: DateTime<Utc>) -> Vec<&Deployment> {

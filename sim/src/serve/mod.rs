@@ -175,8 +175,11 @@ impl Default for Credentials {
 }
 
 /// How the simulators behave.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SimOptions {
+    /// Argo CD's `revisionHistoryLimit` (default 10, Argo CD's own): a
+    /// poller slower than this many syncs loses history.
+    pub argocd_history_limit: usize,
     /// Accepted credentials.
     pub credentials: Credentials,
     /// Injected faults.
@@ -186,6 +189,18 @@ pub struct SimOptions {
     /// Where the file-delivered upstreams (AWS cost report, portal events)
     /// are written; `None` leaves them out.
     pub export: Option<ExportTarget>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            argocd_history_limit: argocd::HISTORY_LIMIT,
+            credentials: Credentials::default(),
+            faults: FaultPlan::default(),
+            github_rate: github::RateBudget::default(),
+            export: None,
+        }
+    }
 }
 
 /// An object store the simulator delivers files into, as AWS Data Exports
@@ -266,6 +281,24 @@ impl SimState {
     /// The world being served.
     pub fn world(&self) -> &World {
         &self.world
+    }
+
+    /// `[[sources]]` for `fathom.toml` that ingest from the simulators at
+    /// `addr`, with their credentials.
+    pub fn sources_snippet(&self, addr: SocketAddr) -> String {
+        let c = &self.options.credentials;
+        format!(
+            "[[sources]]\ntype = \"backstage\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\n\n\
+             [[sources]]\ntype = \"github\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\norgs = [\"{}\"]\n\n\
+             [[sources]]\ntype = \"argocd\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\n",
+            Upstream::Backstage.prefix(),
+            c.backstage_token,
+            Upstream::Github.prefix(),
+            c.github_token,
+            self.world.org.company,
+            Upstream::ArgoCd.prefix(),
+            c.argocd_token,
+        )
     }
 
     /// Delivers the file-based upstreams as of the simulated now (nothing

@@ -1,0 +1,116 @@
+//! Identity mapping (brief §5): upstream identifiers → catalog entities,
+//! through the annotations on catalog components. Loaded from the
+//! warehouse's `catalog_entities` before each source runs, so a catalog
+//! ingested earlier in the same run is already in effect.
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, AsArray, MapArray, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use fathom_warehouse::Warehouse;
+use fathom_warehouse::query::{QueryLimits, query, read_only_session};
+
+use crate::source::Identity;
+
+/// Lookups from upstream identifiers to component refs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IdentityMap {
+    repositories: HashMap<String, String>,
+    argo_apps: HashMap<String, String>,
+}
+
+/// Annotation naming a component's repository.
+pub const GITHUB_SLUG: &str = "github.com/project-slug";
+/// Annotation naming a component's Argo CD application.
+pub const ARGOCD_APP: &str = "argocd/app-name";
+
+impl IdentityMap {
+    /// Reads the components' annotations from the warehouse.
+    pub async fn load(warehouse: &Warehouse) -> Result<Self, String> {
+        let ctx = read_only_session(warehouse, QueryLimits::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let (_, batches) = query(
+            &ctx,
+            "SELECT entity_ref, annotations FROM catalog_entities WHERE kind = 'component' ORDER BY entity_ref",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut map = Self::default();
+        for batch in batches {
+            // Text may arrive as Utf8View depending on how the files are
+            // read; cast to plain strings rather than assume.
+            let refs = cast(batch.column(0), &DataType::Utf8).map_err(|e| e.to_string())?;
+            let refs = refs.as_any().downcast_ref::<StringArray>();
+            let annotations = batch.column(1).as_any().downcast_ref::<MapArray>();
+            let (Some(refs), Some(annotations)) = (refs, annotations) else {
+                return Err(format!(
+                    "catalog_entities has unexpected column types ({} and {})",
+                    batch.column(0).data_type(),
+                    batch.column(1).data_type()
+                ));
+            };
+            for row in 0..batch.num_rows() {
+                if refs.is_null(row) || annotations.is_null(row) {
+                    continue;
+                }
+                let entity_ref = refs.value(row).to_owned();
+                let entries = annotations.value(row);
+                let keys = cast(entries.column(0), &DataType::Utf8).map_err(|e| e.to_string())?;
+                let values = cast(entries.column(1), &DataType::Utf8).map_err(|e| e.to_string())?;
+                let keys = keys.as_string::<i32>();
+                let values = values.as_string::<i32>();
+                for i in 0..entries.len() {
+                    if values.is_null(i) {
+                        continue;
+                    }
+                    let value = values.value(i).trim().to_ascii_lowercase();
+                    match keys.value(i) {
+                        GITHUB_SLUG => {
+                            map.repositories.insert(value, entity_ref.clone());
+                        }
+                        ARGOCD_APP => {
+                            map.argo_apps.insert(value, entity_ref.clone());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(map)
+    }
+
+    /// Adds a mapping (tests, and sources that know one).
+    pub fn insert(&mut self, identity: Identity, entity_ref: &str) {
+        match identity {
+            Identity::Repository(slug) => self
+                .repositories
+                .insert(slug.to_ascii_lowercase(), entity_ref.to_owned()),
+            Identity::ArgoApp(app) => self
+                .argo_apps
+                .insert(app.to_ascii_lowercase(), entity_ref.to_owned()),
+        };
+    }
+
+    /// The entity of the first identity that maps.
+    pub fn resolve(&self, identities: &[Identity]) -> Option<&str> {
+        identities.iter().find_map(|identity| {
+            match identity {
+                Identity::Repository(slug) => self.repositories.get(&slug.to_ascii_lowercase()),
+                Identity::ArgoApp(app) => self.argo_apps.get(&app.to_ascii_lowercase()),
+            }
+            .map(String::as_str)
+        })
+    }
+
+    /// Number of mapped identifiers.
+    pub fn len(&self) -> usize {
+        self.repositories.len() + self.argo_apps.len()
+    }
+
+    /// Whether nothing maps.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

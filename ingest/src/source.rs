@@ -1,0 +1,468 @@
+//! The plug-in point: a source is configured in `fathom.toml`
+//! (`[[sources]]` with a `type`), fetches payloads from its upstream, and
+//! decodes them — with no I/O — into rows of core tables.
+//!
+//! The registry is closed: [`SourceConfig`] lists every source type, so
+//! adding one is adding a variant, and the compiler finds every place that
+//! must learn about it.
+
+use chrono::{DateTime, Utc};
+use fathom_models::TableDef;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::http::{HttpClient, HttpError, HttpPolicy};
+use crate::sources::{argocd, backstage, github};
+
+/// One configured source (`[[sources]]` in `fathom.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceConfig {
+    /// A Backstage software catalog.
+    Backstage(backstage::BackstageConfig),
+    /// GitHub (or GitHub Enterprise) organisations.
+    Github(github::GithubConfig),
+    /// An Argo CD instance.
+    Argocd(argocd::ArgoCdConfig),
+}
+
+impl SourceConfig {
+    /// The source's name: as configured, else its type.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Backstage(c) => c.common.name.as_deref().unwrap_or("backstage"),
+            Self::Github(c) => c.common.name.as_deref().unwrap_or("github"),
+            Self::Argocd(c) => c.common.name.as_deref().unwrap_or("argocd"),
+        }
+    }
+
+    /// The source's type, as written in config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Backstage(_) => "backstage",
+            Self::Github(_) => "github",
+            Self::Argocd(_) => "argocd",
+        }
+    }
+
+    /// Where its raw payloads are kept.
+    pub fn raw_table(&self) -> &'static TableDef {
+        match self {
+            Self::Backstage(_) => &fathom_models::tables::RAW_BACKSTAGE,
+            Self::Github(_) => &fathom_models::tables::RAW_GITHUB,
+            Self::Argocd(_) => &fathom_models::tables::RAW_ARGOCD,
+        }
+    }
+
+    /// Its streams, in the order they run.
+    pub fn streams(&self) -> &'static [&'static str] {
+        match self {
+            Self::Backstage(_) => backstage::STREAMS,
+            Self::Github(_) => github::STREAMS,
+            Self::Argocd(_) => argocd::STREAMS,
+        }
+    }
+
+    /// Decodes the payloads of one unit of `stream`. Pure: the same
+    /// payloads always give the same rows, which is what makes
+    /// `fathom reprocess` possible.
+    pub fn decode(&self, stream: &str, payloads: &[Payload]) -> Decoded {
+        match self {
+            Self::Backstage(c) => backstage::decode(c, stream, payloads),
+            Self::Github(c) => github::decode(c, stream, payloads),
+            Self::Argocd(c) => argocd::decode(c, stream, payloads),
+        }
+    }
+
+    /// Fetches `stream` from `cursor` on, sending payloads and checkpoints
+    /// to `out`; returns the cursor to store once everything sent is
+    /// committed.
+    pub async fn fetch(
+        &self,
+        client: &HttpClient,
+        stream: &str,
+        cursor: Option<&str>,
+        ctx: &FetchContext,
+        out: &Collector,
+    ) -> Result<Option<String>, SourceError> {
+        match self {
+            Self::Backstage(c) => backstage::fetch(c, client, stream, cursor, ctx, out).await,
+            Self::Github(c) => github::fetch(c, client, stream, cursor, ctx, out).await,
+            Self::Argocd(c) => argocd::fetch(c, client, stream, cursor, ctx, out).await,
+        }
+    }
+
+    /// The HTTP client for the source, with its credentials.
+    pub fn client(&self) -> Result<HttpClient, SourceError> {
+        match self {
+            Self::Backstage(c) => backstage::client(c, self.name()),
+            Self::Github(c) => github::client(c, self.name()),
+            Self::Argocd(c) => argocd::client(c, self.name()),
+        }
+    }
+
+    /// Settings every source has.
+    pub fn common(&self) -> &CommonConfig {
+        match self {
+            Self::Backstage(c) => &c.common,
+            Self::Github(c) => &c.common,
+            Self::Argocd(c) => &c.common,
+        }
+    }
+}
+
+/// Settings every source has. (Flattened into each source's table.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommonConfig {
+    /// Name of the source in runs, cursors and `--source`. Default: its type.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Base URL of the upstream API.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Environment variable holding the credential (preferred: keeps the
+    /// secret out of the file).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// The credential itself (for local use).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Retry, timeout and concurrency policy.
+    #[serde(default)]
+    pub http: HttpPolicy,
+}
+
+impl CommonConfig {
+    /// The credential, from `token` or the `token_env` variable.
+    pub fn secret(&self, source: &str) -> Result<String, SourceError> {
+        if let Some(token) = &self.token {
+            return Ok(token.clone());
+        }
+        let Some(var) = &self.token_env else {
+            return Err(SourceError::Config {
+                source_name: source.to_owned(),
+                message: "no credential: set `token_env` (or `token`)".to_owned(),
+            });
+        };
+        std::env::var(var).map_err(|_| SourceError::Config {
+            source_name: source.to_owned(),
+            message: format!("environment variable `{var}` (token_env) is not set"),
+        })
+    }
+
+    /// The base URL without a trailing slash, or `default`.
+    pub fn base(&self, default: Option<&str>, source: &str) -> Result<String, SourceError> {
+        let base = self
+            .base_url
+            .as_deref()
+            .or(default)
+            .ok_or_else(|| SourceError::Config {
+                source_name: source.to_owned(),
+                message: "`base_url` is required".to_owned(),
+            })?;
+        url::Url::parse(base).map_err(|e| SourceError::Config {
+            source_name: source.to_owned(),
+            message: format!("`base_url` {base:?} is not a URL: {e}"),
+        })?;
+        Ok(base.trim_end_matches('/').to_owned())
+    }
+}
+
+/// Why a source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The source's configuration is incomplete or wrong.
+    #[error("source `{source_name}`: {message}")]
+    Config {
+        /// Source name.
+        source_name: String,
+        /// What to fix.
+        message: String,
+    },
+    /// The upstream could not be reached or refused.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The runner stopped listening (the run is being cancelled).
+    #[error("the run was cancelled")]
+    Cancelled,
+    /// Reading the warehouse failed.
+    #[error("reading the warehouse: {0}")]
+    Warehouse(String),
+}
+
+/// One payload as received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payload {
+    /// Stream it belongs to.
+    pub stream: String,
+    /// Unit of work (e.g. a repository); payloads of a unit decode together.
+    pub unit: String,
+    /// `GET <url>` (never credentials).
+    pub request: String,
+    /// HTTP status.
+    pub status: u16,
+    /// When it arrived.
+    pub fetched_at: DateTime<Utc>,
+    /// The body.
+    pub body: String,
+}
+
+impl Payload {
+    /// The body as JSON.
+    pub fn json(&self) -> Result<Value, String> {
+        serde_json::from_str(&self.body).map_err(|e| format!("body is not JSON: {e}"))
+    }
+}
+
+/// What a fetch sends the runner.
+#[derive(Debug)]
+pub enum Message {
+    /// A payload to keep and decode.
+    Payload(Payload),
+    /// Everything sent so far may be committed; the cursor (when given)
+    /// records that progress.
+    Checkpoint(Option<String>),
+    /// A note for the run report (e.g. history lost upstream).
+    Warning(String),
+}
+
+/// The channel a fetch sends into.
+#[derive(Debug, Clone)]
+pub struct Collector {
+    sender: mpsc::Sender<Message>,
+}
+
+impl Collector {
+    /// A collector and the runner's receiving end.
+    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<Message>) {
+        let (sender, receiver) = mpsc::channel(capacity);
+        (Self { sender }, receiver)
+    }
+
+    /// Sends a payload.
+    pub async fn payload(&self, payload: Payload) -> Result<(), SourceError> {
+        self.sender
+            .send(Message::Payload(payload))
+            .await
+            .map_err(|_| SourceError::Cancelled)
+    }
+
+    /// Marks a commit point.
+    pub async fn checkpoint(&self, cursor: Option<String>) -> Result<(), SourceError> {
+        self.sender
+            .send(Message::Checkpoint(cursor))
+            .await
+            .map_err(|_| SourceError::Cancelled)
+    }
+
+    /// Reports something the user should know.
+    pub async fn warn(&self, message: String) -> Result<(), SourceError> {
+        self.sender
+            .send(Message::Warning(message))
+            .await
+            .map_err(|_| SourceError::Cancelled)
+    }
+}
+
+/// What a fetch may know besides its cursor.
+#[derive(Debug, Clone, Default)]
+pub struct FetchContext {
+    /// Only fetch records changed after this instant (`--since`).
+    pub since: Option<DateTime<Utc>>,
+    /// Ignore cursors and fetch everything (`--full`).
+    pub full: bool,
+    /// Repositories known to the warehouse: `owner/name` and default branch.
+    pub repositories: Vec<(String, Option<String>)>,
+    /// Production deployments that may need their change sets, oldest
+    /// first: (deployment id, service key, repository `owner/name`,
+    /// revision, finished at).
+    pub production_deployments: Vec<ProductionDeployment>,
+}
+
+/// A completed production deployment, for change-set computation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductionDeployment {
+    /// Stored deployment id.
+    pub deployment_id: String,
+    /// What identifies "the same service and environment".
+    pub series: String,
+    /// `owner/name` of the repository.
+    pub repository: String,
+    /// Deployed SHA.
+    pub revision: String,
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// How a row's entity is found.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Identity {
+    /// A repository `owner/name` (`github.com/project-slug`).
+    Repository(String),
+    /// An Argo CD application (`argocd/app-name`).
+    ArgoApp(String),
+}
+
+/// One decoded row, keyed by column name.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Target table.
+    pub table: &'static TableDef,
+    /// Column values (missing columns are null).
+    pub values: Map<String, Value>,
+    /// How to fill its `entity_ref` (tried in order), when the table has
+    /// one and the source does not know it.
+    pub identity: Vec<Identity>,
+}
+
+/// A record that could not be decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    /// The request it came from.
+    pub location: String,
+    /// Position in the payload (1-based), when it is one of a list.
+    pub position: Option<i64>,
+    /// Why.
+    pub reason: String,
+    /// The record as received.
+    pub raw: String,
+}
+
+/// What decoding one unit produced.
+#[derive(Debug, Clone, Default)]
+pub struct Decoded {
+    /// Good rows.
+    pub rows: Vec<Row>,
+    /// Bad records.
+    pub rejects: Vec<Reject>,
+}
+
+impl Decoded {
+    /// Adds a row.
+    pub fn row(
+        &mut self,
+        table: &'static TableDef,
+        values: Map<String, Value>,
+        identity: Vec<Identity>,
+    ) {
+        self.rows.push(Row {
+            table,
+            values,
+            identity,
+        });
+    }
+
+    /// Adds a rejected record.
+    pub fn reject(
+        &mut self,
+        payload: &Payload,
+        position: Option<i64>,
+        reason: String,
+        raw: &Value,
+    ) {
+        self.rejects.push(Reject {
+            location: payload.request.clone(),
+            position,
+            reason,
+            raw: raw.to_string(),
+        });
+    }
+}
+
+/// Reads a required string field, or says which is missing.
+pub fn req_str<'a>(value: &'a Value, pointer: &str) -> Result<&'a str, String> {
+    match value.pointer(pointer) {
+        Some(Value::String(s)) => Ok(s),
+        Some(Value::Null) | None => Err(format!(
+            "required field `{}` is missing",
+            pointer.trim_start_matches('/').replace('/', ".")
+        )),
+        Some(other) => Err(format!(
+            "field `{}` should be text, found {}",
+            pointer.trim_start_matches('/').replace('/', "."),
+            json_kind(other)
+        )),
+    }
+}
+
+/// Reads an optional string field; a present value of another type is an
+/// error (a malformed record, not a missing one).
+pub fn opt_str<'a>(value: &'a Value, pointer: &str) -> Result<Option<&'a str>, String> {
+    match value.pointer(pointer) {
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Null) | None => Ok(None),
+        Some(other) => Err(format!(
+            "field `{}` should be text, found {}",
+            pointer.trim_start_matches('/').replace('/', "."),
+            json_kind(other)
+        )),
+    }
+}
+
+/// Reads a required integer field.
+pub fn req_i64(value: &Value, pointer: &str) -> Result<i64, String> {
+    match value.pointer(pointer) {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| format!("field `{pointer}` is not an integer")),
+        Some(Value::Null) | None => Err(format!(
+            "required field `{}` is missing",
+            pointer.trim_start_matches('/').replace('/', ".")
+        )),
+        Some(other) => Err(format!(
+            "field `{}` should be a number, found {}",
+            pointer.trim_start_matches('/').replace('/', "."),
+            json_kind(other)
+        )),
+    }
+}
+
+/// Name of a JSON value's type, for messages.
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Sends one successful answer as a payload.
+pub async fn send(
+    out: &Collector,
+    stream: &str,
+    unit: &str,
+    url: &str,
+    fetched: &crate::http::Fetched,
+) -> Result<(), SourceError> {
+    out.payload(Payload {
+        stream: stream.to_owned(),
+        unit: unit.to_owned(),
+        request: format!("GET {url}"),
+        status: fetched.status,
+        fetched_at: Utc::now(),
+        body: String::from_utf8_lossy(&fetched.body).into_owned(),
+    })
+    .await
+}
+
+/// The `rel="next"` target of a `Link` header.
+pub fn next_link(fetched: &crate::http::Fetched) -> Option<String> {
+    let link = fetched.header("link")?;
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            })
+    })
+}

@@ -1,0 +1,5 @@
+//! One module per upstream: its config, client, fetch and (pure) decode.
+
+pub mod argocd;
+pub mod backstage;
+pub mod github;
