@@ -3,6 +3,7 @@
 mod cli;
 mod crash;
 mod import;
+mod ingest;
 mod interop;
 mod s3;
 mod support;

@@ -1,0 +1,379 @@
+//! `fathom ingest` against the simulators, checked against the world's
+//! ground truth: the core tables hold exactly what the world has, a quiet
+//! second run changes nothing, Argo CD history loss is reported, and
+//! faults upstream cost nothing but the malformed records.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use fathom_sim::serve::{SimOptions, SimState};
+use fathom_sim::truth::Truth;
+use fathom_sim::{World, WorldConfig};
+
+use crate::support::{count, fathom_bin, local_warehouse, rows};
+
+/// A simulator running on its own thread until dropped.
+pub struct Sim {
+    pub addr: SocketAddr,
+    pub state: Arc<SimState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Sim {
+    pub fn start(world: WorldConfig, options: SimOptions) -> Result<Self> {
+        let state = SimState::new(World::generate(world), options);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = state.clone();
+        let thread = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+                    return;
+                };
+                let _ = addr_tx.send(listener.local_addr().ok());
+                let _ = fathom_sim::serve::serve(listener, served, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            });
+        });
+        let addr = addr_rx
+            .recv()
+            .context("simulator thread died")?
+            .context("simulator could not bind")?;
+        Ok(Self {
+            addr,
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// `fathom.toml` for a warehouse in `dir` reading this simulator.
+    pub fn config(&self, dir: &Path) -> Result<std::path::PathBuf> {
+        let path = dir.join("fathom.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[warehouse]\nurl = \"{}\"\n\n{}",
+                dir.join("data").display(),
+                self.state.sources_snippet(self.addr)
+            ),
+        )?;
+        Ok(path)
+    }
+}
+
+/// Runs `fathom --config <config> ingest --json …`; returns the report.
+pub fn ingest(config: &Path, extra: &[&str]) -> Result<(Output, serde_json::Value)> {
+    let output = Command::new(fathom_bin())
+        .arg("--config")
+        .arg(config)
+        .arg("ingest")
+        .arg("--json")
+        .args(extra)
+        .env_remove("FATHOM_WAREHOUSE__URL")
+        .env_remove("FATHOM_STATE__DATABASE_URL")
+        .output()
+        .context("cannot run fathom")?;
+    let report = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    Ok((output, report))
+}
+
+fn small_world() -> WorldConfig {
+    WorldConfig {
+        teams: 4,
+        services: 12,
+        days: 60,
+        ..WorldConfig::default()
+    }
+}
+
+fn stream<'a>(report: &'a serde_json::Value, source: &str, stream: &str) -> &'a serde_json::Value {
+    report["report"]["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["name"] == source)
+        .flat_map(|s| s["streams"].as_array().into_iter().flatten())
+        .find(|s| s["stream"] == stream)
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_lands_exactly_the_world() -> Result<()> {
+    let world = small_world();
+    // A history limit no poller can outrun: this test is about equality.
+    let sim = Sim::start(
+        world,
+        SimOptions {
+            argocd_history_limit: 100_000,
+            ..SimOptions::default()
+        },
+    )?;
+    let dir = tempfile::tempdir()?;
+    let config = sim.config(dir.path())?;
+    let (output, report) = ingest(&config, &[])?;
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        report
+    );
+    let generated = sim.state.world();
+    let truth = Truth::compute(generated);
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+
+    // Catalog: every entity, and the relations that tie them.
+    let org = &generated.org;
+    let systems: usize = org.domains.iter().map(|(_, s)| s.len()).sum();
+    let entities = org.departments.len()
+        + org.teams.len()
+        + org.users.len()
+        + org.domains.len()
+        + systems
+        + org.components.len();
+    assert_eq!(
+        count(&warehouse, "SELECT count(*) FROM catalog_entities").await?,
+        entities as i64
+    );
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM entity_relations WHERE relation_type = 'memberOf'"
+        )
+        .await?,
+        org.users.len() as i64
+    );
+
+    // Repositories: one per component plus the unclaimed ones, which stay
+    // unattributed.
+    assert_eq!(
+        count(&warehouse, "SELECT count(*) FROM repositories").await?,
+        (org.components.len() + org.unclaimed_repos.len()) as i64
+    );
+    let unattributed = rows(
+        &warehouse,
+        "SELECT full_name FROM repositories WHERE entity_ref IS NULL ORDER BY full_name",
+    )
+    .await?;
+    assert_eq!(
+        unattributed.into_iter().flatten().collect::<Vec<_>>(),
+        org.unclaimed_repos
+    );
+
+    // Commits and pull requests: every one the world has.
+    let end = generated.config.end();
+    let commits: usize = generated
+        .histories
+        .iter()
+        .map(|h| h.commits.iter().filter(|c| c.committed_at <= end).count())
+        .sum();
+    let pulls: usize = generated
+        .histories
+        .iter()
+        .map(|h| {
+            h.pull_requests
+                .iter()
+                .filter(|p| p.created_at <= end)
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        count(&warehouse, "SELECT count(*) FROM commits").await?,
+        commits as i64
+    );
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM commits WHERE entity_ref IS NULL"
+        )
+        .await?,
+        0
+    );
+    assert_eq!(
+        count(&warehouse, "SELECT count(*) FROM pull_requests").await?,
+        pulls as i64
+    );
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM pull_requests WHERE first_commit_at IS NULL OR first_review_at IS NULL"
+        )
+        .await?,
+        0
+    );
+
+    // Every completed production deployment, with its rollback flag; no
+    // other completed production deployment.
+    let expected: BTreeMap<String, bool> = truth
+        .deployments
+        .iter()
+        .filter(|d| d.completed)
+        .map(|d| (d.deployment_id.clone(), d.is_rollback))
+        .collect();
+    let landed: BTreeMap<String, bool> = rows(
+        &warehouse,
+        "SELECT deployment_id, is_rollback FROM deployments \
+         WHERE status = 'success' AND regexp_like(environment, '^prod(uction)?([-_].*)?$', 'i')",
+    )
+    .await?
+    .into_iter()
+    .map(|r| (r[0].clone(), r[1] == "true"))
+    .collect();
+    assert_eq!(landed.len(), expected.len());
+    let differing: Vec<_> = expected
+        .iter()
+        .filter(|(id, rollback)| landed.get(*id) != Some(rollback))
+        .collect();
+    assert!(differing.is_empty(), "{differing:?}");
+    assert!(expected.values().any(|r| *r), "the world has rollbacks");
+
+    // Change sets: attributing each commit to its pull request (or to
+    // itself, pushed directly) and each change to the first deployment
+    // that shipped it gives exactly the world's changes.
+    let shipped = rows(
+        &warehouse,
+        "WITH change AS ( \
+           SELECT dc.deployment_id, d.finished_at, \
+             coalesce('pr#' || CAST(coalesce(pc.pull_request_number, pm.number) AS VARCHAR), 'push:' || dc.sha) AS change_key \
+           FROM deployment_changes dc \
+           JOIN deployments d ON d.deployment_id = dc.deployment_id \
+           LEFT JOIN pull_request_commits pc ON pc.repository_id = dc.repository_id AND pc.sha = dc.sha \
+           LEFT JOIN pull_requests pm ON pm.repository_id = dc.repository_id AND pm.merge_commit_sha = dc.sha \
+         ), first AS ( \
+           SELECT change_key, deployment_id, row_number() OVER (PARTITION BY d.entity_ref, change_key ORDER BY change.finished_at, change.deployment_id) AS n \
+           FROM change JOIN deployments d USING (deployment_id) \
+         ) SELECT deployment_id, change_key FROM first WHERE n = 1",
+    )
+    .await?;
+    let mut landed_changes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for row in shipped {
+        landed_changes
+            .entry(row[0].clone())
+            .or_default()
+            .insert(row[1].clone());
+    }
+    let mut expected_changes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for d in truth
+        .deployments
+        .iter()
+        .filter(|d| d.completed && !d.changes.is_empty())
+    {
+        expected_changes.insert(d.deployment_id.clone(), d.changes.iter().cloned().collect());
+    }
+    let mismatched: Vec<_> = expected_changes
+        .iter()
+        .filter(|(id, changes)| landed_changes.get(*id) != Some(changes))
+        .map(|(id, _)| id)
+        .take(5)
+        .collect();
+    assert!(
+        mismatched.is_empty(),
+        "change sets differ for {mismatched:?}"
+    );
+    assert_eq!(landed_changes.len(), expected_changes.len());
+
+    // A second run with nothing new upstream: only cheap requests, and no
+    // table gets a new version.
+    let mut versions = Vec::new();
+    for table in fathom_models::ALL_TABLES {
+        versions.push((table.name, warehouse.status(table).await?.version));
+    }
+    let (output, again) = ingest(&config, &[])?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (table, version) in versions {
+        let def = fathom_models::table(table).context("table")?;
+        assert_eq!(
+            warehouse.status(def).await?.version,
+            version,
+            "{table} changed"
+        );
+    }
+    let github = again["report"]["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == "github")
+        .context("github report")?;
+    let repos = (org.components.len() + org.unclaimed_repos.len()) as u64;
+    let calls = github["api_calls"].as_u64().unwrap_or(u64::MAX);
+    let not_modified = github["not_modified"].as_u64().unwrap_or(0);
+    // The repository list, then one conditional request per repository
+    // and stream (commits, pulls, deployments) — all but the empty
+    // repository's answered 304.
+    assert!(
+        calls <= 1 + 3 * repos,
+        "{calls} calls for {repos} repositories"
+    );
+    assert!(
+        not_modified + 4 >= calls,
+        "{not_modified} of {calls} not modified"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_history_loss_is_reported() -> Result<()> {
+    let sim = Sim::start(small_world(), SimOptions::default())?;
+    let dir = tempfile::tempdir()?;
+    let config = sim.config(dir.path())?;
+    let end = sim.state.world().config.end();
+    sim.state.set_now(end - chrono::Duration::days(30));
+    let (output, report) = ingest(&config, &["--source", "argocd"])?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stream(&report, "argocd", "applications")["warnings"],
+        serde_json::json!([])
+    );
+    // A month later, busy applications have synced more often than the
+    // ten entries Argo CD keeps.
+    sim.state.set_now(end);
+    let (_, report) = ingest(&config, &["--source", "argocd"])?;
+    let warnings = stream(&report, "argocd", "applications")["warnings"].clone();
+    let text = warnings.to_string();
+    if !text.contains("were dropped by Argo CD") {
+        bail!("no history-loss warning: {report}");
+    }
+    // The run ledger keeps it too.
+    let state = dir.path().join("data").join("state.db");
+    let runs = Command::new(fathom_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["runs", "--json"])
+        .output()?;
+    assert!(state.exists());
+    assert!(String::from_utf8_lossy(&runs.stdout).contains("were dropped by Argo CD"));
+    Ok(())
+}
