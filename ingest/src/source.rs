@@ -418,6 +418,33 @@ pub fn req_i64(value: &Value, pointer: &str) -> Result<i64, String> {
     }
 }
 
+/// Checks that a record has every top-level key the upstream always sends
+/// (possibly null). A missing one means the record is malformed — reading
+/// it as null would store a silently different row.
+pub fn require_keys(value: &Value, keys: &[&str]) -> Result<(), String> {
+    let Some(object) = value.as_object() else {
+        return Err(format!("expected an object, found {}", json_kind(value)));
+    };
+    let missing: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| !object.contains_key(*k))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "field{} {} missing",
+            if missing.len() == 1 { " is" } else { "s are" },
+            missing
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
 /// Name of a JSON value's type, for messages.
 pub fn json_kind(value: &Value) -> &'static str {
     match value {

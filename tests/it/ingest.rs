@@ -377,3 +377,212 @@ async fn argo_history_loss_is_reported() -> Result<()> {
     assert!(String::from_utf8_lossy(&runs.stdout).contains("were dropped by Argo CD"));
     Ok(())
 }
+
+/// Every row of `table` as text (minus `updated_at`), for comparing two
+/// warehouses.
+async fn table_rows(
+    warehouse: &fathom_warehouse::Warehouse,
+    table: &str,
+) -> Result<BTreeSet<String>> {
+    let def = fathom_models::table(table).context("table")?;
+    let columns: Vec<&str> = def
+        .columns
+        .iter()
+        .map(|c| c.name)
+        .filter(|c| *c != "updated_at")
+        .collect();
+    let sql = format!("SELECT {} FROM {table}", columns.join(", "));
+    Ok(rows(warehouse, &sql)
+        .await?
+        .into_iter()
+        .map(|r| r.join("|"))
+        .collect())
+}
+
+/// Retries fast, so injected faults cost milliseconds.
+fn fast_retries(config: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(config)?;
+    let text = text.replace(
+        "token = ",
+        "http = { backoff_initial_ms = 5, backoff_max_ms = 50, max_retries = 12 }\ntoken = ",
+    );
+    std::fs::write(config, text)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_upstream_cost_only_the_malformed_records() -> Result<()> {
+    let world = WorldConfig {
+        teams: 2,
+        services: 6,
+        days: 40,
+        ..WorldConfig::default()
+    };
+    let options = || SimOptions {
+        argocd_history_limit: 100_000,
+        ..SimOptions::default()
+    };
+    let clean_sim = Sim::start(world, options())?;
+    let clean_dir = tempfile::tempdir()?;
+    let clean_config = clean_sim.config(clean_dir.path())?;
+    let (output, _) = ingest(&clean_config, &[])?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let faults = "seed=7; \
+        github:error_rate=0.05,reset_rate=0.03,truncate_rate=0.03,malformed_rate=0.02,burst_every=400,burst_length=2; \
+        backstage:error_rate=0.3,truncate_rate=0.2,malformed_rate=0.5; \
+        argocd:error_rate=0.3,reset_rate=0.2,malformed_rate=0.5";
+    let faulty_sim = Sim::start(
+        world,
+        SimOptions {
+            faults: faults.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+            ..options()
+        },
+    )?;
+    let faulty_dir = tempfile::tempdir()?;
+    let faulty_config = faulty_sim.config(faulty_dir.path())?;
+    fast_retries(&faulty_config)?;
+    let (output, report) = ingest(&faulty_config, &[])?;
+    // Malformed records make the run partial, never a failure.
+    assert!(
+        output.status.success(),
+        "{}\n{report}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let retries: u64 = report["report"]["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["retries"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(retries > 10, "faults were injected: {retries} retries");
+
+    let clean = local_warehouse(&clean_dir.path().join("data"))?;
+    let faulty = local_warehouse(&faulty_dir.path().join("data"))?;
+    let quarantined = count(&faulty, "SELECT count(*) FROM quarantine").await?;
+    assert!(quarantined > 0, "malformed records were injected");
+    assert_eq!(
+        count(
+            &faulty,
+            "SELECT count(*) FROM quarantine WHERE reason = '' OR raw_record IS NULL"
+        )
+        .await?,
+        0
+    );
+    let mut missing_total = 0usize;
+    for table in [
+        "catalog_entities",
+        "entity_relations",
+        "repositories",
+        "commits",
+        "pull_requests",
+        "pull_request_reviews",
+        "pull_request_commits",
+        "deployments",
+    ] {
+        let expected = table_rows(&clean, table).await?;
+        let got = table_rows(&faulty, table).await?;
+        let wrong: Vec<&String> = got.difference(&expected).take(3).collect();
+        assert!(
+            wrong.is_empty(),
+            "{table} has rows the clean run does not: {wrong:?}"
+        );
+        missing_total += expected.difference(&got).count();
+    }
+    println!("{missing_total} rows missing, {quarantined} records quarantined, {retries} retries");
+    // What is missing is what a malformed record carried (an entity with
+    // its relations, a pull request with its commits and reviews).
+    assert!(
+        missing_total as i64 <= quarantined * 15,
+        "{missing_total} rows missing for {quarantined} quarantined records"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_ingest_is_finished_by_the_next_run() -> Result<()> {
+    let world = WorldConfig {
+        teams: 2,
+        services: 6,
+        days: 40,
+        ..WorldConfig::default()
+    };
+    let options = || SimOptions {
+        argocd_history_limit: 100_000,
+        ..SimOptions::default()
+    };
+    let clean_sim = Sim::start(world, options())?;
+    let clean_dir = tempfile::tempdir()?;
+    let (output, _) = ingest(&clean_sim.config(clean_dir.path())?, &[])?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let clean = local_warehouse(&clean_dir.path().join("data"))?;
+
+    // Slow upstreams, so the kills land mid-run.
+    let slow_sim = Sim::start(
+        world,
+        SimOptions {
+            faults: "seed=1; github:latency_ms=3; backstage:latency_ms=50"
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            ..options()
+        },
+    )?;
+    let dir = tempfile::tempdir()?;
+    let config = slow_sim.config(dir.path())?;
+    let mut kills = 0;
+    for delay_ms in [300u64, 1_500, 3_000, 5_000] {
+        let mut child = Command::new(fathom_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(["ingest", "--json"])
+            .env_remove("FATHOM_WAREHOUSE__URL")
+            .env_remove("FATHOM_STATE__DATABASE_URL")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait()?.is_none() {
+            child.kill()?;
+            kills += 1;
+        }
+        child.wait()?;
+    }
+    assert!(kills >= 2, "the ingest finished before it could be killed");
+    let (output, report) = ingest(&config, &[])?;
+    assert!(
+        output.status.success(),
+        "{}\n{report}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+    for table in [
+        "catalog_entities",
+        "entity_relations",
+        "repositories",
+        "commits",
+        "pull_requests",
+        "pull_request_reviews",
+        "pull_request_commits",
+        "deployments",
+        "deployment_changes",
+    ] {
+        let expected = table_rows(&clean, table).await?;
+        let got = table_rows(&warehouse, table).await?;
+        assert_eq!(got.len(), expected.len(), "{table}: rows after the kills");
+        assert!(
+            got == expected,
+            "{table} differs from an uninterrupted ingest"
+        );
+        let all = count(&warehouse, &format!("SELECT count(*) FROM {table}")).await?;
+        assert_eq!(all as usize, got.len(), "{table} has duplicates");
+    }
+    Ok(())
+}

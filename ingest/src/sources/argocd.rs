@@ -202,6 +202,7 @@ fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
 }
 
 fn application(config: &ArgoCdConfig, app: &Value, decoded: &mut Decoded) -> Result<(), String> {
+    crate::source::require_keys(app, &["metadata", "spec", "status"])?;
     let name = req_str(app, "/metadata/name")?;
     let environment = environment(config, app, name)?;
     // Multi-source applications list `spec.sources`; the first with a

@@ -28,7 +28,7 @@ use crate::http::{HttpClient, HttpError, ResetStyle};
 use crate::runner::DEFAULT_PRODUCTION_PATTERN;
 use crate::source::{
     Collector, CommonConfig, Decoded, FetchContext, Identity, Payload, SourceError, json_kind,
-    next_link, opt_str, req_i64, req_str, send,
+    next_link, opt_str, req_i64, req_str, require_keys, send,
 };
 
 /// Streams, in order (`changes` runs after every other source).
@@ -588,6 +588,16 @@ fn decode_repos(bodies: &[(&Payload, Value)], decoded: &mut Decoded) {
     for (payload, body) in bodies {
         for (position, repo) in each(payload, body, decoded) {
             let result = (|| -> Result<(Map<String, Value>, String), String> {
+                require_keys(
+                    repo,
+                    &[
+                        "full_name",
+                        "default_branch",
+                        "html_url",
+                        "archived",
+                        "created_at",
+                    ],
+                )?;
                 let full_name = req_str(repo, "/full_name")?.to_owned();
                 let mut values = Map::new();
                 values.insert(
@@ -640,6 +650,7 @@ fn first_line(message: Option<&str>) -> Option<String> {
 }
 
 fn commit_values(repo: &str, commit: &Value) -> Result<Map<String, Value>, String> {
+    require_keys(commit, &["sha", "commit", "author"])?;
     let sha = req_str(commit, "/sha")?;
     let committed_at = req_str(commit, "/commit/committer/date")?;
     let mut values = Map::new();
@@ -728,6 +739,10 @@ fn decode_pulls(bodies: &[(&Payload, Value)], decoded: &mut Decoded) {
     // need its first commit and its first review by someone else.
     let mut first_commit: HashMap<(String, i64), DateTime<Utc>> = HashMap::new();
     let mut reviews: HashMap<(String, i64), Vec<Reviewed>> = HashMap::new();
+    // A pull request with a malformed commit or review would get wrong
+    // stages: it is left out (its bad parts are quarantined) rather than
+    // stored wrong.
+    let mut incomplete: BTreeSet<(String, i64)> = BTreeSet::new();
     for (payload, body) in bodies {
         let Some(repo) = repo_of(payload) else {
             continue;
@@ -736,6 +751,7 @@ fn decode_pulls(bodies: &[(&Payload, Value)], decoded: &mut Decoded) {
             Some(PullPart::Commits(number)) => {
                 for (position, commit) in each(payload, body, decoded) {
                     let result = (|| -> Result<Map<String, Value>, String> {
+                        require_keys(commit, &["sha", "commit", "author"])?;
                         let mut values = Map::new();
                         values.insert("repository_id".into(), json!(format!("github:{repo}")));
                         values.insert("pull_request_number".into(), json!(number));
@@ -763,13 +779,17 @@ fn decode_pulls(bodies: &[(&Payload, Value)], decoded: &mut Decoded) {
                                 vec![Identity::Repository(repo.clone())],
                             );
                         }
-                        Err(reason) => decoded.reject(payload, Some(position), reason, commit),
+                        Err(reason) => {
+                            incomplete.insert((repo.clone(), number));
+                            decoded.reject(payload, Some(position), reason, commit);
+                        }
                     }
                 }
             }
             Some(PullPart::Reviews(number)) => {
                 for (position, review) in each(payload, body, decoded) {
                     let result = (|| -> Result<(Map<String, Value>, Option<Reviewed>), String> {
+                        require_keys(review, &["id", "user", "state"])?;
                         let id = req_i64(review, "/id")?;
                         let state = opt_str(review, "/state")?;
                         // A pending review is a draft nobody has seen.
@@ -809,7 +829,22 @@ fn decode_pulls(bodies: &[(&Payload, Value)], decoded: &mut Decoded) {
                                 );
                             }
                         }
-                        Err(reason) => decoded.reject(payload, Some(position), reason, review),
+                        Err(reason) => {
+                            incomplete.insert((repo.clone(), number));
+                            decoded.reject(payload, Some(position), reason, review);
+                        }
+                    }
+                }
+            }
+            // The list decides which pull requests are read in full: a
+            // record it cannot use is quarantined, not skipped.
+            Some(PullPart::List) => {
+                for (position, pull) in each(payload, body, decoded) {
+                    let check = require_keys(pull, &["number", "updated_at"])
+                        .and_then(|()| req_i64(pull, "/number").map(|_| ()))
+                        .and_then(|()| req_str(pull, "/updated_at").map(|_| ()));
+                    if let Err(reason) = check {
+                        decoded.reject(payload, Some(position), reason, pull);
                     }
                 }
             }
@@ -823,6 +858,13 @@ fn decode_pulls(bodies: &[(&Payload, Value)], decoded: &mut Decoded) {
         let Some(PullPart::One) = pull_part(payload) else {
             continue;
         };
+        if body
+            .get("number")
+            .and_then(Value::as_i64)
+            .is_some_and(|n| incomplete.contains(&(repo.clone(), n)))
+        {
+            continue;
+        }
         let result = (|| -> Result<Map<String, Value>, String> {
             let number = req_i64(body, "/number")?;
             let author = opt_str(body, "/user/login")?;
@@ -903,6 +945,9 @@ fn decode_pulls(bodies: &[(&Payload, Value)], decoded: &mut Decoded) {
 fn decode_deployments(bodies: &[(&Payload, Value)], decoded: &mut Decoded) {
     // Statuses by deployment id (from the request path), newest first.
     let mut statuses: HashMap<i64, Vec<&Value>> = HashMap::new();
+    // Deployments with a malformed status are left out rather than stored
+    // with a wrong state; the fetch polls them again.
+    let mut incomplete: BTreeSet<i64> = BTreeSet::new();
     for (payload, body) in bodies {
         let path = request_path(payload);
         let Some(rest) = path.split("/deployments/").nth(1) else {
@@ -911,10 +956,18 @@ fn decode_deployments(bodies: &[(&Payload, Value)], decoded: &mut Decoded) {
         let Some(id) = rest.split('/').next().and_then(|i| i.parse::<i64>().ok()) else {
             continue;
         };
-        statuses
-            .entry(id)
-            .or_default()
-            .extend(body.as_array().into_iter().flatten());
+        for (position, status) in each(payload, body, decoded) {
+            let check = require_keys(status, &["id", "state", "created_at"])
+                .and_then(|()| req_str(status, "/state").map(|_| ()))
+                .and_then(|()| req_str(status, "/created_at").map(|_| ()));
+            match check {
+                Ok(()) => statuses.entry(id).or_default().push(status),
+                Err(reason) => {
+                    incomplete.insert(id);
+                    decoded.reject(payload, Some(position), reason, status);
+                }
+            }
+        }
     }
     for (payload, body) in bodies {
         let Some(repo) = repo_of(payload) else {
@@ -925,12 +978,28 @@ fn decode_deployments(bodies: &[(&Payload, Value)], decoded: &mut Decoded) {
         }
         for (position, deployment) in each(payload, body, decoded) {
             let result = (|| -> Result<Option<Map<String, Value>>, String> {
+                require_keys(
+                    deployment,
+                    &[
+                        "id",
+                        "sha",
+                        "environment",
+                        "created_at",
+                        "payload",
+                        "task",
+                        "description",
+                        "creator",
+                    ],
+                )?;
                 let id = req_i64(deployment, "/id")?;
                 // Only deployments whose statuses were read this time: the
                 // rest of the page is older and already stored.
                 let Some(list) = statuses.get(&id) else {
                     return Ok(None);
                 };
+                if incomplete.contains(&id) {
+                    return Ok(None);
+                }
                 let created_at = req_str(deployment, "/created_at")?;
                 let environment = req_str(deployment, "/environment")?;
                 let mut ordered: Vec<&&Value> = list.iter().collect();
