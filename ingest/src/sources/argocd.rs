@@ -202,7 +202,16 @@ fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
 }
 
 fn application(config: &ArgoCdConfig, app: &Value, decoded: &mut Decoded) -> Result<(), String> {
-    crate::source::require_keys(app, &["metadata", "spec", "status"])?;
+    crate::source::require_keys(app, &["metadata", "status"])?;
+    // An application that has deployed always has a spec (its source and
+    // destination); without one its deployments would lose their repository.
+    if app
+        .pointer("/status/history")
+        .and_then(Value::as_array)
+        .is_some_and(|h| !h.is_empty())
+    {
+        crate::source::require_keys(app, &["spec"])?;
+    }
     let name = req_str(app, "/metadata/name")?;
     let environment = environment(config, app, name)?;
     // Multi-source applications list `spec.sources`; the first with a

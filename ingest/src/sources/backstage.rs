@@ -128,10 +128,7 @@ fn canonical(reference: &str, default_kind: &str, default_namespace: &str) -> Op
 }
 
 fn entity(item: &Value, decoded: &mut Decoded) -> Result<(), String> {
-    crate::source::require_keys(
-        item,
-        &["apiVersion", "kind", "metadata", "spec", "relations"],
-    )?;
+    crate::source::require_keys(item, &["apiVersion", "kind", "metadata", "spec"])?;
     let kind = req_str(item, "/kind")?.to_ascii_lowercase();
     let name = req_str(item, "/metadata/name")?.to_ascii_lowercase();
     let namespace = opt_str(item, "/metadata/namespace")?

@@ -588,16 +588,8 @@ fn decode_repos(bodies: &[(&Payload, Value)], decoded: &mut Decoded) {
     for (payload, body) in bodies {
         for (position, repo) in each(payload, body, decoded) {
             let result = (|| -> Result<(Map<String, Value>, String), String> {
-                require_keys(
-                    repo,
-                    &[
-                        "full_name",
-                        "default_branch",
-                        "html_url",
-                        "archived",
-                        "created_at",
-                    ],
-                )?;
+                // Old repositories come without `default_branch` or `archived`.
+                require_keys(repo, &["full_name", "html_url", "created_at"])?;
                 let full_name = req_str(repo, "/full_name")?.to_owned();
                 let mut values = Map::new();
                 values.insert(

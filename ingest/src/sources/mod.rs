@@ -3,3 +3,6 @@
 pub mod argocd;
 pub mod backstage;
 pub mod github;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,321 @@
+//! Decoders on recorded real payloads (`../shared/fixtures`): every
+//! relevant answer decodes, into the rows it should, with nothing rejected.
+
+use std::path::PathBuf;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::source::{Decoded, Payload, SourceConfig};
+
+fn fixtures_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("FATHOM_FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        println!(
+            "skipped: fixtures not found at {} (set FATHOM_FIXTURES_DIR)",
+            dir.display()
+        );
+        None
+    }
+}
+
+fn read(dir: &std::path::Path, name: &str) -> Value {
+    let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn payload(stream: &str, unit: &str, path: &str, body: &Value) -> Payload {
+    Payload {
+        stream: stream.to_owned(),
+        unit: unit.to_owned(),
+        request: format!("GET https://api.github.com{path}"),
+        status: 200,
+        fetched_at: Utc::now(),
+        body: body.to_string(),
+    }
+}
+
+/// The recorded answers of a PyGithub replay file: (path, body).
+fn replay(dir: &std::path::Path, name: &str) -> Vec<(String, Value)> {
+    read(dir, &format!("github/pygithub_replay/{name}"))["exchanges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["response"]["status"] == 200)
+        .map(|e| {
+            (
+                e["request"]["path"].as_str().unwrap_or_default().to_owned(),
+                e["response"]["body"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn github() -> SourceConfig {
+    serde_json::from_value(json!({"type": "github", "orgs": ["acme"], "token": "x"})).unwrap()
+}
+
+fn rows_in(decoded: &Decoded, table: &str) -> Vec<serde_json::Map<String, Value>> {
+    decoded
+        .rows
+        .iter()
+        .filter(|r| r.table.name == table)
+        .map(|r| r.values.clone())
+        .collect()
+}
+
+fn assert_clean(decoded: &Decoded) {
+    assert!(
+        decoded.rejects.is_empty(),
+        "rejected: {:#?}",
+        decoded.rejects
+    );
+}
+
+#[test]
+fn github_replays_decode() {
+    let Some(dir) = fixtures_dir() else { return };
+    let source = github();
+
+    let repos: Vec<Payload> = replay(&dir, "Organization.testGetRepos.json")
+        .iter()
+        .map(|(path, body)| payload("repos", "BeaverSoftware", path, body))
+        .collect();
+    let decoded = source.decode("repos", &repos);
+    assert_clean(&decoded);
+    assert_eq!(rows_in(&decoded, "repositories").len(), 2);
+
+    // Three pages, the later ones addressed by `last_sha` cursors.
+    let commits: Vec<Payload> = replay(&dir, "Repository.testGetCommits.json")
+        .iter()
+        .map(|(path, body)| payload("commits", "PyGithub/PyGithub", path, body))
+        .collect();
+    let decoded = source.decode("commits", &commits);
+    assert_clean(&decoded);
+    let rows = rows_in(&decoded, "commits");
+    assert_eq!(rows.len(), 90);
+    assert!(
+        rows.iter()
+            .all(|r| r["repository_id"] == "github:pygithub/pygithub")
+    );
+    // The second page of this one moved to /repositories/{id}.
+    let commits: Vec<Payload> = replay(&dir, "Repository.testGetCommitsWithSinceUntil.json")
+        .iter()
+        .map(|(path, body)| payload("commits", "PyGithub/PyGithub", path, body))
+        .collect();
+    let decoded = source.decode("commits", &commits);
+    assert_clean(&decoded);
+    assert_eq!(rows_in(&decoded, "commits").len(), 47);
+
+    // A pull request read in full, with its commits.
+    let mut pulls: Vec<Payload> = replay(&dir, "PullRequest.setUp.json")
+        .iter()
+        .filter(|(path, _)| path == "/repos/PyGithub/PyGithub/pulls/31")
+        .map(|(path, body)| payload("pulls", "PyGithub/PyGithub", path, body))
+        .collect();
+    pulls.extend(
+        replay(&dir, "PullRequest.testGetCommits.json")
+            .iter()
+            .map(|(path, body)| payload("pulls", "PyGithub/PyGithub", path, body)),
+    );
+    pulls.extend(
+        replay(&dir, "Repository.testGetPullsWithArguments.json")
+            .iter()
+            .map(|(path, body)| payload("pulls", "PyGithub/PyGithub", path, body)),
+    );
+    let decoded = source.decode("pulls", &pulls);
+    assert_clean(&decoded);
+    let prs = rows_in(&decoded, "pull_requests");
+    assert_eq!(prs.len(), 1);
+    assert_eq!(prs[0]["number"], 31);
+    assert!(prs[0]["first_commit_at"].is_string(), "{:?}", prs[0]);
+    assert!(prs[0]["commit_count"].is_number());
+    assert_eq!(rows_in(&decoded, "pull_request_commits").len(), 3);
+
+    // Deployments: only those whose statuses were read become rows.
+    let mut deployments: Vec<Payload> = replay(&dir, "Repository.testGetDeployments.json")
+        .iter()
+        .map(|(path, body)| payload("deployments", "PyGithub/PyGithub", path, body))
+        .collect();
+    deployments.extend(
+        replay(&dir, "DeploymentStatus.testGetStatuses.json")
+            .iter()
+            .map(|(path, body)| payload("deployments", "PyGithub/PyGithub", path, body)),
+    );
+    let decoded = source.decode("deployments", &deployments);
+    assert_clean(&decoded);
+    let rows = rows_in(&decoded, "deployments");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0]["deployment_id"],
+        "github:pygithub/pygithub:263877258"
+    );
+}
+
+#[test]
+fn octocrab_bodies_decode() {
+    let Some(dir) = fixtures_dir() else { return };
+    let source = github();
+    // Commit authors may be `{}` (no linked account).
+    for name in [
+        "pull_request_commits.json",
+        "pull_request_commits_empty_author_object.json",
+    ] {
+        let body = read(&dir, &format!("github/octocrab__{name}"));
+        let decoded = source.decode(
+            "pulls",
+            &[payload("pulls", "o/r", "/repos/o/r/pulls/7/commits", &body)],
+        );
+        assert_clean(&decoded);
+        assert_eq!(
+            rows_in(&decoded, "pull_request_commits").len(),
+            body.as_array().map_or(0, Vec::len)
+        );
+    }
+    let list = read(&dir, "github/octocrab__pull_requests_list.json");
+    let decoded = source.decode(
+        "pulls",
+        &[payload("pulls", "o/r", "/repos/o/r/pulls", &list)],
+    );
+    assert_clean(&decoded);
+
+    let compare = read(&dir, "github/octocrab__repo_compare_commits.json");
+    let mut changes = payload(
+        "changes",
+        "argocd:app:4",
+        "/repos/o/r/compare/a...b",
+        &compare,
+    );
+    changes.unit = "argocd:app:4".to_owned();
+    let decoded = source.decode("changes", &[changes]);
+    assert_clean(&decoded);
+    let rows = rows_in(&decoded, "deployment_changes");
+    assert_eq!(
+        rows.len(),
+        compare["commits"].as_array().map_or(0, Vec::len)
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["deployment_id"] == "argocd:app:4" && r["repository_id"] == "github:o/r")
+    );
+
+    // Deployment creator may be null.
+    let deployments = read(&dir, "github/octocrab__repo_deployments.json");
+    let statuses = read(&dir, "github/octocrab__repo_deployment_statuses.json");
+    let id = deployments[0]["id"].as_i64().unwrap();
+    let decoded = source.decode(
+        "deployments",
+        &[
+            payload("deployments", "o/r", "/repos/o/r/deployments", &deployments),
+            payload(
+                "deployments",
+                "o/r",
+                &format!("/repos/o/r/deployments/{id}/statuses"),
+                &statuses,
+            ),
+        ],
+    );
+    assert_clean(&decoded);
+    assert_eq!(rows_in(&decoded, "deployments").len(), 1);
+}
+
+#[test]
+fn argocd_captures_decode() {
+    let Some(dir) = fixtures_dir() else { return };
+    let source: SourceConfig =
+        serde_json::from_value(json!({"type": "argocd", "base_url": "http://argo", "token": "x"}))
+            .unwrap();
+    let captured = read(&dir, "argocd/roadie_e2e__applications-test-app.json");
+    let decoded = source.decode(
+        "applications",
+        &[payload(
+            "applications",
+            "applications",
+            "/api/v1/applications",
+            &json!({"items": [captured]}),
+        )],
+    );
+    assert_clean(&decoded);
+    let rows = rows_in(&decoded, "deployments");
+    let history = captured["status"]["history"].as_array().map_or(0, Vec::len);
+    assert!(history > 0);
+    assert!(
+        rows.len() >= history,
+        "{} rows for {history} history entries",
+        rows.len()
+    );
+    for name in [
+        "roadie_mocks__getEmptyResponseStub.json",
+        "roadie_mocks__getResponseStubAppListForInstanceOne.json",
+        "roadie_mocks__getResponseStubAppListWithMultipleApps.json",
+    ] {
+        let body = read(&dir, &format!("argocd/{name}"));
+        let decoded = source.decode(
+            "applications",
+            &[payload(
+                "applications",
+                "applications",
+                "/api/v1/applications",
+                &body,
+            )],
+        );
+        assert_clean(&decoded);
+    }
+    for name in [
+        "roadie_mocks__getResponseStub.json",
+        "roadie_mocks__getResponseStubNamespaced.json",
+        "roadie_mocks__getResponseStubScanning.json",
+        "roadie_mocks__getResponseStubMissingData.json",
+    ] {
+        let app = read(&dir, &format!("argocd/{name}"));
+        let decoded = source.decode(
+            "applications",
+            &[payload(
+                "applications",
+                "applications",
+                "/api/v1/applications",
+                &json!({"items": [app]}),
+            )],
+        );
+        assert_clean(&decoded);
+    }
+}
+
+#[test]
+fn backstage_entities_decode() {
+    let Some(dir) = fixtures_dir() else { return };
+    let source: SourceConfig = serde_json::from_value(
+        json!({"type": "backstage", "base_url": "http://backstage", "token": "x"}),
+    )
+    .unwrap();
+    let items: Vec<Value> = [
+        "backstage-docs__descriptor-format__artist-web.api.json",
+        "roadie_argo_mocks__getEntityStub.json",
+        "roadie_argo_mocks__getEntityStubWithAppNamespace.json",
+        "roadie_argo_mocks__getEntityStubWithAppSelector.json",
+    ]
+    .iter()
+    .map(|name| read(&dir, &format!("backstage/{name}")))
+    .collect();
+    let decoded = source.decode(
+        "entities",
+        &[payload(
+            "entities",
+            "catalog",
+            "/api/catalog/entities/by-query",
+            &json!({"items": items}),
+        )],
+    );
+    assert_clean(&decoded);
+    let entities = rows_in(&decoded, "catalog_entities");
+    assert_eq!(entities.len(), 4);
+    assert!(entities.iter().any(|e| {
+        e["annotations"]
+            .as_object()
+            .is_some_and(|a| a.contains_key("argocd/app-name"))
+    }));
+}
