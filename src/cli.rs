@@ -130,6 +130,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-decode the raw layer into the core tables (after a decoder or
+    /// catalog-mapping change), with no upstream calls.
+    Reprocess {
+        /// Only this source (by name).
+        #[arg(long)]
+        source: Option<String>,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List recent runs from the run ledger.
     Runs {
         /// How many.
@@ -311,6 +321,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             full,
             json,
         } => ingest(&config, source, since, full, json).await,
+        Command::Reprocess { source, json } => reprocess(&config, source, json).await,
         Command::Sim { command } => sim(&config, command).await,
     }
 }
@@ -867,4 +878,63 @@ fn print_ingest_report(report: &fathom_ingest::runner::IngestReport) {
             }
         );
     }
+}
+
+async fn reprocess(config: &Config, source: Option<String>, json: bool) -> Result<ExitCode> {
+    if config.sources.is_empty() {
+        bail!("no sources configured; add `[[sources]]` to fathom.toml");
+    }
+    let warehouse = open_warehouse(config)?;
+    let state = open_state(config).await?;
+    let run_id = state.start_run("reprocess").await?;
+    let options = fathom_ingest::runner::IngestOptions {
+        source,
+        ..fathom_ingest::runner::IngestOptions::default()
+    };
+    let progress: Arc<dyn fathom_ingest::runner::IngestProgress> =
+        if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            Arc::new(fathom_ingest::runner::NoIngestProgress)
+        } else {
+            Arc::new(crate::progress::IngestBars::new())
+        };
+    let report = match fathom_ingest::runner::reprocess(
+        &warehouse,
+        &config.sources,
+        &options,
+        &run_id,
+        progress,
+    )
+    .await
+    {
+        Ok(report) => report,
+        Err(error) => {
+            state
+                .finish_run(
+                    &run_id,
+                    RunStatus::Failed,
+                    &BTreeMap::new(),
+                    &[format!("{error:#}")],
+                )
+                .await?;
+            return Err(error).context("reprocess failed");
+        }
+    };
+    let status = if report.quarantined() > 0 {
+        RunStatus::Partial
+    } else {
+        RunStatus::Succeeded
+    };
+    state
+        .finish_run(&run_id, status, &report.counts(), &report.errors())
+        .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"run_id": run_id, "report": report}))?
+        );
+    } else {
+        print_ingest_report(&report);
+        println!("run {run_id}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

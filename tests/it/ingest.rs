@@ -586,3 +586,74 @@ async fn a_killed_ingest_is_finished_by_the_next_run() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reprocess_applies_a_new_mapping_without_calling_upstream() -> Result<()> {
+    let world = WorldConfig {
+        teams: 2,
+        services: 5,
+        days: 30,
+        ..WorldConfig::default()
+    };
+    let sim = Sim::start(world, SimOptions::default())?;
+    let dir = tempfile::tempdir()?;
+    let config = sim.config(dir.path())?;
+    // GitHub first, with no catalog yet: nothing can be attributed.
+    let (output, _) = ingest(&config, &["--source", "github"])?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+    let commits = count(&warehouse, "SELECT count(*) FROM commits").await?;
+    assert!(commits > 0);
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM commits WHERE entity_ref IS NULL"
+        )
+        .await?,
+        commits
+    );
+    let (output, _) = ingest(&config, &["--source", "backstage"])?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The upstreams go away; the raw layer is all reprocessing needs.
+    drop(sim);
+    let output = Command::new(fathom_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["reprocess", "--source", "github", "--json"])
+        .output()?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM commits WHERE entity_ref IS NULL"
+        )
+        .await?,
+        0
+    );
+    assert_eq!(
+        count(&warehouse, "SELECT count(*) FROM commits").await?,
+        commits
+    );
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM repositories WHERE entity_ref IS NULL"
+        )
+        .await?,
+        1,
+        "only the unclaimed repository stays unattributed"
+    );
+    Ok(())
+}
