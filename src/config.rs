@@ -245,6 +245,57 @@ mod tests {
         Ok(())
     }
 
+    /// The commented `[[sources]]` of the example, uncommented, is a valid
+    /// configuration of three sources.
+    #[test]
+    fn the_example_sources_parse() -> Result<()> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fathom.example.toml");
+        let text = std::fs::read_to_string(path)?;
+        let start = text.find("# [[sources]]").context("no sources example")?;
+        let uncommented: String = text[start..]
+            .lines()
+            .map(|line| line.strip_prefix("# ").unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("fathom.toml");
+        std::fs::write(&file, uncommented)?;
+        let config = Config::load(Some(&file), Vec::new())?;
+        let names: Vec<(&str, &str)> = config
+            .sources
+            .iter()
+            .map(|s| (s.name(), s.kind()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("backstage", "backstage"),
+                ("github", "github"),
+                ("argocd-eu", "argocd")
+            ]
+        );
+        assert_eq!(config.sources[0].common().http.max_retries, 5);
+        Ok(())
+    }
+
+    #[test]
+    fn duplicate_source_names_are_refused() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("fathom.toml");
+        std::fs::write(
+            &file,
+            "[[sources]]\ntype = \"argocd\"\n[[sources]]\ntype = \"argocd\"\n",
+        )?;
+        let error = Config::load(Some(&file), Vec::new())
+            .err()
+            .context("accepted")?;
+        assert!(
+            format!("{error:#}").contains("two sources are named `argocd`"),
+            "{error:#}"
+        );
+        Ok(())
+    }
+
     #[test]
     fn environment_overrides_the_file() -> Result<()> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fathom.example.toml");
