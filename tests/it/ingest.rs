@@ -657,3 +657,53 @@ async fn reprocess_applies_a_new_mapping_without_calling_upstream() -> Result<()
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_workflows_are_deployments_when_configured() -> Result<()> {
+    let world = WorldConfig {
+        teams: 2,
+        services: 8,
+        days: 30,
+        ..WorldConfig::default()
+    };
+    let sim = Sim::start(world, SimOptions::default())?;
+    let dir = tempfile::tempdir()?;
+    let config = sim.config(dir.path())?;
+    let text = std::fs::read_to_string(&config)?;
+    std::fs::write(
+        &config,
+        text.replace(
+            "orgs = [\"acme\"]",
+            "orgs = [\"acme\"]\ndeploy_workflows = \"(?i)^deploy$\"\ndeploy_workflow_environment = \"prod\"",
+        ),
+    )?;
+    let (output, report) = ingest(&config, &["--source", "github"])?;
+    assert!(
+        output.status.success(),
+        "{}\n{report}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+    // The simulated services that deploy through GitHub run a Deploy
+    // workflow for each deployment: the same events, seen twice.
+    let api = count(
+        &warehouse,
+        "SELECT count(*) FROM deployments WHERE source = 'github' AND status = 'success'",
+    )
+    .await?;
+    let actions = count(
+        &warehouse,
+        "SELECT count(*) FROM deployments WHERE source = 'github-actions' AND status = 'success'",
+    )
+    .await?;
+    assert!(api > 0);
+    assert_eq!(actions, api);
+    assert_eq!(
+        count(&warehouse, "SELECT count(*) FROM deployments WHERE source = 'github-actions' AND environment <> 'prod'").await?,
+        0
+    );
+    // A quiet second run reads nothing new.
+    let (_, again) = ingest(&config, &["--source", "github"])?;
+    assert_eq!(stream(&again, "github", "workflow_runs")["payloads"], 0);
+    Ok(())
+}

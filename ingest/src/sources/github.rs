@@ -32,7 +32,14 @@ use crate::source::{
 };
 
 /// Streams, in order (`changes` runs after every other source).
-pub const STREAMS: &[&str] = &["repos", "commits", "pulls", "deployments", "changes"];
+pub const STREAMS: &[&str] = &[
+    "repos",
+    "commits",
+    "pulls",
+    "deployments",
+    "workflow_runs",
+    "changes",
+];
 
 /// `[[sources]] type = "github"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +54,16 @@ pub struct GithubConfig {
     /// `(?i)^prod(uction)?([-_].*)?$`.
     #[serde(default)]
     pub production_environments: Option<String>,
+    /// Regex on a GitHub Actions workflow's name or path
+    /// (`.github/workflows/deploy.yml`) marking it a deployment; for
+    /// repositories that deploy from Actions rather than through the
+    /// deployments API. Default: none (workflow runs are not read).
+    #[serde(default)]
+    pub deploy_workflows: Option<String>,
+    /// Environment recorded for deployments from matching workflows.
+    /// Default `production`.
+    #[serde(default)]
+    pub deploy_workflow_environment: Option<String>,
 }
 
 impl GithubConfig {
@@ -133,7 +150,8 @@ pub(crate) async fn fetch(
             }
             Ok(None)
         }
-        "commits" | "pulls" | "deployments" => {
+        "workflow_runs" if config.deploy_workflows.is_none() => Ok(None),
+        "commits" | "pulls" | "deployments" | "workflow_runs" => {
             let mut cursor: Cursor = cursor
                 .and_then(|c| serde_json::from_str(c).ok())
                 .unwrap_or_default();
@@ -148,7 +166,8 @@ pub(crate) async fn fetch(
                         commits(&base, client, out, repo, branch.as_deref(), &previous, ctx).await
                     }
                     "pulls" => pulls(&base, client, out, repo, &previous, ctx).await,
-                    _ => deployments(&base, client, out, repo, &previous, ctx).await,
+                    "deployments" => deployments(&base, client, out, repo, &previous, ctx).await,
+                    _ => workflow_runs(&base, client, out, repo, &previous, ctx).await,
                 };
                 match result {
                     Ok(next) => {
@@ -459,6 +478,73 @@ async fn deployments(
     })
 }
 
+/// Actions runs, newest first, back to the newest already seen, plus the
+/// runs still in progress last time (re-read until they complete).
+async fn workflow_runs(
+    base: &str,
+    client: &HttpClient,
+    out: &Collector,
+    repo: &str,
+    previous: &RepoCursor,
+    ctx: &FetchContext,
+) -> Result<RepoCursor, SourceError> {
+    let threshold = previous.newest.or(ctx.since);
+    let mut open: BTreeSet<i64> = previous.open.iter().copied().collect();
+    let mut next = Some(format!("{base}/repos/{repo}/actions/runs?per_page=100"));
+    let mut etag = previous.etag.clone();
+    let mut newest = previous.newest;
+    let mut still_open = BTreeSet::new();
+    let mut is_first = true;
+    while let Some(current) = next.take() {
+        let conditional = previous
+            .etag
+            .as_ref()
+            .filter(|(u, _)| is_first && *u == current && open.is_empty())
+            .map(|(_, e)| e.as_str());
+        let fetched = client.get(&current, conditional).await?;
+        if is_first {
+            if fetched.not_modified() {
+                return Ok(previous.clone());
+            }
+            etag = fetched
+                .header("etag")
+                .map(|e| (current.clone(), e.to_owned()));
+        }
+        is_first = false;
+        send(out, "workflow_runs", repo, &current, &fetched).await?;
+        let body: Value = serde_json::from_slice(&fetched.body).unwrap_or(Value::Null);
+        let mut reached_old = false;
+        for run in body
+            .get("workflow_runs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(id) = run.get("id").and_then(Value::as_i64) else {
+                continue;
+            };
+            let created = time_at(run, "/created_at");
+            if matches!((created, threshold), (Some(c), Some(t)) if c < t) {
+                reached_old = true;
+            }
+            open.remove(&id);
+            if run.get("status").and_then(Value::as_str) != Some("completed") {
+                still_open.insert(id);
+            }
+            newest = newest.max(created);
+        }
+        if !reached_old || !open.is_empty() {
+            next = next_link(&fetched);
+        }
+    }
+    Ok(RepoCursor {
+        newest,
+        etag,
+        last_sha: None,
+        open: still_open.into_iter().collect(),
+    })
+}
+
 async fn changes(
     base: &str,
     client: &HttpClient,
@@ -540,7 +626,7 @@ fn request_path(payload: &Payload) -> &str {
         .map_or(path, |i| &path[i..])
 }
 
-pub(crate) fn decode(_config: &GithubConfig, stream: &str, payloads: &[Payload]) -> Decoded {
+pub(crate) fn decode(config: &GithubConfig, stream: &str, payloads: &[Payload]) -> Decoded {
     let mut decoded = Decoded::default();
     let mut bodies: Vec<(&Payload, Value)> = Vec::new();
     for payload in payloads {
@@ -556,6 +642,7 @@ pub(crate) fn decode(_config: &GithubConfig, stream: &str, payloads: &[Payload])
         "commits" => decode_commits(&bodies, &mut decoded),
         "pulls" => decode_pulls(&bodies, &mut decoded),
         "deployments" => decode_deployments(&bodies, &mut decoded),
+        "workflow_runs" => decode_workflow_runs(config, &bodies, &mut decoded),
         "changes" => decode_changes(&bodies, &mut decoded),
         _ => {}
     }
@@ -1109,6 +1196,113 @@ fn decode_changes(bodies: &[(&Payload, Value)], decoded: &mut Decoded) {
                     decoded.row(&DEPLOYMENT_CHANGES, values, Vec::new());
                 }
                 Err(reason) => decoded.reject(payload, Some(i as i64 + 1), reason, commit),
+            }
+        }
+    }
+}
+
+fn decode_workflow_runs(
+    config: &GithubConfig,
+    bodies: &[(&Payload, Value)],
+    decoded: &mut Decoded,
+) {
+    let Some(pattern) = &config.deploy_workflows else {
+        return;
+    };
+    let pattern = match regex::Regex::new(pattern) {
+        Ok(pattern) => pattern,
+        Err(e) => {
+            if let Some((payload, body)) = bodies.first() {
+                decoded.reject(
+                    payload,
+                    None,
+                    format!("`deploy_workflows` is not a valid regex: {e}"),
+                    body,
+                );
+            }
+            return;
+        }
+    };
+    let environment = config
+        .deploy_workflow_environment
+        .clone()
+        .unwrap_or_else(|| "production".to_owned());
+    for (payload, body) in bodies {
+        let Some(repo) = repo_of(payload) else {
+            continue;
+        };
+        let Some(runs) = body.get("workflow_runs").and_then(Value::as_array) else {
+            decoded.reject(
+                payload,
+                None,
+                "the answer has no `workflow_runs` list".to_owned(),
+                body,
+            );
+            continue;
+        };
+        for (i, run) in runs.iter().enumerate() {
+            let result = (|| -> Result<Option<Map<String, Value>>, String> {
+                require_keys(
+                    run,
+                    &[
+                        "id",
+                        "status",
+                        "conclusion",
+                        "head_sha",
+                        "created_at",
+                        "updated_at",
+                    ],
+                )?;
+                let name = opt_str(run, "/name")?.unwrap_or_default();
+                let path = opt_str(run, "/path")?.unwrap_or_default();
+                if !pattern.is_match(name) && !pattern.is_match(path) {
+                    return Ok(None);
+                }
+                let id = req_i64(run, "/id")?;
+                let completed = req_str(run, "/status")? == "completed";
+                let status = match (completed, opt_str(run, "/conclusion")?) {
+                    (false, _) => "in_progress",
+                    (true, Some("success")) => "success",
+                    (true, Some("cancelled" | "skipped")) => "cancelled",
+                    (true, _) => "failure",
+                };
+                let started_at =
+                    opt_str(run, "/run_started_at")?.unwrap_or(req_str(run, "/created_at")?);
+                let finished_at = completed.then(|| req_str(run, "/updated_at")).transpose()?;
+                let duration = match (
+                    DateTime::parse_from_rfc3339(started_at).ok(),
+                    finished_at.and_then(|f| DateTime::parse_from_rfc3339(f).ok()),
+                ) {
+                    (Some(s), Some(f)) => Some((f - s).num_milliseconds() as f64 / 1000.0),
+                    _ => None,
+                };
+                let mut values = Map::new();
+                values.insert(
+                    "deployment_id".into(),
+                    json!(format!("github-actions:{repo}:{id}")),
+                );
+                values.insert("source".into(), json!("github-actions"));
+                values.insert("service_name".into(), json!(repo));
+                values.insert("environment".into(), json!(environment));
+                values.insert("status".into(), json!(status));
+                values.insert("revision".into(), json!(req_str(run, "/head_sha")?));
+                values.insert("repository_id".into(), json!(format!("github:{repo}")));
+                values.insert("started_at".into(), json!(started_at));
+                values.insert("finished_at".into(), json!(finished_at));
+                values.insert("duration_seconds".into(), json!(duration));
+                values.insert("is_rollback".into(), json!(false));
+                values.insert("triggered_by".into(), json!(opt_str(run, "/actor/login")?));
+                values.insert("url".into(), json!(opt_str(run, "/html_url")?));
+                Ok(Some(values))
+            })();
+            match result {
+                Ok(Some(values)) => decoded.row(
+                    &DEPLOYMENTS,
+                    values,
+                    vec![Identity::Repository(repo.clone())],
+                ),
+                Ok(None) => {}
+                Err(reason) => decoded.reject(payload, Some(i as i64 + 1), reason, run),
             }
         }
     }

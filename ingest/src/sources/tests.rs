@@ -157,6 +157,41 @@ fn github_replays_decode() {
 }
 
 #[test]
+fn workflow_runs_decode_as_deployments_when_asked() {
+    let Some(dir) = fixtures_dir() else { return };
+    let runs: Vec<Payload> = replay(&dir, "Repository.testGetWorkflowRuns.json")
+        .iter()
+        .filter(|(path, _)| path.ends_with("/actions/runs"))
+        .map(|(path, body)| payload("workflow_runs", "PyGithub/PyGithub", path, body))
+        .collect();
+    let count = runs
+        .iter()
+        .map(|p| {
+            p.json().unwrap()["workflow_runs"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
+        .sum::<usize>();
+    assert!(count > 0);
+    let every: SourceConfig = serde_json::from_value(
+        json!({"type": "github", "orgs": ["acme"], "token": "x", "deploy_workflows": ".*"}),
+    )
+    .unwrap();
+    let decoded = every.decode("workflow_runs", &runs);
+    assert_clean(&decoded);
+    let rows = rows_in(&decoded, "deployments");
+    assert_eq!(rows.len(), count);
+    assert!(
+        rows.iter()
+            .all(|r| r["environment"] == "production" && r["source"] == "github-actions")
+    );
+    // Not configured: nothing.
+    let decoded = github().decode("workflow_runs", &runs);
+    assert_clean(&decoded);
+    assert!(decoded.rows.is_empty());
+}
+
+#[test]
 fn octocrab_bodies_decode() {
     let Some(dir) = fixtures_dir() else { return };
     let source = github();

@@ -1118,6 +1118,11 @@ async fn workflow_runs(
             json!({
                 "id": id, "node_id": format!("WFR_{id}"), "head_branch": "main", "head_sha": commit.sha,
                 "run_number": id % 1_000_000, "event": event,
+                "name": if workflow == DEPLOY_WORKFLOW { "Deploy" } else { "CI" },
+                "path": if workflow == DEPLOY_WORKFLOW { ".github/workflows/deploy.yml" } else { ".github/workflows/ci.yml" },
+                "display_title": commit.message,
+                "run_started_at": rfc3339(started),
+                "actor": {"login": if workflow == DEPLOY_WORKFLOW { "deploy-bot" } else { commit.author_login.as_str() }},
                 "status": if done { "completed" } else { "in_progress" },
                 "conclusion": if !done { Value::Null } else if ok { json!("success") } else { json!("failure") },
                 "workflow_id": found.id * 10 + workflow,
