@@ -707,3 +707,58 @@ async fn deploy_workflows_are_deployments_when_configured() -> Result<()> {
     assert_eq!(stream(&again, "github", "workflow_runs")["payloads"], 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_builds_the_catalog_from_repositories() -> Result<()> {
+    let world = WorldConfig {
+        teams: 2,
+        services: 8,
+        days: 20,
+        ..WorldConfig::default()
+    };
+    let sim = Sim::start(world, SimOptions::default())?;
+    let dir = tempfile::tempdir()?;
+    let config = sim.config(dir.path())?;
+    let text = std::fs::read_to_string(&config)?;
+    std::fs::write(
+        &config,
+        text.replace("orgs = [\"acme\"]", "orgs = [\"acme\"]\ndiscovery = true"),
+    )?;
+    // No Backstage: the catalog comes from catalog-info.yaml files.
+    let (output, report) = ingest(&config, &["--source", "github"])?;
+    assert!(
+        output.status.success(),
+        "{}\n{report}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+    let org = &sim.state.world().org;
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM catalog_entities WHERE kind = 'component' AND source = 'github-discovery'"
+        )
+        .await?,
+        org.components.len() as i64
+    );
+    // Owners as written (short refs included) are canonical refs.
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM catalog_entities WHERE owner_ref NOT LIKE 'group:default/%'"
+        )
+        .await?,
+        0
+    );
+    // The discovered annotations map the commits.
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM commits WHERE entity_ref IS NULL"
+        )
+        .await?,
+        0
+    );
+    assert_eq!(stream(&report, "github", "catalog")["quarantined"], 0);
+    Ok(())
+}

@@ -111,7 +111,7 @@ pub(crate) fn decode(_config: &BackstageConfig, _stream: &str, payloads: &[Paylo
             continue;
         };
         for (i, item) in items.iter().enumerate() {
-            if let Err(reason) = entity(item, &mut decoded) {
+            if let Err(reason) = entity(item, &mut decoded, "backstage") {
                 decoded.reject(payload, Some(i as i64 + 1), reason, item);
             }
         }
@@ -127,7 +127,10 @@ fn canonical(reference: &str, default_kind: &str, default_namespace: &str) -> Op
         .map(|r| r.to_string())
 }
 
-fn entity(item: &Value, decoded: &mut Decoded) -> Result<(), String> {
+/// Decodes one catalog entity (as the catalog API or a `catalog-info.yaml`
+/// gives it) into its row and its relations; `origin` says where it was
+/// read.
+pub(crate) fn entity(item: &Value, decoded: &mut Decoded, origin: &str) -> Result<(), String> {
     crate::source::require_keys(item, &["apiVersion", "kind", "metadata", "spec"])?;
     let kind = req_str(item, "/kind")?.to_ascii_lowercase();
     let name = req_str(item, "/metadata/name")?.to_ascii_lowercase();
@@ -182,7 +185,7 @@ fn entity(item: &Value, decoded: &mut Decoded) -> Result<(), String> {
     values.insert("tags".into(), tags);
     values.insert("labels".into(), labels);
     values.insert("annotations".into(), annotations);
-    values.insert("source".into(), json!("backstage"));
+    values.insert("source".into(), json!(origin));
     decoded.row(&CATALOG_ENTITIES, values, Vec::new());
 
     // Relations as the catalog computed them; for users, `spec.memberOf`

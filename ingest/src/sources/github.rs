@@ -34,6 +34,7 @@ use crate::source::{
 /// Streams, in order (`changes` runs after every other source).
 pub const STREAMS: &[&str] = &[
     "repos",
+    "catalog",
     "commits",
     "pulls",
     "deployments",
@@ -64,6 +65,11 @@ pub struct GithubConfig {
     /// Default `production`.
     #[serde(default)]
     pub deploy_workflow_environment: Option<String>,
+    /// Read `catalog-info.yaml` from each repository's default branch into
+    /// the catalog — for organisations without a Backstage instance.
+    /// Default false.
+    #[serde(default)]
+    pub discovery: bool,
 }
 
 impl GithubConfig {
@@ -151,7 +157,8 @@ pub(crate) async fn fetch(
             Ok(None)
         }
         "workflow_runs" if config.deploy_workflows.is_none() => Ok(None),
-        "commits" | "pulls" | "deployments" | "workflow_runs" => {
+        "catalog" if !config.discovery => Ok(None),
+        "catalog" | "commits" | "pulls" | "deployments" | "workflow_runs" => {
             let mut cursor: Cursor = cursor
                 .and_then(|c| serde_json::from_str(c).ok())
                 .unwrap_or_default();
@@ -167,6 +174,9 @@ pub(crate) async fn fetch(
                     }
                     "pulls" => pulls(&base, client, out, repo, &previous, ctx).await,
                     "deployments" => deployments(&base, client, out, repo, &previous, ctx).await,
+                    "catalog" => {
+                        descriptor(&base, client, out, repo, branch.as_deref(), &previous).await
+                    }
                     _ => workflow_runs(&base, client, out, repo, &previous, ctx).await,
                 };
                 match result {
@@ -478,6 +488,40 @@ async fn deployments(
     })
 }
 
+/// The repository's `catalog-info.yaml`, conditional on its last ETag; a
+/// repository without one answers 404, which is not an error here.
+async fn descriptor(
+    base: &str,
+    client: &HttpClient,
+    out: &Collector,
+    repo: &str,
+    branch: Option<&str>,
+    previous: &RepoCursor,
+) -> Result<RepoCursor, SourceError> {
+    let mut url = format!("{base}/repos/{repo}/contents/catalog-info.yaml");
+    if let Some(branch) = branch {
+        url.push_str(&format!("?ref={branch}"));
+    }
+    let conditional = previous
+        .etag
+        .as_ref()
+        .filter(|(u, _)| *u == url)
+        .map(|(_, e)| e.as_str());
+    let fetched = match client.get(&url, conditional).await {
+        Ok(fetched) => fetched,
+        Err(HttpError::Status { status: 404, .. }) => return Ok(RepoCursor::default()),
+        Err(e) => return Err(e.into()),
+    };
+    if fetched.not_modified() {
+        return Ok(previous.clone());
+    }
+    send(out, "catalog", repo, &url, &fetched).await?;
+    Ok(RepoCursor {
+        etag: fetched.header("etag").map(|e| (url.clone(), e.to_owned())),
+        ..RepoCursor::default()
+    })
+}
+
 /// Actions runs, newest first, back to the newest already seen, plus the
 /// runs still in progress last time (re-read until they complete).
 async fn workflow_runs(
@@ -643,6 +687,7 @@ pub(crate) fn decode(config: &GithubConfig, stream: &str, payloads: &[Payload]) 
         "pulls" => decode_pulls(&bodies, &mut decoded),
         "deployments" => decode_deployments(&bodies, &mut decoded),
         "workflow_runs" => decode_workflow_runs(config, &bodies, &mut decoded),
+        "catalog" => decode_descriptors(&bodies, &mut decoded),
         "changes" => decode_changes(&bodies, &mut decoded),
         _ => {}
     }
@@ -1303,6 +1348,78 @@ fn decode_workflow_runs(
                 ),
                 Ok(None) => {}
                 Err(reason) => decoded.reject(payload, Some(i as i64 + 1), reason, run),
+            }
+        }
+    }
+}
+
+/// `catalog-info.yaml` answers: base64 YAML, possibly several documents,
+/// decoded like catalog entities. A component without a
+/// `github.com/project-slug` annotation is claimed by the repository it
+/// lives in.
+fn decode_descriptors(bodies: &[(&Payload, Value)], decoded: &mut Decoded) {
+    use base64::Engine as _;
+    for (payload, body) in bodies {
+        let Some(repo) = repo_of(payload) else {
+            continue;
+        };
+        let text = match body.get("content").and_then(Value::as_str) {
+            Some(content) => {
+                let compact: String = content.chars().filter(|c| !c.is_whitespace()).collect();
+                match base64::engine::general_purpose::STANDARD
+                    .decode(compact)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| String::from_utf8(bytes).map_err(|e| e.to_string()))
+                {
+                    Ok(text) => text,
+                    Err(e) => {
+                        decoded.reject(
+                            payload,
+                            None,
+                            format!("`content` is not base64 UTF-8 text: {e}"),
+                            body,
+                        );
+                        continue;
+                    }
+                }
+            }
+            None => {
+                decoded.reject(
+                    payload,
+                    None,
+                    "the answer has no `content`".to_owned(),
+                    body,
+                );
+                continue;
+            }
+        };
+        for (i, document) in serde_norway::Deserializer::from_str(&text).enumerate() {
+            let position = Some(i as i64 + 1);
+            let mut item = match Value::deserialize(document) {
+                Ok(Value::Null) => continue,
+                Ok(item) => item,
+                Err(e) => {
+                    decoded.reject(
+                        payload,
+                        position,
+                        format!("catalog-info.yaml is not valid YAML: {e}"),
+                        &Value::String(text.clone()),
+                    );
+                    break;
+                }
+            };
+            if item.get("kind").and_then(Value::as_str) == Some("Component")
+                && let Some(metadata) = item.get_mut("metadata").and_then(Value::as_object_mut)
+            {
+                let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+                if let Some(annotations) = annotations.as_object_mut() {
+                    annotations
+                        .entry(crate::identity::GITHUB_SLUG)
+                        .or_insert_with(|| json!(repo));
+                }
+            }
+            if let Err(reason) = super::backstage::entity(&item, decoded, "github-discovery") {
+                decoded.reject(payload, position, reason, &item);
             }
         }
     }

@@ -354,3 +354,49 @@ fn backstage_entities_decode() {
             .is_some_and(|a| a.contains_key("argocd/app-name"))
     }));
 }
+
+#[test]
+fn catalog_descriptors_decode() {
+    use base64::Engine as _;
+    let Some(dir) = fixtures_dir() else { return };
+    let examples = dir.join("backstage/catalog-model-examples");
+    let mut files: Vec<_> = std::fs::read_dir(&examples)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files.push(dir.join("backstage/roadie__entities_test-entity.yaml"));
+    let mut documents = 0;
+    let payloads: Vec<Payload> = files
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            documents += text.split("\n---").filter(|d| d.contains("kind:")).count();
+            let content = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+            payload(
+                "catalog",
+                "acme/some-repo",
+                "/repos/acme/some-repo/contents/catalog-info.yaml",
+                &json!({"type": "file", "encoding": "base64", "content": content}),
+            )
+        })
+        .collect();
+    let mut config = github();
+    if let SourceConfig::Github(c) = &mut config {
+        c.discovery = true;
+    }
+    let decoded = config.decode("catalog", &payloads);
+    assert_clean(&decoded);
+    let entities = rows_in(&decoded, "catalog_entities");
+    assert_eq!(entities.len(), documents);
+    assert!(entities.iter().all(|e| e["source"] == "github-discovery"));
+    // Components are claimed by the repository they were found in unless
+    // they name one.
+    assert!(
+        entities
+            .iter()
+            .filter(|e| e["kind"] == "component")
+            .all(|e| e["annotations"]["github.com/project-slug"].is_string())
+    );
+}

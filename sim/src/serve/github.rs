@@ -71,6 +71,7 @@ pub(super) fn router(state: Arc<SimState>) -> Router<Arc<SimState>> {
             get(pull_reviews),
         )
         .route("/repos/{owner}/{repo}/compare/{range}", get(compare))
+        .route("/repos/{owner}/{repo}/contents/{*path}", get(contents))
         .route("/repos/{owner}/{repo}/deployments", get(deployments))
         .route(
             "/repos/{owner}/{repo}/deployments/{id}/statuses",
@@ -1232,4 +1233,73 @@ async fn workflow_runs(
         response.headers_mut().insert(header::LINK, value);
     }
     response
+}
+
+/// `GET /repos/{owner}/{repo}/contents/{path}`: the repository's
+/// `catalog-info.yaml` (its component, as a Backstage descriptor), base64
+/// in lines of 60 like GitHub sends it; 404 for any other path and for
+/// repositories no component claims.
+async fn contents(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Path((owner, repo, path)): Path<(String, String, String)>,
+) -> Response {
+    let Some(found) = find_repo(&state, &owner, &repo) else {
+        return not_found();
+    };
+    let world = state.world();
+    let component = world
+        .org
+        .components
+        .iter()
+        .position(|c| c.repo.eq_ignore_ascii_case(&found.full_name));
+    let entity = component.and_then(|idx| {
+        let name = &world.org.components[idx].name;
+        state
+            .catalog
+            .iter()
+            .find(|e| e["kind"] == "Component" && e["metadata"]["name"] == name.as_str())
+    });
+    let (Some(entity), "catalog-info.yaml") = (entity, path.as_str()) else {
+        return not_found();
+    };
+    // A descriptor as people write it: no server-side fields.
+    let mut descriptor = entity.clone();
+    descriptor.as_object_mut().map(|o| o.remove("relations"));
+    if let Some(metadata) = descriptor["metadata"].as_object_mut() {
+        for key in ["uid", "etag", "generation", "namespace"] {
+            metadata.remove(key);
+        }
+        if let Some(annotations) = metadata
+            .get_mut("annotations")
+            .and_then(Value::as_object_mut)
+        {
+            annotations.retain(|k, _| !k.starts_with("backstage.io/managed-by"));
+        }
+    }
+    let Ok(yaml) = serde_norway::to_string(&descriptor) else {
+        return github_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot render the descriptor",
+        );
+    };
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(yaml.as_bytes());
+    let content: String = encoded
+        .as_bytes()
+        .chunks(60)
+        .map(|c| format!("{}\n", String::from_utf8_lossy(c)))
+        .collect();
+    let base = api_base(&headers);
+    let sha = format!("{:040x}", fnv(yaml.as_bytes()));
+    axum::Json(json!({
+        "type": "file", "encoding": "base64", "size": yaml.len(), "name": "catalog-info.yaml",
+        "path": "catalog-info.yaml", "content": content, "sha": sha,
+        "url": format!("{base}/repos/{}/contents/catalog-info.yaml?ref=main", found.full_name),
+        "git_url": format!("{base}/repos/{}/git/blobs/{sha}", found.full_name),
+        "html_url": format!("https://github.com/{}/blob/main/catalog-info.yaml", found.full_name),
+        "download_url": format!("https://raw.githubusercontent.com/{}/main/catalog-info.yaml", found.full_name),
+        "_links": {"self": format!("{base}/repos/{}/contents/catalog-info.yaml?ref=main", found.full_name)},
+    }))
+    .into_response()
 }
