@@ -18,12 +18,17 @@ use crate::source::Identity;
 pub struct IdentityMap {
     repositories: HashMap<String, String>,
     argo_apps: HashMap<String, String>,
+    datadog_services: HashMap<String, String>,
+    /// Component names, for upstreams that default to them.
+    names: HashMap<String, String>,
 }
 
 /// Annotation naming a component's repository.
 pub const GITHUB_SLUG: &str = "github.com/project-slug";
 /// Annotation naming a component's Argo CD application.
 pub const ARGOCD_APP: &str = "argocd/app-name";
+/// Annotation naming a component's Datadog service.
+pub const DATADOG_SERVICE: &str = "datadoghq.com/service-name";
 
 impl IdentityMap {
     /// Reads the components' annotations from the warehouse.
@@ -56,6 +61,9 @@ impl IdentityMap {
                     continue;
                 }
                 let entity_ref = refs.value(row).to_owned();
+                if let Some((_, name)) = entity_ref.split_once('/') {
+                    map.names.insert(name.to_owned(), entity_ref.clone());
+                }
                 let entries = annotations.value(row);
                 let keys = cast(entries.column(0), &DataType::Utf8).map_err(|e| e.to_string())?;
                 let values = cast(entries.column(1), &DataType::Utf8).map_err(|e| e.to_string())?;
@@ -73,6 +81,9 @@ impl IdentityMap {
                         ARGOCD_APP => {
                             map.argo_apps.insert(value, entity_ref.clone());
                         }
+                        DATADOG_SERVICE => {
+                            map.datadog_services.insert(value, entity_ref.clone());
+                        }
                         _ => {}
                     }
                 }
@@ -83,14 +94,12 @@ impl IdentityMap {
 
     /// Adds a mapping (tests, and sources that know one).
     pub fn insert(&mut self, identity: Identity, entity_ref: &str) {
-        match identity {
-            Identity::Repository(slug) => self
-                .repositories
-                .insert(slug.to_ascii_lowercase(), entity_ref.to_owned()),
-            Identity::ArgoApp(app) => self
-                .argo_apps
-                .insert(app.to_ascii_lowercase(), entity_ref.to_owned()),
+        let (table, key) = match identity {
+            Identity::Repository(slug) => (&mut self.repositories, slug),
+            Identity::ArgoApp(app) => (&mut self.argo_apps, app),
+            Identity::DatadogService(service) => (&mut self.datadog_services, service),
         };
+        table.insert(key.to_ascii_lowercase(), entity_ref.to_owned());
     }
 
     /// The entity of the first identity that maps.
@@ -99,6 +108,14 @@ impl IdentityMap {
             match identity {
                 Identity::Repository(slug) => self.repositories.get(&slug.to_ascii_lowercase()),
                 Identity::ArgoApp(app) => self.argo_apps.get(&app.to_ascii_lowercase()),
+                // The annotation, else a component of that name (Datadog's
+                // default service name is the entity's).
+                Identity::DatadogService(service) => {
+                    let key = service.to_ascii_lowercase();
+                    self.datadog_services
+                        .get(&key)
+                        .or_else(|| self.names.get(&key))
+                }
             }
             .map(String::as_str)
         })
@@ -106,7 +123,7 @@ impl IdentityMap {
 
     /// Number of mapped identifiers.
     pub fn len(&self) -> usize {
-        self.repositories.len() + self.argo_apps.len()
+        self.repositories.len() + self.argo_apps.len() + self.datadog_services.len()
     }
 
     /// Whether nothing maps.

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::http::{HttpClient, HttpError, HttpPolicy};
-use crate::sources::{argocd, backstage, github};
+use crate::sources::{argocd, backstage, datadog, github};
 
 /// One configured source (`[[sources]]` in `fathom.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +25,8 @@ pub enum SourceConfig {
     Github(github::GithubConfig),
     /// An Argo CD instance.
     Argocd(argocd::ArgoCdConfig),
+    /// A Datadog organisation.
+    Datadog(datadog::DatadogConfig),
 }
 
 impl SourceConfig {
@@ -34,6 +36,7 @@ impl SourceConfig {
             Self::Backstage(c) => c.common.name.as_deref().unwrap_or("backstage"),
             Self::Github(c) => c.common.name.as_deref().unwrap_or("github"),
             Self::Argocd(c) => c.common.name.as_deref().unwrap_or("argocd"),
+            Self::Datadog(c) => c.common.name.as_deref().unwrap_or("datadog"),
         }
     }
 
@@ -43,6 +46,7 @@ impl SourceConfig {
             Self::Backstage(_) => "backstage",
             Self::Github(_) => "github",
             Self::Argocd(_) => "argocd",
+            Self::Datadog(_) => "datadog",
         }
     }
 
@@ -52,6 +56,7 @@ impl SourceConfig {
             Self::Backstage(_) => &fathom_models::tables::RAW_BACKSTAGE,
             Self::Github(_) => &fathom_models::tables::RAW_GITHUB,
             Self::Argocd(_) => &fathom_models::tables::RAW_ARGOCD,
+            Self::Datadog(_) => &fathom_models::tables::RAW_DATADOG,
         }
     }
 
@@ -61,6 +66,7 @@ impl SourceConfig {
             Self::Backstage(_) => backstage::STREAMS,
             Self::Github(_) => github::STREAMS,
             Self::Argocd(_) => argocd::STREAMS,
+            Self::Datadog(_) => datadog::STREAMS,
         }
     }
 
@@ -72,6 +78,7 @@ impl SourceConfig {
             Self::Backstage(c) => backstage::decode(c, stream, payloads),
             Self::Github(c) => github::decode(c, stream, payloads),
             Self::Argocd(c) => argocd::decode(c, stream, payloads),
+            Self::Datadog(c) => datadog::decode(c, stream, payloads),
         }
     }
 
@@ -90,6 +97,7 @@ impl SourceConfig {
             Self::Backstage(c) => backstage::fetch(c, client, stream, cursor, ctx, out).await,
             Self::Github(c) => github::fetch(c, client, stream, cursor, ctx, out).await,
             Self::Argocd(c) => argocd::fetch(c, client, stream, cursor, ctx, out).await,
+            Self::Datadog(c) => datadog::fetch(c, client, stream, cursor, ctx, out).await,
         }
     }
 
@@ -99,6 +107,7 @@ impl SourceConfig {
             Self::Backstage(c) => backstage::client(c, self.name()),
             Self::Github(c) => github::client(c, self.name()),
             Self::Argocd(c) => argocd::client(c, self.name()),
+            Self::Datadog(c) => datadog::client(c, self.name()),
         }
     }
 
@@ -108,6 +117,7 @@ impl SourceConfig {
             Self::Backstage(c) => &c.common,
             Self::Github(c) => &c.common,
             Self::Argocd(c) => &c.common,
+            Self::Datadog(c) => &c.common,
         }
     }
 }
@@ -302,6 +312,9 @@ pub enum Identity {
     Repository(String),
     /// An Argo CD application (`argocd/app-name`).
     ArgoApp(String),
+    /// A Datadog service tag (`datadoghq.com/service-name`, else the
+    /// component's name).
+    DatadogService(String),
 }
 
 /// One decoded row, keyed by column name.

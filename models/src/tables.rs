@@ -811,6 +811,12 @@ pub const RAW_ARGOCD: TableDef = raw_table(
     "Every payload fetched from Argo CD, as received; `fathom reprocess` re-decodes from here.",
 );
 
+/// Raw payloads of Datadog sources.
+pub const RAW_DATADOG: TableDef = raw_table(
+    "raw_datadog",
+    "Every payload fetched from Datadog, as received; `fathom reprocess` re-decodes from here.",
+);
+
 /// Every table, in dependency order for documentation.
 pub const ALL_TABLES: &[TableDef] = &[
     CATALOG_ENTITIES,
@@ -832,6 +838,7 @@ pub const ALL_TABLES: &[TableDef] = &[
     RAW_BACKSTAGE,
     RAW_GITHUB,
     RAW_ARGOCD,
+    RAW_DATADOG,
 ];
 
 /// The table with this name.

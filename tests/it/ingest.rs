@@ -297,6 +297,50 @@ async fn ingest_lands_exactly_the_world() -> Result<()> {
     );
     assert_eq!(landed_changes.len(), expected_changes.len());
 
+    // Incidents: every one, on the right component, with the explicit
+    // deployment links the world's incidents carry.
+    let mut expected_incidents: Vec<(String, String)> = Vec::new();
+    let mut explicit = 0;
+    for history in &generated.histories {
+        for incident in history.incidents.iter().filter(|i| i.created_at <= end) {
+            expected_incidents.push((
+                org.component_ref(history.component),
+                incident.created_at.format("%Y-%m-%dT%H:%M:%S").to_string(),
+            ));
+            explicit += usize::from(incident.explicit_link);
+        }
+    }
+    expected_incidents.sort();
+    let mut landed_incidents: Vec<(String, String)> = rows(
+        &warehouse,
+        "SELECT entity_ref, to_char(created_at, '%Y-%m-%dT%H:%M:%S') FROM incidents",
+    )
+    .await?
+    .into_iter()
+    .map(|r| (r[0].clone(), r[1].clone()))
+    .collect();
+    landed_incidents.sort();
+    assert!(!expected_incidents.is_empty());
+    assert_eq!(landed_incidents, expected_incidents);
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM incidents WHERE caused_by_deployment_id IS NOT NULL"
+        )
+        .await?,
+        explicit as i64
+    );
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM incidents i LEFT JOIN deployments d ON d.deployment_id = i.caused_by_deployment_id \
+             WHERE i.caused_by_deployment_id IS NOT NULL AND d.deployment_id IS NULL"
+        )
+        .await?,
+        0,
+        "explicit links point at stored deployments"
+    );
+
     // A second run with nothing new upstream: only cheap requests, and no
     // table gets a new version.
     let mut versions = Vec::new();

@@ -2,6 +2,7 @@
 
 pub mod argocd;
 pub mod backstage;
+pub mod datadog;
 pub mod github;
 
 #[cfg(test)]

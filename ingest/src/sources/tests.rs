@@ -400,3 +400,38 @@ fn catalog_descriptors_decode() {
             .all(|e| e["annotations"]["github.com/project-slug"].is_string())
     );
 }
+
+#[test]
+fn datadog_incident_lists_decode() {
+    let Some(dir) = fixtures_dir() else { return };
+    let source: SourceConfig =
+        serde_json::from_value(json!({"type": "datadog", "token": "k", "application_key": "a"}))
+            .unwrap();
+    let mut total = 0;
+    for name in [
+        "v2__incidents__Get-a-list-of-incidents-returns-OK-response-with-pagination.0.json",
+        "v2__incidents__Get-a-list-of-incidents-returns-OK-response-with-pagination.1.json",
+        "v2__incidents__Get-a-list-of-incidents-returns-OK-response.1.json",
+    ] {
+        let body = read(&dir, &format!("datadog/{name}"))["response"]["body"].clone();
+        total += body["data"].as_array().map_or(0, Vec::len);
+        let decoded = source.decode(
+            "incidents",
+            &[payload(
+                "incidents",
+                "incidents",
+                "/api/v2/incidents",
+                &body,
+            )],
+        );
+        assert_clean(&decoded);
+        let rows = rows_in(&decoded, "incidents");
+        assert_eq!(rows.len(), body["data"].as_array().map_or(0, Vec::len));
+        assert!(rows.iter().all(|r| {
+            r["incident_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("datadog:"))
+        }));
+    }
+    assert!(total > 0);
+}

@@ -290,7 +290,8 @@ impl SimState {
         format!(
             "[[sources]]\ntype = \"backstage\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\n\n\
              [[sources]]\ntype = \"github\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\norgs = [\"{}\"]\n\n\
-             [[sources]]\ntype = \"argocd\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\n",
+             [[sources]]\ntype = \"argocd\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\n\n\
+             [[sources]]\ntype = \"datadog\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\napplication_key = \"{}\"\n",
             Upstream::Backstage.prefix(),
             c.backstage_token,
             Upstream::Github.prefix(),
@@ -298,6 +299,9 @@ impl SimState {
             self.world.org.company,
             Upstream::ArgoCd.prefix(),
             c.argocd_token,
+            Upstream::Datadog.prefix(),
+            c.datadog_api_key,
+            c.datadog_application_key,
         )
     }
 
