@@ -246,7 +246,7 @@ mod tests {
     }
 
     /// The commented `[[sources]]` of the example, uncommented, is a valid
-    /// configuration of three sources.
+    /// configuration of four sources.
     #[test]
     fn the_example_sources_parse() -> Result<()> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fathom.example.toml");
@@ -271,7 +271,8 @@ mod tests {
             [
                 ("backstage", "backstage"),
                 ("github", "github"),
-                ("argocd-eu", "argocd")
+                ("argocd-eu", "argocd"),
+                ("datadog", "datadog")
             ]
         );
         assert_eq!(config.sources[0].common().http.max_retries, 5);
