@@ -213,3 +213,51 @@ fn sim_truth_is_byte_identical_for_a_seed() -> Result<()> {
     assert_eq!(org_year["deployments"].as_u64(), Some(deployments));
     Ok(())
 }
+
+#[test]
+fn demo_ingests_a_small_world_and_shows_what_landed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let demo_dir = dir.path().join("demo");
+    let demo_text = demo_dir.display().to_string();
+    let output = fathom(
+        dir.path(),
+        &[
+            "demo",
+            "--teams",
+            "2",
+            "--services",
+            "4",
+            "--days",
+            "20",
+            "--dir",
+            &demo_text,
+        ],
+    )?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("what landed"), "{text}");
+    assert!(text.contains("production_deployments"), "{text}");
+    let deployments = text
+        .lines()
+        .find(|l| l.starts_with("deployments "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(deployments > 0, "{text}");
+    // The demo leaves a configuration that reaches its warehouse.
+    let config = demo_dir.join("fathom.toml");
+    let output = std::process::Command::new(crate::support::fathom_bin())
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "sql",
+            "SELECT count(*) AS n FROM deployments",
+            "--format",
+            "csv",
+        ])
+        .env_remove("FATHOM_WAREHOUSE__URL")
+        .output()?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), format!("n\n{deployments}\n"));
+    Ok(())
+}

@@ -126,11 +126,16 @@ fn stream<'a>(report: &'a serde_json::Value, source: &str, stream: &str) -> &'a 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_lands_exactly_the_world() -> Result<()> {
     let world = small_world();
-    // A history limit no poller can outrun: this test is about equality.
+    // A history limit no poller can outrun, and a GitHub budget for three
+    // full reads: this test is about equality.
     let sim = Sim::start(
         world,
         SimOptions {
             argocd_history_limit: 100_000,
+            github_rate: fathom_sim::serve::github::RateBudget {
+                limit: 100_000,
+                window_seconds: 3_600,
+            },
             ..SimOptions::default()
         },
     )?;
@@ -353,6 +358,7 @@ async fn ingest_lands_exactly_the_world() -> Result<()> {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let versions_after = versions.clone();
     for (table, version) in versions {
         let def = fathom_models::table(table).context("table")?;
         assert_eq!(
@@ -381,6 +387,30 @@ async fn ingest_lands_exactly_the_world() -> Result<()> {
         not_modified + 4 >= calls,
         "{not_modified} of {calls} not modified"
     );
+
+    // `--full` reads everything again, and still changes nothing.
+    let (output, full) = ingest(&config, &["--full"])?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (table, version) in &versions_after {
+        let def = fathom_models::table(table).context("table")?;
+        assert_eq!(
+            warehouse.status(def).await?.version,
+            *version,
+            "{table} changed on --full"
+        );
+    }
+    let full_calls = full["report"]["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == "github")
+        .and_then(|s| s["api_calls"].as_u64())
+        .unwrap_or(0);
+    assert!(full_calls > 10 * calls, "--full made {full_calls} calls");
     Ok(())
 }
 
