@@ -19,6 +19,7 @@ pub struct IdentityMap {
     repositories: HashMap<String, String>,
     argo_apps: HashMap<String, String>,
     datadog_services: HashMap<String, String>,
+    namespaces: HashMap<String, String>,
     /// Component names, for upstreams that default to them.
     names: HashMap<String, String>,
 }
@@ -29,6 +30,8 @@ pub const GITHUB_SLUG: &str = "github.com/project-slug";
 pub const ARGOCD_APP: &str = "argocd/app-name";
 /// Annotation naming a component's Datadog service.
 pub const DATADOG_SERVICE: &str = "datadoghq.com/service-name";
+/// Annotation naming a component's Kubernetes namespace.
+pub const KUBERNETES_NAMESPACE: &str = "backstage.io/kubernetes-namespace";
 
 impl IdentityMap {
     /// Reads the components' annotations from the warehouse.
@@ -84,6 +87,9 @@ impl IdentityMap {
                         DATADOG_SERVICE => {
                             map.datadog_services.insert(value, entity_ref.clone());
                         }
+                        KUBERNETES_NAMESPACE => {
+                            map.namespaces.insert(value, entity_ref.clone());
+                        }
                         _ => {}
                     }
                 }
@@ -98,6 +104,7 @@ impl IdentityMap {
             Identity::Repository(slug) => (&mut self.repositories, slug),
             Identity::ArgoApp(app) => (&mut self.argo_apps, app),
             Identity::DatadogService(service) => (&mut self.datadog_services, service),
+            Identity::Namespace(namespace) => (&mut self.namespaces, namespace),
         };
         table.insert(key.to_ascii_lowercase(), entity_ref.to_owned());
     }
@@ -116,6 +123,9 @@ impl IdentityMap {
                         .get(&key)
                         .or_else(|| self.names.get(&key))
                 }
+                Identity::Namespace(namespace) => {
+                    self.namespaces.get(&namespace.to_ascii_lowercase())
+                }
             }
             .map(String::as_str)
         })
@@ -123,7 +133,10 @@ impl IdentityMap {
 
     /// Number of mapped identifiers.
     pub fn len(&self) -> usize {
-        self.repositories.len() + self.argo_apps.len() + self.datadog_services.len()
+        self.repositories.len()
+            + self.argo_apps.len()
+            + self.datadog_services.len()
+            + self.namespaces.len()
     }
 
     /// Whether nothing maps.

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::http::{HttpClient, HttpError, HttpPolicy};
-use crate::sources::{argocd, backstage, datadog, github};
+use crate::sources::{argocd, backstage, datadog, github, opencost};
 
 /// One configured source (`[[sources]]` in `fathom.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +27,8 @@ pub enum SourceConfig {
     Argocd(argocd::ArgoCdConfig),
     /// A Datadog organisation.
     Datadog(datadog::DatadogConfig),
+    /// An OpenCost instance (one cluster).
+    Opencost(opencost::OpenCostConfig),
 }
 
 impl SourceConfig {
@@ -37,6 +39,7 @@ impl SourceConfig {
             Self::Github(c) => c.common.name.as_deref().unwrap_or("github"),
             Self::Argocd(c) => c.common.name.as_deref().unwrap_or("argocd"),
             Self::Datadog(c) => c.common.name.as_deref().unwrap_or("datadog"),
+            Self::Opencost(c) => c.common.name.as_deref().unwrap_or("opencost"),
         }
     }
 
@@ -47,6 +50,7 @@ impl SourceConfig {
             Self::Github(_) => "github",
             Self::Argocd(_) => "argocd",
             Self::Datadog(_) => "datadog",
+            Self::Opencost(_) => "opencost",
         }
     }
 
@@ -57,6 +61,7 @@ impl SourceConfig {
             Self::Github(_) => &fathom_models::tables::RAW_GITHUB,
             Self::Argocd(_) => &fathom_models::tables::RAW_ARGOCD,
             Self::Datadog(_) => &fathom_models::tables::RAW_DATADOG,
+            Self::Opencost(_) => &fathom_models::tables::RAW_OPENCOST,
         }
     }
 
@@ -67,6 +72,7 @@ impl SourceConfig {
             Self::Github(_) => github::STREAMS,
             Self::Argocd(_) => argocd::STREAMS,
             Self::Datadog(_) => datadog::STREAMS,
+            Self::Opencost(_) => opencost::STREAMS,
         }
     }
 
@@ -79,6 +85,7 @@ impl SourceConfig {
             Self::Github(c) => github::decode(c, stream, payloads),
             Self::Argocd(c) => argocd::decode(c, stream, payloads),
             Self::Datadog(c) => datadog::decode(c, stream, payloads),
+            Self::Opencost(c) => opencost::decode(c, stream, payloads),
         }
     }
 
@@ -98,6 +105,7 @@ impl SourceConfig {
             Self::Github(c) => github::fetch(c, client, stream, cursor, ctx, out).await,
             Self::Argocd(c) => argocd::fetch(c, client, stream, cursor, ctx, out).await,
             Self::Datadog(c) => datadog::fetch(c, client, stream, cursor, ctx, out).await,
+            Self::Opencost(c) => opencost::fetch(c, client, stream, cursor, ctx, out).await,
         }
     }
 
@@ -108,6 +116,7 @@ impl SourceConfig {
             Self::Github(c) => github::client(c, self.name()),
             Self::Argocd(c) => argocd::client(c, self.name()),
             Self::Datadog(c) => datadog::client(c, self.name()),
+            Self::Opencost(c) => opencost::client(c, self.name()),
         }
     }
 
@@ -118,6 +127,7 @@ impl SourceConfig {
             Self::Github(c) => &c.common,
             Self::Argocd(c) => &c.common,
             Self::Datadog(c) => &c.common,
+            Self::Opencost(c) => &c.common,
         }
     }
 }
@@ -193,6 +203,14 @@ pub enum SourceError {
     /// The upstream could not be reached or refused.
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// The upstream answered, but with an error in the body.
+    #[error("source `{source_name}`: {message}")]
+    Refused {
+        /// Source name.
+        source_name: String,
+        /// The upstream's message.
+        message: String,
+    },
     /// The runner stopped listening (the run is being cancelled).
     #[error("the run was cancelled")]
     Cancelled,
@@ -315,6 +333,8 @@ pub enum Identity {
     /// A Datadog service tag (`datadoghq.com/service-name`, else the
     /// component's name).
     DatadogService(String),
+    /// A Kubernetes namespace (`backstage.io/kubernetes-namespace`).
+    Namespace(String),
 }
 
 /// One decoded row, keyed by column name.

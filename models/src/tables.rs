@@ -817,6 +817,12 @@ pub const RAW_DATADOG: TableDef = raw_table(
     "Every payload fetched from Datadog, as received; `fathom reprocess` re-decodes from here.",
 );
 
+/// Raw payloads of OpenCost sources.
+pub const RAW_OPENCOST: TableDef = raw_table(
+    "raw_opencost",
+    "Every payload fetched from OpenCost, as received; `fathom reprocess` re-decodes from here.",
+);
+
 /// Every table, in dependency order for documentation.
 pub const ALL_TABLES: &[TableDef] = &[
     CATALOG_ENTITIES,
@@ -839,6 +845,7 @@ pub const ALL_TABLES: &[TableDef] = &[
     RAW_GITHUB,
     RAW_ARGOCD,
     RAW_DATADOG,
+    RAW_OPENCOST,
 ];
 
 /// The table with this name.

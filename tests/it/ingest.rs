@@ -836,3 +836,77 @@ async fn discovery_builds_the_catalog_from_repositories() -> Result<()> {
     assert_eq!(stream(&report, "github", "catalog")["quarantined"], 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opencost_allocations_add_up_to_the_world() -> Result<()> {
+    let world = WorldConfig {
+        teams: 2,
+        services: 6,
+        days: 20,
+        ..WorldConfig::default()
+    };
+    let sim = Sim::start(world, SimOptions::default())?;
+    let dir = tempfile::tempdir()?;
+    let config = sim.config(dir.path())?;
+    // The catalog first, so namespaces map to components.
+    let (output, _) = ingest(&config, &["--source", "backstage"])?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (output, report) = ingest(&config, &["--source", "opencost"])?;
+    assert!(
+        output.status.success(),
+        "{}\n{report}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let generated = sim.state.world();
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+    // One request per day of the world, then it stops at the first empty
+    // day after the world's end.
+    assert_eq!(
+        stream(&report, "opencost", "allocations")["payloads"],
+        i64::from(world.days)
+    );
+    // Per component, the allocation cost equals the world's to the cent.
+    let mut expected: BTreeMap<String, f64> = BTreeMap::new();
+    for load in &generated.loads {
+        let total: f64 = fathom_sim::world::cost::days(&generated.config)
+            .map(|day| load.day(&generated.config, day).total_cost_usd())
+            .sum();
+        expected.insert(generated.org.component_ref(load.component), total);
+    }
+    let landed = rows(
+        &warehouse,
+        "SELECT entity_ref, sum(total_cost_usd) FROM cost_allocations_daily WHERE entity_ref IS NOT NULL GROUP BY 1",
+    )
+    .await?;
+    assert_eq!(landed.len(), expected.len());
+    for row in landed {
+        let got: f64 = row[1].parse()?;
+        let want = expected
+            .get(&row[0])
+            .copied()
+            .context("unexpected component")?;
+        assert!((got - want).abs() < 0.01, "{}: {got} vs {want}", row[0]);
+    }
+    // Idle cost and the namespace nobody claims stay unattributed.
+    let unattributed = rows(
+        &warehouse,
+        "SELECT DISTINCT allocation_name FROM cost_allocations_daily WHERE entity_ref IS NULL ORDER BY 1",
+    )
+    .await?;
+    let names: Vec<String> = unattributed.into_iter().flatten().collect();
+    assert!(names.contains(&"__idle__".to_owned()), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with(&generated.org.unowned_namespaces[0])),
+        "{names:?}"
+    );
+    // Nothing new: the next run asks for the next day only and stores nothing.
+    let (_, again) = ingest(&config, &["--source", "opencost"])?;
+    assert_eq!(stream(&again, "opencost", "allocations")["payloads"], 0);
+    Ok(())
+}

@@ -4,6 +4,7 @@ pub mod argocd;
 pub mod backstage;
 pub mod datadog;
 pub mod github;
+pub mod opencost;
 
 #[cfg(test)]
 mod tests;

@@ -435,3 +435,43 @@ fn datadog_incident_lists_decode() {
     }
     assert!(total > 0);
 }
+
+#[test]
+fn opencost_examples_decode() {
+    let Some(dir) = fixtures_dir() else { return };
+    let source: SourceConfig =
+        serde_json::from_value(json!({"type": "opencost", "base_url": "http://opencost:9003"}))
+            .unwrap();
+    // (The other OpenCost examples are custom and cloud cost answers, not
+    // allocations.)
+    {
+        let name = "opencost__docs_swagger__allocation_compute_window2d_aggregate_namespace.json";
+        let body = read(&dir, &format!("opencost/{name}"));
+        let expected: usize = body["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object)
+            .map(|step| step.len())
+            .sum();
+        assert!(expected > 0, "{name}");
+        let decoded = source.decode(
+            "allocations",
+            &[payload("allocations", "day", "/allocation/compute", &body)],
+        );
+        assert_clean(&decoded);
+        let rows = rows_in(&decoded, "cost_allocations_daily");
+        assert_eq!(rows.len(), expected, "{name}");
+        // Special allocations stay unattributed; named ones carry their
+        // namespace for mapping.
+        assert!(
+            decoded
+                .rows
+                .iter()
+                .filter(|r| r.values["allocation_name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("__")))
+                .all(|r| r.identity.is_empty())
+        );
+    }
+}

@@ -291,7 +291,8 @@ impl SimState {
             "[[sources]]\ntype = \"backstage\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\n\n\
              [[sources]]\ntype = \"github\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\norgs = [\"{}\"]\n\n\
              [[sources]]\ntype = \"argocd\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\n\n\
-             [[sources]]\ntype = \"datadog\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\napplication_key = \"{}\"\n",
+             [[sources]]\ntype = \"datadog\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\napplication_key = \"{}\"\n\n\
+             [[sources]]\ntype = \"opencost\"\nbase_url = \"http://{addr}{}\"\nlookback_days = {}\n",
             Upstream::Backstage.prefix(),
             c.backstage_token,
             Upstream::Github.prefix(),
@@ -302,6 +303,9 @@ impl SimState {
             Upstream::Datadog.prefix(),
             c.datadog_api_key,
             c.datadog_application_key,
+            Upstream::OpenCost.prefix(),
+            // Far enough back to reach the world's first day from today.
+            (Utc::now() - self.world.config.start()).num_days().max(0) + 1,
         )
     }
 
