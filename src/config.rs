@@ -246,7 +246,7 @@ mod tests {
     }
 
     /// The commented `[[sources]]` of the example, uncommented, is a valid
-    /// configuration of four sources.
+    /// configuration of five sources.
     #[test]
     fn the_example_sources_parse() -> Result<()> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fathom.example.toml");
@@ -272,7 +272,8 @@ mod tests {
                 ("backstage", "backstage"),
                 ("github", "github"),
                 ("argocd-eu", "argocd"),
-                ("datadog", "datadog")
+                ("datadog", "datadog"),
+                ("opencost", "opencost")
             ]
         );
         assert_eq!(config.sources[0].common().http.max_retries, 5);
