@@ -43,6 +43,12 @@ pub struct ArgoCdConfig {
     /// `production`.
     #[serde(default)]
     pub environment_rules: Vec<EnvironmentRule>,
+    /// Name of this Argo CD instance, for organisations with several:
+    /// deployment ids become `argocd:<instance>/<app>:<id>` so equally named
+    /// applications on two instances stay apart. Default: none
+    /// (`argocd:<app>:<id>`).
+    #[serde(default)]
+    pub instance: Option<String>,
 }
 
 /// Maps application names to an environment.
@@ -213,6 +219,10 @@ fn application(config: &ArgoCdConfig, app: &Value, decoded: &mut Decoded) -> Res
         crate::source::require_keys(app, &["spec"])?;
     }
     let name = req_str(app, "/metadata/name")?;
+    let qualified = match &config.instance {
+        Some(instance) => format!("{instance}/{name}"),
+        None => name.to_owned(),
+    };
     let environment = environment(config, app, name)?;
     // Multi-source applications list `spec.sources`; the first with a
     // GitHub URL is the application's code.
@@ -260,7 +270,10 @@ fn application(config: &ArgoCdConfig, app: &Value, decoded: &mut Decoded) -> Res
             && revisions[..revisions.len() - 1].contains(&revision);
         revisions.push(revision.clone());
         let mut values = Map::new();
-        values.insert("deployment_id".into(), json!(format!("argocd:{name}:{id}")));
+        values.insert(
+            "deployment_id".into(),
+            json!(format!("argocd:{qualified}:{id}")),
+        );
         values.insert("source".into(), json!("argocd"));
         values.insert("service_name".into(), json!(name));
         values.insert("environment".into(), json!(environment));
@@ -294,7 +307,10 @@ fn application(config: &ArgoCdConfig, app: &Value, decoded: &mut Decoded) -> Res
         let mut values = Map::new();
         values.insert(
             "deployment_id".into(),
-            json!(format!("argocd:{name}:failed:{}", started_at.timestamp())),
+            json!(format!(
+                "argocd:{qualified}:failed:{}",
+                started_at.timestamp()
+            )),
         );
         values.insert("source".into(), json!("argocd"));
         values.insert("service_name".into(), json!(name));

@@ -283,6 +283,27 @@ fn argocd_captures_decode() {
         "{} rows for {history} history entries",
         rows.len()
     );
+    // Two instances with equally named applications stay apart.
+    let eu: SourceConfig = serde_json::from_value(
+        json!({"type": "argocd", "base_url": "http://argo", "token": "x", "instance": "eu"}),
+    )
+    .unwrap();
+    let decoded = eu.decode(
+        "applications",
+        &[payload(
+            "applications",
+            "applications",
+            "/api/v1/applications",
+            &json!({"items": [captured]}),
+        )],
+    );
+    let app = captured["metadata"]["name"].as_str().unwrap();
+    assert!(rows_in(&decoded, "deployments").iter().all(|r| {
+        r["deployment_id"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("argocd:eu/{app}:"))
+    }));
     for name in [
         "roadie_mocks__getEmptyResponseStub.json",
         "roadie_mocks__getResponseStubAppListForInstanceOne.json",
