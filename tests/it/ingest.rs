@@ -910,3 +910,92 @@ async fn opencost_allocations_add_up_to_the_world() -> Result<()> {
     assert_eq!(stream(&again, "opencost", "allocations")["payloads"], 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_later_only_that_day_is_fetched() -> Result<()> {
+    let world = WorldConfig {
+        teams: 2,
+        services: 8,
+        days: 40,
+        ..WorldConfig::default()
+    };
+    let sim = Sim::start(
+        world,
+        SimOptions {
+            argocd_history_limit: 100_000,
+            ..SimOptions::default()
+        },
+    )?;
+    let dir = tempfile::tempdir()?;
+    let config = sim.config(dir.path())?;
+    let end = sim.state.world().config.end();
+    let day_before = end - chrono::Duration::days(1);
+    sim.state.set_now(day_before);
+    let (output, _) = ingest(&config, &[])?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    sim.state.set_now(end);
+    let (output, report) = ingest(&config, &[])?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // What happened that day, upstream.
+    let generated = sim.state.world();
+    let within = |t: chrono::DateTime<chrono::Utc>| t > day_before && t <= end;
+    let changed_pulls: usize = generated
+        .histories
+        .iter()
+        .flat_map(|h| &h.pull_requests)
+        .filter(|p| within(p.created_at) || within(p.merged_at) || within(p.first_review_at))
+        .count();
+    let deployments: usize = generated
+        .histories
+        .iter()
+        .flat_map(|h| &h.deployments)
+        .filter(|d| within(d.started_at) || within(d.finished_at))
+        .count();
+    let repos = (generated.org.components.len() + generated.org.unclaimed_repos.len()) as u64;
+    let github = report["report"]["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == "github")
+        .context("github report")?;
+    let calls = github["api_calls"].as_u64().unwrap_or(u64::MAX);
+    // One conditional request per repository and stream, three per changed
+    // pull request, one per deployment's statuses, one compare per
+    // production deployment — and nothing for the 39 days already read.
+    let bound = 1 + 5 * repos + 3 * changed_pulls as u64 + 2 * deployments as u64 + 10;
+    assert!(calls <= bound, "{calls} calls for one day (bound {bound})");
+
+    // And the warehouse holds everything up to the end, as a single read
+    // would.
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+    let commits: usize = generated
+        .histories
+        .iter()
+        .map(|h| h.commits.iter().filter(|c| c.committed_at <= end).count())
+        .sum();
+    assert_eq!(
+        count(&warehouse, "SELECT count(*) FROM commits").await?,
+        commits as i64
+    );
+    let truth = Truth::compute(generated);
+    let completed = truth.deployments.iter().filter(|d| d.completed).count();
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM deployments WHERE status = 'success' \
+             AND regexp_like(environment, '^prod(uction)?([-_].*)?$', 'i')"
+        )
+        .await?,
+        completed as i64
+    );
+    Ok(())
+}
