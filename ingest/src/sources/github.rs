@@ -225,7 +225,7 @@ async fn pages_until(
     unit: &str,
     url: String,
     etag: Option<&(String, String)>,
-    stop: impl Fn(&Value) -> bool,
+    mut stop: impl FnMut(&Value) -> bool,
 ) -> Result<(Option<(String, String)>, bool, Vec<Value>), SourceError> {
     let mut next = Some(url.clone());
     let mut first_etag = None;
@@ -338,51 +338,38 @@ async fn pulls(
     previous: &RepoCursor,
     ctx: &FetchContext,
 ) -> Result<RepoCursor, SourceError> {
+    // Most recently updated first, read back to the threshold.
     let threshold = previous.newest.or(ctx.since);
-    let first =
+    let url =
         format!("{base}/repos/{repo}/pulls?state=all&sort=updated&direction=desc&per_page=100");
-    // Pages are read until they reach pull requests older than the
-    // threshold (newest first), so this is a manual loop, not `pages`.
-    let mut next = Some(first.clone());
-    let mut etag = previous.etag.clone();
     let mut changed: Vec<i64> = Vec::new();
     let mut newest = previous.newest;
-    let mut is_first = true;
-    while let Some(current) = next.take() {
-        let conditional = previous
-            .etag
-            .as_ref()
-            .filter(|(u, _)| is_first && *u == current)
-            .map(|(_, e)| e.as_str());
-        let fetched = client.get(&current, conditional).await?;
-        if is_first {
-            if fetched.not_modified() {
-                return Ok(previous.clone());
+    let (etag, unchanged, _) = pages_until(
+        client,
+        out,
+        "pulls",
+        repo,
+        url,
+        previous.etag.as_ref(),
+        |page| {
+            let mut reached_old = false;
+            for pull in page.as_array().into_iter().flatten() {
+                let updated = time_at(pull, "/updated_at");
+                if matches!((updated, threshold), (Some(u), Some(t)) if u < t) {
+                    reached_old = true;
+                    continue;
+                }
+                if let Some(number) = pull.get("number").and_then(Value::as_i64) {
+                    changed.push(number);
+                }
+                newest = newest.max(updated);
             }
-            etag = fetched
-                .header("etag")
-                .map(|e| (current.clone(), e.to_owned()));
-        }
-        is_first = false;
-        send(out, "pulls", repo, &current, &fetched).await?;
-        let body: Value = serde_json::from_slice(&fetched.body).unwrap_or(Value::Null);
-        let mut reached_old = false;
-        for pull in body.as_array().into_iter().flatten() {
-            let updated = time_at(pull, "/updated_at");
-            if let (Some(updated), Some(threshold)) = (updated, threshold)
-                && updated < threshold
-            {
-                reached_old = true;
-                continue;
-            }
-            if let Some(number) = pull.get("number").and_then(Value::as_i64) {
-                changed.push(number);
-            }
-            newest = newest.max(updated);
-        }
-        if !reached_old {
-            next = next_link(&fetched);
-        }
+            reached_old
+        },
+    )
+    .await?;
+    if unchanged {
+        return Ok(previous.clone());
     }
     for number in changed {
         let url = format!("{base}/repos/{repo}/pulls/{number}");
@@ -414,59 +401,40 @@ async fn deployments(
     previous: &RepoCursor,
     ctx: &FetchContext,
 ) -> Result<RepoCursor, SourceError> {
+    // Newest first, back to the threshold and to every deployment still
+    // running last time (which must be found again to be finished; with
+    // any, the list is read unconditionally).
     let threshold = previous.newest.or(ctx.since);
-    let mut open: BTreeSet<i64> = previous.open.iter().copied().collect();
-    let mut next = Some(format!("{base}/repos/{repo}/deployments?per_page=100"));
-    let mut etag = previous.etag.clone();
+    let open: BTreeSet<i64> = previous.open.iter().copied().collect();
+    let url = format!("{base}/repos/{repo}/deployments?per_page=100");
+    let etag = previous.etag.as_ref().filter(|_| open.is_empty());
     let mut wanted: Vec<i64> = Vec::new();
     let mut newest = previous.newest;
-    let mut is_first = true;
-    while let Some(current) = next.take() {
-        // With deployments still running, the list is read regardless: they
-        // must be found again to be finished.
-        let conditional = previous
-            .etag
-            .as_ref()
-            .filter(|(u, _)| is_first && *u == current && open.is_empty())
-            .map(|(_, e)| e.as_str());
-        let fetched = client.get(&current, conditional).await?;
-        if is_first {
-            if fetched.not_modified() {
-                return Ok(previous.clone());
-            }
-            etag = fetched
-                .header("etag")
-                .map(|e| (current.clone(), e.to_owned()));
-        }
-        is_first = false;
-        send(out, "deployments", repo, &current, &fetched).await?;
-        let body: Value = serde_json::from_slice(&fetched.body).unwrap_or(Value::Null);
+    let (etag, unchanged, _) = pages_until(client, out, "deployments", repo, url, etag, |page| {
         let mut reached_old = false;
-        for deployment in body.as_array().into_iter().flatten() {
+        for deployment in page.as_array().into_iter().flatten() {
             let Some(id) = deployment.get("id").and_then(Value::as_i64) else {
                 continue;
             };
             let created = time_at(deployment, "/created_at");
-            let old = matches!((created, threshold), (Some(c), Some(t)) if c < t);
-            if old && !open.contains(&id) {
+            if matches!((created, threshold), (Some(c), Some(t)) if c < t) && !open.contains(&id) {
                 reached_old = true;
                 continue;
             }
             wanted.push(id);
             newest = newest.max(created);
         }
-        if !reached_old || !open.is_empty() {
-            next = next_link(&fetched);
-        }
-        if reached_old && open.iter().all(|id| wanted.contains(id)) {
-            next = None;
-        }
+        reached_old && open.iter().all(|id| wanted.contains(id))
+    })
+    .await?;
+    if unchanged {
+        return Ok(previous.clone());
     }
-    open.clear();
+    let mut still_open = BTreeSet::new();
     for id in wanted {
         let url = format!("{base}/repos/{repo}/deployments/{id}/statuses?per_page=100");
         let (_, _, bodies) = pages(client, out, "deployments", repo, url, None).await?;
-        // Newest status first.
+        // Statuses come newest first; order them by time to be sure.
         let latest = items(&bodies)
             .max_by_key(|s| {
                 (
@@ -477,14 +445,14 @@ async fn deployments(
             .and_then(|s| s.get("state").and_then(Value::as_str))
             .unwrap_or("pending");
         if !is_final(latest) {
-            open.insert(id);
+            still_open.insert(id);
         }
     }
     Ok(RepoCursor {
         newest,
         etag,
         last_sha: None,
-        open: open.into_iter().collect(),
+        open: still_open.into_iter().collect(),
     })
 }
 
@@ -522,8 +490,6 @@ async fn descriptor(
     })
 }
 
-/// Actions runs, newest first, back to the newest already seen, plus the
-/// runs still in progress last time (re-read until they complete).
 async fn workflow_runs(
     base: &str,
     client: &HttpClient,
@@ -532,38 +498,18 @@ async fn workflow_runs(
     previous: &RepoCursor,
     ctx: &FetchContext,
 ) -> Result<RepoCursor, SourceError> {
+    // Newest first, back to the newest already seen and to the runs still
+    // in progress last time (read again until they complete).
     let threshold = previous.newest.or(ctx.since);
     let mut open: BTreeSet<i64> = previous.open.iter().copied().collect();
-    let mut next = Some(format!("{base}/repos/{repo}/actions/runs?per_page=100"));
-    let mut etag = previous.etag.clone();
+    let url = format!("{base}/repos/{repo}/actions/runs?per_page=100");
+    let etag = previous.etag.as_ref().filter(|_| open.is_empty());
     let mut newest = previous.newest;
     let mut still_open = BTreeSet::new();
-    let mut is_first = true;
-    while let Some(current) = next.take() {
-        let conditional = previous
-            .etag
-            .as_ref()
-            .filter(|(u, _)| is_first && *u == current && open.is_empty())
-            .map(|(_, e)| e.as_str());
-        let fetched = client.get(&current, conditional).await?;
-        if is_first {
-            if fetched.not_modified() {
-                return Ok(previous.clone());
-            }
-            etag = fetched
-                .header("etag")
-                .map(|e| (current.clone(), e.to_owned()));
-        }
-        is_first = false;
-        send(out, "workflow_runs", repo, &current, &fetched).await?;
-        let body: Value = serde_json::from_slice(&fetched.body).unwrap_or(Value::Null);
+    let (etag, unchanged, _) = pages_until(client, out, "workflow_runs", repo, url, etag, |page| {
         let mut reached_old = false;
-        for run in body
-            .get("workflow_runs")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        let runs = page.get("workflow_runs").and_then(Value::as_array);
+        for run in runs.into_iter().flatten() {
             let Some(id) = run.get("id").and_then(Value::as_i64) else {
                 continue;
             };
@@ -577,9 +523,11 @@ async fn workflow_runs(
             }
             newest = newest.max(created);
         }
-        if !reached_old || !open.is_empty() {
-            next = next_link(&fetched);
-        }
+        reached_old && open.is_empty()
+    })
+    .await?;
+    if unchanged {
+        return Ok(previous.clone());
     }
     Ok(RepoCursor {
         newest,
