@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use datafusion::datasource::MemTable;
-use datafusion::functions::expr_fn::coalesce;
 use datafusion::logical_expr::{Expr, Operator, binary_expr, col};
 use datafusion::prelude::SessionContext;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
@@ -194,20 +193,7 @@ impl Warehouse {
     /// rows are left alone. Rows sharing a key within `batches` collapse to
     /// the last one. Loading the same rows twice therefore changes nothing.
     pub async fn merge(&self, def: &TableDef, batches: &[RecordBatch]) -> Result<MergeStats> {
-        self.merge_keeping(def, batches, &[]).await
-    }
-
-    /// [`Self::merge`], except that a null in one of the `keep_when_null`
-    /// columns leaves the stored value as it is. For columns another stream
-    /// fills in (a commit's pull request, known only from the pull request
-    /// side): a later write that does not know the value must not erase it.
-    pub async fn merge_keeping(
-        &self,
-        def: &TableDef,
-        batches: &[RecordBatch],
-        keep_when_null: &[&str],
-    ) -> Result<MergeStats> {
-        self.merge_impl(def, batches, keep_when_null, true).await
+        self.merge_impl(def, batches, true).await
     }
 
     /// Inserts the rows whose keys are not in the table yet and leaves the
@@ -219,14 +205,13 @@ impl Warehouse {
         def: &TableDef,
         batches: &[RecordBatch],
     ) -> Result<MergeStats> {
-        self.merge_impl(def, batches, &[], false).await
+        self.merge_impl(def, batches, false).await
     }
 
     async fn merge_impl(
         &self,
         def: &TableDef,
         batches: &[RecordBatch],
-        keep_when_null: &[&str],
         update_matched: bool,
     ) -> Result<MergeStats> {
         let prepared = prepare_all(def, batches)?;
@@ -266,18 +251,13 @@ impl Warehouse {
             .with_target_alias("target")
             .when_matched_update(|update| {
                 let predicate = if update_matched {
-                    content_changed(def, keep_when_null)
+                    content_changed(def)
                 } else {
                     datafusion::logical_expr::lit(false)
                 };
                 let mut update = update.predicate(predicate);
                 for column in def.columns.iter().filter(|c| !def.is_key(c.name)) {
-                    let value = if keep_when_null.contains(&column.name) {
-                        coalesce(vec![source_col(column.name), target_col(column.name)])
-                    } else {
-                        source_col(column.name)
-                    };
-                    update = update.update(column.name, value);
+                    update = update.update(column.name, source_col(column.name));
                 }
                 update
             })
@@ -455,22 +435,17 @@ fn key_predicate(def: &TableDef) -> Expr {
 /// True when any column besides the key, the derived partition and
 /// `updated_at` differs, so identical reloads leave rows (and `updated_at`)
 /// untouched.
-fn content_changed(def: &TableDef, keep_when_null: &[&str]) -> Expr {
+fn content_changed(def: &TableDef) -> Expr {
     let partition = def.partition.map(|p| p.column);
     def.columns
         .iter()
         .filter(|c| !def.is_key(c.name) && c.name != "updated_at" && Some(c.name) != partition)
         .map(|c| {
-            let differs = binary_expr(
+            binary_expr(
                 target_col(c.name),
                 Operator::IsDistinctFrom,
                 source_col(c.name),
-            );
-            if keep_when_null.contains(&c.name) {
-                source_col(c.name).is_not_null().and(differs)
-            } else {
-                differs
-            }
+            )
         })
         .reduce(Expr::or)
         .unwrap_or_else(|| datafusion::logical_expr::lit(false))

@@ -221,3 +221,42 @@ async fn optimize_compacts_and_vacuum_removes_replaced_files() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn insert_missing_adds_new_keys_and_never_rewrites_old_ones() -> Result<()> {
+    let warehouse = Warehouse::in_memory()?;
+    let first = warehouse
+        .insert_missing(
+            &DEPLOYMENTS,
+            &[deployments(&[
+                ("a", "success", JAN_2026),
+                ("b", "success", JAN_2026 + 1),
+            ])?],
+        )
+        .await?;
+    assert_eq!(first.rows_inserted, 2);
+    // `a` again with other content, and a new `c`: only `c` lands.
+    let second = warehouse
+        .insert_missing(
+            &DEPLOYMENTS,
+            &[deployments(&[
+                ("a", "failure", JAN_2026),
+                ("c", "success", JAN_2026 + 2),
+            ])?],
+        )
+        .await?;
+    assert_eq!((second.rows_inserted, second.rows_updated), (1, 0));
+    assert_eq!(
+        scalar(
+            &warehouse,
+            "SELECT status FROM deployments WHERE deployment_id = 'a'"
+        )
+        .await?,
+        "success"
+    );
+    assert_eq!(
+        scalar(&warehouse, "SELECT count(*) FROM deployments").await?,
+        "3"
+    );
+    Ok(())
+}
