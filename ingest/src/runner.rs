@@ -292,7 +292,7 @@ async fn run_stream(
     } else {
         state.cursor(name, stream).await?
     };
-    let ctx = match fetch_context(warehouse, source, options).await {
+    let ctx = match fetch_context(warehouse, source, stream, options).await {
         Ok(ctx) => ctx,
         Err(e) => {
             report.error = Some(e);
@@ -395,6 +395,7 @@ async fn run_stream(
 async fn fetch_context(
     warehouse: &Warehouse,
     source: &SourceConfig,
+    stream: &str,
     options: &IngestOptions,
 ) -> std::result::Result<FetchContext, String> {
     let mut ctx = FetchContext {
@@ -423,6 +424,11 @@ async fn fetch_context(
                 ctx.repositories.push((full_name, text(batch, 1, row)));
             }
         }
+    }
+    // Only change sets need the production deployments (a scan of the
+    // whole table).
+    if stream != "changes" {
+        return Ok(ctx);
     }
     let production = regex::Regex::new(&config.production_pattern())
         .map_err(|e| format!("`production_environments` is not a valid regular expression: {e}"))?;
