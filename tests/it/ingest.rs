@@ -103,13 +103,30 @@ pub fn ingest(config: &Path, extra: &[&str]) -> Result<(Output, serde_json::Valu
     Ok((output, report))
 }
 
-fn small_world() -> WorldConfig {
+/// `ingest`, which must succeed; returns the report.
+pub fn ingest_ok(config: &Path, extra: &[&str]) -> Result<serde_json::Value> {
+    let (output, report) = ingest(config, extra)?;
+    if !output.status.success() {
+        bail!(
+            "fathom ingest {extra:?} failed: {}\n{report}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(report)
+}
+
+/// A world of this size (default seed and end).
+fn sized(teams: usize, services: usize, days: u32) -> WorldConfig {
     WorldConfig {
-        teams: 4,
-        services: 12,
-        days: 60,
+        teams,
+        services,
+        days,
         ..WorldConfig::default()
     }
+}
+
+fn small_world() -> WorldConfig {
+    sized(4, 12, 60)
 }
 
 fn stream<'a>(report: &'a serde_json::Value, source: &str, stream: &str) -> &'a serde_json::Value {
@@ -352,12 +369,7 @@ async fn ingest_lands_exactly_the_world() -> Result<()> {
     for table in fathom_models::ALL_TABLES {
         versions.push((table.name, warehouse.status(table).await?.version));
     }
-    let (output, again) = ingest(&config, &[])?;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let again = ingest_ok(&config, &[])?;
     let versions_after = versions.clone();
     for (table, version) in versions {
         let def = fathom_models::table(table).context("table")?;
@@ -389,12 +401,7 @@ async fn ingest_lands_exactly_the_world() -> Result<()> {
     );
 
     // `--full` reads everything again, and still changes nothing.
-    let (output, full) = ingest(&config, &["--full"])?;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let full = ingest_ok(&config, &["--full"])?;
     for (table, version) in &versions_after {
         let def = fathom_models::table(table).context("table")?;
         assert_eq!(
@@ -421,12 +428,7 @@ async fn argo_history_loss_is_reported() -> Result<()> {
     let config = sim.config(dir.path())?;
     let end = sim.state.world().config.end();
     sim.state.set_now(end - chrono::Duration::days(30));
-    let (output, report) = ingest(&config, &["--source", "argocd"])?;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = ingest_ok(&config, &["--source", "argocd"])?;
     assert_eq!(
         stream(&report, "argocd", "applications")["warnings"],
         serde_json::json!([])
@@ -486,12 +488,7 @@ fn fast_retries(config: &Path) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_upstream_cost_only_the_malformed_records() -> Result<()> {
-    let world = WorldConfig {
-        teams: 2,
-        services: 6,
-        days: 40,
-        ..WorldConfig::default()
-    };
+    let world = sized(2, 6, 40);
     let options = || SimOptions {
         argocd_history_limit: 100_000,
         ..SimOptions::default()
@@ -499,12 +496,7 @@ async fn faults_upstream_cost_only_the_malformed_records() -> Result<()> {
     let clean_sim = Sim::start(world, options())?;
     let clean_dir = tempfile::tempdir()?;
     let clean_config = clean_sim.config(clean_dir.path())?;
-    let (output, _) = ingest(&clean_config, &[])?;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    ingest_ok(&clean_config, &[])?;
 
     let faults = "seed=7; \
         github:error_rate=0.05,reset_rate=0.03,truncate_rate=0.03,malformed_rate=0.02,burst_every=400,burst_length=2; \
@@ -579,24 +571,14 @@ async fn faults_upstream_cost_only_the_malformed_records() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_ingest_is_finished_by_the_next_run() -> Result<()> {
-    let world = WorldConfig {
-        teams: 2,
-        services: 6,
-        days: 40,
-        ..WorldConfig::default()
-    };
+    let world = sized(2, 6, 40);
     let options = || SimOptions {
         argocd_history_limit: 100_000,
         ..SimOptions::default()
     };
     let clean_sim = Sim::start(world, options())?;
     let clean_dir = tempfile::tempdir()?;
-    let (output, _) = ingest(&clean_sim.config(clean_dir.path())?, &[])?;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    ingest_ok(&clean_sim.config(clean_dir.path())?, &[])?;
     let clean = local_warehouse(&clean_dir.path().join("data"))?;
 
     // Slow upstreams, so the kills land mid-run.
@@ -663,22 +645,12 @@ async fn a_killed_ingest_is_finished_by_the_next_run() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reprocess_applies_a_new_mapping_without_calling_upstream() -> Result<()> {
-    let world = WorldConfig {
-        teams: 2,
-        services: 5,
-        days: 30,
-        ..WorldConfig::default()
-    };
+    let world = sized(2, 5, 30);
     let sim = Sim::start(world, SimOptions::default())?;
     let dir = tempfile::tempdir()?;
     let config = sim.config(dir.path())?;
     // GitHub first, with no catalog yet: nothing can be attributed.
-    let (output, _) = ingest(&config, &["--source", "github"])?;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    ingest_ok(&config, &["--source", "github"])?;
     let warehouse = local_warehouse(&dir.path().join("data"))?;
     let commits = count(&warehouse, "SELECT count(*) FROM commits").await?;
     assert!(commits > 0);
@@ -690,12 +662,7 @@ async fn reprocess_applies_a_new_mapping_without_calling_upstream() -> Result<()
         .await?,
         commits
     );
-    let (output, _) = ingest(&config, &["--source", "backstage"])?;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    ingest_ok(&config, &["--source", "backstage"])?;
     // The upstreams go away; the raw layer is all reprocessing needs.
     drop(sim);
     let output = Command::new(fathom_bin())
@@ -734,12 +701,7 @@ async fn reprocess_applies_a_new_mapping_without_calling_upstream() -> Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_workflows_are_deployments_when_configured() -> Result<()> {
-    let world = WorldConfig {
-        teams: 2,
-        services: 8,
-        days: 30,
-        ..WorldConfig::default()
-    };
+    let world = sized(2, 8, 30);
     let sim = Sim::start(world, SimOptions::default())?;
     let dir = tempfile::tempdir()?;
     let config = sim.config(dir.path())?;
@@ -784,12 +746,7 @@ async fn deploy_workflows_are_deployments_when_configured() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_builds_the_catalog_from_repositories() -> Result<()> {
-    let world = WorldConfig {
-        teams: 2,
-        services: 8,
-        days: 20,
-        ..WorldConfig::default()
-    };
+    let world = sized(2, 8, 20);
     let sim = Sim::start(world, SimOptions::default())?;
     let dir = tempfile::tempdir()?;
     let config = sim.config(dir.path())?;
@@ -839,22 +796,12 @@ async fn discovery_builds_the_catalog_from_repositories() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opencost_allocations_add_up_to_the_world() -> Result<()> {
-    let world = WorldConfig {
-        teams: 2,
-        services: 6,
-        days: 20,
-        ..WorldConfig::default()
-    };
+    let world = sized(2, 6, 20);
     let sim = Sim::start(world, SimOptions::default())?;
     let dir = tempfile::tempdir()?;
     let config = sim.config(dir.path())?;
     // The catalog first, so namespaces map to components.
-    let (output, _) = ingest(&config, &["--source", "backstage"])?;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    ingest_ok(&config, &["--source", "backstage"])?;
     let (output, report) = ingest(&config, &["--source", "opencost"])?;
     assert!(
         output.status.success(),
@@ -913,12 +860,7 @@ async fn opencost_allocations_add_up_to_the_world() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_day_later_only_that_day_is_fetched() -> Result<()> {
-    let world = WorldConfig {
-        teams: 2,
-        services: 8,
-        days: 40,
-        ..WorldConfig::default()
-    };
+    let world = sized(2, 8, 40);
     let sim = Sim::start(
         world,
         SimOptions {
@@ -931,19 +873,9 @@ async fn a_day_later_only_that_day_is_fetched() -> Result<()> {
     let end = sim.state.world().config.end();
     let day_before = end - chrono::Duration::days(1);
     sim.state.set_now(day_before);
-    let (output, _) = ingest(&config, &[])?;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    ingest_ok(&config, &[])?;
     sim.state.set_now(end);
-    let (output, report) = ingest(&config, &[])?;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = ingest_ok(&config, &[])?;
 
     // What happened that day, upstream.
     let generated = sim.state.world();
