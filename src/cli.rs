@@ -788,12 +788,7 @@ async fn ingest(
             .map(|t| t.and_utc()),
         full,
     };
-    let progress: Arc<dyn fathom_ingest::runner::IngestProgress> =
-        if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            Arc::new(fathom_ingest::runner::NoIngestProgress)
-        } else {
-            Arc::new(crate::progress::IngestBars::new())
-        };
+    let progress = ingest_progress(json);
     let outcome = fathom_ingest::runner::ingest(
         &warehouse,
         &state,
@@ -828,20 +823,39 @@ async fn ingest(
     state
         .finish_run(&run_id, status, &report.counts(), &report.errors())
         .await?;
+    show_ingest_report(&run_id, &report, json)?;
+    Ok(if report.has_failures() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Bars on a terminal, unless the output is JSON.
+fn ingest_progress(json: bool) -> Arc<dyn fathom_ingest::runner::IngestProgress> {
+    if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        Arc::new(fathom_ingest::runner::NoIngestProgress)
+    } else {
+        Arc::new(crate::progress::IngestBars::new())
+    }
+}
+
+/// The report of an ingest or reprocess run, as JSON or a table.
+fn show_ingest_report(
+    run_id: &str,
+    report: &fathom_ingest::runner::IngestReport,
+    json: bool,
+) -> Result<()> {
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({"run_id": run_id, "report": report}))?
         );
     } else {
-        print_ingest_report(&report);
+        print_ingest_report(report);
         println!("run {run_id}");
     }
-    Ok(if report.has_failures() {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(())
 }
 
 fn print_ingest_report(report: &fathom_ingest::runner::IngestReport) {
@@ -902,12 +916,7 @@ async fn reprocess(config: &Config, source: Option<String>, json: bool) -> Resul
         source,
         ..fathom_ingest::runner::IngestOptions::default()
     };
-    let progress: Arc<dyn fathom_ingest::runner::IngestProgress> =
-        if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            Arc::new(fathom_ingest::runner::NoIngestProgress)
-        } else {
-            Arc::new(crate::progress::IngestBars::new())
-        };
+    let progress = ingest_progress(json);
     let report = match fathom_ingest::runner::reprocess(
         &warehouse,
         &config.sources,
@@ -938,15 +947,7 @@ async fn reprocess(config: &Config, source: Option<String>, json: bool) -> Resul
     state
         .finish_run(&run_id, status, &report.counts(), &report.errors())
         .await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({"run_id": run_id, "report": report}))?
-        );
-    } else {
-        print_ingest_report(&report);
-        println!("run {run_id}");
-    }
+    show_ingest_report(&run_id, &report, json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1006,12 +1007,7 @@ async fn demo(world: WorldArgs, dir: &std::path::Path) -> Result<ExitCode> {
     let warehouse = open_warehouse(&config)?;
     let state_db = open_state(&config).await?;
     let run_id = state_db.start_run("demo ingest").await?;
-    let progress: Arc<dyn fathom_ingest::runner::IngestProgress> =
-        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            Arc::new(crate::progress::IngestBars::new())
-        } else {
-            Arc::new(fathom_ingest::runner::NoIngestProgress)
-        };
+    let progress = ingest_progress(false);
     let report = fathom_ingest::runner::ingest(
         &warehouse,
         &state_db,

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use chrono::{DateTime, Utc};
 use fathom_models::TableDef;
-use fathom_models::tables::QUARANTINE;
+use fathom_models::tables::{CATALOG_ENTITIES, QUARANTINE};
 use fathom_warehouse::Warehouse;
 use fathom_warehouse::query::{QueryLimits, query, read_only_session};
 use fathom_warehouse::state::StateDb;
@@ -201,18 +201,7 @@ pub async fn ingest(
     run_id: &str,
     progress: Arc<dyn IngestProgress>,
 ) -> Result<IngestReport> {
-    let selected: Vec<&SourceConfig> = sources
-        .iter()
-        .filter(|s| options.source.as_deref().is_none_or(|n| n == s.name()))
-        .collect();
-    if let Some(name) = &options.source
-        && selected.is_empty()
-    {
-        return Err(Error::UnknownSource {
-            name: name.clone(),
-            known: sources.iter().map(|s| s.name().to_owned()).collect(),
-        });
-    }
+    let selected = select(sources, options)?;
     let mut reports: Vec<SourceReport> = Vec::new();
     let mut clients = Vec::new();
     for source in &selected {
@@ -237,15 +226,37 @@ pub async fn ingest(
     for late in [false, true] {
         for ((source, client), report) in selected.iter().zip(&clients).zip(reports.iter_mut()) {
             let Some(client) = client else { continue };
+            // Mappings come from the catalog: read once, and again only
+            // after a stream changed it.
+            let mut identities = IdentityMap::load(warehouse)
+                .await
+                .map_err(Error::Identity)?;
             for stream in source.streams().iter().filter(|s| is_late(s) == late) {
                 if report.degraded {
                     break;
                 }
                 progress.stream_started(source.name(), stream);
                 let stream_report = run_stream(
-                    warehouse, state, source, client, stream, options, run_id, &progress,
+                    warehouse,
+                    state,
+                    source,
+                    client,
+                    stream,
+                    options,
+                    run_id,
+                    &identities,
+                    &progress,
                 )
                 .await?;
+                if stream_report
+                    .rows_changed
+                    .get(CATALOG_ENTITIES.name)
+                    .is_some_and(|n| *n > 0)
+                {
+                    identities = IdentityMap::load(warehouse)
+                        .await
+                        .map_err(Error::Identity)?;
+                }
                 progress.stream_finished(&stream_report);
                 if let Some(error) = &stream_report.error
                     && (client.is_open() || stream_report.upstream_down)
@@ -265,6 +276,33 @@ pub async fn ingest(
     Ok(IngestReport { sources: reports })
 }
 
+/// The configured sources `options` asks for (all, or the one named).
+fn select<'a>(
+    sources: &'a [SourceConfig],
+    options: &IngestOptions,
+) -> Result<Vec<&'a SourceConfig>> {
+    let selected: Vec<&SourceConfig> = sources
+        .iter()
+        .filter(|s| options.source.as_deref().is_none_or(|n| n == s.name()))
+        .collect();
+    match &options.source {
+        Some(name) if selected.is_empty() => Err(Error::UnknownSource {
+            name: name.clone(),
+            known: sources.iter().map(|s| s.name().to_owned()).collect(),
+        }),
+        _ => Ok(selected),
+    }
+}
+
+/// An instant as DataFusion prints a timestamp cast to text
+/// (`2026-06-30 12:00:00`, with or without an offset).
+fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.replace(' ', "T");
+    text.parse::<DateTime<Utc>>()
+        .or_else(|_| format!("{text}Z").parse::<DateTime<Utc>>())
+        .ok()
+}
+
 /// Streams that run after every source's own streams.
 fn is_late(stream: &str) -> bool {
     stream == "changes"
@@ -279,6 +317,7 @@ async fn run_stream(
     stream: &str,
     options: &IngestOptions,
     run_id: &str,
+    identities: &IdentityMap,
     progress: &Arc<dyn IngestProgress>,
 ) -> Result<StreamReport> {
     let name = source.name();
@@ -299,9 +338,6 @@ async fn run_stream(
             return Ok(report);
         }
     };
-    let identities = IdentityMap::load(warehouse)
-        .await
-        .map_err(Error::Identity)?;
     let (collector, mut receiver) = Collector::channel(64);
     let mut pending_cursor: Option<String> = None;
     let fetch = async move {
@@ -335,7 +371,7 @@ async fn run_stream(
                     let flushed = std::mem::take(&mut pending);
                     pending_bytes = 0;
                     let outcome =
-                        flush(warehouse, source, stream, &flushed, &identities, run_id).await?;
+                        flush(warehouse, source, stream, &flushed, identities, run_id).await?;
                     if let Some(cursor) = cursor.or_else(|| pending_cursor.take()) {
                         state.set_cursor(name, stream, &cursor).await?;
                     }
@@ -358,7 +394,7 @@ async fn run_stream(
     // Whatever arrived is kept even when the fetch failed part-way, with
     // the last checkpoint it reached; only a complete fetch stores the
     // final cursor.
-    let last = flush(warehouse, source, stream, &pending, &identities, run_id).await?;
+    let last = flush(warehouse, source, stream, &pending, identities, run_id).await?;
     outcomes.push(last);
     match fetched {
         Ok(final_cursor) => {
@@ -468,11 +504,8 @@ async fn fetch_context(
             if !config.covers(&repository) {
                 continue;
             }
-            let finished_at = finished
-                .replace(' ', "T")
-                .parse::<DateTime<Utc>>()
-                .or_else(|_| format!("{}Z", finished.replace(' ', "T")).parse::<DateTime<Utc>>())
-                .map_err(|e| format!("bad finished_at {finished:?}: {e}"))?;
+            let finished_at =
+                parse_instant(&finished).ok_or_else(|| format!("bad finished_at {finished:?}"))?;
             ctx.production_deployments.push(ProductionDeployment {
                 deployment_id: id,
                 series: format!("{series}|{environment}"),
@@ -720,18 +753,7 @@ pub async fn reprocess(
     run_id: &str,
     progress: Arc<dyn IngestProgress>,
 ) -> Result<IngestReport> {
-    let selected: Vec<&SourceConfig> = sources
-        .iter()
-        .filter(|s| options.source.as_deref().is_none_or(|n| n == s.name()))
-        .collect();
-    if let Some(name) = &options.source
-        && selected.is_empty()
-    {
-        return Err(Error::UnknownSource {
-            name: name.clone(),
-            known: sources.iter().map(|s| s.name().to_owned()).collect(),
-        });
-    }
+    let selected = select(sources, options)?;
     let session = read_only_session(warehouse, QueryLimits::default())
         .await
         .map_err(|e| Error::Task(e.to_string()))?;
@@ -742,11 +764,11 @@ pub async fn reprocess(
             kind: source.kind().to_owned(),
             ..SourceReport::default()
         };
+        let mut identities = IdentityMap::load(warehouse)
+            .await
+            .map_err(Error::Identity)?;
         for stream in source.streams() {
             progress.stream_started(source.name(), stream);
-            let identities = IdentityMap::load(warehouse)
-                .await
-                .map_err(Error::Identity)?;
             let sql = format!(
                 "SELECT stream, unit, request, status, CAST(fetched_at AS VARCHAR) AS fetched, body FROM {} \
                  WHERE source = '{}' AND stream = '{}' ORDER BY fetched_at, payload_id",
@@ -761,12 +783,7 @@ pub async fn reprocess(
             for batch in &batches {
                 for row in 0..batch.num_rows() {
                     let fetched_at = text(batch, 4, row)
-                        .and_then(|t| {
-                            let t = t.replace(' ', "T");
-                            t.parse::<DateTime<Utc>>()
-                                .or_else(|_| format!("{t}Z").parse::<DateTime<Utc>>())
-                                .ok()
-                        })
+                        .and_then(|t| parse_instant(&t))
                         .unwrap_or_default();
                     payloads.push(Payload {
                         stream: text(batch, 0, row).unwrap_or_default(),
@@ -798,6 +815,15 @@ pub async fn reprocess(
                     run_id,
                 )
                 .await?;
+                if written
+                    .changed
+                    .get(CATALOG_ENTITIES.name)
+                    .is_some_and(|n| *n > 0)
+                {
+                    identities = IdentityMap::load(warehouse)
+                        .await
+                        .map_err(Error::Identity)?;
+                }
                 stream_report.rows = written.rows;
                 stream_report.rows_changed = written.changed;
                 stream_report.unmapped = written.unmapped;

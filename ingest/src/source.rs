@@ -386,6 +386,18 @@ impl Decoded {
         });
     }
 
+    /// The payload's body as JSON; an undecodable body is rejected whole
+    /// and `None` returned.
+    pub fn parse(&mut self, payload: &Payload) -> Option<Value> {
+        match payload.json() {
+            Ok(body) => Some(body),
+            Err(reason) => {
+                self.reject(payload, None, reason, &Value::String(payload.body.clone()));
+                None
+            }
+        }
+    }
+
     /// Adds a rejected record.
     pub fn reject(
         &mut self,

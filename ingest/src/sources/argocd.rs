@@ -136,12 +136,8 @@ pub(crate) async fn fetch(
 pub(crate) fn decode(config: &ArgoCdConfig, _stream: &str, payloads: &[Payload]) -> Decoded {
     let mut decoded = Decoded::default();
     for payload in payloads {
-        let body = match payload.json() {
-            Ok(body) => body,
-            Err(reason) => {
-                decoded.reject(payload, None, reason, &Value::String(payload.body.clone()));
-                continue;
-            }
+        let Some(body) = decoded.parse(payload) else {
+            continue;
         };
         // Argo CD sends `"items": null` when nothing matches.
         let items = match body.get("items") {

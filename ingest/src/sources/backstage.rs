@@ -94,12 +94,8 @@ fn urlencode(text: &str) -> String {
 pub(crate) fn decode(_config: &BackstageConfig, _stream: &str, payloads: &[Payload]) -> Decoded {
     let mut decoded = Decoded::default();
     for payload in payloads {
-        let body = match payload.json() {
-            Ok(body) => body,
-            Err(reason) => {
-                decoded.reject(payload, None, reason, &Value::String(payload.body.clone()));
-                continue;
-            }
+        let Some(body) = decoded.parse(payload) else {
+            continue;
         };
         let Some(items) = body.get("items").and_then(Value::as_array) else {
             decoded.reject(

@@ -113,12 +113,8 @@ pub(crate) async fn fetch(
 pub(crate) fn decode(config: &DatadogConfig, _stream: &str, payloads: &[Payload]) -> Decoded {
     let mut decoded = Decoded::default();
     for payload in payloads {
-        let body = match payload.json() {
-            Ok(body) => body,
-            Err(reason) => {
-                decoded.reject(payload, None, reason, &Value::String(payload.body.clone()));
-                continue;
-            }
+        let Some(body) = decoded.parse(payload) else {
+            continue;
         };
         let Some(data) = body.get("data").and_then(Value::as_array) else {
             decoded.reject(

@@ -620,15 +620,10 @@ fn request_path(payload: &Payload) -> &str {
 
 pub(crate) fn decode(config: &GithubConfig, stream: &str, payloads: &[Payload]) -> Decoded {
     let mut decoded = Decoded::default();
-    let mut bodies: Vec<(&Payload, Value)> = Vec::new();
-    for payload in payloads {
-        match payload.json() {
-            Ok(body) => bodies.push((payload, body)),
-            Err(reason) => {
-                decoded.reject(payload, None, reason, &Value::String(payload.body.clone()))
-            }
-        }
-    }
+    let bodies: Vec<(&Payload, Value)> = payloads
+        .iter()
+        .filter_map(|payload| decoded.parse(payload).map(|body| (payload, body)))
+        .collect();
     match stream {
         "repos" => decode_repos(&bodies, &mut decoded),
         "commits" => decode_commits(&bodies, &mut decoded),

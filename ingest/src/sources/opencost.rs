@@ -160,12 +160,8 @@ fn sum(allocation: &Value, keys: &[&str]) -> Result<Option<f64>, String> {
 pub(crate) fn decode(_config: &OpenCostConfig, _stream: &str, payloads: &[Payload]) -> Decoded {
     let mut decoded = Decoded::default();
     for payload in payloads {
-        let body = match payload.json() {
-            Ok(body) => body,
-            Err(reason) => {
-                decoded.reject(payload, None, reason, &Value::String(payload.body.clone()));
-                continue;
-            }
+        let Some(body) = decoded.parse(payload) else {
+            continue;
         };
         // A list with one map per step; accumulated answers send the map
         // alone.
