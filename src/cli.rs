@@ -178,6 +178,11 @@ enum SimCommand {
         /// clock moves. S3 settings come from `[warehouse]` and `AWS_*`.
         #[arg(long)]
         export_to: Option<String>,
+        /// Also accept GitHub App authentication: generate an App key, write
+        /// its private key (PEM) to this file, and print the App and
+        /// installation ids to configure.
+        #[arg(long)]
+        github_app_key: Option<PathBuf>,
     },
     /// Deliver the file-based upstreams once: the AWS Cost and Usage Report
     /// 2.0 (`<to>/cur/fathom-cur/data/BILLING_PERIOD=YYYY-MM/…parquet` and
@@ -654,13 +659,14 @@ async fn sim(settings: &Config, command: SimCommand) -> Result<ExitCode> {
             listen,
             faults,
             export_to,
+            github_app_key,
         } => {
             let config = world.config();
             let faults = match faults {
                 Some(spec) => spec.parse()?,
                 None => fathom_sim::serve::faults::FaultPlan::default(),
             };
-            let options = fathom_sim::serve::SimOptions {
+            let mut options = fathom_sim::serve::SimOptions {
                 faults,
                 export: export_to
                     .as_deref()
@@ -668,6 +674,19 @@ async fn sim(settings: &Config, command: SimCommand) -> Result<ExitCode> {
                     .transpose()?,
                 ..fathom_sim::serve::SimOptions::default()
             };
+            if let Some(path) = &github_app_key {
+                let app = fathom_sim::serve::GithubApp::generate(1001, 2002)
+                    .map_err(|e| anyhow::anyhow!("cannot generate the App key: {e}"))?;
+                std::fs::write(path, &app.private_key_pem)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!(
+                    "GitHub App: app_id = {}, installation {}, private key in {}",
+                    app.app_id,
+                    app.installation_id,
+                    path.display()
+                );
+                options.credentials.github_app = Some(app);
+            }
             let credentials = options.credentials.clone();
             let state =
                 fathom_sim::serve::SimState::new(fathom_sim::World::generate(config), options);

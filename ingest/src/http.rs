@@ -8,9 +8,13 @@
 //! Rate-limit waits longer than the policy allows fail the request instead
 //! of stalling the run; the source is then reported degraded.
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -179,6 +183,38 @@ enum Breaker {
     HalfOpen,
 }
 
+/// A short-lived bearer token and when it stops working.
+#[derive(Debug, Clone)]
+pub struct MintedToken {
+    /// The token.
+    pub token: String,
+    /// Its expiry.
+    pub expires_at: DateTime<Utc>,
+    /// Requests spent minting it (counted in the client's statistics).
+    pub requests: u64,
+}
+
+/// What [`TokenSource::mint`] returns.
+pub type MintFuture<'a> = Pin<Box<dyn Future<Output = Result<MintedToken, HttpError>> + Send + 'a>>;
+
+/// Mints bearer tokens that expire during a run (GitHub App installation
+/// tokens live an hour); the client renews them before they expire and
+/// after a 401.
+pub trait TokenSource: Send + Sync + std::fmt::Debug {
+    /// A fresh token.
+    fn mint(&self) -> MintFuture<'_>;
+}
+
+/// A token is renewed when it has less than this left, so a request never
+/// starts with a token about to expire.
+const TOKEN_RENEW_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
+#[derive(Debug)]
+struct Minted {
+    source: Arc<dyn TokenSource>,
+    current: tokio::sync::Mutex<Option<(HeaderValue, DateTime<Utc>)>>,
+}
+
 /// An HTTP client for one upstream, with its policy and credentials.
 #[derive(Debug)]
 pub struct HttpClient {
@@ -186,6 +222,7 @@ pub struct HttpClient {
     client: reqwest::Client,
     policy: HttpPolicy,
     headers: HeaderMap,
+    minted: Option<Minted>,
     reset_style: ResetStyle,
     permits: Semaphore,
     breaker: Mutex<Breaker>,
@@ -240,11 +277,59 @@ impl HttpClient {
             permits: Semaphore::new(policy.max_concurrency.max(1)),
             policy,
             headers: header_map,
+            minted: None,
             reset_style,
             breaker: Mutex::new(Breaker::Closed { failures: 0 }),
             paused_until: Mutex::new(None),
             stats: HttpStats::default(),
         })
+    }
+
+    /// Authenticates every request with tokens from `source` (in the
+    /// `Authorization: Bearer` header), minted on first use and renewed
+    /// before they expire.
+    pub fn with_token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
+        self.minted = Some(Minted {
+            source,
+            current: tokio::sync::Mutex::new(None),
+        });
+        self
+    }
+
+    /// The current minted token, renewed when close to expiry.
+    async fn bearer(&self) -> Result<Option<HeaderValue>, HttpError> {
+        let Some(minted) = &self.minted else {
+            return Ok(None);
+        };
+        // Held across the mint, so concurrent requests wait for one token
+        // instead of each minting their own.
+        let mut current = minted.current.lock().await;
+        if let Some((value, expires_at)) = current.as_ref()
+            && *expires_at - Utc::now() > TOKEN_RENEW_MARGIN
+        {
+            return Ok(Some(value.clone()));
+        }
+        let token = minted.source.mint().await?;
+        self.stats
+            .requests
+            .fetch_add(token.requests, Ordering::Relaxed);
+        let mut value =
+            HeaderValue::from_str(&format!("Bearer {}", token.token)).map_err(|_| {
+                HttpError::Invalid {
+                    upstream: self.upstream.clone(),
+                    message: "the minted token is not a valid header value".to_owned(),
+                }
+            })?;
+        value.set_sensitive(true);
+        *current = Some((value.clone(), token.expires_at));
+        Ok(Some(value))
+    }
+
+    /// Forgets the minted token after the upstream refused it.
+    async fn forget_bearer(&self) {
+        if let Some(minted) = &self.minted {
+            *minted.current.lock().await = None;
+        }
     }
 
     /// The upstream's name, for messages.
@@ -290,8 +375,15 @@ impl HttpClient {
             if attempt > 0 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
+            let bearer = match self.bearer().await {
+                Ok(bearer) => bearer,
+                Err(error) => {
+                    self.record(!error.is_upstream_down());
+                    return Err(error);
+                }
+            };
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            match self.attempt(method.clone(), url, etag, body).await {
+            match self.attempt(method.clone(), url, etag, body, bearer).await {
                 Attempt::Done(fetched) => {
                     self.record(true);
                     return Ok(fetched);
@@ -329,12 +421,16 @@ impl HttpClient {
         url: &str,
         etag: Option<&str>,
         body: Option<&serde_json::Value>,
+        bearer: Option<HeaderValue>,
     ) -> Attempt {
         let mut request = self
             .client
             .request(method, url)
             .headers(self.headers.clone())
             .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(bearer) = bearer {
+            request = request.header(reqwest::header::AUTHORIZATION, bearer);
+        }
         if let Some(etag) = etag {
             request = request.header(reqwest::header::IF_NONE_MATCH, etag);
         }
@@ -394,6 +490,15 @@ impl HttpClient {
             return Attempt::Retry {
                 error: format!("HTTP {status} (rate limited): {message}"),
                 wait: Some(self.rate_limit_delay(&headers)),
+            };
+        }
+        if status == 401 && self.minted.is_some() {
+            // A minted token can be revoked or expire early: mint another
+            // and try again (bounded by the retry count).
+            self.forget_bearer().await;
+            return Attempt::Retry {
+                error: format!("HTTP 401: {message}"),
+                wait: None,
             };
         }
         if status >= 500 || status == 408 {

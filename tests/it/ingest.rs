@@ -931,3 +931,65 @@ async fn a_day_later_only_that_day_is_fetched() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_app_installation_tokens_are_minted_and_renewed() -> Result<()> {
+    let world = sized(2, 6, 20);
+    let mut app = fathom_sim::serve::GithubApp::generate(1001, 2002).map_err(anyhow::Error::msg)?;
+    // Revoked after 40 requests: the run must mint replacements.
+    app.token_uses = Some(40);
+    let mut options = SimOptions::default();
+    options.credentials.github_app = Some(app.clone());
+    let sim = Sim::start(world, options)?;
+    let dir = tempfile::tempdir()?;
+    let config = sim.config(dir.path())?;
+    let key = dir.path().join("app.pem");
+    std::fs::write(&key, &app.private_key_pem)?;
+    let token_line = format!(
+        "token = \"{}\"\norgs = [\"acme\"]\n",
+        fathom_sim::serve::Credentials::default().github_token
+    );
+    let text = std::fs::read_to_string(&config)?;
+    assert!(text.contains(&token_line));
+    std::fs::write(
+        &config,
+        text.replace(
+            &token_line,
+            &format!(
+                "orgs = [\"acme\"]\n[sources.app]\napp_id = 1001\nprivate_key_path = \"{}\"\n",
+                key.display()
+            ),
+        ),
+    )?;
+    let report = ingest_ok(&config, &["--source", "github"])?;
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+    let generated = sim.state.world();
+    let end = generated.config.end();
+    let commits: usize = generated
+        .histories
+        .iter()
+        .map(|h| h.commits.iter().filter(|c| c.committed_at <= end).count())
+        .sum();
+    assert_eq!(
+        count(&warehouse, "SELECT count(*) FROM commits").await?,
+        commits as i64
+    );
+    let calls = report["report"]["sources"][0]["api_calls"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(calls > 80, "{report}");
+
+    // A key that is not the App's is refused with GitHub's message, and
+    // the source is reported, not the run crashed.
+    let other = fathom_sim::serve::GithubApp::generate(1001, 2002).map_err(anyhow::Error::msg)?;
+    std::fs::write(&key, &other.private_key_pem)?;
+    let (output, report) = ingest(&config, &["--source", "github"])?;
+    assert!(!output.status.success());
+    assert!(
+        report
+            .to_string()
+            .contains("JSON web token could not be decoded"),
+        "{report}"
+    );
+    Ok(())
+}

@@ -46,7 +46,12 @@ impl Default for RateBudget {
 #[derive(Debug, Default)]
 pub(super) struct RateState {
     used: Mutex<HashMap<String, (u64, u64)>>,
+    /// Installation tokens handed out: token → (expiry epoch, uses left).
+    app_tokens: Mutex<HashMap<String, (u64, Option<u32>)>>,
 }
+
+/// Installation tokens live an hour, as on GitHub.
+const APP_TOKEN_SECONDS: u64 = 3_600;
 
 fn epoch_now() -> u64 {
     SystemTime::now()
@@ -79,6 +84,11 @@ pub(super) fn router(state: Arc<SimState>) -> Router<Arc<SimState>> {
         )
         .route("/repos/{owner}/{repo}/actions/runs", get(workflow_runs))
         .route("/rate_limit", get(rate_limit))
+        .route("/orgs/{org}/installation", get(org_installation))
+        .route(
+            "/app/installations/{id}/access_tokens",
+            axum::routing::post(installation_token),
+        )
         .layer(middleware::from_fn_with_state(state, github_layer))
 }
 
@@ -104,7 +114,15 @@ async fn github_layer(
     let Some(token) = token else {
         return github_error(StatusCode::UNAUTHORIZED, "Requires authentication");
     };
-    if token != state.options.credentials.github_token {
+    let path = request.uri().path();
+    if path.ends_with("/installation") || path.contains("/app/installations/") {
+        // App endpoints take the App's JWT, not a token.
+        if let Err(message) = verify_app_jwt(&state, &token) {
+            return github_error(StatusCode::UNAUTHORIZED, &message);
+        }
+        return next.run(request).await;
+    }
+    if token != state.options.credentials.github_token && !spend_app_token(&state, &token) {
         return github_error(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
     let is_rate_limit_call = request.uri().path().ends_with("/rate_limit");
@@ -176,6 +194,97 @@ async fn github_layer(
     }
     rate_headers(&mut response, spent);
     response
+}
+
+/// Checks a GitHub App JWT as GitHub does: RS256 signed by the App's key,
+/// issued by its ID, expiring at most ten minutes ahead.
+fn verify_app_jwt(state: &SimState, jwt: &str) -> Result<(), String> {
+    let Some(app) = &state.options.credentials.github_app else {
+        return Err("A JSON web token could not be decoded".to_owned());
+    };
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(app.public_key_pem.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+    validation.leeway = 0;
+    let claims = jsonwebtoken::decode::<Value>(jwt, &key, &validation)
+        .map_err(|_| "A JSON web token could not be decoded".to_owned())?
+        .claims;
+    let issuer = match claims.get("iss") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    if issuer != app.app_id.to_string() {
+        return Err("'Issuer' claim ('iss') must be an Integer".to_owned());
+    }
+    let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+    if exp > epoch_now() + 600 {
+        return Err("'Expiration time' claim ('exp') is too far in the future".to_owned());
+    }
+    Ok(())
+}
+
+/// Whether `token` is a live installation token; spends one of its uses.
+fn spend_app_token(state: &SimState, token: &str) -> bool {
+    let Ok(mut tokens) = state.github_rate.app_tokens.lock() else {
+        return false;
+    };
+    let Some((expires, uses)) = tokens.get_mut(token) else {
+        return false;
+    };
+    if *expires <= epoch_now() || *uses == Some(0) {
+        return false;
+    }
+    if let Some(uses) = uses {
+        *uses -= 1;
+    }
+    true
+}
+
+async fn org_installation(State(state): State<Arc<SimState>>, Path(org): Path<String>) -> Response {
+    let Some(app) = &state.options.credentials.github_app else {
+        return not_found();
+    };
+    if !org.eq_ignore_ascii_case(&state.world().org.company) {
+        return not_found();
+    }
+    axum::Json(json!({
+        "id": app.installation_id,
+        "app_id": app.app_id,
+        "target_type": "Organization",
+        "account": {"login": state.world().org.company, "type": "Organization"},
+        "repository_selection": "all",
+        "permissions": {"contents": "read", "deployments": "read", "pull_requests": "read", "actions": "read", "metadata": "read"},
+    }))
+    .into_response()
+}
+
+async fn installation_token(State(state): State<Arc<SimState>>, Path(id): Path<u64>) -> Response {
+    let Some(app) = &state.options.credentials.github_app else {
+        return not_found();
+    };
+    if id != app.installation_id {
+        return not_found();
+    }
+    let Ok(mut tokens) = state.github_rate.app_tokens.lock() else {
+        return github_error(StatusCode::INTERNAL_SERVER_ERROR, "token state poisoned");
+    };
+    let token = format!("ghs_sim{:034}", tokens.len() + 1);
+    let expires = epoch_now() + APP_TOKEN_SECONDS;
+    tokens.insert(token.clone(), (expires, app.token_uses));
+    let expires_at = DateTime::<Utc>::from_timestamp(expires as i64, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "token": token,
+            "expires_at": expires_at,
+            "permissions": {"contents": "read", "deployments": "read", "pull_requests": "read", "actions": "read", "metadata": "read"},
+            "repository_selection": "all",
+        })),
+    )
+        .into_response()
 }
 
 fn fnv(bytes: &[u8]) -> u64 {

@@ -159,6 +159,61 @@ pub struct Credentials {
     pub datadog_application_key: String,
     /// Sentry auth token (bearer).
     pub sentry_token: String,
+    /// A GitHub App whose installation tokens are accepted too.
+    pub github_app: Option<GithubApp>,
+}
+
+/// A GitHub App installed on the simulated organisation.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct GithubApp {
+    /// The App ID (the JWT issuer).
+    pub app_id: u64,
+    /// Its installation on the organisation.
+    pub installation_id: u64,
+    /// Public key the App's JWTs must verify with (PEM).
+    pub public_key_pem: String,
+    /// The matching private key (PKCS#1 PEM, as GitHub hands it out), for
+    /// clients of the simulator.
+    #[serde(skip)]
+    pub private_key_pem: String,
+    /// Requests an installation token serves before the simulator revokes
+    /// it (`None`: until it expires), so clients' renewal is exercised.
+    pub token_uses: Option<u32>,
+}
+
+impl fmt::Debug for GithubApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GithubApp")
+            .field("app_id", &self.app_id)
+            .field("installation_id", &self.installation_id)
+            .field("token_uses", &self.token_uses)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GithubApp {
+    /// An App with a freshly generated 2048-bit RSA key.
+    pub fn generate(app_id: u64, installation_id: u64) -> Result<Self, String> {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::pkcs8::{EncodePublicKey, LineEnding};
+        let mut rng = rsa::rand_core::OsRng;
+        let private = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| e.to_string())?;
+        let private_key_pem = private
+            .to_pkcs1_pem(LineEnding::LF)
+            .map_err(|e| e.to_string())?
+            .to_string();
+        let public_key_pem = private
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            app_id,
+            installation_id,
+            public_key_pem,
+            private_key_pem,
+            token_uses: None,
+        })
+    }
 }
 
 impl Default for Credentials {
@@ -170,6 +225,7 @@ impl Default for Credentials {
             datadog_api_key: "sim-dd-api-key".to_owned(),
             datadog_application_key: "sim-dd-application-key".to_owned(),
             sentry_token: "sim-sentry-token".to_owned(),
+            github_app: None,
         }
     }
 }
