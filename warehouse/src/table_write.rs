@@ -35,6 +35,17 @@ pub struct MergeStats {
     pub version: Option<u64>,
 }
 
+/// What a partition replacement did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplaceStats {
+    /// Rows the replaced partitions held before.
+    pub rows_removed: u64,
+    /// Rows they hold now.
+    pub rows_written: usize,
+    /// Table version after the write.
+    pub version: Option<u64>,
+}
+
 fn mismatch(def: &TableDef, reason: String) -> Error {
     Error::SchemaMismatch {
         table: def.name.to_owned(),

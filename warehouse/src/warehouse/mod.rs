@@ -14,7 +14,7 @@ use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStore};
 use fathom_models::{ALL_TABLES, TableDef};
 use tracing::{debug, info};
 
-use crate::table_write::{MergeStats, dedupe_last_wins, now_micros, prepare_batch};
+use crate::table_write::{MergeStats, ReplaceStats, dedupe_last_wins, now_micros, prepare_batch};
 use crate::{Error, Result, StorageOptions, WarehouseLocation};
 
 /// What `optimize` did to one table.
@@ -280,6 +280,103 @@ impl Warehouse {
             rows_unchanged: rows_in.saturating_sub(changed),
             version: table.version(),
         })
+    }
+
+    /// Replaces every row of the given partitions (`YYYY-MM` values of the
+    /// table's partition column) with `batches`, in one commit: readers see
+    /// the old month or the new one, never both or neither. For sources
+    /// that rewrite a whole period (a cloud bill's open month). Rows of
+    /// `batches` outside `partitions` are refused; a partition listed
+    /// without rows is emptied.
+    pub async fn replace_partitions(
+        &self,
+        def: &TableDef,
+        partitions: &[String],
+        batches: &[RecordBatch],
+    ) -> Result<ReplaceStats> {
+        let Some(partition) = def.partition else {
+            return Err(Error::SchemaMismatch {
+                table: def.name.to_owned(),
+                reason: "the table is not partitioned; partitions cannot be replaced".to_owned(),
+            });
+        };
+        if partitions.is_empty() {
+            return Ok(ReplaceStats::default());
+        }
+        let prepared = prepare_all(def, batches)?;
+        let (source, _) = dedupe_last_wins(def, &prepared)?;
+        let rows_written = source.as_ref().map_or(0, RecordBatch::num_rows);
+        let in_partitions = col(partition.column).in_list(
+            partitions
+                .iter()
+                .map(|p| datafusion::logical_expr::lit(p.clone()))
+                .collect(),
+            false,
+        );
+        let table = self.ensure_table(def).await?;
+        let rows_before = self.count_where(def, &table, &in_partitions).await?;
+        let table = match source {
+            Some(source) => table
+                .write(vec![source])
+                .with_save_mode(SaveMode::Overwrite)
+                .with_replace_where(in_partitions)
+                .with_partition_columns(def.partition_columns())
+                .await
+                .map_err(|e| Error::delta(def.name, e))?,
+            None => {
+                table
+                    .delete()
+                    .with_predicate(in_partitions)
+                    .await
+                    .map_err(|e| Error::delta(def.name, e))?
+                    .0
+            }
+        };
+        Ok(ReplaceStats {
+            rows_removed: rows_before,
+            rows_written,
+            version: table.version(),
+        })
+    }
+
+    /// Deletes the rows matching `predicate` (retention), in one commit.
+    /// Returns the number of rows deleted.
+    pub async fn delete_where(&self, def: &TableDef, predicate: Expr) -> Result<u64> {
+        let Some(table) = self.open_table(def).await? else {
+            return Ok(0);
+        };
+        let matching = self.count_where(def, &table, &predicate).await?;
+        if matching == 0 {
+            return Ok(0);
+        }
+        table
+            .delete()
+            .with_predicate(predicate)
+            .await
+            .map_err(|e| Error::delta(def.name, e))?;
+        Ok(matching)
+    }
+
+    async fn count_where(
+        &self,
+        def: &TableDef,
+        table: &DeltaTable,
+        predicate: &Expr,
+    ) -> Result<u64> {
+        let n_files = table
+            .snapshot()
+            .map(|s| s.log_data().num_files())
+            .map_err(|e| Error::delta(def.name, e))?;
+        if n_files == 0 {
+            return Ok(0);
+        }
+        let ctx = SessionContext::new();
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| Error::delta(def.name, e))?;
+        let provider = table.table_provider().await?;
+        let frame = ctx.read_table(provider)?.filter(predicate.clone())?;
+        Ok(frame.count().await? as u64)
     }
 
     /// Appends rows in one commit, without matching keys. For tables whose

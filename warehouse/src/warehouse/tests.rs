@@ -260,3 +260,90 @@ async fn insert_missing_adds_new_keys_and_never_rewrites_old_ones() -> Result<()
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn replacing_a_partition_swaps_its_rows_and_leaves_the_others() -> Result<()> {
+    let warehouse = Warehouse::in_memory()?;
+    // January: a, b, c; February: d.
+    warehouse
+        .merge(
+            &DEPLOYMENTS,
+            &[deployments(&[
+                ("a", "success", JAN_2026),
+                ("b", "success", JAN_2026 + DAY),
+                ("c", "success", JAN_2026 + 2 * DAY),
+                ("d", "success", JAN_2026 + 40 * DAY),
+            ])?],
+        )
+        .await?;
+    // The provider rewrote January: b changed, c is gone, e is new.
+    let stats = warehouse
+        .replace_partitions(
+            &DEPLOYMENTS,
+            &["2026-01".to_owned()],
+            &[deployments(&[
+                ("a", "success", JAN_2026),
+                ("b", "failure", JAN_2026 + DAY),
+                ("e", "success", JAN_2026 + 3 * DAY),
+            ])?],
+        )
+        .await?;
+    assert_eq!((stats.rows_removed, stats.rows_written), (3, 3));
+    assert_eq!(
+        scalar(
+            &warehouse,
+            "SELECT string_agg(deployment_id || ':' || status, ',' ORDER BY deployment_id) FROM deployments"
+        )
+        .await?,
+        "a:success,b:failure,d:success,e:success"
+    );
+    // Replacing with the same rows again leaves the same month.
+    warehouse
+        .replace_partitions(
+            &DEPLOYMENTS,
+            &["2026-01".to_owned()],
+            &[deployments(&[
+                ("a", "success", JAN_2026),
+                ("b", "failure", JAN_2026 + DAY),
+                ("e", "success", JAN_2026 + 3 * DAY),
+            ])?],
+        )
+        .await?;
+    assert_eq!(
+        scalar(&warehouse, "SELECT count(*) FROM deployments").await?,
+        "4"
+    );
+    // A row of another month is refused, and nothing changes.
+    let refused = warehouse
+        .replace_partitions(
+            &DEPLOYMENTS,
+            &["2026-01".to_owned()],
+            &[deployments(&[("f", "success", JAN_2026 + 40 * DAY)])?],
+        )
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(
+        scalar(&warehouse, "SELECT count(*) FROM deployments").await?,
+        "4"
+    );
+    // A month listed without rows is emptied; retention deletes by predicate.
+    warehouse
+        .replace_partitions(&DEPLOYMENTS, &["2026-02".to_owned()], &[])
+        .await?;
+    let deleted = warehouse
+        .delete_where(
+            &DEPLOYMENTS,
+            col("deployment_id").eq(datafusion::logical_expr::lit("a")),
+        )
+        .await?;
+    assert_eq!(deleted, 1);
+    assert_eq!(
+        scalar(
+            &warehouse,
+            "SELECT string_agg(deployment_id, ',' ORDER BY deployment_id) FROM deployments"
+        )
+        .await?,
+        "b,e"
+    );
+    Ok(())
+}
