@@ -105,6 +105,11 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Warehouse maintenance.
+    Warehouse {
+        #[command(subcommand)]
+        command: WarehouseCommand,
+    },
     /// The synthetic organisation: simulators of the upstream APIs serving
     /// it, and the ground truth it knows.
     Sim {
@@ -158,6 +163,18 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WarehouseCommand {
+    /// Delete what the retention settings say must go: portal events
+    /// older than `[warehouse] portal_events_retention_days`. Old table
+    /// versions keep the rows until `fathom vacuum` removes their files.
+    Retain {
+        /// Only count what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -323,6 +340,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sql { query, format } => sql(&config, &query, format).await,
         Command::Schema { table, format } => schema(table.as_deref(), format),
         Command::Optimize { table } => optimize(&config, table.as_deref()).await,
+        Command::Warehouse {
+            command: WarehouseCommand::Retain { dry_run },
+        } => retain(&config, dry_run).await,
         Command::Vacuum {
             table,
             retention_hours,
@@ -546,6 +566,53 @@ async fn optimize(config: &Config, table: Option<&str>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn retain(config: &Config, dry_run: bool) -> Result<ExitCode> {
+    let days = config.warehouse.portal_events_retention_days;
+    if days == 0 {
+        println!("portal_events: kept forever (portal_events_retention_days = 0)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    let warehouse = open_warehouse(config)?;
+    let older = datafusion::logical_expr::col("occurred_at").lt(datafusion::logical_expr::lit(
+        datafusion::scalar::ScalarValue::TimestampMicrosecond(
+            Some(cutoff.timestamp_micros()),
+            Some("UTC".into()),
+        ),
+    ));
+    if dry_run {
+        let session =
+            fathom_warehouse::query::read_only_session(&warehouse, QueryLimits::default()).await?;
+        let sql = format!(
+            "SELECT count(*) FROM portal_events WHERE occurred_at < TIMESTAMP '{}'",
+            cutoff.format("%Y-%m-%d %H:%M:%S%.6f")
+        );
+        let (_, batches) = fathom_warehouse::query::query(&session, &sql).await?;
+        let n = batches
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .map(|a| a.value(0))
+            })
+            .unwrap_or(0);
+        println!(
+            "portal_events: {n} event(s) before {} would be deleted ({days}-day retention)",
+            cutoff.to_rfc3339()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deleted = warehouse
+        .delete_where(&fathom_models::tables::PORTAL_EVENTS, older)
+        .await?;
+    println!(
+        "portal_events: {deleted} event(s) before {} deleted ({days}-day retention); `fathom vacuum` removes their files once older versions expire",
+        cutoff.to_rfc3339()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn vacuum(
     config: &Config,
     table: Option<&str>,
@@ -748,7 +815,11 @@ async fn sim(settings: &Config, command: SimCommand) -> Result<ExitCode> {
 fn export_target(settings: &Config, to: &str) -> Result<fathom_sim::serve::ExportTarget> {
     let location = WarehouseLocation::parse(to)?;
     let (store, root) = location.object_store(&settings.storage_options())?;
-    Ok(fathom_sim::serve::ExportTarget { store, root })
+    Ok(fathom_sim::serve::ExportTarget {
+        store,
+        root,
+        url: to.to_owned(),
+    })
 }
 
 fn print_delivery(to: &str, delivery: &fathom_sim::serve::Delivery) {
@@ -938,6 +1009,7 @@ async fn reprocess(config: &Config, source: Option<String>, json: bool) -> Resul
     let progress = ingest_progress(json);
     let report = match fathom_ingest::runner::reprocess(
         &warehouse,
+        &state,
         &config.sources,
         &options,
         &run_id,
@@ -994,15 +1066,34 @@ async fn demo(world: WorldArgs, dir: &std::path::Path) -> Result<ExitCode> {
     // resumes from the cursors; the demo's token gets enough budget to
     // finish in one go. (Once caught up, an idle hour costs nothing: the
     // conditional requests answer 304, which GitHub does not count.)
+    // The AWS cost report and the portal events are delivered as files,
+    // into the demo directory.
+    let exports = dir.join("exports");
+    let exports_url = exports.display().to_string();
+    let (store, root) = WarehouseLocation::parse(&exports_url)?
+        .object_store(&fathom_warehouse::StorageOptions::default())?;
     let options = fathom_sim::serve::SimOptions {
         argocd_history_limit: usize::MAX,
         github_rate: fathom_sim::serve::github::RateBudget {
             limit: 30_000,
             window_seconds: 3_600,
         },
+        export: Some(fathom_sim::serve::ExportTarget {
+            store,
+            root,
+            url: exports_url,
+        }),
         ..fathom_sim::serve::SimOptions::default()
     };
     let state = fathom_sim::serve::SimState::new(generated, options);
+    if let Some(delivery) = state.deliver().await? {
+        println!(
+            "delivered {} billing period(s) of AWS cost report and {} day(s) of portal events to {}",
+            delivery.cur.len(),
+            delivery.events.files_written + delivery.events.files_present,
+            exports.display()
+        );
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -35,6 +35,9 @@ pub struct WarehouseConfig {
     pub s3_region: String,
     /// Allow http:// endpoints. Default false.
     pub s3_allow_http: bool,
+    /// Portal events older than this many days are deleted by
+    /// `fathom warehouse retain`; 0 keeps them forever. Default 395.
+    pub portal_events_retention_days: u32,
 }
 
 impl Default for WarehouseConfig {
@@ -44,6 +47,7 @@ impl Default for WarehouseConfig {
             s3_endpoint: String::new(),
             s3_region: "us-east-1".to_owned(),
             s3_allow_http: false,
+            portal_events_retention_days: 395,
         }
     }
 }
@@ -276,7 +280,10 @@ mod tests {
                 ("opencost", "opencost")
             ]
         );
-        assert_eq!(config.sources[0].common().http.max_retries, 5);
+        assert_eq!(
+            config.sources[0].common().map(|c| c.http.max_retries),
+            Some(5)
+        );
         Ok(())
     }
 

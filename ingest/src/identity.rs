@@ -22,6 +22,9 @@ pub struct IdentityMap {
     namespaces: HashMap<String, String>,
     /// Component names, for upstreams that default to them.
     names: HashMap<String, String>,
+    /// User ref → team ref (`memberOf`; the first team by ref when a user
+    /// is in several), for usage by team.
+    user_teams: HashMap<String, String>,
 }
 
 /// Annotation naming a component's repository.
@@ -95,7 +98,30 @@ impl IdentityMap {
                 }
             }
         }
+        let (_, batches) = query(
+            &ctx,
+            "SELECT source_ref, min(target_ref) FROM entity_relations \
+             WHERE relation_type = 'memberOf' AND source_ref LIKE 'user:%' GROUP BY source_ref",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        for batch in batches {
+            let users = cast(batch.column(0), &DataType::Utf8).map_err(|e| e.to_string())?;
+            let teams = cast(batch.column(1), &DataType::Utf8).map_err(|e| e.to_string())?;
+            let (users, teams) = (users.as_string::<i32>(), teams.as_string::<i32>());
+            for row in 0..batch.num_rows() {
+                if !users.is_null(row) && !teams.is_null(row) {
+                    map.user_teams
+                        .insert(users.value(row).to_owned(), teams.value(row).to_owned());
+                }
+            }
+        }
         Ok(map)
+    }
+
+    /// The team of a user (`user:default/jdoe`), from the catalog.
+    pub fn team_of(&self, user_ref: &str) -> Option<&str> {
+        self.user_teams.get(user_ref).map(String::as_str)
     }
 
     /// Adds a mapping (tests, and sources that know one).

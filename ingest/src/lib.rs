@@ -9,6 +9,7 @@
 //! `quarantine` table with its file, line, column and reason, and the good
 //! rows load.
 
+pub mod files;
 pub mod http;
 pub mod identity;
 pub mod import;

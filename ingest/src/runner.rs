@@ -210,6 +210,11 @@ pub async fn ingest(
             kind: source.kind().to_owned(),
             ..SourceReport::default()
         };
+        if source.reads_files() {
+            clients.push(None);
+            reports.push(report);
+            continue;
+        }
         let client = match source.client() {
             Ok(client) => Some(client),
             Err(e) => {
@@ -225,6 +230,28 @@ pub async fn ingest(
     // other sources' rows (change sets need every deployment).
     for late in [false, true] {
         for ((source, client), report) in selected.iter().zip(&clients).zip(reports.iter_mut()) {
+            if source.reads_files() {
+                if !late {
+                    let identities = IdentityMap::load(warehouse)
+                        .await
+                        .map_err(Error::Identity)?;
+                    report.streams = run_files(
+                        warehouse,
+                        state,
+                        source,
+                        options.full,
+                        run_id,
+                        &identities,
+                        &progress,
+                    )
+                    .await?;
+                    if let Some(error) = report.streams.iter().find_map(|s| s.error.clone()) {
+                        report.degraded = true;
+                        report.error = Some(error);
+                    }
+                }
+                continue;
+            }
             let Some(client) = client else { continue };
             // Mappings come from the catalog: read once, and again only
             // after a stream changed it.
@@ -274,6 +301,43 @@ pub async fn ingest(
         }
     }
     Ok(IngestReport { sources: reports })
+}
+
+/// Runs a file source's stream.
+async fn run_files(
+    warehouse: &Warehouse,
+    state: &StateDb,
+    source: &SourceConfig,
+    full: bool,
+    run_id: &str,
+    identities: &IdentityMap,
+    progress: &Arc<dyn IngestProgress>,
+) -> Result<Vec<StreamReport>> {
+    let mut ctx = crate::files::FileRun {
+        warehouse,
+        state,
+        name: source.name(),
+        stream: "",
+        run_id,
+        full,
+        identities,
+        progress,
+    };
+    let report = match source {
+        SourceConfig::CostReport(config) => {
+            ctx.stream = crate::files::cost_report::STREAM;
+            progress.stream_started(ctx.name, ctx.stream);
+            crate::files::cost_report::run(&ctx, config).await?
+        }
+        SourceConfig::PortalEvents(config) => {
+            ctx.stream = crate::files::events::STREAM;
+            progress.stream_started(ctx.name, ctx.stream);
+            crate::files::events::run(&ctx, config).await?
+        }
+        _ => return Ok(Vec::new()),
+    };
+    progress.stream_finished(&report);
+    Ok(vec![report])
 }
 
 /// The configured sources `options` asks for (all, or the one named).
@@ -554,12 +618,11 @@ async fn flush(
     if payloads.is_empty() {
         return Ok(flushed);
     }
-    warehouse
-        .insert_missing(
-            source.raw_table(),
-            &[raw_batch(source.name(), payloads, run_id)?],
-        )
-        .await?;
+    if let Some(raw) = source.raw_table() {
+        warehouse
+            .insert_missing(raw, &[raw_batch(source.name(), payloads, run_id)?])
+            .await?;
+    }
     let decoded = decode_units(source, stream, payloads);
     let written = write_decoded(
         warehouse,
@@ -568,6 +631,7 @@ async fn flush(
         decoded,
         identities,
         run_id,
+        None,
     )
     .await?;
     flushed.rows = written.rows;
@@ -625,6 +689,7 @@ pub(crate) async fn write_decoded(
     decoded: Decoded,
     identities: &IdentityMap,
     run_id: &str,
+    replace: Option<&[String]>,
 ) -> Result<Written> {
     let mut written = Written::default();
     let mut by_table: BTreeMap<&'static str, TableRows> = BTreeMap::new();
@@ -674,11 +739,19 @@ pub(crate) async fn write_decoded(
         rejections.extend(rejected);
         let Some(batch) = batch else { continue };
         written.rows.insert(name.to_owned(), batch.num_rows());
-        let stats = warehouse.merge(table, &[batch]).await?;
-        written.changed.insert(
-            name.to_owned(),
-            (stats.rows_inserted + stats.rows_updated) as usize,
-        );
+        let changed = match replace {
+            Some(partitions) => {
+                let stats = warehouse
+                    .replace_partitions(table, partitions, &[batch])
+                    .await?;
+                stats.rows_written
+            }
+            None => {
+                let stats = warehouse.merge(table, &[batch]).await?;
+                stats.rows_inserted + stats.rows_updated
+            }
+        };
+        written.changed.insert(name.to_owned(), changed);
     }
     if !rejections.is_empty() {
         written.quarantined = rejections.len();
@@ -748,6 +821,7 @@ impl From<SourceError> for Error {
 /// order they were fetched, so the newest answer wins as it did live.
 pub async fn reprocess(
     warehouse: &Warehouse,
+    state: &StateDb,
     sources: &[SourceConfig],
     options: &IngestOptions,
     run_id: &str,
@@ -767,12 +841,27 @@ pub async fn reprocess(
         let mut identities = IdentityMap::load(warehouse)
             .await
             .map_err(Error::Identity)?;
+        let Some(raw_table) = source.raw_table() else {
+            // The delivered files are the raw layer: read them all again.
+            report.streams = run_files(
+                warehouse,
+                state,
+                source,
+                true,
+                run_id,
+                &identities,
+                &progress,
+            )
+            .await?;
+            reports.push(report);
+            continue;
+        };
         for stream in source.streams() {
             progress.stream_started(source.name(), stream);
             let sql = format!(
                 "SELECT stream, unit, request, status, CAST(fetched_at AS VARCHAR) AS fetched, body FROM {} \
                  WHERE source = '{}' AND stream = '{}' ORDER BY fetched_at, payload_id",
-                source.raw_table().name,
+                raw_table.name,
                 source.name().replace('\'', "''"),
                 stream.replace('\'', "''"),
             );
@@ -813,6 +902,7 @@ pub async fn reprocess(
                     decoded,
                     &identities,
                     run_id,
+                    None,
                 )
                 .await?;
                 if written

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use crate::files::{cost_report, events};
 use crate::http::{HttpClient, HttpError, HttpPolicy};
 use crate::sources::{argocd, backstage, datadog, github, opencost};
 
@@ -29,6 +30,12 @@ pub enum SourceConfig {
     Datadog(datadog::DatadogConfig),
     /// An OpenCost instance (one cluster).
     Opencost(opencost::OpenCostConfig),
+    /// A cloud cost export (AWS CUR 2.0 or FOCUS) in an object store.
+    #[serde(rename = "cost_report")]
+    CostReport(cost_report::CostReportConfig),
+    /// Portal analytics events as NDJSON files in an object store.
+    #[serde(rename = "portal_events")]
+    PortalEvents(events::EventsConfig),
 }
 
 impl SourceConfig {
@@ -40,6 +47,8 @@ impl SourceConfig {
             Self::Argocd(c) => c.common.name.as_deref().unwrap_or("argocd"),
             Self::Datadog(c) => c.common.name.as_deref().unwrap_or("datadog"),
             Self::Opencost(c) => c.common.name.as_deref().unwrap_or("opencost"),
+            Self::CostReport(c) => c.files.name.as_deref().unwrap_or("cost_report"),
+            Self::PortalEvents(c) => c.files.name.as_deref().unwrap_or("portal_events"),
         }
     }
 
@@ -51,18 +60,27 @@ impl SourceConfig {
             Self::Argocd(_) => "argocd",
             Self::Datadog(_) => "datadog",
             Self::Opencost(_) => "opencost",
+            Self::CostReport(_) => "cost_report",
+            Self::PortalEvents(_) => "portal_events",
         }
     }
 
-    /// Where its raw payloads are kept.
-    pub fn raw_table(&self) -> &'static TableDef {
-        match self {
+    /// Whether it reads delivered files (no API, no raw layer: the files
+    /// are kept by whoever delivers them).
+    pub fn reads_files(&self) -> bool {
+        matches!(self, Self::CostReport(_) | Self::PortalEvents(_))
+    }
+
+    /// Where its raw payloads are kept (`None`: file sources).
+    pub fn raw_table(&self) -> Option<&'static TableDef> {
+        Some(match self {
             Self::Backstage(_) => &fathom_models::tables::RAW_BACKSTAGE,
             Self::Github(_) => &fathom_models::tables::RAW_GITHUB,
             Self::Argocd(_) => &fathom_models::tables::RAW_ARGOCD,
             Self::Datadog(_) => &fathom_models::tables::RAW_DATADOG,
             Self::Opencost(_) => &fathom_models::tables::RAW_OPENCOST,
-        }
+            Self::CostReport(_) | Self::PortalEvents(_) => return None,
+        })
     }
 
     /// Its streams, in the order they run.
@@ -73,6 +91,8 @@ impl SourceConfig {
             Self::Argocd(_) => argocd::STREAMS,
             Self::Datadog(_) => datadog::STREAMS,
             Self::Opencost(_) => opencost::STREAMS,
+            Self::CostReport(_) => &[cost_report::STREAM],
+            Self::PortalEvents(_) => &[events::STREAM],
         }
     }
 
@@ -86,6 +106,9 @@ impl SourceConfig {
             Self::Argocd(c) => argocd::decode(c, stream, payloads),
             Self::Datadog(c) => datadog::decode(c, stream, payloads),
             Self::Opencost(c) => opencost::decode(c, stream, payloads),
+            // File sources decode whole files in their own run
+            // (`files::cost_report`, `files::events`); they send no payloads.
+            Self::CostReport(_) | Self::PortalEvents(_) => Decoded::default(),
         }
     }
 
@@ -106,6 +129,7 @@ impl SourceConfig {
             Self::Argocd(c) => argocd::fetch(c, client, stream, cursor, ctx, out).await,
             Self::Datadog(c) => datadog::fetch(c, client, stream, cursor, ctx, out).await,
             Self::Opencost(c) => opencost::fetch(c, client, stream, cursor, ctx, out).await,
+            Self::CostReport(_) | Self::PortalEvents(_) => Err(self.not_an_api()),
         }
     }
 
@@ -117,18 +141,27 @@ impl SourceConfig {
             Self::Argocd(c) => argocd::client(c, self.name()),
             Self::Datadog(c) => datadog::client(c, self.name()),
             Self::Opencost(c) => opencost::client(c, self.name()),
+            Self::CostReport(_) | Self::PortalEvents(_) => Err(self.not_an_api()),
         }
     }
 
-    /// Settings every source has.
-    pub fn common(&self) -> &CommonConfig {
-        match self {
+    fn not_an_api(&self) -> SourceError {
+        SourceError::Config {
+            source_name: self.name().to_owned(),
+            message: "reads delivered files, not an API".to_owned(),
+        }
+    }
+
+    /// Settings every API source has (`None` for file sources).
+    pub fn common(&self) -> Option<&CommonConfig> {
+        Some(match self {
             Self::Backstage(c) => &c.common,
             Self::Github(c) => &c.common,
             Self::Argocd(c) => &c.common,
             Self::Datadog(c) => &c.common,
             Self::Opencost(c) => &c.common,
-        }
+            Self::CostReport(_) | Self::PortalEvents(_) => return None,
+        })
     }
 }
 

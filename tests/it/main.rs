@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod files;
 mod import;
 mod ingest;
 mod interop;

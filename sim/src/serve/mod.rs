@@ -259,6 +259,10 @@ impl Default for SimOptions {
     }
 }
 
+/// The pseudonymization key in the simulators' config snippet (a real
+/// deployment keeps its key in a secret).
+pub const SIM_PSEUDONYMIZE_KEY: &str = "sim-only-pseudonymization-key";
+
 /// An object store the simulator delivers files into, as AWS Data Exports
 /// and an event pipeline would.
 #[derive(Debug, Clone)]
@@ -268,6 +272,8 @@ pub struct ExportTarget {
     /// Root inside it: the report goes under `cur/`, events under
     /// `portal-events/`.
     pub root: object_store::path::Path,
+    /// The root as a user writes it (path or URL), for config snippets.
+    pub url: String,
 }
 
 impl ExportTarget {
@@ -362,6 +368,20 @@ impl SimState {
             Upstream::OpenCost.prefix(),
             // Far enough back to reach the world's first day from today.
             (Utc::now() - self.world.config.start()).num_days().max(0) + 1,
+        ) + &self.files_snippet()
+    }
+
+    /// `[[sources]]` for the delivered files, when there is an export.
+    fn files_snippet(&self) -> String {
+        let Some(target) = &self.options.export else {
+            return String::new();
+        };
+        let url = target.url.trim_end_matches('/');
+        format!(
+            "\n[[sources]]\ntype = \"cost_report\"\nlocation = \"{url}/cur\"\nexport_name = \"{}\"\n\n\
+             [[sources]]\ntype = \"portal_events\"\nlocation = \"{url}/portal-events\"\npseudonymize_key = \"{}\"\n",
+            target.cur().name,
+            SIM_PSEUDONYMIZE_KEY,
         )
     }
 
