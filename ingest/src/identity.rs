@@ -119,6 +119,12 @@ impl IdentityMap {
         Ok(map)
     }
 
+    /// Records a user's team (tests, and sources that know it).
+    pub fn insert_team(&mut self, user_ref: &str, team_ref: &str) {
+        self.user_teams
+            .insert(user_ref.to_owned(), team_ref.to_owned());
+    }
+
     /// The team of a user (`user:default/jdoe`), from the catalog.
     pub fn team_of(&self, user_ref: &str) -> Option<&str> {
         self.user_teams.get(user_ref).map(String::as_str)

@@ -214,3 +214,98 @@ fn the_cost_report_is_delivered_to_s3_and_rewritten_while_open() -> Result<()> {
     );
     Ok(())
 }
+
+/// `fathom ingest` reads the cost report from the S3-protocol server: the
+/// open month, rewritten by a later delivery, replaces its rows — the
+/// warehouse holds the new delivery's lines and totals, never both.
+#[test]
+fn the_cost_report_is_ingested_from_s3_and_a_rewritten_month_replaces_its_rows() -> Result<()> {
+    let Some((_server, endpoint)) = moto()? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("fathom.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\nurl = \"{}\"\n\n[[sources]]\ntype = \"cost_report\"\nlocation = \"s3://fathom/exports/cur\"\n\
+             storage = {{ AWS_ENDPOINT_URL = \"{endpoint}\", AWS_ALLOW_HTTP = \"true\", AWS_REGION = \"us-east-1\" }}\n",
+            dir.path().join("data").display()
+        ),
+    )?;
+    let fathom = |args: &[&str]| {
+        Command::new(fathom_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("FATHOM_WAREHOUSE__S3_ENDPOINT", &endpoint)
+            .env("FATHOM_WAREHOUSE__S3_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("FATHOM_WAREHOUSE__URL")
+            .env_remove("FATHOM_STATE__DATABASE_URL")
+            .output()
+    };
+    let world_config = fathom_sim::WorldConfig {
+        teams: 4,
+        services: 12,
+        days: 60,
+        ..fathom_sim::WorldConfig::default()
+    };
+    let world = fathom_sim::World::generate(world_config);
+    let aws = fathom_sim::world::aws::AwsWorld::generate(&world);
+    let june = chrono::NaiveDate::from_ymd_opt(2026, 6, 1).context("date")?;
+    for at in ["2026-06-10T00:00:00Z", "2026-06-20T00:00:00Z"] {
+        let output = fathom(&[
+            "sim",
+            "export",
+            "--teams",
+            "4",
+            "--services",
+            "12",
+            "--days",
+            "60",
+            "--to",
+            "s3://fathom/exports",
+            "--at",
+            at,
+        ])?;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let output = fathom(&["ingest", "--json"])?;
+        assert!(
+            output.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let lines = aws.period(&world, june, at.parse()?);
+        let billed: f64 = lines.iter().map(|l| l.billed_cost()).sum();
+        let output = fathom(&[
+            "sql",
+            "SELECT count(*) AS n, count(DISTINCT line_item_id) AS d, round(sum(billed_cost_usd), 2) AS billed \
+             FROM cloud_costs_daily WHERE billing_period = '2026-06'",
+            "--format",
+            "csv",
+        ])?;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            format!(
+                "n,d,billed\n{n},{n},{billed}\n",
+                n = lines.len(),
+                billed = (billed * 100.0).round() / 100.0
+            ),
+            "as of {at}"
+        );
+    }
+    Ok(())
+}

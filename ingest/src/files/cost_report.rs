@@ -64,19 +64,64 @@ pub enum ReportFormat {
     Focus,
 }
 
+/// The FOCUS columns the decoder reads. Exports write them in PascalCase;
+/// catalogs such as Glue lower-case them, so they are matched without case.
+pub const FOCUS_COLUMNS: &[&str] = &[
+    "BilledCost",
+    "BillingAccountId",
+    "BillingCurrency",
+    "BillingPeriodStart",
+    "ChargeCategory",
+    "ChargeDescription",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "EffectiveCost",
+    "ListCost",
+    "PricingUnit",
+    "ProviderName",
+    "RegionId",
+    "ResourceId",
+    "ServiceCategory",
+    "ServiceName",
+    "SkuId",
+    "SubAccountId",
+    "Tags",
+    // FOCUS 0.5 names, still found in older exports.
+    "ChargeType",
+    "Provider",
+    "Region",
+    "UsageQuantity",
+];
+
 /// Which format rows with these columns are.
 pub fn detect(columns: &BTreeSet<&str>) -> Option<ReportFormat> {
-    if columns.contains("line_item_line_item_type") && columns.contains("line_item_unblended_cost")
-    {
+    let lower: BTreeSet<String> = columns.iter().map(|c| c.to_ascii_lowercase()).collect();
+    let has = |c: &str| lower.contains(c);
+    if has("line_item_line_item_type") && has("line_item_unblended_cost") {
         Some(ReportFormat::Cur2)
-    } else if columns.contains("BilledCost")
-        && columns.contains("ChargePeriodStart")
-        && (columns.contains("ChargeCategory") || columns.contains("ChargeType"))
+    } else if has("billedcost")
+        && has("chargeperiodstart")
+        && (has("chargecategory") || has("chargetype"))
     {
         Some(ReportFormat::Focus)
     } else {
         None
     }
+}
+
+/// A FOCUS row with its known columns under their canonical names.
+fn canonical_focus(row: &Map<String, Value>) -> Map<String, Value> {
+    row.iter()
+        .map(|(k, v)| {
+            let name = FOCUS_COLUMNS
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(k))
+                .map_or_else(|| k.clone(), |c| (*c).to_owned());
+            (name, v.clone())
+        })
+        .collect()
 }
 
 /// The files of one billing period (or one loose file), as delivered.
@@ -234,7 +279,7 @@ pub fn decode_rows(
     for (n, row) in rows.iter().enumerate() {
         let decoded = match format {
             ReportFormat::Cur2 => cur_row(config, row),
-            ReportFormat::Focus => focus_row(config, row, &mut seen),
+            ReportFormat::Focus => focus_row(config, &canonical_focus(row), &mut seen),
         };
         let checked = decoded.and_then(|values| match (period, values.get("billing_period")) {
             (Some(period), Some(Value::String(own))) if own != period => Err(format!(
@@ -638,3 +683,6 @@ pub(crate) async fn run(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests;

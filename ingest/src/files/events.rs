@@ -349,3 +349,6 @@ async fn flush(
     cursor.extend(files.drain(..));
     ctx.save_cursor(cursor).await
 }
+
+#[cfg(test)]
+mod tests;

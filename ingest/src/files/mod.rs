@@ -114,13 +114,37 @@ pub(crate) fn number(row: &Map<String, Value>, key: &str) -> Result<Option<f64>,
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse::<f64>()
+        Some(Value::String(s)) => spreadsheet_number(s)
             .map(Some)
-            .map_err(|_| format!("`{key}` is not a number: `{s}`")),
+            .ok_or_else(|| format!("`{key}` is not a number: `{s}`")),
         Some(other) => Err(format!("`{key}` is not a number: {other}")),
     }
+}
+
+/// A number as text, including the way spreadsheet-made exports write
+/// amounts (`$1,000.00 `): a leading currency sign and thousands
+/// separators are accepted; a comma that could be a decimal separator is
+/// not guessed at.
+fn spreadsheet_number(text: &str) -> Option<f64> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<f64>() {
+        return Some(n);
+    }
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest.trim_start()),
+        None => (false, text),
+    };
+    let rest = rest.trim_start_matches(['$', '€', '£']).trim();
+    let mut groups = rest.split('.').next().unwrap_or_default().split(',');
+    let first = groups.next().unwrap_or_default();
+    let grouped = !first.is_empty()
+        && first.len() <= 3
+        && groups.all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit()));
+    if rest.contains(',') && !grouped {
+        return None;
+    }
+    let n = rest.replace(',', "").parse::<f64>().ok()?;
+    Some(if negative { -n } else { n })
 }
 
 /// Text, empty as none.
@@ -132,7 +156,7 @@ pub(crate) fn text<'a>(row: &'a Map<String, Value>, key: &str) -> Option<&'a str
 }
 
 /// An instant as exports write it: RFC 3339, or naive (UTC) with `T` or a
-/// space, or a bare date.
+/// space, or a bare date (ISO, or US month/day/year).
 pub(crate) fn instant(text: &str) -> Option<DateTime<Utc>> {
     let text = text.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
@@ -149,8 +173,16 @@ pub(crate) fn instant(text: &str) -> Option<DateTime<Utc>> {
             return Some(t.and_utc());
         }
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
+    for format in ["%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%y %H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(t.and_utc());
+        }
+    }
+    // ISO dates, and the US-style dates spreadsheet-made exports carry
+    // (the FOCUS sample data has `4/1/25`).
+    ["%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y"]
+        .iter()
+        .find_map(|format| NaiveDate::parse_from_str(text, format).ok())
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
 }
@@ -187,7 +219,8 @@ pub(crate) fn parquet_rows(bytes: Bytes) -> Result<Vec<Map<String, Value>>, Stri
     batch_rows(&batches)
 }
 
-/// The rows of a CSV file with a header, every value as text.
+/// The rows of a CSV file with a header, every value as text (empty and
+/// `null` as null).
 pub(crate) fn csv_rows(bytes: &[u8]) -> Result<Vec<Map<String, Value>>, String> {
     let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
     let headers = reader
@@ -201,7 +234,15 @@ pub(crate) fn csv_rows(bytes: &[u8]) -> Result<Vec<Map<String, Value>>, String> 
             headers
                 .iter()
                 .zip(record.iter())
-                .map(|(h, v)| (h.trim_start_matches('\u{feff}').to_owned(), Value::from(v)))
+                .map(|(h, v)| {
+                    // Exports write a missing value as nothing or as `null`.
+                    let value = if v.is_empty() || v.eq_ignore_ascii_case("null") {
+                        Value::Null
+                    } else {
+                        Value::from(v)
+                    };
+                    (h.trim_start_matches('\u{feff}').to_owned(), value)
+                })
                 .collect(),
         );
     }
