@@ -277,7 +277,9 @@ mod tests {
                 ("github", "github"),
                 ("argocd-eu", "argocd"),
                 ("datadog", "datadog"),
-                ("opencost", "opencost")
+                ("opencost", "opencost"),
+                ("cost_report", "cost_report"),
+                ("portal_events", "portal_events")
             ]
         );
         assert_eq!(

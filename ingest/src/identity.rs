@@ -20,6 +20,7 @@ pub struct IdentityMap {
     argo_apps: HashMap<String, String>,
     datadog_services: HashMap<String, String>,
     namespaces: HashMap<String, String>,
+    sentry_projects: HashMap<String, String>,
     /// Component names, for upstreams that default to them.
     names: HashMap<String, String>,
     /// User ref → team ref (`memberOf`; the first team by ref when a user
@@ -33,6 +34,9 @@ pub const GITHUB_SLUG: &str = "github.com/project-slug";
 pub const ARGOCD_APP: &str = "argocd/app-name";
 /// Annotation naming a component's Datadog service.
 pub const DATADOG_SERVICE: &str = "datadoghq.com/service-name";
+/// Annotation naming a component's Sentry project (`project` or
+/// `org/project`).
+pub const SENTRY_PROJECT: &str = "sentry.io/project-slug";
 /// Annotation naming a component's Kubernetes namespace.
 pub const KUBERNETES_NAMESPACE: &str = "backstage.io/kubernetes-namespace";
 
@@ -93,6 +97,10 @@ impl IdentityMap {
                         KUBERNETES_NAMESPACE => {
                             map.namespaces.insert(value, entity_ref.clone());
                         }
+                        SENTRY_PROJECT => {
+                            let project = value.rsplit('/').next().unwrap_or_default().to_owned();
+                            map.sentry_projects.insert(project, entity_ref.clone());
+                        }
                         _ => {}
                     }
                 }
@@ -119,6 +127,27 @@ impl IdentityMap {
         Ok(map)
     }
 
+    /// The Datadog service of every component: its annotation, else its
+    /// name. Sorted.
+    pub fn datadog_service_names(&self) -> Vec<String> {
+        let annotated: std::collections::HashSet<&String> =
+            self.datadog_services.values().collect();
+        let mut services: Vec<String> = self
+            .datadog_services
+            .keys()
+            .cloned()
+            .chain(
+                self.names
+                    .iter()
+                    .filter(|(_, entity)| !annotated.contains(entity))
+                    .map(|(name, _)| name.clone()),
+            )
+            .collect();
+        services.sort();
+        services.dedup();
+        services
+    }
+
     /// Records a user's team (tests, and sources that know it).
     pub fn insert_team(&mut self, user_ref: &str, team_ref: &str) {
         self.user_teams
@@ -137,6 +166,7 @@ impl IdentityMap {
             Identity::ArgoApp(app) => (&mut self.argo_apps, app),
             Identity::DatadogService(service) => (&mut self.datadog_services, service),
             Identity::Namespace(namespace) => (&mut self.namespaces, namespace),
+            Identity::SentryProject(project) => (&mut self.sentry_projects, project),
         };
         table.insert(key.to_ascii_lowercase(), entity_ref.to_owned());
     }
@@ -158,6 +188,14 @@ impl IdentityMap {
                 Identity::Namespace(namespace) => {
                     self.namespaces.get(&namespace.to_ascii_lowercase())
                 }
+                // The annotation, else a component of that name (Sentry's
+                // usual project naming).
+                Identity::SentryProject(project) => {
+                    let key = project.to_ascii_lowercase();
+                    self.sentry_projects
+                        .get(&key)
+                        .or_else(|| self.names.get(&key))
+                }
             }
             .map(String::as_str)
         })
@@ -169,6 +207,7 @@ impl IdentityMap {
             + self.argo_apps.len()
             + self.datadog_services.len()
             + self.namespaces.len()
+            + self.sentry_projects.len()
     }
 
     /// Whether nothing maps.

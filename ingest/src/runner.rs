@@ -396,7 +396,10 @@ async fn run_stream(
         state.cursor(name, stream).await?
     };
     let ctx = match fetch_context(warehouse, source, stream, options).await {
-        Ok(ctx) => ctx,
+        Ok(mut ctx) => {
+            ctx.datadog_services = identities.datadog_service_names();
+            ctx
+        }
         Err(e) => {
             report.error = Some(e);
             return Ok(report);

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::files::{cost_report, events};
 use crate::http::{HttpClient, HttpError, HttpPolicy};
-use crate::sources::{argocd, backstage, datadog, github, opencost};
+use crate::sources::{argocd, backstage, datadog, github, opencost, sentry};
 
 /// One configured source (`[[sources]]` in `fathom.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +30,8 @@ pub enum SourceConfig {
     Datadog(datadog::DatadogConfig),
     /// An OpenCost instance (one cluster).
     Opencost(opencost::OpenCostConfig),
+    /// A Sentry organisation.
+    Sentry(sentry::SentryConfig),
     /// A cloud cost export (AWS CUR 2.0 or FOCUS) in an object store.
     #[serde(rename = "cost_report")]
     CostReport(cost_report::CostReportConfig),
@@ -47,6 +49,7 @@ impl SourceConfig {
             Self::Argocd(c) => c.common.name.as_deref().unwrap_or("argocd"),
             Self::Datadog(c) => c.common.name.as_deref().unwrap_or("datadog"),
             Self::Opencost(c) => c.common.name.as_deref().unwrap_or("opencost"),
+            Self::Sentry(c) => c.common.name.as_deref().unwrap_or("sentry"),
             Self::CostReport(c) => c.files.name.as_deref().unwrap_or("cost_report"),
             Self::PortalEvents(c) => c.files.name.as_deref().unwrap_or("portal_events"),
         }
@@ -60,6 +63,7 @@ impl SourceConfig {
             Self::Argocd(_) => "argocd",
             Self::Datadog(_) => "datadog",
             Self::Opencost(_) => "opencost",
+            Self::Sentry(_) => "sentry",
             Self::CostReport(_) => "cost_report",
             Self::PortalEvents(_) => "portal_events",
         }
@@ -79,6 +83,7 @@ impl SourceConfig {
             Self::Argocd(_) => &fathom_models::tables::RAW_ARGOCD,
             Self::Datadog(_) => &fathom_models::tables::RAW_DATADOG,
             Self::Opencost(_) => &fathom_models::tables::RAW_OPENCOST,
+            Self::Sentry(_) => &fathom_models::tables::RAW_SENTRY,
             Self::CostReport(_) | Self::PortalEvents(_) => return None,
         })
     }
@@ -91,6 +96,7 @@ impl SourceConfig {
             Self::Argocd(_) => argocd::STREAMS,
             Self::Datadog(_) => datadog::STREAMS,
             Self::Opencost(_) => opencost::STREAMS,
+            Self::Sentry(_) => sentry::STREAMS,
             Self::CostReport(_) => &[cost_report::STREAM],
             Self::PortalEvents(_) => &[events::STREAM],
         }
@@ -106,6 +112,7 @@ impl SourceConfig {
             Self::Argocd(c) => argocd::decode(c, stream, payloads),
             Self::Datadog(c) => datadog::decode(c, stream, payloads),
             Self::Opencost(c) => opencost::decode(c, stream, payloads),
+            Self::Sentry(c) => sentry::decode(c, stream, payloads),
             // File sources decode whole files in their own run
             // (`files::cost_report`, `files::events`); they send no payloads.
             Self::CostReport(_) | Self::PortalEvents(_) => Decoded::default(),
@@ -129,6 +136,7 @@ impl SourceConfig {
             Self::Argocd(c) => argocd::fetch(c, client, stream, cursor, ctx, out).await,
             Self::Datadog(c) => datadog::fetch(c, client, stream, cursor, ctx, out).await,
             Self::Opencost(c) => opencost::fetch(c, client, stream, cursor, ctx, out).await,
+            Self::Sentry(c) => sentry::fetch(c, client, stream, cursor, ctx, out).await,
             Self::CostReport(_) | Self::PortalEvents(_) => Err(self.not_an_api()),
         }
     }
@@ -141,6 +149,7 @@ impl SourceConfig {
             Self::Argocd(c) => argocd::client(c, self.name()),
             Self::Datadog(c) => datadog::client(c, self.name()),
             Self::Opencost(c) => opencost::client(c, self.name()),
+            Self::Sentry(c) => sentry::client(c, self.name()),
             Self::CostReport(_) | Self::PortalEvents(_) => Err(self.not_an_api()),
         }
     }
@@ -160,6 +169,7 @@ impl SourceConfig {
             Self::Argocd(c) => &c.common,
             Self::Datadog(c) => &c.common,
             Self::Opencost(c) => &c.common,
+            Self::Sentry(c) => &c.common,
             Self::CostReport(_) | Self::PortalEvents(_) => return None,
         })
     }
@@ -339,6 +349,9 @@ pub struct FetchContext {
     /// first: (deployment id, service key, repository `owner/name`,
     /// revision, finished at).
     pub production_deployments: Vec<ProductionDeployment>,
+    /// Datadog service names of the catalog's components (for per-service
+    /// metric queries).
+    pub datadog_services: Vec<String>,
 }
 
 /// A completed production deployment, for change-set computation.
@@ -368,6 +381,9 @@ pub enum Identity {
     DatadogService(String),
     /// A Kubernetes namespace (`backstage.io/kubernetes-namespace`).
     Namespace(String),
+    /// A Sentry project slug (`sentry.io/project-slug`, else the
+    /// component's name).
+    SentryProject(String),
 }
 
 /// One decoded row, keyed by column name.

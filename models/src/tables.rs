@@ -500,6 +500,103 @@ pub const SERVICE_METRICS_DAILY: TableDef = TableDef {
     }),
 };
 
+/// Release deploys reported by error trackers (Sentry).
+pub const RELEASE_DEPLOYS: TableDef = TableDef {
+    name: "release_deploys",
+    description: "One row per deploy of a release to an environment as an error tracker (Sentry) records it; the release's commit ties an error spike to the deployment that shipped it.",
+    columns: &[
+        req("source", Utf8, "Error tracker, e.g. sentry."),
+        req(
+            "deploy_id",
+            Utf8,
+            "Source-qualified deploy id, e.g. `sentry:acme:123`.",
+        ),
+        req(
+            "release_version",
+            Utf8,
+            "Release version as the tracker names it.",
+        ),
+        opt(
+            "revision",
+            Utf8,
+            "Commit SHA of the release (`ref` or last commit), when known.",
+        ),
+        opt(
+            "project_slug",
+            Utf8,
+            "Project of the release (the first, when several).",
+        ),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Component of the project; null when unmapped.",
+        ),
+        opt("environment", Utf8, "Environment deployed to."),
+        opt(
+            "started_at",
+            Timestamp,
+            "When the deploy started, if reported.",
+        ),
+        req("finished_at", Timestamp, "When the deploy finished."),
+        opt(
+            "release_created_at",
+            Timestamp,
+            "When the release was created.",
+        ),
+        req(
+            "finished_month",
+            Utf8,
+            "Partition: `YYYY-MM` of finished_at.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["deploy_id"],
+    partition: Some(MonthPartition {
+        column: "finished_month",
+        source: "finished_at",
+    }),
+};
+
+/// Alert history: monitor states as polled.
+pub const MONITOR_STATES: TableDef = TableDef {
+    name: "monitor_states",
+    description: "One row per monitor state seen (Datadog monitors), keyed by when the monitor entered it: each poll records the current state of every monitor, so the table accumulates the alert history.",
+    columns: &[
+        req("source", Utf8, "Where the monitor lives, e.g. datadog."),
+        req("monitor_id", Utf8, "Monitor id in the source."),
+        req(
+            "state_changed_at",
+            Timestamp,
+            "When the monitor entered this state.",
+        ),
+        req("state", Utf8, "OK, Alert, Warn, No Data, …"),
+        opt("name", Utf8, "Monitor name."),
+        opt("service_name", Utf8, "The monitor's `service:` tag."),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Component of the service; null when unmapped.",
+        ),
+        opt(
+            "priority",
+            Int64,
+            "Priority, 1 (highest) to 5; null when unset.",
+        ),
+        opt("tags", StringList, "Monitor tags."),
+        req(
+            "changed_month",
+            Utf8,
+            "Partition: `YYYY-MM` of state_changed_at.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["source", "monitor_id", "state_changed_at"],
+    partition: Some(MonthPartition {
+        column: "changed_month",
+        source: "state_changed_at",
+    }),
+};
+
 /// Kubernetes cost allocations per day (OpenCost).
 pub const COST_ALLOCATIONS_DAILY: TableDef = TableDef {
     name: "cost_allocations_daily",
@@ -823,6 +920,12 @@ pub const RAW_OPENCOST: TableDef = raw_table(
     "Every payload fetched from OpenCost, as received; `fathom reprocess` re-decodes from here.",
 );
 
+/// Raw payloads of Sentry sources.
+pub const RAW_SENTRY: TableDef = raw_table(
+    "raw_sentry",
+    "Every payload fetched from Sentry, as received; `fathom reprocess` re-decodes from here.",
+);
+
 /// Every table, in dependency order for documentation.
 pub const ALL_TABLES: &[TableDef] = &[
     CATALOG_ENTITIES,
@@ -837,6 +940,8 @@ pub const ALL_TABLES: &[TableDef] = &[
     INCIDENTS,
     ERROR_ISSUES_DAILY,
     SERVICE_METRICS_DAILY,
+    MONITOR_STATES,
+    RELEASE_DEPLOYS,
     COST_ALLOCATIONS_DAILY,
     CLOUD_COSTS_DAILY,
     PORTAL_EVENTS,
@@ -846,6 +951,7 @@ pub const ALL_TABLES: &[TableDef] = &[
     RAW_ARGOCD,
     RAW_DATADOG,
     RAW_OPENCOST,
+    RAW_SENTRY,
 ];
 
 /// The table with this name.

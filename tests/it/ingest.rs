@@ -993,3 +993,172 @@ async fn github_app_installation_tokens_are_minted_and_renewed() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datadog_metrics_and_monitors_equal_the_world() -> Result<()> {
+    let world = sized(2, 6, 20);
+    let sim = Sim::start(world, SimOptions::default())?;
+    let dir = tempfile::tempdir()?;
+    let config = sim.config(dir.path())?;
+    ingest_ok(&config, &["--source", "backstage"])?;
+    ingest_ok(&config, &["--source", "datadog"])?;
+    let generated = sim.state.world();
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+
+    // One row per service and day, each metric the world's value.
+    let days: Vec<chrono::NaiveDate> = fathom_sim::world::cost::days(&generated.config).collect();
+    assert_eq!(
+        count(&warehouse, "SELECT count(*) FROM service_metrics_daily").await?,
+        (generated.loads.len() * days.len()) as i64
+    );
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM service_metrics_daily WHERE entity_ref IS NULL OR request_count IS NULL \
+             OR error_count IS NULL OR latency_p95_seconds IS NULL"
+        )
+        .await?,
+        0
+    );
+    let landed = rows(
+        &warehouse,
+        "SELECT service_name, CAST(date AS VARCHAR), request_count, cpu_usage_cores, memory_usage_bytes FROM service_metrics_daily",
+    )
+    .await?;
+    let by_key: BTreeMap<(String, String), &Vec<String>> = landed
+        .iter()
+        .map(|r| ((r[0].clone(), r[1].clone()), r))
+        .collect();
+    for profile in &generated.loads {
+        let service = &generated.org.components[profile.component].datadog_service;
+        for date in &days {
+            let day = profile.day(&generated.config, *date);
+            let row = by_key
+                .get(&(service.clone(), date.to_string()))
+                .with_context(|| format!("{service} {date} missing"))?;
+            assert_eq!(row[2].parse::<i64>()?, day.requests.round() as i64);
+            let cpu: f64 = row[3].parse()?;
+            assert!((cpu - day.cpu_usage_cores).abs() < 1e-9 * day.cpu_usage_cores.max(1.0));
+            let memory: f64 = row[4].parse()?;
+            assert!((memory - day.ram_usage_bytes).abs() < 1e-6 * day.ram_usage_bytes.max(1.0));
+        }
+    }
+
+    // Monitors: one state per service now; moving into an incident adds
+    // the alert to the history.
+    assert_eq!(
+        count(&warehouse, "SELECT count(*) FROM monitor_states").await?,
+        generated.loads.len() as i64
+    );
+    let incident = generated
+        .histories
+        .iter()
+        .flat_map(|h| &h.incidents)
+        .filter(|i| i.resolved_at < generated.config.end())
+        .max_by_key(|i| i.created_at)
+        .context("the world has no incident")?;
+    sim.state
+        .set_now(incident.created_at + chrono::Duration::minutes(1));
+    let report = ingest_ok(&config, &["--source", "datadog"])?;
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+    assert!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM monitor_states WHERE state = 'Alert'"
+        )
+        .await?
+            >= 1
+    );
+    assert!(
+        count(&warehouse, "SELECT count(*) FROM monitor_states").await?
+            > generated.loads.len() as i64
+    );
+    // The metrics of the days already read do not change.
+    assert_eq!(
+        stream(&report, "datadog", "metrics")["rows_changed"]["service_metrics_daily"]
+            .as_u64()
+            .unwrap_or(0),
+        0,
+        "{report}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentry_errors_and_release_deploys_equal_the_world() -> Result<()> {
+    let world = sized(2, 6, 30);
+    let sim = Sim::start(world, SimOptions::default())?;
+    let dir = tempfile::tempdir()?;
+    let config = sim.config(dir.path())?;
+    ingest_ok(&config, &["--source", "backstage"])?;
+    let report = ingest_ok(&config, &["--source", "sentry"])?;
+    let generated = sim.state.world();
+    let now = generated.config.end();
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+
+    // Every issue's events per day, over the 14 days Sentry's stats cover.
+    let first_day = (now - chrono::Duration::days(13)).date_naive();
+    let mut expected: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for project in &generated.errors {
+        for issue in project.issues.iter().filter(|i| i.first_seen <= now) {
+            for (date, events, _) in &issue.daily {
+                if *date >= first_day && *events > 0 && *date <= now.date_naive() {
+                    expected.insert((issue.id.to_string(), date.to_string()), *events as i64);
+                }
+            }
+        }
+    }
+    let landed: BTreeMap<(String, String), i64> = rows(
+        &warehouse,
+        "SELECT issue_id, CAST(date AS VARCHAR), event_count FROM error_issues_daily",
+    )
+    .await?
+    .into_iter()
+    .map(|r| Ok(((r[0].clone(), r[1].clone()), r[2].parse::<i64>()?)))
+    .collect::<Result<_>>()?;
+    assert!(!expected.is_empty());
+    assert_eq!(landed, expected);
+    // Projects map to components (annotation `org/project` or the name).
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM error_issues_daily WHERE entity_ref IS NULL"
+        )
+        .await?,
+        0
+    );
+
+    // Every deploy of every release, with the release's commit.
+    let deploys: usize = generated
+        .errors
+        .iter()
+        .flat_map(|p| &p.releases)
+        .filter(|r| r.created_at <= now)
+        .map(|r| r.deploys.iter().filter(|d| d.3 <= now).count())
+        .sum();
+    assert!(deploys > 0);
+    assert_eq!(
+        count(&warehouse, "SELECT count(*) FROM release_deploys").await?,
+        deploys as i64
+    );
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM release_deploys WHERE revision IS NULL OR entity_ref IS NULL"
+        )
+        .await?,
+        0
+    );
+    assert_eq!(stream(&report, "sentry", "issues")["quarantined"], 0);
+
+    // A second run fetches no deploys again and changes nothing.
+    let again = ingest_ok(&config, &["--source", "sentry"])?;
+    assert_eq!(
+        stream(&again, "sentry", "releases")["rows_changed"]["release_deploys"]
+            .as_u64()
+            .unwrap_or(0),
+        0,
+        "{again}"
+    );
+    Ok(())
+}

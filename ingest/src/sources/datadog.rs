@@ -8,8 +8,22 @@
 //! Incidents change after creation (state, resolution), and the list has
 //! no "modified since" filter, so each run reads the list whole; unchanged
 //! incidents merge as no-ops.
+//!
+//! Monitors (`GET /api/v1/monitor`, pages) give the alert history: each
+//! poll records every monitor's state keyed by when it entered it
+//! (`overall_state_modified`) into `monitor_states`, so state changes
+//! accumulate and an unchanged monitor is a no-op.
+//!
+//! Metrics (`GET /api/v1/query`) fill `service_metrics_daily` with daily
+//! points of five configurable queries (requests, errors, p95 latency, CPU,
+//! memory). A query grouped `by {service}` costs one request per metric
+//! per run for every service; a template with `{service}` costs one per
+//! metric and service. Each run reads the complete days since the cursor
+//! (the last day again, for late points); all metrics of a run decode
+//! together, so a row always carries every metric of its day.
 
-use fathom_models::tables::INCIDENTS;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use fathom_models::tables::{INCIDENTS, MONITOR_STATES, SERVICE_METRICS_DAILY};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -20,7 +34,7 @@ use crate::source::{
 };
 
 /// Streams, in order.
-pub const STREAMS: &[&str] = &["incidents"];
+pub const STREAMS: &[&str] = &["incidents", "monitors", "metrics"];
 
 /// `[[sources]] type = "datadog"`. `token_env`/`token` hold the API key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +55,86 @@ pub struct DatadogConfig {
     /// Incidents per page (at most 100). Default 100.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// The metric queries (`[sources.metrics]`).
+    #[serde(default)]
+    pub metrics: MetricQueries,
+}
+
+/// `[sources.metrics]`: what fills `service_metrics_daily`. Each query is
+/// either grouped `by {service}` (one request for every service) or a
+/// template with `{service}` (one request per service of the catalog);
+/// an empty query leaves its column null.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricQueries {
+    /// Read metrics at all. Default true.
+    pub enabled: bool,
+    /// Requests per day (summed).
+    pub requests: String,
+    /// Failed requests per day (summed).
+    pub errors: String,
+    /// 95th percentile latency, seconds (daily average of the p95).
+    pub latency_p95: String,
+    /// CPU used (daily average), in the metric's unit.
+    pub cpu: String,
+    /// Factor from the CPU metric's unit to cores. Default 1e-9
+    /// (`kubernetes.cpu.usage.total` is in nanocores).
+    pub cpu_to_cores: f64,
+    /// Memory used, bytes (daily average).
+    pub memory: String,
+    /// Days read on the first run. Default 30.
+    pub lookback_days: u32,
+}
+
+impl Default for MetricQueries {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            requests: "sum:trace.http.request.hits{*} by {service}.as_count()".to_owned(),
+            errors: "sum:trace.http.request.errors{*} by {service}.as_count()".to_owned(),
+            latency_p95: "avg:trace.http.request.duration.by.service.95p{*} by {service}"
+                .to_owned(),
+            cpu: "avg:kubernetes.cpu.usage.total{*} by {service}".to_owned(),
+            cpu_to_cores: 1e-9,
+            memory: "avg:kubernetes.memory.usage{*} by {service}".to_owned(),
+            lookback_days: 30,
+        }
+    }
+}
+
+/// The metric columns, with how a day's points roll up.
+const METRIC_COLUMNS: [(&str, &str); 5] = [
+    ("request_count", "sum"),
+    ("error_count", "sum"),
+    ("latency_p95_seconds", "avg"),
+    ("cpu_usage_cores", "avg"),
+    ("memory_usage_bytes", "avg"),
+];
+
+impl MetricQueries {
+    fn templates(&self) -> [&str; 5] {
+        [
+            &self.requests,
+            &self.errors,
+            &self.latency_p95,
+            &self.cpu,
+            &self.memory,
+        ]
+    }
+}
+
+/// The query sent for `template` (and `service`, for templates): daily
+/// rollup appended, so every point is one UTC day.
+fn render(template: &str, rollup: &str, service: Option<&str>) -> String {
+    let query = match service {
+        Some(service) => template.replace("{service}", service),
+        None => template.to_owned(),
+    };
+    format!("{query}.rollup({rollup}, 86400)")
+}
+
+fn is_template(query: &str) -> bool {
+    query.contains("{service}") && !query.contains("by {service}")
 }
 
 fn default_site() -> String {
@@ -83,12 +177,17 @@ pub(crate) async fn fetch(
     config: &DatadogConfig,
     client: &HttpClient,
     stream: &str,
-    _cursor: Option<&str>,
-    _ctx: &FetchContext,
+    cursor: Option<&str>,
+    ctx: &FetchContext,
     out: &Collector,
 ) -> Result<Option<String>, SourceError> {
     let default_base = format!("https://api.{}", config.site);
     let base = config.common.base(Some(&default_base), client.upstream())?;
+    match stream {
+        "monitors" => return fetch_monitors(client, &base, stream, out).await,
+        "metrics" => return fetch_metrics(config, client, &base, stream, cursor, ctx, out).await,
+        _ => {}
+    }
     let size = config.page_size.clamp(1, 100);
     let mut offset: u64 = 0;
     loop {
@@ -110,7 +209,99 @@ pub(crate) async fn fetch(
     Ok(None)
 }
 
-pub(crate) fn decode(config: &DatadogConfig, _stream: &str, payloads: &[Payload]) -> Decoded {
+/// Monitors, a page of 100 at a time until a short page.
+async fn fetch_monitors(
+    client: &HttpClient,
+    base: &str,
+    stream: &str,
+    out: &Collector,
+) -> Result<Option<String>, SourceError> {
+    const PAGE: usize = 100;
+    for page in 0.. {
+        let url = format!("{base}/api/v1/monitor?page={page}&page_size={PAGE}");
+        let fetched = client.get(&url, None).await?;
+        send(out, stream, "monitors", &url, &fetched).await?;
+        let n = serde_json::from_slice::<Value>(&fetched.body)
+            .ok()
+            .and_then(|b| b.as_array().map(Vec::len))
+            .unwrap_or(0);
+        if n < PAGE {
+            break;
+        }
+    }
+    Ok(None)
+}
+
+/// Complete UTC days from the cursor (or the lookback) to today.
+async fn fetch_metrics(
+    config: &DatadogConfig,
+    client: &HttpClient,
+    base: &str,
+    stream: &str,
+    cursor: Option<&str>,
+    ctx: &FetchContext,
+    out: &Collector,
+) -> Result<Option<String>, SourceError> {
+    let metrics = &config.metrics;
+    if !metrics.enabled {
+        return Ok(cursor.map(str::to_owned));
+    }
+    let today = Utc::now().date_naive();
+    let read_until = cursor.and_then(|c| NaiveDate::parse_from_str(c, "%Y-%m-%d").ok());
+    if read_until.is_some_and(|until| until >= today) {
+        // Every complete day is read already.
+        return Ok(cursor.map(str::to_owned));
+    }
+    let first = read_until
+        // The last day read again: late points arrive.
+        .map(|until| until - Duration::days(1))
+        .or_else(|| ctx.since.map(|s| s.date_naive()))
+        .unwrap_or(today - Duration::days(i64::from(metrics.lookback_days.max(1))));
+    if first >= today {
+        return Ok(cursor.map(str::to_owned));
+    }
+    let (Some(from), Some(to)) = (first.and_hms_opt(0, 0, 0), today.and_hms_opt(0, 0, 0)) else {
+        return Ok(cursor.map(str::to_owned));
+    };
+    let (from, to) = (from.and_utc().timestamp(), to.and_utc().timestamp() - 1);
+    // One unit for the whole run: the metrics of a day decode together.
+    let unit = format!("metrics:{first}");
+    for (template, (_, rollup)) in metrics.templates().into_iter().zip(METRIC_COLUMNS) {
+        if template.trim().is_empty() {
+            continue;
+        }
+        let queries: Vec<String> = if is_template(template) {
+            ctx.datadog_services
+                .iter()
+                .map(|service| render(template, rollup, Some(service)))
+                .collect()
+        } else {
+            vec![render(template, rollup, None)]
+        };
+        for query in queries {
+            let mut url = url::Url::parse(&format!("{base}/api/v1/query")).map_err(|e| {
+                SourceError::Config {
+                    source_name: client.upstream().to_owned(),
+                    message: format!("base_url: {e}"),
+                }
+            })?;
+            url.query_pairs_mut()
+                .append_pair("from", &from.to_string())
+                .append_pair("to", &to.to_string())
+                .append_pair("query", &query);
+            let fetched = client.get(url.as_str(), None).await?;
+            send(out, stream, &unit, url.as_str(), &fetched).await?;
+        }
+    }
+    Ok(Some(today.format("%Y-%m-%d").to_string()))
+}
+
+pub(crate) fn decode(config: &DatadogConfig, stream: &str, payloads: &[Payload]) -> Decoded {
+    match stream {
+        "monitors" => return decode_monitors(payloads),
+        "metrics" => return decode_metrics(config, payloads),
+        _ => {}
+    }
     let mut decoded = Decoded::default();
     for payload in payloads {
         let Some(body) = decoded.parse(payload) else {
@@ -212,4 +403,213 @@ fn incident_row(
         .map(|s| vec![Identity::DatadogService(s.to_owned())])
         .unwrap_or_default();
     Ok((values, identity))
+}
+
+fn decode_monitors(payloads: &[Payload]) -> Decoded {
+    let mut decoded = Decoded::default();
+    for payload in payloads {
+        let Some(body) = decoded.parse(payload) else {
+            continue;
+        };
+        let Some(monitors) = body.as_array() else {
+            decoded.reject(
+                payload,
+                None,
+                "the answer is not a list of monitors".to_owned(),
+                &body,
+            );
+            continue;
+        };
+        for (i, monitor) in monitors.iter().enumerate() {
+            match monitor_row(monitor) {
+                Ok((values, identity)) => decoded.row(&MONITOR_STATES, values, identity),
+                Err(reason) => decoded.reject(payload, Some(i as i64 + 1), reason, monitor),
+            }
+        }
+    }
+    decoded
+}
+
+fn monitor_row(monitor: &Value) -> Result<(Map<String, Value>, Vec<Identity>), String> {
+    require_keys(monitor, &["id", "name", "overall_state", "tags"])?;
+    let id = req_i64(monitor, "/id")?;
+    let state = req_str(monitor, "/overall_state")?;
+    // Datadog omits the change time of a monitor that never changed.
+    let changed = opt_str(monitor, "/overall_state_modified")?
+        .or(opt_str(monitor, "/created")?)
+        .ok_or("required field `overall_state_modified` is missing")?;
+    let tags: Vec<&str> = match &monitor["tags"] {
+        Value::Array(tags) => tags.iter().filter_map(Value::as_str).collect(),
+        Value::Null => Vec::new(),
+        other => {
+            return Err(format!(
+                "field `tags` should be a list, found {}",
+                json_kind(other)
+            ));
+        }
+    };
+    let service = tags.iter().find_map(|t| t.strip_prefix("service:"));
+    let priority = match monitor.get("priority") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(other) => {
+            return Err(format!(
+                "field `priority` should be a number, found {}",
+                json_kind(other)
+            ));
+        }
+    };
+    let mut values = Map::new();
+    values.insert("source".into(), json!("datadog"));
+    values.insert("monitor_id".into(), json!(id.to_string()));
+    values.insert("state_changed_at".into(), json!(changed));
+    values.insert("state".into(), json!(state));
+    values.insert("name".into(), json!(req_str(monitor, "/name")?));
+    values.insert("service_name".into(), json!(service));
+    values.insert("priority".into(), json!(priority));
+    values.insert("tags".into(), json!(tags));
+    let identity = service
+        .map(|s| vec![Identity::DatadogService(s.to_owned())])
+        .unwrap_or_default();
+    Ok((values, identity))
+}
+
+/// The `query` parameter of a payload's request.
+fn request_query(payload: &Payload) -> Option<String> {
+    let url = url::Url::parse(payload.request.strip_prefix("GET ")?).ok()?;
+    url.query_pairs()
+        .find(|(k, _)| k == "query")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The service a series is for: its `service:` tag, else its scope.
+fn series_service(series: &Value) -> Option<String> {
+    let from_tags = series["tag_set"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|t| t.strip_prefix("service:"));
+    from_tags
+        .or_else(|| {
+            series["scope"]
+                .as_str()
+                .and_then(|s| s.split(',').find_map(|t| t.trim().strip_prefix("service:")))
+        })
+        .map(str::to_owned)
+}
+
+fn decode_metrics(config: &DatadogConfig, payloads: &[Payload]) -> Decoded {
+    let mut decoded = Decoded::default();
+    let templates = config.metrics.templates();
+    // (service, day) → the metrics of that day.
+    let mut days: std::collections::BTreeMap<(String, String), Map<String, Value>> =
+        std::collections::BTreeMap::new();
+    for payload in payloads {
+        let Some(body) = decoded.parse(payload) else {
+            continue;
+        };
+        if body["status"].as_str().is_some_and(|s| s != "ok") {
+            let reason = format!(
+                "the query failed: {}",
+                body["error"].as_str().unwrap_or("no error message")
+            );
+            decoded.reject(payload, None, reason, &body);
+            continue;
+        }
+        let Some(series) = body["series"].as_array() else {
+            decoded.reject(
+                payload,
+                None,
+                "the answer has no `series` list".to_owned(),
+                &body,
+            );
+            continue;
+        };
+        let query = request_query(payload).unwrap_or_default();
+        for (i, one) in series.iter().enumerate() {
+            let service = series_service(one);
+            // Which column: the template whose rendering is this query.
+            let column = templates
+                .iter()
+                .zip(METRIC_COLUMNS)
+                .find(|(template, (_, rollup))| {
+                    !template.trim().is_empty()
+                        && render(
+                            template,
+                            rollup,
+                            service.as_deref().filter(|_| is_template(template)),
+                        ) == query
+                })
+                .map(|(_, (column, _))| column);
+            let (Some(service), Some(column)) = (service, column) else {
+                decoded.reject(
+                    payload,
+                    Some(i as i64 + 1),
+                    "a series with no `service:` tag, or of a query not configured".to_owned(),
+                    one,
+                );
+                continue;
+            };
+            let Some(points) = one["pointlist"].as_array() else {
+                decoded.reject(
+                    payload,
+                    Some(i as i64 + 1),
+                    "the series has no `pointlist`".to_owned(),
+                    one,
+                );
+                continue;
+            };
+            for point in points {
+                let (Some(ms), value) = (point.get(0).and_then(Value::as_f64), point.get(1)) else {
+                    decoded.reject(
+                        payload,
+                        Some(i as i64 + 1),
+                        format!("malformed point {point}"),
+                        one,
+                    );
+                    continue;
+                };
+                let Some(day) = DateTime::from_timestamp_millis(ms as i64) else {
+                    decoded.reject(
+                        payload,
+                        Some(i as i64 + 1),
+                        format!("point time {ms} out of range"),
+                        one,
+                    );
+                    continue;
+                };
+                let value = match value {
+                    Some(Value::Number(n)) => n.as_f64(),
+                    // Datadog writes null for a point without data.
+                    _ => None,
+                };
+                let value = match (column, value) {
+                    (_, None) => Value::Null,
+                    ("request_count" | "error_count", Some(v)) => json!(v.round() as i64),
+                    ("cpu_usage_cores", Some(v)) => json!(v * config.metrics.cpu_to_cores),
+                    (_, Some(v)) => json!(v),
+                };
+                let date = day.date_naive().format("%Y-%m-%d").to_string();
+                let row = days
+                    .entry((service.clone(), date.clone()))
+                    .or_insert_with(|| {
+                        let mut row = Map::new();
+                        row.insert("date".into(), json!(date));
+                        row.insert("source".into(), json!("datadog"));
+                        row.insert("service_name".into(), json!(service));
+                        row
+                    });
+                row.insert(column.into(), value);
+            }
+        }
+    }
+    for ((service, _), values) in days {
+        decoded.row(
+            &SERVICE_METRICS_DAILY,
+            values,
+            vec![Identity::DatadogService(service)],
+        );
+    }
+    decoded
 }

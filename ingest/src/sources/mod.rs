@@ -5,6 +5,7 @@ pub mod backstage;
 pub mod datadog;
 pub mod github;
 pub mod opencost;
+pub mod sentry;
 
 #[cfg(test)]
 mod tests;

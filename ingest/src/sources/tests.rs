@@ -496,3 +496,160 @@ fn opencost_examples_decode() {
         );
     }
 }
+
+#[test]
+fn datadog_monitor_pages_decode() {
+    let Some(dir) = fixtures_dir() else { return };
+    let source: SourceConfig =
+        serde_json::from_value(json!({"type": "datadog", "token": "k", "application_key": "a"}))
+            .unwrap();
+    for name in [
+        "v1__monitors__Get-all-monitors-returns-OK-response-with-pagination.0.json",
+        "v1__monitors__Get-all-monitors-returns-OK-response-with-pagination.1.json",
+    ] {
+        let body = read(&dir, &format!("datadog/{name}"))["response"]["body"].clone();
+        let decoded = source.decode(
+            "monitors",
+            &[payload("monitors", "monitors", "/api/v1/monitor", &body)],
+        );
+        assert_clean(&decoded);
+        let rows = rows_in(&decoded, "monitor_states");
+        assert_eq!(rows.len(), body.as_array().map_or(0, Vec::len));
+        assert!(
+            rows.iter()
+                .all(|r| r["state"].is_string() && r["state_changed_at"].is_string())
+        );
+    }
+}
+
+#[test]
+fn datadog_query_answers_decode_by_service() {
+    let Some(dir) = fixtures_dir() else { return };
+    let source: SourceConfig = serde_json::from_value(json!({
+        "type": "datadog", "token": "k", "application_key": "a",
+        "metrics": {"requests": "avg:system.cpu.idle{*} by {service}", "errors": "", "latency_p95": "", "cpu": "", "memory": ""}
+    }))
+    .unwrap();
+    let mut body = read(
+        &dir,
+        "datadog/v1__metrics__Query-timeseries-points-returns-OK-response.0.json",
+    )["response"]["body"]
+        .clone();
+    let request = |query: &str| {
+        let mut url =
+            url::Url::parse("https://api.datadoghq.com/api/v1/query?from=1&to=2").unwrap();
+        url.query_pairs_mut().append_pair("query", query);
+        Payload {
+            request: format!("GET {url}"),
+            ..payload("metrics", "metrics", "/", &Value::Null)
+        }
+    };
+    // As recorded, the series is for every host, not a service: rejected
+    // with the reason, never stored under a made-up service.
+    let asked = "avg:system.cpu.idle{*} by {service}.rollup(sum, 86400)";
+    let recorded = Payload {
+        body: body.to_string(),
+        ..request(asked)
+    };
+    let decoded = source.decode("metrics", &[recorded]);
+    assert_eq!(decoded.rejects.len(), 1);
+    assert!(decoded.rows.is_empty());
+    // The same answer grouped by service: one row per service and day.
+    body["series"][0]["tag_set"] = json!(["service:web"]);
+    let points = body["series"][0]["pointlist"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let grouped = Payload {
+        body: body.to_string(),
+        ..request(asked)
+    };
+    let decoded = source.decode("metrics", &[grouped]);
+    assert_clean(&decoded);
+    let rows = rows_in(&decoded, "service_metrics_daily");
+    assert!(points > 0 && !rows.is_empty() && rows.len() <= 2);
+    assert!(rows.iter().all(|r| r["service_name"] == "web"));
+}
+
+#[test]
+fn sentry_payloads_decode() {
+    let Some(dir) = fixtures_dir() else { return };
+    let source: SourceConfig =
+        serde_json::from_value(json!({"type": "sentry", "token": "t", "organization": "acme"}))
+            .unwrap();
+    let sentry = |path: &str, body: &Value| Payload {
+        request: format!("GET https://sentry.io{path}"),
+        ..payload("x", "u", path, body)
+    };
+    // Issue lists: with hourly stats (rows per day with events), and
+    // without stats (nothing to count, nothing rejected).
+    for (name, with_stats) in [
+        (
+            "openapi_examples/GET_projects_organization_id_or_slug_project_id_or_slug_issues_.200.example.json",
+            true,
+        ),
+        (
+            "openapi_examples/GET_organizations_organization_id_or_slug_issues_.200.ReturnAListOfIssuesForAnOrganization.json",
+            true,
+        ),
+        ("sentry-cli__issues_get-issues.json", false),
+        ("sentry-cli__issues_get-resolved-issues.json", false),
+    ] {
+        let body = read(&dir, &format!("sentry/{name}"));
+        let decoded = source.decode("issues", &[sentry("/api/0/projects/acme/p/issues/", &body)]);
+        assert_clean(&decoded);
+        let rows = rows_in(&decoded, "error_issues_daily");
+        assert_eq!(!rows.is_empty(), with_stats, "{name}");
+        if with_stats {
+            let total: i64 = body[0]["stats"]["24h"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p[1].as_i64())
+                .sum();
+            assert_eq!(
+                rows.iter()
+                    .filter_map(|r| r["event_count"].as_i64())
+                    .sum::<i64>(),
+                total
+            );
+        }
+    }
+    // A releases page and the deploys of one of its releases.
+    for name in [
+        "sentry-cli__releases_get-releases.json",
+        "openapi_examples/GET_organizations_organization_id_or_slug_releases_.200.ReturnAListOfReleasesForAnOrganization.json",
+    ] {
+        let releases = read(&dir, &format!("sentry/{name}"));
+        let version = releases[0]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let deploys = read(&dir, "sentry/sentry-cli__deploys_get-deploys.json");
+        let mut deploys_url =
+            url::Url::parse("https://sentry.io/api/0/organizations/acme/releases/").unwrap();
+        deploys_url
+            .path_segments_mut()
+            .unwrap()
+            .pop_if_empty()
+            .push(&version)
+            .push("deploys")
+            .push("");
+        let decoded = source.decode(
+            "releases",
+            &[
+                sentry("/api/0/organizations/acme/releases/", &releases),
+                Payload {
+                    request: format!("GET {deploys_url}"),
+                    ..payload("releases", "u", "/", &deploys)
+                },
+            ],
+        );
+        assert_clean(&decoded);
+        let rows = rows_in(&decoded, "release_deploys");
+        assert_eq!(rows.len(), deploys.as_array().map_or(0, Vec::len), "{name}");
+        assert!(
+            rows.iter()
+                .all(|r| r["release_version"] == version.as_str())
+        );
+    }
+}

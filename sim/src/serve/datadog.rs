@@ -147,29 +147,40 @@ async fn query(
     };
     let now = state.now();
     let world = state.world();
+    // `{service:x}` asks for one service; `{*} by {service}` for every
+    // service, one series each.
+    let grouped = query.contains("by {service}");
     let service = scope.strip_prefix("service:");
-    let target = service.and_then(|name| {
-        world
-            .org
-            .components
-            .iter()
-            .position(|c| c.datadog_service == name)
-            .and_then(|idx| {
-                world
-                    .loads
-                    .iter()
-                    .find(|l| l.component == idx)
-                    .map(|l| (idx, l))
-            })
-    });
-    // Hourly points for short ranges, daily otherwise, as Datadog rolls up.
-    let interval: i64 = if to - from <= 2 * 86_400 {
-        3_600
-    } else {
-        86_400
+    let targets: Vec<(usize, &crate::world::cost::LoadProfile)> = world
+        .loads
+        .iter()
+        .filter(|l| {
+            let name = &world.org.components[l.component].datadog_service;
+            if grouped {
+                scope == "*" || service == Some(name.as_str())
+            } else {
+                service == Some(name.as_str())
+            }
+        })
+        .map(|l| (l.component, l))
+        .collect();
+    // `.rollup(method, seconds)` fixes the interval; without one, hourly
+    // points for short ranges and daily otherwise, as Datadog rolls up.
+    let rollup = query
+        .split_once(".rollup(")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(args, _)| args.split(',').nth(1))
+        .and_then(|seconds| seconds.trim().parse::<i64>().ok())
+        .filter(|seconds| *seconds == 3_600 || *seconds == 86_400);
+    let interval: i64 = match rollup {
+        Some(seconds) => seconds,
+        None if to - from <= 2 * 86_400 => 3_600,
+        None => 86_400,
     };
     let mut series = Vec::new();
-    if let (Some((idx, profile)), true) = (target, METRICS.contains(&metric.as_str())) {
+    let known = METRICS.contains(&metric.as_str());
+    for (idx, profile) in targets.into_iter().filter(|_| known) {
+        let service_scope = format!("service:{}", world.org.components[idx].datadog_service);
         let history = &world.histories[idx];
         let mut pointlist = Vec::new();
         let mut t = from - from.rem_euclid(interval);
@@ -209,9 +220,10 @@ async fn query(
             .and_then(|p| p[0].as_f64())
             .unwrap_or(to as f64 * 1000.0);
         series.push(json!({
-            "metric": metric, "display_name": metric, "expression": query, "scope": scope, "aggr": aggr,
+            "metric": metric, "display_name": metric, "expression": query, "scope": service_scope, "aggr": aggr,
             "pointlist": pointlist.clone(), "start": start_ms as i64, "end": end_ms as i64 + interval * 1000 - 1,
-            "interval": interval, "length": pointlist.len(), "query_index": 0, "tag_set": [], "attributes": {},
+            "interval": interval, "length": pointlist.len(), "query_index": 0,
+            "tag_set": if grouped { json!([service_scope]) } else { json!([]) }, "attributes": {},
             "unit": null,
         }));
     }

@@ -349,12 +349,16 @@ impl SimState {
     /// `addr`, with their credentials.
     pub fn sources_snippet(&self, addr: SocketAddr) -> String {
         let c = &self.options.credentials;
+        // Far enough back to reach the world's first day from today.
+        let lookback = (Utc::now() - self.world.config.start()).num_days().max(0) + 1;
         format!(
             "[[sources]]\ntype = \"backstage\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\n\n\
              [[sources]]\ntype = \"github\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\norgs = [\"{}\"]\n\n\
              [[sources]]\ntype = \"argocd\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\n\n\
-             [[sources]]\ntype = \"datadog\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\napplication_key = \"{}\"\n\n\
-             [[sources]]\ntype = \"opencost\"\nbase_url = \"http://{addr}{}\"\nlookback_days = {}\n",
+             [[sources]]\ntype = \"datadog\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\napplication_key = \"{}\"\n\
+             [sources.metrics]\nlookback_days = {lookback}\n\n\
+             [[sources]]\ntype = \"opencost\"\nbase_url = \"http://{addr}{}\"\nlookback_days = {lookback}\n\n\
+             [[sources]]\ntype = \"sentry\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\norganization = \"{}\"\n",
             Upstream::Backstage.prefix(),
             c.backstage_token,
             Upstream::Github.prefix(),
@@ -366,8 +370,9 @@ impl SimState {
             c.datadog_api_key,
             c.datadog_application_key,
             Upstream::OpenCost.prefix(),
-            // Far enough back to reach the world's first day from today.
-            (Utc::now() - self.world.config.start()).num_days().max(0) + 1,
+            Upstream::Sentry.prefix(),
+            c.sentry_token,
+            self.world.org.company,
         ) + &self.files_snippet()
     }
 
