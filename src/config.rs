@@ -278,6 +278,7 @@ mod tests {
                 ("argocd-eu", "argocd"),
                 ("datadog", "datadog"),
                 ("opencost", "opencost"),
+                ("sentry", "sentry"),
                 ("cost_report", "cost_report"),
                 ("portal_events", "portal_events")
             ]

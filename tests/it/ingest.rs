@@ -461,11 +461,12 @@ async fn table_rows(
     table: &str,
 ) -> Result<BTreeSet<String>> {
     let def = fathom_models::table(table).context("table")?;
-    let columns: Vec<&str> = def
+    let columns: Vec<String> = def
         .columns
         .iter()
         .map(|c| c.name)
         .filter(|c| *c != "updated_at")
+        .map(|c| format!("\"{c}\""))
         .collect();
     let sql = format!("SELECT {} FROM {table}", columns.join(", "));
     Ok(rows(warehouse, &sql)
@@ -478,10 +479,13 @@ async fn table_rows(
 /// Retries fast, so injected faults cost milliseconds.
 fn fast_retries(config: &Path) -> Result<()> {
     let text = std::fs::read_to_string(config)?;
-    let text = text.replace(
-        "token = ",
-        "http = { backoff_initial_ms = 5, backoff_max_ms = 50, max_retries = 12 }\ntoken = ",
-    );
+    let policy = "http = { backoff_initial_ms = 5, backoff_max_ms = 50, max_retries = 12 }";
+    let text = text
+        .replace("token = ", &format!("{policy}\ntoken = "))
+        .replace(
+            "type = \"opencost\"\n",
+            &format!("type = \"opencost\"\n{policy}\n"),
+        );
     std::fs::write(config, text)?;
     Ok(())
 }
@@ -501,7 +505,10 @@ async fn faults_upstream_cost_only_the_malformed_records() -> Result<()> {
     let faults = "seed=7; \
         github:error_rate=0.05,reset_rate=0.03,truncate_rate=0.03,malformed_rate=0.02,burst_every=400,burst_length=2; \
         backstage:error_rate=0.3,truncate_rate=0.2,malformed_rate=0.5; \
-        argocd:error_rate=0.3,reset_rate=0.2,malformed_rate=0.5";
+        argocd:error_rate=0.3,reset_rate=0.2,malformed_rate=0.5; \
+        datadog:error_rate=0.2,reset_rate=0.1,truncate_rate=0.1,malformed_rate=0.3; \
+        sentry:error_rate=0.2,reset_rate=0.1,truncate_rate=0.1,malformed_rate=0.2; \
+        opencost:error_rate=0.2,truncate_rate=0.1,malformed_rate=0.2";
     let faulty_sim = Sim::start(
         world,
         SimOptions {
@@ -549,6 +556,12 @@ async fn faults_upstream_cost_only_the_malformed_records() -> Result<()> {
         "pull_request_reviews",
         "pull_request_commits",
         "deployments",
+        "incidents",
+        "monitor_states",
+        "service_metrics_daily",
+        "error_issues_daily",
+        "release_deploys",
+        "cost_allocations_daily",
     ] {
         let expected = table_rows(&clean, table).await?;
         let got = table_rows(&faulty, table).await?;
@@ -557,7 +570,9 @@ async fn faults_upstream_cost_only_the_malformed_records() -> Result<()> {
             wrong.is_empty(),
             "{table} has rows the clean run does not: {wrong:?}"
         );
-        missing_total += expected.difference(&got).count();
+        let missing = expected.difference(&got).count();
+        println!("{table}: {missing} of {} rows missing", expected.len());
+        missing_total += missing;
     }
     println!("{missing_total} rows missing, {quarantined} records quarantined, {retries} retries");
     // What is missing is what a malformed record carried (an entity with

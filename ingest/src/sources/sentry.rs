@@ -100,7 +100,7 @@ pub(crate) async fn fetch(
     let org = &config.organization;
     match stream {
         "issues" => {
-            for slug in projects(config, client, &base).await? {
+            for slug in projects(config, client, &base, out).await? {
                 let mut url = Some(format!(
                     "{base}/api/0/projects/{org}/{slug}/issues/?statsPeriod=14d&query=&limit=100"
                 ));
@@ -120,6 +120,7 @@ async fn projects(
     config: &SentryConfig,
     client: &HttpClient,
     base: &str,
+    out: &Collector,
 ) -> Result<Vec<String>, SourceError> {
     let mut slugs = Vec::new();
     let mut url = Some(format!(
@@ -128,11 +129,10 @@ async fn projects(
     ));
     while let Some(page) = url {
         let fetched = client.get(&page, None).await?;
-        let body: Value =
-            serde_json::from_slice(&fetched.body).map_err(|e| SourceError::Refused {
-                source_name: client.upstream().to_owned(),
-                message: format!("{page}: the project list is not JSON: {e}"),
-            })?;
+        // Kept and decoded too: a malformed project is quarantined, not
+        // silently skipped.
+        send(out, "issues", "projects", &page, &fetched).await?;
+        let body: Value = serde_json::from_slice(&fetched.body).unwrap_or(Value::Null);
         slugs.extend(
             body.as_array()
                 .into_iter()
@@ -235,17 +235,22 @@ fn decode_issues(payloads: &[Payload]) -> Decoded {
         let Some(body) = decoded.parse(payload) else {
             continue;
         };
-        let Some(issues) = body.as_array() else {
-            decoded.reject(
-                payload,
-                None,
-                "the answer is not a list of issues".to_owned(),
-                &body,
-            );
+        let Some(records) = body.as_array() else {
+            decoded.reject(payload, None, "the answer is not a list".to_owned(), &body);
             continue;
         };
-        for (i, issue) in issues.iter().enumerate() {
-            match issue_rows(issue) {
+        if payload.unit == "projects" {
+            for (i, project) in records.iter().enumerate() {
+                if let Err(reason) = req_str(project, "/slug") {
+                    decoded.reject(payload, Some(i as i64 + 1), reason, project);
+                }
+            }
+            continue;
+        }
+        // Asked for with `statsPeriod`, an issue always has its stats.
+        let stats_expected = payload.request.contains("statsPeriod=");
+        for (i, issue) in records.iter().enumerate() {
+            match issue_rows(issue, stats_expected) {
                 Ok(rows) => {
                     for (values, identity) in rows {
                         decoded.row(&ERROR_ISSUES_DAILY, values, identity);
@@ -263,9 +268,16 @@ type IdentifiedRow = (Map<String, Value>, Vec<Identity>);
 
 /// One row per day the issue had events, from its `stats` (daily points
 /// for `14d`; hourly `24h` points are summed per day).
-fn issue_rows(issue: &Value) -> Result<Vec<IdentifiedRow>, String> {
-    require_keys(issue, &["id", "title", "lastSeen"])?;
+fn issue_rows(issue: &Value, stats_expected: bool) -> Result<Vec<IdentifiedRow>, String> {
+    require_keys(issue, &["id", "title", "lastSeen", "level"])?;
+    if stats_expected {
+        require_keys(issue, &["stats", "project", "firstSeen"])?;
+    }
     let id = req_str(issue, "/id")?;
+    let title = req_str(issue, "/title")?;
+    let level = opt_str(issue, "/level")?;
+    let first_seen = opt_str(issue, "/firstSeen")?;
+    let last_seen = req_str(issue, "/lastSeen")?;
     let project = opt_str(issue, "/project/slug")?;
     let mut days: BTreeMap<String, i64> = BTreeMap::new();
     if let Some(stats) = issue.get("stats").filter(|s| !s.is_null()) {
@@ -303,17 +315,11 @@ fn issue_rows(issue: &Value) -> Result<Vec<IdentifiedRow>, String> {
             values.insert("source".into(), json!("sentry"));
             values.insert("issue_id".into(), json!(id));
             values.insert("project_slug".into(), json!(project));
-            values.insert("title".into(), issue["title"].clone());
-            values.insert(
-                "level".into(),
-                issue.get("level").cloned().unwrap_or(Value::Null),
-            );
+            values.insert("title".into(), json!(title));
+            values.insert("level".into(), json!(level));
             values.insert("event_count".into(), json!(count));
-            values.insert(
-                "first_seen_at".into(),
-                issue.get("firstSeen").cloned().unwrap_or(Value::Null),
-            );
-            values.insert("last_seen_at".into(), issue["lastSeen"].clone());
+            values.insert("first_seen_at".into(), json!(first_seen));
+            values.insert("last_seen_at".into(), json!(last_seen));
             let identity = project
                 .map(|p| vec![Identity::SentryProject(p.to_owned())])
                 .unwrap_or_default();
@@ -401,13 +407,12 @@ fn deploy_row(
     require_keys(deploy, &["id", "environment", "dateFinished"])?;
     let id = req_str(deploy, "/id")?;
     let finished = req_str(deploy, "/dateFinished")?;
-    let project = release
-        .pointer("/projects/0/slug")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let revision = release["ref"]
-        .as_str()
-        .or_else(|| release.pointer("/lastCommit/id").and_then(Value::as_str));
+    let project = opt_str(release, "/projects/0/slug")?.map(str::to_owned);
+    let revision = match opt_str(release, "/ref")? {
+        Some(revision) => Some(revision),
+        None => opt_str(release, "/lastCommit/id")?,
+    };
+    let release_created = opt_str(release, "/dateCreated")?;
     // Deploy ids are unique per Sentry installation; the host keeps two
     // installations apart.
     let host = request
@@ -427,10 +432,7 @@ fn deploy_row(
     );
     values.insert("started_at".into(), json!(opt_str(deploy, "/dateStarted")?));
     values.insert("finished_at".into(), json!(finished));
-    values.insert(
-        "release_created_at".into(),
-        release.get("dateCreated").cloned().unwrap_or(Value::Null),
-    );
+    values.insert("release_created_at".into(), json!(release_created));
     let identity = project
         .map(|p| vec![Identity::SentryProject(p)])
         .unwrap_or_default();
