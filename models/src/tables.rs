@@ -500,6 +500,30 @@ pub const SERVICE_METRICS_DAILY: TableDef = TableDef {
     }),
 };
 
+/// Error events per project per day.
+pub const ERROR_COUNTS_DAILY: TableDef = TableDef {
+    name: "error_counts_daily",
+    description: "One row per error-tracking project (Sentry) per day: the events it received, whatever their issue.",
+    columns: &[
+        req("date", Date, "UTC day."),
+        req("source", Utf8, "Error tracker, e.g. sentry."),
+        req("project_slug", Utf8, "Project."),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Component of the project; null when unmapped.",
+        ),
+        req("event_count", Int64, "Events received that day."),
+        req("month", Utf8, "Partition: `YYYY-MM` of date."),
+        UPDATED_AT,
+    ],
+    primary_key: &["source", "project_slug", "date"],
+    partition: Some(MonthPartition {
+        column: "month",
+        source: "date",
+    }),
+};
+
 /// Release deploys reported by error trackers (Sentry).
 pub const RELEASE_DEPLOYS: TableDef = TableDef {
     name: "release_deploys",
@@ -939,6 +963,7 @@ pub const ALL_TABLES: &[TableDef] = &[
     DEPLOYMENT_CHANGES,
     INCIDENTS,
     ERROR_ISSUES_DAILY,
+    ERROR_COUNTS_DAILY,
     SERVICE_METRICS_DAILY,
     MONITOR_STATES,
     RELEASE_DEPLOYS,

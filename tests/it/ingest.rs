@@ -1143,6 +1143,29 @@ async fn sentry_errors_and_release_deploys_equal_the_world() -> Result<()> {
         0
     );
 
+    // Every project's events per day, since the world began.
+    let mut per_project: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for project in &generated.errors {
+        for issue in &project.issues {
+            for (date, events, _) in &issue.daily {
+                if *events > 0 && *date < now.date_naive() {
+                    *per_project
+                        .entry((project.slug.clone(), date.to_string()))
+                        .or_default() += *events as i64;
+                }
+            }
+        }
+    }
+    let landed: BTreeMap<(String, String), i64> = rows(
+        &warehouse,
+        "SELECT project_slug, CAST(date AS VARCHAR), event_count FROM error_counts_daily",
+    )
+    .await?
+    .into_iter()
+    .map(|r| Ok(((r[0].clone(), r[1].clone()), r[2].parse::<i64>()?)))
+    .collect::<Result<_>>()?;
+    assert_eq!(landed, per_project);
+
     // Every deploy of every release, with the release's commit.
     let deploys: usize = generated
         .errors

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use fathom_models::tables::{ERROR_ISSUES_DAILY, RELEASE_DEPLOYS};
+use fathom_models::tables::{ERROR_COUNTS_DAILY, ERROR_ISSUES_DAILY, RELEASE_DEPLOYS};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -26,7 +26,7 @@ use crate::source::{
 };
 
 /// Streams, in order.
-pub const STREAMS: &[&str] = &["issues", "releases"];
+pub const STREAMS: &[&str] = &["issues", "project_stats", "releases"];
 
 /// `[[sources]] type = "sentry"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +44,14 @@ pub struct SentryConfig {
     /// again for new deploys. Default 30.
     #[serde(default = "default_release_window")]
     pub release_window_days: u32,
+    /// Days of project event counts read on the first run. Default 90
+    /// (Sentry's usual retention).
+    #[serde(default = "default_lookback")]
+    pub lookback_days: u32,
+}
+
+fn default_lookback() -> u32 {
+    90
 }
 
 fn default_release_window() -> u32 {
@@ -93,14 +101,14 @@ pub(crate) async fn fetch(
     client: &HttpClient,
     stream: &str,
     cursor: Option<&str>,
-    _ctx: &FetchContext,
+    ctx: &FetchContext,
     out: &Collector,
 ) -> Result<Option<String>, SourceError> {
     let base = config.common.base(Some(DEFAULT_BASE), client.upstream())?;
     let org = &config.organization;
     match stream {
         "issues" => {
-            for slug in projects(config, client, &base, out).await? {
+            for slug in projects(config, client, &base, stream, out).await? {
                 let mut url = Some(format!(
                     "{base}/api/0/projects/{org}/{slug}/issues/?statsPeriod=14d&query=&limit=100"
                 ));
@@ -112,6 +120,34 @@ pub(crate) async fn fetch(
             }
             Ok(None)
         }
+        "project_stats" => {
+            // Complete days from the cursor (the last one again: events
+            // arrive late) or the lookback, one request per project.
+            let today = Utc::now().date_naive();
+            let read_until =
+                cursor.and_then(|c| chrono::NaiveDate::parse_from_str(c, "%Y-%m-%d").ok());
+            if read_until.is_some_and(|until| until >= today) {
+                return Ok(cursor.map(str::to_owned));
+            }
+            let first = read_until
+                .map(|until| until - Duration::days(1))
+                .or_else(|| ctx.since.map(|s| s.date_naive()))
+                .unwrap_or(today - Duration::days(i64::from(config.lookback_days.max(1))));
+            let (Some(since), Some(until)) =
+                (first.and_hms_opt(0, 0, 0), today.and_hms_opt(0, 0, 0))
+            else {
+                return Ok(cursor.map(str::to_owned));
+            };
+            let (since, until) = (since.and_utc().timestamp(), until.and_utc().timestamp());
+            for slug in projects(config, client, &base, stream, out).await? {
+                let url = format!(
+                    "{base}/api/0/projects/{org}/{slug}/stats/?stat=received&resolution=1d&since={since}&until={until}"
+                );
+                let fetched = client.get(&url, None).await?;
+                send(out, stream, &slug, &url, &fetched).await?;
+            }
+            Ok(Some(today.format("%Y-%m-%d").to_string()))
+        }
         _ => fetch_releases(config, client, &base, stream, cursor, out).await,
     }
 }
@@ -120,6 +156,7 @@ async fn projects(
     config: &SentryConfig,
     client: &HttpClient,
     base: &str,
+    stream: &str,
     out: &Collector,
 ) -> Result<Vec<String>, SourceError> {
     let mut slugs = Vec::new();
@@ -131,7 +168,7 @@ async fn projects(
         let fetched = client.get(&page, None).await?;
         // Kept and decoded too: a malformed project is quarantined, not
         // silently skipped.
-        send(out, "issues", "projects", &page, &fetched).await?;
+        send(out, stream, "projects", &page, &fetched).await?;
         let body: Value = serde_json::from_slice(&fetched.body).unwrap_or(Value::Null);
         slugs.extend(
             body.as_array()
@@ -225,6 +262,7 @@ async fn fetch_releases(
 pub(crate) fn decode(_config: &SentryConfig, stream: &str, payloads: &[Payload]) -> Decoded {
     match stream {
         "issues" => decode_issues(payloads),
+        "project_stats" => decode_project_stats(payloads),
         _ => decode_releases(payloads),
     }
 }
@@ -240,11 +278,7 @@ fn decode_issues(payloads: &[Payload]) -> Decoded {
             continue;
         };
         if payload.unit == "projects" {
-            for (i, project) in records.iter().enumerate() {
-                if let Err(reason) = req_str(project, "/slug") {
-                    decoded.reject(payload, Some(i as i64 + 1), reason, project);
-                }
-            }
+            check_projects(payload, records, &mut decoded);
             continue;
         }
         // Asked for with `statsPeriod`, an issue always has its stats.
@@ -328,6 +362,64 @@ fn issue_rows(issue: &Value, stats_expected: bool) -> Result<Vec<IdentifiedRow>,
         .collect())
 }
 
+/// A project's listing or stats payload: malformed projects are
+/// quarantined; stats become one row per day with events.
+fn decode_project_stats(payloads: &[Payload]) -> Decoded {
+    let mut decoded = Decoded::default();
+    for payload in payloads {
+        let Some(body) = decoded.parse(payload) else {
+            continue;
+        };
+        let Some(records) = body.as_array() else {
+            decoded.reject(payload, None, "the answer is not a list".to_owned(), &body);
+            continue;
+        };
+        if payload.unit == "projects" {
+            check_projects(payload, records, &mut decoded);
+            continue;
+        }
+        let mut days: BTreeMap<String, i64> = BTreeMap::new();
+        for (i, point) in records.iter().enumerate() {
+            let day = point
+                .get(0)
+                .and_then(Value::as_i64)
+                .and_then(|at| DateTime::from_timestamp(at, 0));
+            match (day, point.get(1).and_then(Value::as_i64)) {
+                (Some(day), Some(count)) => {
+                    *days.entry(day.format("%Y-%m-%d").to_string()).or_default() += count;
+                }
+                _ => decoded.reject(
+                    payload,
+                    Some(i as i64 + 1),
+                    format!("malformed stats point {point}"),
+                    point,
+                ),
+            }
+        }
+        for (day, count) in days.into_iter().filter(|(_, n)| *n > 0) {
+            let mut values = Map::new();
+            values.insert("date".into(), json!(day));
+            values.insert("source".into(), json!("sentry"));
+            values.insert("project_slug".into(), json!(payload.unit));
+            values.insert("event_count".into(), json!(count));
+            decoded.row(
+                &ERROR_COUNTS_DAILY,
+                values,
+                vec![Identity::SentryProject(payload.unit.clone())],
+            );
+        }
+    }
+    decoded
+}
+
+fn check_projects(payload: &Payload, records: &[Value], decoded: &mut Decoded) {
+    for (i, project) in records.iter().enumerate() {
+        if let Err(reason) = req_str(project, "/slug") {
+            decoded.reject(payload, Some(i as i64 + 1), reason, project);
+        }
+    }
+}
+
 /// The release version a deploys request is for.
 fn deploys_version(request: &str) -> Option<String> {
     let url = url::Url::parse(request.strip_prefix("GET ")?).ok()?;
@@ -362,16 +454,11 @@ fn decode_releases(payloads: &[Payload]) -> Decoded {
                     continue;
                 };
                 for (i, release) in list.iter().enumerate() {
-                    match release["version"].as_str() {
-                        Some(version) => {
-                            releases.insert(version.to_owned(), release.clone());
+                    match check_release(release) {
+                        Ok(version) => {
+                            releases.insert(version, release.clone());
                         }
-                        None => decoded.reject(
-                            payload,
-                            Some(i as i64 + 1),
-                            "required field `version` is missing".to_owned(),
-                            release,
-                        ),
+                        Err(reason) => decoded.reject(payload, Some(i as i64 + 1), reason, release),
                     }
                 }
             }
@@ -385,7 +472,21 @@ fn decode_releases(payloads: &[Payload]) -> Decoded {
                     );
                     continue;
                 };
-                let release = releases.get(&version).cloned().unwrap_or(Value::Null);
+                let Some(release) = releases.get(&version).cloned() else {
+                    // Its release was malformed (and is quarantined): a
+                    // deploy without its project and commit would be wrong.
+                    for (i, deploy) in deploys.iter().enumerate() {
+                        decoded.reject(
+                            payload,
+                            Some(i as i64 + 1),
+                            format!(
+                                "the release `{version}` of this deploy is missing or malformed"
+                            ),
+                            deploy,
+                        );
+                    }
+                    continue;
+                };
                 for (i, deploy) in deploys.iter().enumerate() {
                     match deploy_row(&version, &release, deploy, &payload.request) {
                         Ok((values, identity)) => decoded.row(&RELEASE_DEPLOYS, values, identity),
@@ -396,6 +497,30 @@ fn decode_releases(payloads: &[Payload]) -> Decoded {
         }
     }
     decoded
+}
+
+/// A release's version, when the release has every field Sentry sends.
+fn check_release(release: &Value) -> Result<String, String> {
+    require_keys(
+        release,
+        &["version", "dateCreated", "projects", "ref", "lastCommit"],
+    )?;
+    opt_str(release, "/ref")?;
+    opt_str(release, "/lastCommit/id")?;
+    req_str(release, "/dateCreated")?;
+    match &release["projects"] {
+        Value::Array(projects) if !projects.is_empty() => {
+            req_str(release, "/projects/0/slug")?;
+        }
+        Value::Array(_) => {}
+        other => {
+            return Err(format!(
+                "field `projects` should be a list, found {}",
+                json_kind(other)
+            ));
+        }
+    }
+    Ok(req_str(release, "/version")?.to_owned())
 }
 
 fn deploy_row(

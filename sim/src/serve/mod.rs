@@ -358,7 +358,7 @@ impl SimState {
              [[sources]]\ntype = \"datadog\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\napplication_key = \"{}\"\n\
              [sources.metrics]\nlookback_days = {lookback}\n\n\
              [[sources]]\ntype = \"opencost\"\nbase_url = \"http://{addr}{}\"\nlookback_days = {lookback}\n\n\
-             [[sources]]\ntype = \"sentry\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\norganization = \"{}\"\n",
+             [[sources]]\ntype = \"sentry\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\norganization = \"{}\"\nlookback_days = {lookback}\n",
             Upstream::Backstage.prefix(),
             c.backstage_token,
             Upstream::Github.prefix(),
