@@ -976,6 +976,21 @@ fn print_ingest_report(report: &fathom_ingest::runner::IngestReport) {
                 println!("{:<12} {:<12} warning: {warning}", "", "");
             }
         }
+        let degraded = if source.degraded {
+            format!(
+                " — DEGRADED: {}",
+                source.error.as_deref().unwrap_or("upstream unavailable")
+            )
+        } else {
+            String::new()
+        };
+        if matches!(source.kind.as_str(), "cost_report" | "portal_events") {
+            // File sources make no API calls.
+            if !degraded.is_empty() {
+                println!("{:<12}{degraded}", source.name);
+            }
+            continue;
+        }
         println!(
             "{:<12} {} API calls ({} retries, {} not modified, {:.1}s waiting for rate limits){}",
             source.name,
@@ -983,14 +998,7 @@ fn print_ingest_report(report: &fathom_ingest::runner::IngestReport) {
             source.retries,
             source.not_modified,
             source.rate_limit_wait_seconds,
-            if source.degraded {
-                format!(
-                    " — DEGRADED: {}",
-                    source.error.as_deref().unwrap_or("upstream unavailable")
-                )
-            } else {
-                String::new()
-            }
+            degraded
         );
     }
 }
@@ -1149,7 +1157,9 @@ async fn demo(world: WorldArgs, dir: &std::path::Path) -> Result<ExitCode> {
         if table.name.starts_with("raw_") {
             continue;
         }
-        let has_entity = table.column("entity_ref").is_some();
+        // A portal event's entity is the page's context, not an
+        // attribution that could fail.
+        let has_entity = table.column("entity_ref").is_some() && table.name != "portal_events";
         let sql = if has_entity {
             format!(
                 "SELECT count(*), count(*) - count(entity_ref) FROM {}",

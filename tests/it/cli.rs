@@ -244,6 +244,25 @@ fn demo_ingests_a_small_world_and_shows_what_landed() -> Result<()> {
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0);
     assert!(deployments > 0, "{text}");
+    // Every kind of source landed: APIs and delivered files.
+    for table in [
+        "incidents",
+        "service_metrics_daily",
+        "error_issues_daily",
+        "release_deploys",
+        "cost_allocations_daily",
+        "cloud_costs_daily",
+        "portal_events",
+    ] {
+        let rows = text
+            .lines()
+            .skip_while(|l| !l.starts_with("what landed"))
+            .find(|l| l.split_whitespace().next() == Some(table))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        assert!(rows > 0, "{table}: {text}");
+    }
     // The demo leaves a configuration that reaches its warehouse.
     let config = demo_dir.join("fathom.toml");
     let output = std::process::Command::new(crate::support::fathom_bin())
