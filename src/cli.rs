@@ -155,6 +155,16 @@ enum Command {
         #[arg(long, default_value = "fathom-demo")]
         dir: PathBuf,
     },
+    /// Compute the marts (DORA first) from the core tables, in dependency
+    /// order; each mart is replaced in one commit.
+    Transform {
+        /// Only this mart.
+        #[arg(long)]
+        mart: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List recent runs from the run ledger.
     Runs {
         /// How many.
@@ -350,6 +360,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
         } => vacuum(&config, table.as_deref(), retention_hours, force, dry_run).await,
         Command::Runs { limit, json } => runs(&config, limit, json).await,
+        Command::Transform { mart, json } => transform(&config, mart.as_deref(), json).await,
         Command::Ingest {
             source,
             since,
@@ -564,6 +575,62 @@ async fn optimize(config: &Config, table: Option<&str>) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints each mart as it is written.
+struct TransformLines {
+    quiet: bool,
+}
+
+impl fathom_transforms::TransformProgress for TransformLines {
+    fn mart_started(&self, _: &str) {}
+
+    fn mart_finished(&self, report: &fathom_transforms::MartReport) {
+        if !self.quiet {
+            println!(
+                "{:<20} {:>9} rows (was {}) in {:.1}s",
+                report.mart, report.rows, report.previous_rows, report.seconds
+            );
+        }
+    }
+}
+
+async fn transform(config: &Config, mart: Option<&str>, json: bool) -> Result<ExitCode> {
+    let warehouse = open_warehouse(config)?;
+    let state = open_state(config).await?;
+    let run_id = state.start_run("transform").await?;
+    let progress = TransformLines { quiet: json };
+    match fathom_transforms::run(&warehouse, &config.transforms, mart, &progress).await {
+        Ok(reports) => {
+            let counts: BTreeMap<String, i64> = reports
+                .iter()
+                .map(|r| (format!("{}.rows", r.mart), r.rows as i64))
+                .collect();
+            state
+                .finish_run(&run_id, RunStatus::Succeeded, &counts, &[])
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"run_id": run_id, "marts": reports})
+                    )?
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            state
+                .finish_run(
+                    &run_id,
+                    RunStatus::Failed,
+                    &BTreeMap::new(),
+                    &[format!("{error:#}")],
+                )
+                .await?;
+            Err(error).context("transform failed")
+        }
+    }
 }
 
 async fn retain(config: &Config, dry_run: bool) -> Result<ExitCode> {

@@ -19,6 +19,8 @@ pub struct Config {
     pub query: QueryConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Metric definitions' parameters.
+    pub transforms: fathom_transforms::Parameters,
     /// Upstream sources (`[[sources]]`, each with a `type`).
     pub sources: Vec<fathom_ingest::source::SourceConfig>,
 }

@@ -944,6 +944,154 @@ pub const RAW_OPENCOST: TableDef = raw_table(
     "Every payload fetched from OpenCost, as received; `fathom reprocess` re-decodes from here.",
 );
 
+/// DORA mart: production deployments with what they shipped and whether
+/// they failed.
+pub const DORA_DEPLOYMENTS: TableDef = TableDef {
+    name: "dora_deployments",
+    description: "Mart (transforms/sql/dora_deployments.sql): one row per production deployment job — completed or not — with its place in its service's series, the changes it shipped first, whether it failed (linked incident or rolled back), its recovery time and whether it was rework.",
+    columns: &[
+        req(
+            "deployment_id",
+            Utf8,
+            "Deployment id (as in `deployments`).",
+        ),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Component deployed.",
+        ),
+        req("environment", Utf8, "Production environment name."),
+        opt("source", Utf8, "Where the deployment was read."),
+        opt("revision", Utf8, "Deployed commit SHA."),
+        opt("started_at", Timestamp, "When the job started."),
+        req("finished_at", Timestamp, "When the job ended; its window."),
+        req(
+            "completed",
+            Boolean,
+            "The job completed (status success). Only completed deployments count in DORA; the others are failed jobs, reported apart.",
+        ),
+        opt(
+            "is_baseline",
+            Boolean,
+            "First completed deployment seen of its service and environment: ships no attributed changes.",
+        ),
+        opt(
+            "is_rollback",
+            Boolean,
+            "The deployment undid an earlier one.",
+        ),
+        opt(
+            "change_count",
+            Int64,
+            "Changes (pull requests or direct pushes) this deployment shipped first.",
+        ),
+        opt(
+            "failed",
+            Boolean,
+            "Caused an incident (linked) or was rolled back.",
+        ),
+        opt(
+            "rolled_back",
+            Boolean,
+            "The next completed deployment of the series was a rollback.",
+        ),
+        opt(
+            "incident_ids",
+            StringList,
+            "Incidents linked to it (explicitly, or as the nearest earlier deployment within the gap).",
+        ),
+        opt(
+            "recovery_seconds",
+            Float64,
+            "Failed deployment recovery: finished → last linked incident resolved, else → the rollback finished.",
+        ),
+        opt(
+            "rework",
+            Boolean,
+            "Started while an incident on the service was open, or ships a hotfix-labelled pull request.",
+        ),
+        req(
+            "finished_month",
+            Utf8,
+            "Partition: `YYYY-MM` of finished_at.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["deployment_id"],
+    partition: Some(MonthPartition {
+        column: "finished_month",
+        source: "finished_at",
+    }),
+};
+
+/// DORA mart: changes with their lead time and pull-request stages.
+pub const DORA_CHANGES: TableDef = TableDef {
+    name: "dora_changes",
+    description: "Mart (transforms/sql/dora_changes.sql): one row per change — a merged pull request or a commit pushed straight to the default branch — with the production deployment that shipped it first, its lead time and its pull-request stages. Changes not yet deployed have null deploy fields.",
+    columns: &[
+        req(
+            "change_id",
+            Utf8,
+            "`pr:<repository>#<number>` or `push:<repository>@<sha>`.",
+        ),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Component of the repository.",
+        ),
+        req("kind", Utf8, "pull_request or push."),
+        opt("repository_id", Utf8, "Repository."),
+        opt("pull_request_number", Int64, "Pull request number."),
+        opt("sha", Utf8, "Commit SHA of a direct push."),
+        opt(
+            "first_commit_at",
+            Timestamp,
+            "First commit authored: where lead time starts.",
+        ),
+        opt("opened_at", Timestamp, "Pull request opened."),
+        opt(
+            "first_review_at",
+            Timestamp,
+            "First review by someone other than the author.",
+        ),
+        opt("merged_at", Timestamp, "Pull request merged."),
+        opt(
+            "deployment_id",
+            Utf8,
+            "First completed production deployment that shipped it.",
+        ),
+        opt("deployed_at", Timestamp, "When that deployment finished."),
+        opt(
+            "lead_time_seconds",
+            Float64,
+            "deployed_at − first_commit_at.",
+        ),
+        opt(
+            "coding_seconds",
+            Float64,
+            "First commit → opened; null when negative.",
+        ),
+        opt(
+            "pickup_seconds",
+            Float64,
+            "Opened → first review; null when negative or unreviewed.",
+        ),
+        opt(
+            "review_seconds",
+            Float64,
+            "First review → merged; null when negative or unreviewed.",
+        ),
+        opt(
+            "deploy_seconds",
+            Float64,
+            "Merged (or pushed) → deployed; null when negative.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["change_id"],
+    partition: None,
+};
+
 /// Raw payloads of Sentry sources.
 pub const RAW_SENTRY: TableDef = raw_table(
     "raw_sentry",
@@ -970,6 +1118,8 @@ pub const ALL_TABLES: &[TableDef] = &[
     COST_ALLOCATIONS_DAILY,
     CLOUD_COSTS_DAILY,
     PORTAL_EVENTS,
+    DORA_DEPLOYMENTS,
+    DORA_CHANGES,
     QUARANTINE,
     RAW_BACKSTAGE,
     RAW_GITHUB,

@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod dora;
 mod files;
 mod import;
 mod ingest;

@@ -260,10 +260,16 @@ fn application(config: &ArgoCdConfig, app: &Value, decoded: &mut Decoded) -> Res
         let finished_at = parse_time(Some(finished))
             .ok_or_else(|| format!("`deployedAt` {finished:?} is not a time"))?;
         let started_at = parse_time(opt_str(entry, "/deployStartedAt")?).unwrap_or(finished_at);
-        // A sync back to something deployed before the previous one.
-        let is_rollback = revisions.len() >= 2
-            && revisions.last() != Some(&revision)
-            && revisions[..revisions.len() - 1].contains(&revision);
+        // A sync back to an older state: a revision first deployed before
+        // the one running. Re-deploying a revision that was rolled back
+        // (it first ran after the one running now) moves forward again.
+        let first_deployed = |r: &String| revisions.iter().position(|x| x == r);
+        let is_rollback = match (revisions.last(), first_deployed(&revision)) {
+            (Some(current), Some(earlier)) if *current != revision => {
+                first_deployed(current).is_some_and(|running| earlier < running)
+            }
+            _ => false,
+        };
         revisions.push(revision.clone());
         let mut values = Map::new();
         values.insert(

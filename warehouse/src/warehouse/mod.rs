@@ -339,6 +339,37 @@ impl Warehouse {
         })
     }
 
+    /// Replaces the whole table with `batches` in one commit (marts
+    /// recomputed in full): readers see the old table or the new one.
+    pub async fn replace_all(
+        &self,
+        def: &TableDef,
+        batches: &[RecordBatch],
+    ) -> Result<ReplaceStats> {
+        let prepared = prepare_all(def, batches)?;
+        let (source, _) = dedupe_last_wins(def, &prepared)?;
+        let rows_written = source.as_ref().map_or(0, RecordBatch::num_rows);
+        let table = self.ensure_table(def).await?;
+        let rows_removed = self
+            .count_where(def, &table, &datafusion::logical_expr::lit(true))
+            .await?;
+        let batch = match source {
+            Some(batch) => batch,
+            None => RecordBatch::new_empty(def.arrow_schema()),
+        };
+        let table = table
+            .write(vec![batch])
+            .with_save_mode(SaveMode::Overwrite)
+            .with_partition_columns(def.partition_columns())
+            .await
+            .map_err(|e| Error::delta(def.name, e))?;
+        Ok(ReplaceStats {
+            rows_removed,
+            rows_written,
+            version: table.version(),
+        })
+    }
+
     /// Deletes the rows matching `predicate` (retention), in one commit.
     /// Returns the number of rows deleted.
     pub async fn delete_where(&self, def: &TableDef, predicate: Expr) -> Result<u64> {

@@ -1,0 +1,135 @@
+//! DORA marts against the generator's own implementation of the
+//! definitions (`fathom sim truth`): every production deployment's change
+//! set, failure, linked incidents, recovery and rework; every change's
+//! first deployment.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use fathom_sim::WorldConfig;
+use fathom_sim::serve::SimOptions;
+use fathom_sim::truth::Truth;
+
+use crate::ingest::{Sim, ingest_ok};
+use crate::support::{count, fathom_bin, local_warehouse, rows};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dora_marts_equal_the_worlds_truth() -> Result<()> {
+    let world = WorldConfig {
+        teams: 3,
+        services: 9,
+        days: 90,
+        ..WorldConfig::default()
+    };
+    let sim = Sim::start(
+        world,
+        SimOptions {
+            argocd_history_limit: 100_000,
+            github_rate: fathom_sim::serve::github::RateBudget {
+                limit: 100_000,
+                window_seconds: 3_600,
+            },
+            ..SimOptions::default()
+        },
+    )?;
+    let dir = tempfile::tempdir()?;
+    let config = sim.config(dir.path())?;
+    // GitHub again at the end: change sets need every source's deployments.
+    for source in ["backstage", "github", "argocd", "datadog", "github"] {
+        ingest_ok(&config, &["--source", source])?;
+    }
+    let output = Command::new(fathom_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["transform", "--json"])
+        .env_remove("FATHOM_WAREHOUSE__URL")
+        .env_remove("FATHOM_STATE__DATABASE_URL")
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "transform failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let truth = Truth::compute(sim.state.world());
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+
+    // Deployments: the same set, each with the same verdicts.
+    let landed = rows(
+        &warehouse,
+        "SELECT deployment_id, CAST(failed AS VARCHAR), CAST(rework AS VARCHAR), CAST(is_baseline AS VARCHAR), \
+         CAST(change_count AS VARCHAR), coalesce(array_to_string(incident_ids, ','), ''), \
+         coalesce(CAST(recovery_seconds AS VARCHAR), '') \
+         FROM dora_deployments WHERE completed",
+    )
+    .await?;
+    let by_id: BTreeMap<&str, &Vec<String>> = landed.iter().map(|r| (r[0].as_str(), r)).collect();
+    assert_eq!(landed.len(), truth.deployments.len());
+    let mut mismatches = Vec::new();
+    for expected in &truth.deployments {
+        let row = by_id
+            .get(expected.deployment_id.as_str())
+            .with_context(|| format!("{} missing", expected.deployment_id))?;
+        // The generator's incident ids are not Datadog's: compare counts.
+        let linked = if row[5].is_empty() {
+            0
+        } else {
+            row[5].split(',').count()
+        };
+        let recovery: Option<f64> = row[6].parse().ok();
+        let same_recovery = match (recovery, expected.recovery_seconds) {
+            (Some(a), Some(b)) => (a - b).abs() < 1e-3,
+            (None, None) => true,
+            _ => false,
+        };
+        if row[1] != expected.failed.to_string()
+            || row[2] != expected.rework.to_string()
+            || row[4] != expected.changes.len().to_string()
+            || linked != expected.linked_incidents.len()
+            || !same_recovery
+        {
+            mismatches.push(format!("{row:?} vs {expected:?}"));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} deployments differ, e.g. {:?}",
+        mismatches.len(),
+        truth.deployments.len(),
+        mismatches.iter().take(3).collect::<Vec<_>>()
+    );
+
+    // Changes: each deployment ships the same changes first.
+    let shipped = rows(
+        &warehouse,
+        "SELECT deployment_id, change_id FROM dora_changes WHERE deployment_id IS NOT NULL",
+    )
+    .await?;
+    let mut ours: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for row in &shipped {
+        // `pr:<repo>#<n>` → `pr#<n>`, `push:<repo>@<sha>` → `push:<sha>`.
+        let key = match (row[1].split_once('#'), row[1].split_once('@')) {
+            (Some((_, number)), _) => format!("pr#{number}"),
+            (None, Some((_, sha))) => format!("push:{sha}"),
+            _ => row[1].clone(),
+        };
+        ours.entry(row[0].clone()).or_default().insert(key);
+    }
+    let theirs: BTreeMap<String, BTreeSet<String>> = truth
+        .deployments
+        .iter()
+        .filter(|d| !d.changes.is_empty())
+        .map(|d| (d.deployment_id.clone(), d.changes.iter().cloned().collect()))
+        .collect();
+    assert_eq!(ours, theirs);
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM dora_changes WHERE deployment_id IS NOT NULL AND (lead_time_seconds IS NULL OR lead_time_seconds < 0)"
+        )
+        .await?,
+        0
+    );
+    Ok(())
+}

@@ -1,0 +1,98 @@
+-- dora_changes: one row per change — a merged pull request, or a commit
+-- pushed straight to the default branch — with the first completed
+-- production deployment that shipped it (from `dora_deployments` and the
+-- deployments' change sets), its lead time and its pull-request stages.
+--
+-- Lead time = deployed_at − first commit authored (a pull request's first
+-- commit; a push's own commit). Stages: coding (first commit → opened),
+-- pickup (opened → first review), review (first review → merged), deploy
+-- (merged → deployed); a negative stage is null. Merged pull requests not
+-- deployed yet are present with null deploy fields.
+WITH completed AS (
+    SELECT deployment_id, finished_at
+    FROM dora_deployments
+    WHERE completed AND NOT coalesce(is_baseline, false)
+),
+-- The pull request a default-branch commit belongs to: one of its commits,
+-- its merge commit, or what the commit list said.
+commit_pr AS (
+    SELECT repository_id, sha, min(pull_request_number) AS pull_request_number
+    FROM (
+        -- (Casts: union branches must agree exactly, column comments too.)
+        SELECT CAST(repository_id AS VARCHAR) AS repository_id, CAST(sha AS VARCHAR) AS sha,
+               CAST(pull_request_number AS BIGINT) AS pull_request_number
+        FROM pull_request_commits
+        UNION ALL
+        SELECT CAST(repository_id AS VARCHAR), CAST(merge_commit_sha AS VARCHAR),
+               CAST(number AS BIGINT)
+        FROM pull_requests WHERE merge_commit_sha IS NOT NULL
+        UNION ALL
+        SELECT CAST(repository_id AS VARCHAR), CAST(sha AS VARCHAR),
+               CAST(pull_request_number AS BIGINT)
+        FROM commits WHERE pull_request_number IS NOT NULL
+    ) candidates
+    GROUP BY repository_id, sha
+),
+change_commits AS (
+    SELECT dc.repository_id, dc.sha, c.deployment_id, c.finished_at,
+           p.pull_request_number,
+           CASE WHEN p.pull_request_number IS NOT NULL
+                THEN 'pr:' || dc.repository_id || '#' || CAST(p.pull_request_number AS VARCHAR)
+                ELSE 'push:' || dc.repository_id || '@' || dc.sha END AS change_id
+    FROM deployment_changes dc
+    JOIN completed c ON c.deployment_id = dc.deployment_id
+    LEFT JOIN commit_pr p ON p.repository_id = dc.repository_id AND p.sha = dc.sha
+),
+first_deployed AS (
+    SELECT change_id, repository_id, sha, pull_request_number, deployment_id, finished_at
+    FROM (
+        SELECT *, row_number() OVER (PARTITION BY change_id
+                                     ORDER BY finished_at, deployment_id, sha) AS rank
+        FROM change_commits
+    ) ranked
+    WHERE rank = 1
+),
+merged_prs AS (
+    SELECT 'pr:' || repository_id || '#' || CAST(number AS VARCHAR) AS change_id,
+           repository_id, number, entity_ref, first_commit_at, created_at, first_review_at, merged_at
+    FROM pull_requests
+    WHERE merged_at IS NOT NULL
+),
+pr_changes AS (
+    SELECT CAST(m.change_id AS VARCHAR) AS change_id, CAST(m.entity_ref AS VARCHAR) AS entity_ref,
+           'pull_request' AS kind, CAST(m.repository_id AS VARCHAR) AS repository_id,
+           CAST(m.number AS BIGINT) AS pull_request_number, CAST(NULL AS VARCHAR) AS sha,
+           m.first_commit_at + INTERVAL '0 seconds' AS first_commit_at,
+           m.created_at + INTERVAL '0 seconds' AS opened_at,
+           m.first_review_at + INTERVAL '0 seconds' AS first_review_at,
+           m.merged_at + INTERVAL '0 seconds' AS merged_at,
+           CAST(f.deployment_id AS VARCHAR) AS deployment_id,
+           f.finished_at + INTERVAL '0 seconds' AS deployed_at
+    FROM merged_prs m
+    LEFT JOIN first_deployed f ON f.change_id = m.change_id
+),
+push_changes AS (
+    SELECT CAST(f.change_id AS VARCHAR), CAST(c.entity_ref AS VARCHAR), 'push',
+           CAST(f.repository_id AS VARCHAR), CAST(NULL AS BIGINT), CAST(f.sha AS VARCHAR),
+           c.authored_at + INTERVAL '0 seconds',
+           CASE WHEN false THEN c.authored_at END AS opened_at,
+           CASE WHEN false THEN c.authored_at END AS first_review_at,
+           c.committed_at + INTERVAL '0 seconds',
+           CAST(f.deployment_id AS VARCHAR), f.finished_at + INTERVAL '0 seconds'
+    FROM first_deployed f
+    JOIN commits c ON c.repository_id = f.repository_id AND c.sha = f.sha
+    WHERE f.pull_request_number IS NULL
+),
+changes AS (
+    SELECT * FROM pr_changes
+    UNION ALL
+    SELECT * FROM push_changes
+)
+SELECT change_id, entity_ref, kind, repository_id, pull_request_number, sha,
+       first_commit_at, opened_at, first_review_at, merged_at, deployment_id, deployed_at,
+       CAST(date_part('epoch', deployed_at) - date_part('epoch', first_commit_at) AS DOUBLE) AS lead_time_seconds,
+       nonnegative(CAST(date_part('epoch', opened_at) - date_part('epoch', first_commit_at) AS DOUBLE)) AS coding_seconds,
+       nonnegative(CAST(date_part('epoch', first_review_at) - date_part('epoch', opened_at) AS DOUBLE)) AS pickup_seconds,
+       nonnegative(CAST(date_part('epoch', merged_at) - date_part('epoch', first_review_at) AS DOUBLE)) AS review_seconds,
+       nonnegative(CAST(date_part('epoch', deployed_at) - date_part('epoch', merged_at) AS DOUBLE)) AS deploy_seconds
+FROM changes
