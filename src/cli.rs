@@ -161,6 +161,10 @@ enum Command {
         /// Only this mart.
         #[arg(long)]
         mart: Option<String>,
+        /// End of the metric windows (exclusive), RFC 3339 or a date.
+        /// Default: the end of today (UTC).
+        #[arg(long)]
+        as_of: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -360,7 +364,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
         } => vacuum(&config, table.as_deref(), retention_hours, force, dry_run).await,
         Command::Runs { limit, json } => runs(&config, limit, json).await,
-        Command::Transform { mart, json } => transform(&config, mart.as_deref(), json).await,
+        Command::Transform { mart, as_of, json } => {
+            transform(&config, mart.as_deref(), as_of.as_deref(), json).await
+        }
         Command::Ingest {
             source,
             since,
@@ -595,12 +601,30 @@ impl fathom_transforms::TransformProgress for TransformLines {
     }
 }
 
-async fn transform(config: &Config, mart: Option<&str>, json: bool) -> Result<ExitCode> {
+async fn transform(
+    config: &Config,
+    mart: Option<&str>,
+    as_of: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
+    let as_of = match as_of {
+        None => fathom_transforms::default_as_of(),
+        Some(text) => text
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .ok()
+            .or_else(|| {
+                chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc())
+            })
+            .with_context(|| format!("--as-of `{text}` is not a date or an RFC 3339 instant"))?,
+    };
     let warehouse = open_warehouse(config)?;
     let state = open_state(config).await?;
     let run_id = state.start_run("transform").await?;
     let progress = TransformLines { quiet: json };
-    match fathom_transforms::run(&warehouse, &config.transforms, mart, &progress).await {
+    match fathom_transforms::run(&warehouse, &config.transforms, mart, as_of, &progress).await {
         Ok(reports) => {
             let counts: BTreeMap<String, i64> = reports
                 .iter()

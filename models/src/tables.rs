@@ -1092,6 +1092,90 @@ pub const DORA_CHANGES: TableDef = TableDef {
     partition: None,
 };
 
+/// DORA mart: the five keys per scope and window.
+pub const DORA_METRICS: TableDef = TableDef {
+    name: "dora_metrics",
+    description: "Mart (transforms/sql/dora_metrics.sql): the five keys per scope (component, group with its sub-groups, system, domain, org) and rolling window (7/30/90/365 days ending at `as_of`), over all production environments, with the counts each metric was computed from. Empty inputs give null rates, never 0.",
+    columns: &[
+        req("scope", Utf8, "Entity ref of the scope, or `org`."),
+        req(
+            "scope_kind",
+            Utf8,
+            "component, group, system, domain or org.",
+        ),
+        req("window_days", Int64, "Window length, days."),
+        req(
+            "environment",
+            Utf8,
+            "`production`: every production environment together.",
+        ),
+        req("as_of", Timestamp, "End of the window (exclusive)."),
+        req("deployments", Int64, "Completed production deployments."),
+        req(
+            "failed_jobs",
+            Int64,
+            "Production deploy jobs that did not complete (not in the change failure rate).",
+        ),
+        req(
+            "deploy_days",
+            Int64,
+            "Distinct UTC days with a production deployment.",
+        ),
+        opt("deployments_per_day", Float64, "Deployments per day."),
+        opt("deployments_per_week", Float64, "Deployments per week."),
+        opt(
+            "median_deploy_days_per_week",
+            Float64,
+            "Median over the calendar weeks (Monday start) intersecting the window of the days with a deployment.",
+        ),
+        req("changes", Int64, "Changes first deployed in the window."),
+        opt(
+            "lead_time_p50_seconds",
+            Float64,
+            "Median lead time for changes.",
+        ),
+        opt(
+            "lead_time_p90_seconds",
+            Float64,
+            "90th percentile lead time.",
+        ),
+        req(
+            "failed_deployments",
+            Int64,
+            "Deployments that caused an incident or were rolled back.",
+        ),
+        opt(
+            "change_failure_rate",
+            Float64,
+            "Failed over completed deployments.",
+        ),
+        opt(
+            "failed_deployment_recovery_p50_seconds",
+            Float64,
+            "Median failed deployment recovery time.",
+        ),
+        req(
+            "incidents",
+            Int64,
+            "Incidents started in the window and resolved.",
+        ),
+        opt(
+            "time_to_restore_p50_seconds",
+            Float64,
+            "Median incident start → resolved.",
+        ),
+        req(
+            "rework_deployments",
+            Int64,
+            "Deployments made during an incident or shipping a hotfix.",
+        ),
+        opt("rework_rate", Float64, "Rework over completed deployments."),
+        UPDATED_AT,
+    ],
+    primary_key: &["scope", "window_days", "environment"],
+    partition: None,
+};
+
 /// Raw payloads of Sentry sources.
 pub const RAW_SENTRY: TableDef = raw_table(
     "raw_sentry",
@@ -1120,6 +1204,7 @@ pub const ALL_TABLES: &[TableDef] = &[
     PORTAL_EVENTS,
     DORA_DEPLOYMENTS,
     DORA_CHANGES,
+    DORA_METRICS,
     QUARANTINE,
     RAW_BACKSTAGE,
     RAW_GITHUB,

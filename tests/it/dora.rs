@@ -42,7 +42,7 @@ async fn dora_marts_equal_the_worlds_truth() -> Result<()> {
     let output = Command::new(fathom_bin())
         .arg("--config")
         .arg(&config)
-        .args(["transform", "--json"])
+        .args(["transform", "--json", "--as-of", "2026-07-01"])
         .env_remove("FATHOM_WAREHOUSE__URL")
         .env_remove("FATHOM_STATE__DATABASE_URL")
         .output()?;
@@ -131,5 +131,98 @@ async fn dora_marts_equal_the_worlds_truth() -> Result<()> {
         .await?,
         0
     );
+
+    // The five keys: every scope and window the world knows.
+    let metrics = rows(
+        &warehouse,
+        "SELECT scope, CAST(window_days AS VARCHAR), deployments, failed_jobs, deploy_days, changes,          failed_deployments, incidents, rework_deployments, deployments_per_day, deployments_per_week,          median_deploy_days_per_week, lead_time_p50_seconds, lead_time_p90_seconds, change_failure_rate,          failed_deployment_recovery_p50_seconds, time_to_restore_p50_seconds, rework_rate FROM dora_metrics",
+    )
+    .await?;
+    let by_key: BTreeMap<(String, String), &Vec<String>> = metrics
+        .iter()
+        .map(|r| ((r[0].clone(), r[1].clone()), r))
+        .collect();
+    let close = |got: &str, want: Option<f64>| match (got.parse::<f64>().ok(), want) {
+        (Some(a), Some(b)) => (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+        (None, None) => true,
+        _ => false,
+    };
+    let mut differences = Vec::new();
+    for t in &truth.dora {
+        let Some(row) = by_key.get(&(t.scope.clone(), t.window_days.to_string())) else {
+            differences.push(format!("{} {}d missing", t.scope, t.window_days));
+            continue;
+        };
+        let counts = [
+            t.deployments,
+            t.failed_jobs,
+            t.deploy_days,
+            t.changes,
+            t.failed_deployments,
+            t.incidents,
+            t.rework_deployments,
+        ];
+        let names = [
+            "deployments",
+            "failed_jobs",
+            "deploy_days",
+            "changes",
+            "failed_deployments",
+            "incidents",
+            "rework_deployments",
+        ];
+        for (i, (want, name)) in counts.iter().zip(names).enumerate() {
+            // Argo CD keeps no failed syncs in its history: a failed job is
+            // seen only while it is an application's last operation, so an
+            // ingest at the end of the world sees at most the last ones.
+            if name == "failed_jobs" {
+                if row[i + 2].parse::<u64>().unwrap_or(u64::MAX) > *want {
+                    differences.push(format!(
+                        "{} {}d failed_jobs: {} > {want}",
+                        t.scope,
+                        t.window_days,
+                        row[i + 2]
+                    ));
+                }
+                continue;
+            }
+            if row[i + 2] != want.to_string() {
+                differences.push(format!(
+                    "{} {}d {name}: {} vs {want}",
+                    t.scope,
+                    t.window_days,
+                    row[i + 2]
+                ));
+            }
+        }
+        let values = [
+            ("deployments_per_day", t.deployments_per_day),
+            ("deployments_per_week", t.deployments_per_week),
+            ("median_deploy_days_per_week", t.median_deploy_days_per_week),
+            ("lead_time_p50", t.lead_time_p50_seconds),
+            ("lead_time_p90", t.lead_time_p90_seconds),
+            ("change_failure_rate", t.change_failure_rate),
+            ("recovery_p50", t.failed_deployment_recovery_p50_seconds),
+            ("time_to_restore_p50", t.time_to_restore_p50_seconds),
+            ("rework_rate", t.rework_rate),
+        ];
+        for (i, (name, want)) in values.iter().enumerate() {
+            if !close(&row[i + 9], *want) {
+                differences.push(format!(
+                    "{} {}d {name}: {} vs {want:?}",
+                    t.scope,
+                    t.window_days,
+                    row[i + 9]
+                ));
+            }
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} differences, e.g. {:#?}",
+        differences.len(),
+        differences.iter().take(12).collect::<Vec<_>>()
+    );
+    assert_eq!(metrics.len(), truth.dora.len());
     Ok(())
 }

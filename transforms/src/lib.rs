@@ -13,11 +13,12 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Float64Array};
 use arrow::datatypes::DataType;
+use chrono::{DateTime, Datelike, Duration, NaiveDate, SecondsFormat, Utc};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use fathom_models::TableDef;
-use fathom_models::tables::{DORA_CHANGES, DORA_DEPLOYMENTS};
+use fathom_models::tables::{DORA_CHANGES, DORA_DEPLOYMENTS, DORA_METRICS};
 use fathom_warehouse::Warehouse;
 use serde::{Deserialize, Serialize};
 
@@ -80,9 +81,57 @@ impl Default for Parameters {
     }
 }
 
+/// The rolling windows, days.
+pub const WINDOWS: [u32; 4] = [7, 30, 90, 365];
+
+fn timestamp_literal(at: DateTime<Utc>) -> String {
+    format!(
+        "CAST('{}' AS TIMESTAMP)",
+        at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    )
+}
+
+/// `(window_days, window_start, window_end)` rows for SQL `VALUES`.
+fn windows_values(as_of: DateTime<Utc>) -> String {
+    WINDOWS
+        .iter()
+        .map(|days| {
+            format!(
+                "({days}, {}, {})",
+                timestamp_literal(as_of - Duration::days(i64::from(*days))),
+                timestamp_literal(as_of)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `(window_days, week_start, week_end)` rows: the calendar weeks (Monday
+/// start, UTC) intersecting each window, clipped to it.
+fn weeks_values(as_of: DateTime<Utc>) -> String {
+    let date = |d: NaiveDate| format!("CAST('{d}' AS DATE)");
+    let end = as_of.date_naive();
+    let mut rows = Vec::new();
+    for days in WINDOWS {
+        let start = (as_of - Duration::days(i64::from(days))).date_naive();
+        let mut monday = start - Duration::days(i64::from(start.weekday().num_days_from_monday()));
+        while monday < end {
+            let next = monday + Duration::days(7);
+            rows.push(format!(
+                "({days}, {}, {})",
+                date(monday.max(start)),
+                date(next.min(end))
+            ));
+            monday = next;
+        }
+    }
+    rows.join(", ")
+}
+
 impl Parameters {
-    /// `sql` with its `{{name}}` placeholders filled in.
-    pub fn fill(&self, sql: &str) -> Result<String> {
+    /// `sql` with its `{{name}}` placeholders filled in, windows ending at
+    /// `as_of`.
+    pub fn fill(&self, sql: &str, as_of: DateTime<Utc>) -> Result<String> {
         // The pattern is checked with the same engine family as the SQL
         // function, and quoted as a SQL string.
         if self.production_pattern.is_empty() {
@@ -96,7 +145,13 @@ impl Parameters {
                 "{{production_pattern}}",
                 &self.production_pattern.replace('\'', "''"),
             )
-            .replace("{{incident_gap_days}}", &self.incident_gap_days.to_string()))
+            .replace("{{incident_gap_days}}", &self.incident_gap_days.to_string())
+            .replace("{{windows}}", &windows_values(as_of))
+            .replace("{{weeks}}", &weeks_values(as_of))
+            .replace(
+                "{{as_of}}",
+                &as_of.to_rfc3339_opts(SecondsFormat::Secs, true),
+            ))
     }
 }
 
@@ -119,7 +174,20 @@ pub const MARTS: &[Mart] = &[
         def: &DORA_CHANGES,
         sql: include_str!("../sql/dora_changes.sql"),
     },
+    Mart {
+        def: &DORA_METRICS,
+        sql: include_str!("../sql/dora_metrics.sql"),
+    },
 ];
+
+/// The end of the windows by default: the end of the current UTC day, so
+/// today's deployments count.
+pub fn default_as_of() -> DateTime<Utc> {
+    let tomorrow = Utc::now().date_naive() + Duration::days(1);
+    tomorrow
+        .and_hms_opt(0, 0, 0)
+        .map_or_else(Utc::now, |t| t.and_utc())
+}
 
 /// What one mart's run did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -196,6 +264,7 @@ pub async fn run(
     warehouse: &Warehouse,
     parameters: &Parameters,
     only: Option<&str>,
+    as_of: DateTime<Utc>,
     progress: &dyn TransformProgress,
 ) -> Result<Vec<MartReport>> {
     if let Some(name) = only
@@ -210,7 +279,7 @@ pub async fn run(
     {
         progress.mart_started(mart.def.name);
         let started = std::time::Instant::now();
-        let sql = parameters.fill(mart.sql)?;
+        let sql = parameters.fill(mart.sql, as_of)?;
         let ctx = session(warehouse).await?;
         let sql_error = |source| Error::Sql {
             mart: mart.def.name,
@@ -241,9 +310,29 @@ mod tests {
             production_pattern: "^prod'x$".to_owned(),
             incident_gap_days: 3,
         };
+        let as_of = DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| Error::Parameter {
+                name: "as_of",
+                message: e.to_string(),
+            })?;
         assert_eq!(
-            parameters.fill("regexp_like(e, '{{production_pattern}}') {{incident_gap_days}}")?,
-            "regexp_like(e, '^prod''x$') 3"
+            parameters.fill(
+                "regexp_like(e, '{{production_pattern}}') {{incident_gap_days}} {{as_of}}",
+                as_of
+            )?,
+            "regexp_like(e, '^prod''x$') 3 2026-07-01T00:00:00Z"
+        );
+        // 2026-06-24 is a Wednesday: the 7-day window meets two weeks.
+        assert_eq!(
+            weeks_values(as_of)
+                .split("), (")
+                .take(2)
+                .collect::<Vec<_>>(),
+            [
+                "(7, CAST('2026-06-24' AS DATE), CAST('2026-06-29' AS DATE)",
+                "7, CAST('2026-06-29' AS DATE), CAST('2026-07-01' AS DATE)"
+            ]
         );
         Ok(())
     }
