@@ -226,3 +226,159 @@ async fn dora_marts_equal_the_worlds_truth() -> Result<()> {
     assert_eq!(metrics.len(), truth.dora.len());
     Ok(())
 }
+
+/// The worked example of `docs/metrics.md`, loaded with `fathom import`:
+/// every number the document derives by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worked_example_in_the_metrics_doc_holds() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let files = [
+        (
+            "catalog_entities",
+            "catalog.ndjson",
+            concat!(
+                r#"{"entity_ref": "component:default/payments-api", "kind": "component", "namespace": "default", "name": "payments-api", "owner_ref": "team-payments", "system_ref": "system:default/payments"}"#,
+                "\n",
+                r#"{"entity_ref": "group:default/team-payments", "kind": "group", "namespace": "default", "name": "team-payments", "parent_ref": "group:default/engineering"}"#,
+                "\n",
+                r#"{"entity_ref": "group:default/engineering", "kind": "group", "namespace": "default", "name": "engineering"}"#,
+                "\n",
+                r#"{"entity_ref": "system:default/payments", "kind": "system", "namespace": "default", "name": "payments", "domain_ref": "domain:default/money"}"#,
+                "\n"
+            ),
+        ),
+        (
+            "deployments",
+            "deployments.csv",
+            "deployment_id,source,entity_ref,environment,status,revision,repository_id,started_at,finished_at,is_rollback\n\
+             d1,import,payments-api,production,success,r1,acme/payments,2026-06-20T09:50:00Z,2026-06-20T10:00:00Z,false\n\
+             d2,import,payments-api,production,success,r2,acme/payments,2026-06-23T08:50:00Z,2026-06-23T09:00:00Z,false\n\
+             d3,import,payments-api,production,success,r1,acme/payments,2026-06-23T12:50:00Z,2026-06-23T13:00:00Z,true\n\
+             d4,import,payments-api,production,success,r4,acme/payments,2026-06-26T14:50:00Z,2026-06-26T15:00:00Z,false\n\
+             d5,import,payments-api,production,failure,r5,acme/payments,2026-06-27T10:00:00Z,2026-06-27T10:05:00Z,false\n\
+             s1,import,payments-api,staging,success,r5,acme/payments,2026-06-27T09:00:00Z,2026-06-27T09:05:00Z,false\n",
+        ),
+        (
+            "incidents",
+            "incidents.csv",
+            "incident_id,source,entity_ref,created_at,resolved_at\n\
+             INC-1,import,payments-api,2026-06-23T12:00:00Z,2026-06-23T18:00:00Z\n",
+        ),
+        (
+            "deployment_changes",
+            "changes.csv",
+            "deployment_id,sha,repository_id\nd2,c7a,acme/payments\nd2,abc,acme/payments\nd4,c7b,acme/payments\nd4,c9,acme/payments\n",
+        ),
+        (
+            "pull_requests",
+            "pulls.csv",
+            "repository_id,number,state,entity_ref,created_at,first_commit_at,merged_at\n\
+             acme/payments,7,merged,payments-api,2026-06-22T10:00:00Z,2026-06-22T09:00:00Z,2026-06-23T08:00:00Z\n\
+             acme/payments,9,merged,payments-api,2026-06-24T16:00:00Z,2026-06-24T15:00:00Z,2026-06-26T14:00:00Z\n",
+        ),
+        (
+            "pull_request_commits",
+            "pull_commits.csv",
+            "repository_id,pull_request_number,sha\nacme/payments,7,c7a\nacme/payments,7,c7b\nacme/payments,9,c9\n",
+        ),
+        (
+            "commits",
+            "commits.csv",
+            "repository_id,sha,entity_ref,authored_at,committed_at\nacme/payments,abc,payments-api,2026-06-23T07:00:00Z,2026-06-23T07:05:00Z\n",
+        ),
+    ];
+    let fathom = |args: &[&str]| -> Result<std::process::Output> {
+        Ok(Command::new(fathom_bin())
+            .args(args)
+            .env("FATHOM_WAREHOUSE__URL", dir.path().join("data"))
+            .env_remove("FATHOM_STATE__DATABASE_URL")
+            .output()?)
+    };
+    for (table, name, content) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content)?;
+        let output = fathom(&["import", table, &path.display().to_string()])?;
+        if !output.status.success() {
+            bail!(
+                "import {table}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    let output = fathom(&["transform", "--as-of", "2026-07-01"])?;
+    if !output.status.success() {
+        bail!("transform: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+    let deployments = rows(
+        &warehouse,
+        "SELECT deployment_id, CAST(completed AS VARCHAR), CAST(is_baseline AS VARCHAR), CAST(failed AS VARCHAR), \
+         CAST(rework AS VARCHAR), CAST(change_count AS VARCHAR), coalesce(array_to_string(incident_ids, ','), ''), \
+         coalesce(CAST(recovery_seconds AS VARCHAR), '') FROM dora_deployments ORDER BY deployment_id",
+    )
+    .await?;
+    assert_eq!(
+        deployments,
+        [
+            ["d1", "true", "true", "false", "false", "0", "", ""],
+            [
+                "d2", "true", "false", "true", "false", "2", "INC-1", "32400.0"
+            ],
+            ["d3", "true", "false", "false", "true", "0", "", ""],
+            ["d4", "true", "false", "false", "false", "1", "", ""],
+            ["d5", "false", "", "", "", "", "", ""],
+        ]
+        .map(|r| r.map(str::to_owned).to_vec())
+    );
+    let changes = rows(
+        &warehouse,
+        "SELECT change_id, deployment_id, CAST(lead_time_seconds AS VARCHAR) FROM dora_changes ORDER BY change_id",
+    )
+    .await?;
+    assert_eq!(
+        changes,
+        [
+            ["pr:acme/payments#7", "d2", "86400.0"],
+            ["pr:acme/payments#9", "d4", "172800.0"],
+            ["push:acme/payments@abc", "d2", "7200.0"],
+        ]
+        .map(|r| r.map(str::to_owned).to_vec())
+    );
+    let metrics = rows(
+        &warehouse,
+        "SELECT scope, CAST(window_days AS VARCHAR) AS w, deployments, failed_jobs, deploy_days, changes, \
+         CAST(change_failure_rate AS VARCHAR) AS cfr, CAST(rework_rate AS VARCHAR) AS rework, \
+         CAST(lead_time_p50_seconds AS VARCHAR) AS p50, CAST(lead_time_p90_seconds AS VARCHAR) AS p90, \
+         CAST(median_deploy_days_per_week AS VARCHAR) AS days, \
+         CAST(failed_deployment_recovery_p50_seconds AS VARCHAR) AS recovery, \
+         CAST(time_to_restore_p50_seconds AS VARCHAR) AS restore \
+         FROM dora_metrics WHERE window_days IN (7, 30) ORDER BY scope, window_days",
+    )
+    .await?;
+    let component_7 = [
+        "1", "1", "1", "1", "0.0", "0.0", "172800.0", "172800.0", "1.0", "", "",
+    ];
+    let component_30 = [
+        "4", "1", "3", "3", "0.25", "0.25", "86400.0", "155520.0", "0.0", "32400.0", "21600.0",
+    ];
+    // The component, its team, the team's parent, its system, its domain and
+    // the org all hold the same single service.
+    let scopes = [
+        "component:default/payments-api",
+        "domain:default/money",
+        "group:default/engineering",
+        "group:default/team-payments",
+        "org",
+        "system:default/payments",
+    ];
+    let mut expected = Vec::new();
+    for scope in scopes {
+        for (window, values) in [("7", &component_7), ("30", &component_30)] {
+            let mut row = vec![scope.to_owned(), window.to_owned()];
+            row.extend(values.iter().map(|v| (*v).to_owned()));
+            expected.push(row);
+        }
+    }
+    assert_eq!(metrics, expected);
+    Ok(())
+}
