@@ -169,6 +169,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ingest every configured source, then compute the marts.
+    Run {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the rows behind a metric: `fathom explain dora --scope
+    /// group:default/payments --metric lead_time --window 30d`.
+    Explain {
+        #[command(subcommand)]
+        what: ExplainCommand,
+    },
     /// List recent runs from the run ledger.
     Runs {
         /// How many.
@@ -177,6 +189,27 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExplainCommand {
+    /// A DORA metric of `dora_metrics`.
+    Dora {
+        /// The scope: an entity ref (`group:default/payments`,
+        /// `component:default/payments-api`, …) or `org`.
+        #[arg(long)]
+        scope: String,
+        /// deployments, lead_time, change_failure_rate, recovery,
+        /// time_to_restore or rework.
+        #[arg(long)]
+        metric: String,
+        /// The window: 7d, 30d, 90d or 365d.
+        #[arg(long, default_value = "30d")]
+        window: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+        format: SqlFormat,
     },
 }
 
@@ -364,6 +397,39 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
         } => vacuum(&config, table.as_deref(), retention_hours, force, dry_run).await,
         Command::Runs { limit, json } => runs(&config, limit, json).await,
+        Command::Run { json } => {
+            let code = ingest(&config, None, None, false, json).await?;
+            let transformed = transform(&config, None, None, json).await?;
+            Ok(if code == ExitCode::SUCCESS {
+                transformed
+            } else {
+                code
+            })
+        }
+        Command::Explain {
+            what:
+                ExplainCommand::Dora {
+                    scope,
+                    metric,
+                    window,
+                    format,
+                },
+        } => {
+            let metric: fathom_transforms::ExplainedMetric = metric.parse()?;
+            let days: u32 = window
+                .trim_end_matches('d')
+                .parse()
+                .ok()
+                .filter(|d| fathom_transforms::WINDOWS.contains(d))
+                .with_context(|| format!("--window `{window}`: use 7d, 30d, 90d or 365d"))?;
+            let scope = scope.to_ascii_lowercase();
+            sql(
+                &config,
+                &fathom_transforms::explain_sql(&scope, metric, days),
+                format,
+            )
+            .await
+        }
         Command::Transform { mart, as_of, json } => {
             transform(&config, mart.as_deref(), as_of.as_deref(), json).await
         }
@@ -1149,6 +1215,7 @@ async fn demo(world: WorldArgs, dir: &std::path::Path) -> Result<ExitCode> {
         .canonicalize()
         .with_context(|| format!("cannot resolve `{}`", dir.display()))?;
     let generated = fathom_sim::World::generate(world.config());
+    let world_end = generated.config.end();
     println!(
         "generated {} teams, {} components, {} days of history (seed {})",
         generated.org.teams.len(),
@@ -1240,6 +1307,21 @@ async fn demo(world: WorldArgs, dir: &std::path::Path) -> Result<ExitCode> {
     print_ingest_report(&report);
     let ingest_seconds = started.elapsed().as_secs_f64();
 
+    // The metrics, as of the world's last day (its history ends there).
+    println!(
+        "\ncomputing the marts (DORA as of the world's end, {}):",
+        world_end.date_naive()
+    );
+    fathom_transforms::run(
+        &warehouse,
+        &config.transforms,
+        None,
+        world_end,
+        &TransformLines { quiet: false },
+    )
+    .await
+    .context("the demo transform failed")?;
+
     println!("\nwhat landed:");
     let session =
         fathom_warehouse::query::read_only_session(&warehouse, QueryLimits::default()).await?;
@@ -1293,8 +1375,19 @@ async fn demo(world: WorldArgs, dir: &std::path::Path) -> Result<ExitCode> {
     println!("\na sample query — production deployments per team:\n  {sample}\n");
     let (_, batches) = fathom_warehouse::query::query(&session, sample).await?;
     println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+    let dora = "SELECT scope, deployments, round(deployments_per_week, 1) AS per_week, \
+                round(lead_time_p50_seconds / 3600, 1) AS lead_time_p50_hours, \
+                round(change_failure_rate * 100, 1) AS cfr_percent, \
+                round(failed_deployment_recovery_p50_seconds / 3600, 1) AS recovery_p50_hours \
+                FROM dora_metrics WHERE window_days = 30 AND scope_kind IN ('org', 'group') \
+                ORDER BY scope_kind DESC, scope";
+    println!("DORA over the world's last 30 days (dora_metrics):");
+    let (_, batches) = fathom_warehouse::query::query(&session, dora).await?;
+    println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
     println!(
-        "\ningested in {ingest_seconds:.1}s. Query it further with:\n  fathom --config {} sql \"SELECT * FROM deployments LIMIT 10\"",
+        "\ningested and computed in {:.1}s (ingest {ingest_seconds:.1}s). Query it further with:\n  fathom --config {} sql \"SELECT * FROM dora_metrics LIMIT 10\"\n  fathom --config {} explain dora --scope org --metric lead_time --window 30d",
+        started.elapsed().as_secs_f64(),
+        config_path.display(),
         config_path.display()
     );
     Ok(ExitCode::SUCCESS)

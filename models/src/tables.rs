@@ -1092,6 +1092,28 @@ pub const DORA_CHANGES: TableDef = TableDef {
     partition: None,
 };
 
+/// DORA mart: the components of each scope.
+pub const DORA_SCOPE_MEMBERS: TableDef = TableDef {
+    name: "dora_scope_members",
+    description: "Mart (transforms/sql/dora_scope_members.sql): the components that make up each scope — a component itself, a group with every group below it, a system, a domain through its systems, and `org`.",
+    columns: &[
+        req("scope", Utf8, "Entity ref of the scope, or `org`."),
+        req(
+            "scope_kind",
+            Utf8,
+            "component, group, system, domain or org.",
+        ),
+        req(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "A component of the scope.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["scope", "entity_ref"],
+    partition: None,
+};
+
 /// DORA mart: the five keys per scope and window.
 pub const DORA_METRICS: TableDef = TableDef {
     name: "dora_metrics",
@@ -1204,6 +1226,7 @@ pub const ALL_TABLES: &[TableDef] = &[
     PORTAL_EVENTS,
     DORA_DEPLOYMENTS,
     DORA_CHANGES,
+    DORA_SCOPE_MEMBERS,
     DORA_METRICS,
     QUARANTINE,
     RAW_BACKSTAGE,

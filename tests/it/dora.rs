@@ -380,5 +380,41 @@ async fn the_worked_example_in_the_metrics_doc_holds() -> Result<()> {
         }
     }
     assert_eq!(metrics, expected);
+
+    // Every number traces to its rows: the team's 30-day lead times are
+    // the three changes, its change failure rate the four deployments with
+    // the failed one first.
+    let explain = |metric: &str| -> Result<Vec<String>> {
+        let output = fathom(&[
+            "explain",
+            "dora",
+            "--scope",
+            "group:default/team-payments",
+            "--metric",
+            metric,
+            "--window",
+            "30d",
+            "--format",
+            "csv",
+        ])?;
+        if !output.status.success() {
+            bail!("explain: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap_or_default().to_owned())
+            .collect())
+    };
+    assert_eq!(
+        explain("lead_time")?,
+        [
+            "push:acme/payments@abc",
+            "pr:acme/payments#7",
+            "pr:acme/payments#9"
+        ]
+    );
+    assert_eq!(explain("change_failure_rate")?, ["d2", "d1", "d3", "d4"]);
+    assert_eq!(explain("recovery")?, ["d2"]);
     Ok(())
 }

@@ -18,7 +18,7 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use fathom_models::TableDef;
-use fathom_models::tables::{DORA_CHANGES, DORA_DEPLOYMENTS, DORA_METRICS};
+use fathom_models::tables::{DORA_CHANGES, DORA_DEPLOYMENTS, DORA_METRICS, DORA_SCOPE_MEMBERS};
 use fathom_warehouse::Warehouse;
 use serde::{Deserialize, Serialize};
 
@@ -175,6 +175,10 @@ pub const MARTS: &[Mart] = &[
         sql: include_str!("../sql/dora_changes.sql"),
     },
     Mart {
+        def: &DORA_SCOPE_MEMBERS,
+        sql: include_str!("../sql/dora_scope_members.sql"),
+    },
+    Mart {
         def: &DORA_METRICS,
         sql: include_str!("../sql/dora_metrics.sql"),
     },
@@ -187,6 +191,90 @@ pub fn default_as_of() -> DateTime<Utc> {
     tomorrow
         .and_hms_opt(0, 0, 0)
         .map_or_else(Utc::now, |t| t.and_utc())
+}
+
+/// A metric `fathom explain dora` can trace to its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExplainedMetric {
+    /// Deployments, deploy days, frequency: the completed deployments.
+    Deployments,
+    /// Lead time: the changes deployed in the window.
+    LeadTime,
+    /// Change failure rate: the completed deployments, failed first.
+    ChangeFailureRate,
+    /// Failed deployment recovery: the failed deployments.
+    Recovery,
+    /// Time to restore: the incidents started in the window.
+    TimeToRestore,
+    /// Rework rate: the completed deployments, rework first.
+    Rework,
+}
+
+impl std::str::FromStr for ExplainedMetric {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        Ok(match text {
+            "deployments" | "deployment_frequency" | "deploy_days" => Self::Deployments,
+            "lead_time" => Self::LeadTime,
+            "change_failure_rate" | "cfr" => Self::ChangeFailureRate,
+            "recovery" | "failed_deployment_recovery" => Self::Recovery,
+            "time_to_restore" => Self::TimeToRestore,
+            "rework" | "rework_rate" => Self::Rework,
+            other => {
+                return Err(Error::Parameter {
+                    name: "metric",
+                    message: format!(
+                        "`{other}` is not one of deployments, lead_time, change_failure_rate, recovery, time_to_restore, rework"
+                    ),
+                });
+            }
+        })
+    }
+}
+
+/// The query listing the rows behind `metric` of `scope` over the window of
+/// `window_days` that `dora_metrics` holds (same members, same window end),
+/// so the rows add up to the stored number.
+pub fn explain_sql(scope: &str, metric: ExplainedMetric, window_days: u32) -> String {
+    let scope = scope.replace('\'', "''");
+    let window = format!(
+        "(SELECT as_of - INTERVAL '{window_days} days' AS window_start, as_of AS window_end \
+         FROM dora_metrics WHERE scope = '{scope}' AND window_days = {window_days})"
+    );
+    let members = format!("(SELECT entity_ref FROM dora_scope_members WHERE scope = '{scope}')");
+    let deployments = |filter: &str, order: &str| {
+        format!(
+            "SELECT d.deployment_id, d.entity_ref, d.environment, d.finished_at, d.failed, \
+             d.rolled_back, array_to_string(d.incident_ids, ' ') AS incident_ids, d.recovery_seconds, d.rework, d.change_count \
+             FROM dora_deployments d CROSS JOIN {window} w \
+             WHERE d.completed AND d.entity_ref IN {members} \
+             AND d.finished_at >= w.window_start AND d.finished_at < w.window_end{filter} \
+             ORDER BY {order}d.finished_at, d.deployment_id"
+        )
+    };
+    match metric {
+        ExplainedMetric::Deployments => deployments("", ""),
+        ExplainedMetric::ChangeFailureRate => deployments("", "d.failed DESC, "),
+        ExplainedMetric::Recovery => deployments(" AND d.failed", "d.recovery_seconds, "),
+        ExplainedMetric::Rework => deployments("", "d.rework DESC, "),
+        ExplainedMetric::LeadTime => format!(
+            "SELECT c.change_id, c.entity_ref, c.kind, c.deployment_id, c.first_commit_at, c.deployed_at, \
+             c.lead_time_seconds, c.coding_seconds, c.pickup_seconds, c.review_seconds, c.deploy_seconds \
+             FROM dora_changes c CROSS JOIN {window} w \
+             WHERE c.entity_ref IN {members} \
+             AND c.deployed_at >= w.window_start AND c.deployed_at < w.window_end \
+             ORDER BY c.lead_time_seconds, c.change_id"
+        ),
+        ExplainedMetric::TimeToRestore => format!(
+            "SELECT i.incident_id, i.entity_ref, i.title, i.created_at, i.resolved_at, \
+             CAST(date_part('epoch', i.resolved_at) - date_part('epoch', i.created_at) AS DOUBLE) AS restore_seconds \
+             FROM incidents i CROSS JOIN {window} w \
+             WHERE i.entity_ref IN {members} AND i.resolved_at IS NOT NULL \
+             AND i.created_at >= w.window_start AND i.created_at < w.window_end \
+             ORDER BY restore_seconds, i.incident_id"
+        ),
+    }
 }
 
 /// What one mart's run did.
