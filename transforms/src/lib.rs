@@ -333,6 +333,13 @@ fn nonnegative_udf() -> datafusion::logical_expr::ScalarUDF {
 
 /// A session over the warehouse as it is now, with the marts' UDFs.
 async fn session(warehouse: &Warehouse) -> Result<SessionContext> {
+    let ctx = mart_session();
+    warehouse.register_tables(&ctx).await?;
+    Ok(ctx)
+}
+
+/// A session configured as the marts need it, their functions registered.
+pub fn mart_session() -> SessionContext {
     // Column comments travel as field metadata; a union of two tables'
     // columns then differs only in comments, which the aggregate planner's
     // schema check would refuse.
@@ -342,8 +349,24 @@ async fn session(warehouse: &Warehouse) -> Result<SessionContext> {
     );
     let ctx = SessionContext::new_with_config(config);
     ctx.register_udf(nonnegative_udf());
-    warehouse.register_tables(&ctx).await?;
-    Ok(ctx)
+    ctx
+}
+
+/// The rows of `mart` over the tables registered in `ctx` (a
+/// [`mart_session`]).
+pub async fn compute(
+    ctx: &SessionContext,
+    mart: &Mart,
+    parameters: &Parameters,
+    as_of: DateTime<Utc>,
+) -> Result<Vec<arrow::array::RecordBatch>> {
+    let sql = parameters.fill(mart.sql, as_of)?;
+    let sql_error = |source| Error::Sql {
+        mart: mart.def.name,
+        source,
+    };
+    let frame = ctx.sql(&sql).await.map_err(sql_error)?;
+    frame.collect().await.map_err(sql_error)
 }
 
 /// Runs every mart (or the one named), in dependency order, each on the
@@ -367,14 +390,8 @@ pub async fn run(
     {
         progress.mart_started(mart.def.name);
         let started = std::time::Instant::now();
-        let sql = parameters.fill(mart.sql, as_of)?;
         let ctx = session(warehouse).await?;
-        let sql_error = |source| Error::Sql {
-            mart: mart.def.name,
-            source,
-        };
-        let frame = ctx.sql(&sql).await.map_err(sql_error)?;
-        let batches = frame.collect().await.map_err(sql_error)?;
+        let batches = compute(&ctx, mart, parameters, as_of).await?;
         let stats = warehouse.replace_all(mart.def, &batches).await?;
         let report = MartReport {
             mart: mart.def.name,
@@ -456,3 +473,6 @@ mod tests {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod properties;

@@ -1,0 +1,278 @@
+//! Invariants of the DORA marts on random histories (proptest, 100 cases):
+//! rates stay in [0, 1] and are null without deployments; lead times are
+//! never negative; a group's deployments are the sum of its services';
+//! permuting input rows, adding another team's services or re-running
+//! changes no service's numbers.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use fathom_models::TableDef;
+use fathom_models::tables::{
+    CATALOG_ENTITIES, COMMITS, DEPLOYMENT_CHANGES, DEPLOYMENTS, INCIDENTS,
+};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+use super::{MARTS, Parameters, compute, mart_session};
+
+/// One service's history: deployments (minutes after the start, completed,
+/// rollback, commits shipped with their age in minutes) and incidents
+/// (start minute, duration minutes).
+#[derive(Debug, Clone)]
+struct Service {
+    deployments: Vec<(u32, bool, bool, Vec<u32>)>,
+    incidents: Vec<(u32, u32)>,
+}
+
+fn service() -> impl Strategy<Value = Service> {
+    let minutes = 0u32..(40 * 24 * 60);
+    let deployment = (
+        minutes.clone(),
+        prop::bool::weighted(0.85),
+        prop::bool::weighted(0.1),
+        prop::collection::vec(1u32..(5 * 24 * 60), 0..3),
+    );
+    (
+        prop::collection::vec(deployment, 0..10),
+        prop::collection::vec((minutes, 10u32..(3 * 24 * 60)), 0..4),
+    )
+        .prop_map(|(deployments, incidents)| Service {
+            deployments,
+            incidents,
+        })
+}
+
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn at(minutes: u32) -> String {
+    (start() + Duration::minutes(i64::from(minutes))).to_rfc3339()
+}
+
+/// The rows of the core tables for `services` owned by `team`.
+fn rows(
+    team: &str,
+    services: &[Service],
+    tables: &mut BTreeMap<&'static str, Vec<Map<String, Value>>>,
+) {
+    let mut push = |def: &TableDef, value: Value| {
+        if let Value::Object(map) = value {
+            tables.entry(def.name).or_default().push(map);
+        }
+    };
+    push(
+        &CATALOG_ENTITIES,
+        json!({"entity_ref": format!("group:default/{team}"), "kind": "group", "namespace": "default", "name": team}),
+    );
+    for (s, service) in services.iter().enumerate() {
+        let name = format!("{team}-svc{s}");
+        let entity = format!("component:default/{name}");
+        push(
+            &CATALOG_ENTITIES,
+            json!({"entity_ref": entity, "kind": "component", "namespace": "default", "name": name, "owner_ref": format!("group:default/{team}")}),
+        );
+        for (d, (minute, completed, rollback, commits)) in service.deployments.iter().enumerate() {
+            let id = format!("{name}:{d}");
+            push(
+                &DEPLOYMENTS,
+                json!({
+                    "deployment_id": id, "source": "import", "entity_ref": entity, "environment": "production",
+                    "status": if *completed { "success" } else { "failure" }, "revision": format!("r{d}"),
+                    "repository_id": name, "started_at": at(minute.saturating_sub(5)), "finished_at": at(*minute),
+                    "is_rollback": rollback,
+                }),
+            );
+            for (c, age) in commits.iter().enumerate() {
+                let sha = format!("{name}-{d}-{c}");
+                push(
+                    &DEPLOYMENT_CHANGES,
+                    json!({"deployment_id": id, "sha": sha, "repository_id": name}),
+                );
+                push(
+                    &COMMITS,
+                    json!({"repository_id": name, "sha": sha, "entity_ref": entity,
+                           "authored_at": at(minute.saturating_sub(*age)), "committed_at": at(minute.saturating_sub(*age))}),
+                );
+            }
+        }
+        for (i, (minute, duration)) in service.incidents.iter().enumerate() {
+            push(
+                &INCIDENTS,
+                json!({"incident_id": format!("{name}-inc{i}"), "source": "import", "entity_ref": entity,
+                       "created_at": at(*minute), "resolved_at": at(minute + duration)}),
+            );
+        }
+    }
+}
+
+/// The marts over `tables`, computed in memory by the marts' own SQL (the
+/// warehouse's Delta writes are tested elsewhere; here they would only
+/// slow the hundred cases down).
+async fn load(
+    tables: &BTreeMap<&'static str, Vec<Map<String, Value>>>,
+) -> Result<SessionContext, String> {
+    let ctx = mart_session();
+    for def in fathom_models::ALL_TABLES {
+        let rows: Vec<&Map<String, Value>> = tables
+            .get(def.name)
+            .map(|r| r.iter().collect())
+            .unwrap_or_default();
+        let (batch, rejected) = fathom_ingest::import::json_rows_to_batch(def, &rows, "test")?;
+        if !rejected.is_empty() {
+            return Err(format!("{}: {rejected:?}", def.name));
+        }
+        let batches: Vec<RecordBatch> = batch.into_iter().collect();
+        let schema = batches
+            .first()
+            .map_or_else(|| def.arrow_schema(), RecordBatch::schema);
+        let table = MemTable::try_new(schema, vec![batches]).map_err(|e| e.to_string())?;
+        ctx.register_table(def.name, Arc::new(table))
+            .map_err(|e| e.to_string())?;
+    }
+    compute_all(&ctx).await?;
+    Ok(ctx)
+}
+
+/// Every mart in order, each registered for the next.
+async fn compute_all(ctx: &SessionContext) -> Result<(), String> {
+    let as_of = start() + Duration::days(41);
+    for mart in MARTS {
+        let batches = compute(ctx, mart, &Parameters::default(), as_of)
+            .await
+            .map_err(|e| e.to_string())?;
+        let schema = batches
+            .first()
+            .map_or_else(|| mart.def.arrow_schema(), RecordBatch::schema);
+        let table = MemTable::try_new(schema, vec![batches]).map_err(|e| e.to_string())?;
+        ctx.deregister_table(mart.def.name)
+            .map_err(|e| e.to_string())?;
+        ctx.register_table(mart.def.name, Arc::new(table))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// `dora_metrics` as (scope, window) → the row's values as text.
+async fn metrics(ctx: &SessionContext) -> Result<BTreeMap<(String, i64), Vec<String>>, String> {
+    let batches = ctx
+        .sql(
+            "SELECT scope, window_days, deployments, failed_deployments, change_failure_rate, rework_rate, \
+             lead_time_p50_seconds, lead_time_p90_seconds, failed_deployment_recovery_p50_seconds, \
+             time_to_restore_p50_seconds, median_deploy_days_per_week, changes, incidents FROM dora_metrics",
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    for batch in &batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        for row in 0..batch.num_rows() {
+            let values: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
+            let window: i64 = values[1].parse().map_err(|_| "window".to_owned())?;
+            out.insert((values[0].clone(), window), values);
+        }
+    }
+    Ok(out)
+}
+
+fn number(text: &str) -> Option<f64> {
+    text.parse().ok()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+
+    #[test]
+    fn dora_invariants_hold(
+        services in prop::collection::vec(service(), 1..4),
+        others in prop::collection::vec(service(), 1..3),
+        seed in any::<u64>(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let outcome: Result<(), String> = runtime.block_on(async {
+            let mut tables = BTreeMap::new();
+            rows("team-a", &services, &mut tables);
+            let ctx = load(&tables).await?;
+            let first = metrics(&ctx).await?;
+
+            for ((scope, window), row) in &first {
+                let deployments: u64 = row[2].parse().map_err(|_| "deployments")?;
+                for rate in [&row[4], &row[5]] {
+                    match number(rate) {
+                        Some(r) if !(0.0..=1.0).contains(&r) => return Err(format!("{scope} {window}: rate {r}")),
+                        None if deployments > 0 => return Err(format!("{scope} {window}: rate missing")),
+                        Some(_) if deployments == 0 => return Err(format!("{scope} {window}: rate of nothing")),
+                        _ => {}
+                    }
+                }
+                for lead in [&row[6], &row[7]] {
+                    if number(lead).is_some_and(|l| l < 0.0) {
+                        return Err(format!("{scope} {window}: negative lead time {lead}"));
+                    }
+                }
+            }
+            // A team's deployments are its services' together.
+            for window in super::WINDOWS {
+                let window = i64::from(window);
+                let team: u64 = first.get(&("group:default/team-a".to_owned(), window)).map_or(0, |r| r[2].parse().unwrap_or(0));
+                let sum: u64 = first.iter()
+                    .filter(|((scope, w), _)| *w == window && scope.starts_with("component:"))
+                    .map(|(_, r)| r[2].parse::<u64>().unwrap_or(0))
+                    .sum();
+                if team != sum {
+                    return Err(format!("team {team} vs services {sum} over {window}d"));
+                }
+            }
+
+            // Re-running (the marts now exist) changes nothing.
+            compute_all(&ctx).await?;
+            if metrics(&ctx).await? != first {
+                return Err("a re-run changed dora_metrics".to_owned());
+            }
+
+            // Rows in another order, with another team's services beside
+            // them: team-a's numbers do not move.
+            let mut shuffled = tables.clone();
+            rows("team-b", &others, &mut shuffled);
+            for rows in shuffled.values_mut() {
+                let n = rows.len();
+                if n > 1 {
+                    rows.rotate_left((seed as usize) % n);
+                    if seed % 2 == 0 {
+                        rows.reverse();
+                    }
+                }
+            }
+            let other = metrics(&load(&shuffled).await?).await?;
+            for (key, row) in &first {
+                if key.0 == "org" {
+                    continue;
+                }
+                if other.get(key) != Some(row) {
+                    return Err(format!("{key:?}: {row:?} became {:?}", other.get(key)));
+                }
+            }
+            Ok(())
+        });
+        prop_assert!(outcome.is_ok(), "{:?}", outcome);
+    }
+}
