@@ -1126,11 +1126,13 @@ pub const DORA_METRICS: TableDef = TableDef {
             "component, group, system, domain or org.",
         ),
         req("window_days", Int64, "Window length, days."),
+        req("period", Utf8, "The window: `7d`, `30d`, `90d` or `365d`."),
         req(
             "environment",
             Utf8,
             "`production`: every production environment together.",
         ),
+        req("window_start", Timestamp, "Start of the window."),
         req("as_of", Timestamp, "End of the window (exclusive)."),
         req("deployments", Int64, "Completed production deployments."),
         req(
@@ -1198,6 +1200,96 @@ pub const DORA_METRICS: TableDef = TableDef {
     partition: None,
 };
 
+/// DORA mart: the five keys per calendar week and month.
+pub const DORA_TRENDS: TableDef = TableDef {
+    name: "dora_trends",
+    description: "Mart (transforms/sql/dora_trends.sql): the keys of `dora_metrics` per scope and calendar week (Monday start, UTC) or month, the last 52 weeks and 12 months up to `as_of`.",
+    columns: &[
+        req("scope", Utf8, "Entity ref of the scope, or `org`."),
+        req(
+            "scope_kind",
+            Utf8,
+            "component, group, system, domain or org.",
+        ),
+        req("granularity", Utf8, "`week` (Monday start, UTC) or `month`."),
+        req("period_start", Timestamp, "Start of the week or month."),
+        req(
+            "period_end",
+            Timestamp,
+            "End of the period (exclusive); `as_of` for the current one.",
+        ),
+        req("period_days", Int64, "Days in the period (up to `as_of`)."),
+        req(
+            "environment",
+            Utf8,
+            "`production`: every production environment together.",
+        ),
+        req("deployments", Int64, "Completed production deployments."),
+        req(
+            "failed_jobs",
+            Int64,
+            "Production deploy jobs that did not complete (not in the change failure rate).",
+        ),
+        req(
+            "deploy_days",
+            Int64,
+            "Distinct UTC days with a production deployment.",
+        ),
+        opt("deployments_per_day", Float64, "Deployments per day."),
+        opt("deployments_per_week", Float64, "Deployments per week."),
+        opt(
+            "median_deploy_days_per_week",
+            Float64,
+            "Median over the calendar weeks (Monday start) intersecting the window of the days with a deployment.",
+        ),
+        req("changes", Int64, "Changes first deployed in the window."),
+        opt(
+            "lead_time_p50_seconds",
+            Float64,
+            "Median lead time for changes.",
+        ),
+        opt(
+            "lead_time_p90_seconds",
+            Float64,
+            "90th percentile lead time.",
+        ),
+        req(
+            "failed_deployments",
+            Int64,
+            "Deployments that caused an incident or were rolled back.",
+        ),
+        opt(
+            "change_failure_rate",
+            Float64,
+            "Failed over completed deployments.",
+        ),
+        opt(
+            "failed_deployment_recovery_p50_seconds",
+            Float64,
+            "Median failed deployment recovery time.",
+        ),
+        req(
+            "incidents",
+            Int64,
+            "Incidents started in the window and resolved.",
+        ),
+        opt(
+            "time_to_restore_p50_seconds",
+            Float64,
+            "Median incident start → resolved.",
+        ),
+        req(
+            "rework_deployments",
+            Int64,
+            "Deployments made during an incident or shipping a hotfix.",
+        ),
+        opt("rework_rate", Float64, "Rework over completed deployments."),
+        UPDATED_AT,
+    ],
+    primary_key: &["scope", "granularity", "period_start", "environment"],
+    partition: None,
+};
+
 /// Raw payloads of Sentry sources.
 pub const RAW_SENTRY: TableDef = raw_table(
     "raw_sentry",
@@ -1228,6 +1320,7 @@ pub const ALL_TABLES: &[TableDef] = &[
     DORA_CHANGES,
     DORA_SCOPE_MEMBERS,
     DORA_METRICS,
+    DORA_TRENDS,
     QUARANTINE,
     RAW_BACKSTAGE,
     RAW_GITHUB,

@@ -381,6 +381,24 @@ async fn the_worked_example_in_the_metrics_doc_holds() -> Result<()> {
     }
     assert_eq!(metrics, expected);
 
+    // Trends: the calendar weeks and the month with activity.
+    let trends = rows(
+        &warehouse,
+        "SELECT granularity, CAST(CAST(period_start AS DATE) AS VARCHAR) AS start, deployments, failed_jobs, \
+         failed_deployments FROM dora_trends WHERE scope = 'component:default/payments-api' \
+         AND deployments + failed_jobs > 0 ORDER BY granularity, period_start",
+    )
+    .await?;
+    assert_eq!(
+        trends,
+        [
+            ["month", "2026-06-01", "4", "1", "1"],
+            ["week", "2026-06-15", "1", "0", "0"],
+            ["week", "2026-06-22", "3", "1", "1"],
+        ]
+        .map(|r| r.map(str::to_owned).to_vec())
+    );
+
     // Every number traces to its rows: the team's 30-day lead times are
     // the three changes, its change failure rate the four deployments with
     // the failed one first.

@@ -18,7 +18,9 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use fathom_models::TableDef;
-use fathom_models::tables::{DORA_CHANGES, DORA_DEPLOYMENTS, DORA_METRICS, DORA_SCOPE_MEMBERS};
+use fathom_models::tables::{
+    DORA_CHANGES, DORA_DEPLOYMENTS, DORA_METRICS, DORA_SCOPE_MEMBERS, DORA_TRENDS,
+};
 use fathom_warehouse::Warehouse;
 use serde::{Deserialize, Serialize};
 
@@ -91,34 +93,103 @@ fn timestamp_literal(at: DateTime<Utc>) -> String {
     )
 }
 
-/// `(window_days, window_start, window_end)` rows for SQL `VALUES`.
-fn windows_values(as_of: DateTime<Utc>) -> String {
-    WINDOWS
+/// Which periods a metrics query covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Periods {
+    /// The rolling windows of [`WINDOWS`] days ending at `as_of`.
+    Rolling,
+    /// The last 52 calendar weeks (Monday start) and 12 calendar months,
+    /// the current ones ending at `as_of`.
+    Calendar,
+}
+
+/// One period of a metrics query.
+#[derive(Debug, Clone, PartialEq)]
+struct Period {
+    label: String,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+fn midnight(date: NaiveDate) -> DateTime<Utc> {
+    date.and_hms_opt(0, 0, 0)
+        .map_or(DateTime::<Utc>::MIN_UTC, |t| t.and_utc())
+}
+
+fn periods(kind: Periods, as_of: DateTime<Utc>) -> Vec<Period> {
+    match kind {
+        Periods::Rolling => WINDOWS
+            .iter()
+            .map(|days| Period {
+                label: format!("{days}d"),
+                start: as_of - Duration::days(i64::from(*days)),
+                end: as_of,
+            })
+            .collect(),
+        Periods::Calendar => {
+            let mut out = Vec::new();
+            let last = (as_of - Duration::seconds(1)).date_naive();
+            let monday = last - Duration::days(i64::from(last.weekday().num_days_from_monday()));
+            for k in 0..52 {
+                let start = midnight(monday - Duration::weeks(k));
+                out.push(Period {
+                    label: "week".to_owned(),
+                    start,
+                    end: (start + Duration::weeks(1)).min(as_of),
+                });
+            }
+            let mut first = last.with_day(1).unwrap_or(last);
+            for _ in 0..12 {
+                let next = first
+                    .checked_add_months(chrono::Months::new(1))
+                    .unwrap_or(first);
+                out.push(Period {
+                    label: "month".to_owned(),
+                    start: midnight(first),
+                    end: midnight(next).min(as_of),
+                });
+                first = first
+                    .checked_sub_months(chrono::Months::new(1))
+                    .unwrap_or(first);
+            }
+            out
+        }
+    }
+}
+
+/// `(window_id, period, window_days, window_start, window_end)` rows for
+/// SQL `VALUES`.
+fn windows_values(periods: &[Period]) -> String {
+    periods
         .iter()
-        .map(|days| {
+        .enumerate()
+        .map(|(id, p)| {
+            let seconds = (p.end - p.start).num_seconds().max(1);
+            let days = (seconds + 86_399) / 86_400;
             format!(
-                "({days}, {}, {})",
-                timestamp_literal(as_of - Duration::days(i64::from(*days))),
-                timestamp_literal(as_of)
+                "({id}, '{}', {days}, {}, {})",
+                p.label,
+                timestamp_literal(p.start),
+                timestamp_literal(p.end)
             )
         })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// `(window_days, week_start, week_end)` rows: the calendar weeks (Monday
-/// start, UTC) intersecting each window, clipped to it.
-fn weeks_values(as_of: DateTime<Utc>) -> String {
+/// `(window_id, week_start, week_end)` rows: the calendar weeks (Monday
+/// start, UTC) intersecting each period, clipped to it.
+fn weeks_values(periods: &[Period]) -> String {
     let date = |d: NaiveDate| format!("CAST('{d}' AS DATE)");
-    let end = as_of.date_naive();
     let mut rows = Vec::new();
-    for days in WINDOWS {
-        let start = (as_of - Duration::days(i64::from(days))).date_naive();
+    for (id, period) in periods.iter().enumerate() {
+        let start = period.start.date_naive();
+        let end = period.end.date_naive();
         let mut monday = start - Duration::days(i64::from(start.weekday().num_days_from_monday()));
         while monday < end {
             let next = monday + Duration::days(7);
             rows.push(format!(
-                "({days}, {}, {})",
+                "({id}, {}, {})",
                 date(monday.max(start)),
                 date(next.min(end))
             ));
@@ -132,6 +203,14 @@ impl Parameters {
     /// `sql` with its `{{name}}` placeholders filled in, windows ending at
     /// `as_of`.
     pub fn fill(&self, sql: &str, as_of: DateTime<Utc>) -> Result<String> {
+        self.fill_periods(sql, as_of, Periods::Rolling)
+    }
+
+    /// `sql` with its placeholders filled in for `kind` of periods ending at
+    /// `as_of`.
+    pub fn fill_periods(&self, sql: &str, as_of: DateTime<Utc>, kind: Periods) -> Result<String> {
+        let periods = periods(kind, as_of);
+        let sql = sql.replace("{{dora_metrics}}", include_str!("../sql/dora_metrics.sql"));
         // The pattern is checked with the same engine family as the SQL
         // function, and quoted as a SQL string.
         if self.production_pattern.is_empty() {
@@ -146,8 +225,8 @@ impl Parameters {
                 &self.production_pattern.replace('\'', "''"),
             )
             .replace("{{incident_gap_days}}", &self.incident_gap_days.to_string())
-            .replace("{{windows}}", &windows_values(as_of))
-            .replace("{{weeks}}", &weeks_values(as_of))
+            .replace("{{windows}}", &windows_values(&periods))
+            .replace("{{weeks}}", &weeks_values(&periods))
             .replace(
                 "{{as_of}}",
                 &as_of.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -162,6 +241,8 @@ pub struct Mart {
     pub def: &'static TableDef,
     /// Its query, with `{{parameter}}` placeholders.
     pub sql: &'static str,
+    /// The periods its metrics cover.
+    pub periods: Periods,
 }
 
 /// Every mart, in dependency order.
@@ -169,18 +250,27 @@ pub const MARTS: &[Mart] = &[
     Mart {
         def: &DORA_DEPLOYMENTS,
         sql: include_str!("../sql/dora_deployments.sql"),
+        periods: Periods::Rolling,
     },
     Mart {
         def: &DORA_CHANGES,
         sql: include_str!("../sql/dora_changes.sql"),
+        periods: Periods::Rolling,
     },
     Mart {
         def: &DORA_SCOPE_MEMBERS,
         sql: include_str!("../sql/dora_scope_members.sql"),
+        periods: Periods::Rolling,
     },
     Mart {
         def: &DORA_METRICS,
         sql: include_str!("../sql/dora_metrics.sql"),
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &DORA_TRENDS,
+        sql: include_str!("../sql/dora_trends.sql"),
+        periods: Periods::Calendar,
     },
 ];
 
@@ -360,7 +450,7 @@ pub async fn compute(
     parameters: &Parameters,
     as_of: DateTime<Utc>,
 ) -> Result<Vec<arrow::array::RecordBatch>> {
-    let sql = parameters.fill(mart.sql, as_of)?;
+    let sql = parameters.fill_periods(mart.sql, as_of, mart.periods)?;
     let sql_error = |source| Error::Sql {
         mart: mart.def.name,
         source,
@@ -429,16 +519,26 @@ mod tests {
             "regexp_like(e, '^prod''x$') 3 2026-07-01T00:00:00Z"
         );
         // 2026-06-24 is a Wednesday: the 7-day window meets two weeks.
+        let rolling = periods(Periods::Rolling, as_of);
         assert_eq!(
-            weeks_values(as_of)
+            weeks_values(&rolling)
                 .split("), (")
                 .take(2)
                 .collect::<Vec<_>>(),
             [
-                "(7, CAST('2026-06-24' AS DATE), CAST('2026-06-29' AS DATE)",
-                "7, CAST('2026-06-29' AS DATE), CAST('2026-07-01' AS DATE)"
+                "(0, CAST('2026-06-24' AS DATE), CAST('2026-06-29' AS DATE)",
+                "0, CAST('2026-06-29' AS DATE), CAST('2026-07-01' AS DATE)"
             ]
         );
+        // Calendar periods: the current week (Monday 06-29, cut at 07-01)
+        // first; June, which as_of ends, is the first month.
+        let calendar = periods(Periods::Calendar, as_of);
+        assert_eq!(calendar.len(), 64);
+        assert_eq!(calendar[0].start.to_rfc3339(), "2026-06-29T00:00:00+00:00");
+        assert_eq!(calendar[0].end, as_of);
+        assert_eq!(calendar[52].label, "month");
+        assert_eq!(calendar[52].start.to_rfc3339(), "2026-06-01T00:00:00+00:00");
+        assert_eq!(calendar[63].start.to_rfc3339(), "2025-07-01T00:00:00+00:00");
         Ok(())
     }
 
