@@ -1211,7 +1211,11 @@ pub const DORA_TRENDS: TableDef = TableDef {
             Utf8,
             "component, group, system, domain or org.",
         ),
-        req("granularity", Utf8, "`week` (Monday start, UTC) or `month`."),
+        req(
+            "granularity",
+            Utf8,
+            "`week` (Monday start, UTC) or `month`.",
+        ),
         req("period_start", Timestamp, "Start of the week or month."),
         req(
             "period_end",
