@@ -710,17 +710,23 @@ async fn transform(
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
-            state
-                .finish_run(
-                    &run_id,
-                    RunStatus::Failed,
-                    &BTreeMap::new(),
-                    &[format!("{error:#}")],
-                )
-                .await?;
+            fail_run(&state, &run_id, &error).await?;
             Err(error).context("transform failed")
         }
     }
+}
+
+/// Records a run that failed, with the error, in the run ledger.
+async fn fail_run(state: &StateDb, run_id: &str, error: &dyn std::fmt::Display) -> Result<()> {
+    state
+        .finish_run(
+            run_id,
+            RunStatus::Failed,
+            &BTreeMap::new(),
+            &[format!("{error:#}")],
+        )
+        .await?;
+    Ok(())
 }
 
 async fn retain(config: &Config, dry_run: bool) -> Result<ExitCode> {
@@ -1048,14 +1054,7 @@ async fn ingest(
     let report = match outcome {
         Ok(report) => report,
         Err(error) => {
-            state
-                .finish_run(
-                    &run_id,
-                    RunStatus::Failed,
-                    &BTreeMap::new(),
-                    &[format!("{error:#}")],
-                )
-                .await?;
+            fail_run(&state, &run_id, &error).await?;
             return Err(error).context("ingest failed");
         }
     };
@@ -1184,14 +1183,7 @@ async fn reprocess(config: &Config, source: Option<String>, json: bool) -> Resul
     {
         Ok(report) => report,
         Err(error) => {
-            state
-                .finish_run(
-                    &run_id,
-                    RunStatus::Failed,
-                    &BTreeMap::new(),
-                    &[format!("{error:#}")],
-                )
-                .await?;
+            fail_run(&state, &run_id, &error).await?;
             return Err(error).context("reprocess failed");
         }
     };

@@ -16,6 +16,8 @@ pub mod import;
 pub mod runner;
 pub mod source;
 pub mod sources;
+#[cfg(test)]
+mod test_support;
 
 pub use import::{FileFormat, FileReport, ImportProgress, ImportReport, NoProgress, import_files};
 

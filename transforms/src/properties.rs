@@ -145,7 +145,9 @@ async fn load(
 /// Every mart in order, each registered for the next.
 async fn compute_all(ctx: &SessionContext) -> Result<(), String> {
     let as_of = start() + Duration::days(41);
-    for mart in MARTS {
+    // Trends run the metrics query over other periods: the invariants
+    // are checked on the rolling windows, and the cases stay fast.
+    for mart in MARTS.iter().filter(|m| m.def.name != "dora_trends") {
         let batches = compute(ctx, mart, &Parameters::default(), as_of)
             .await
             .map_err(|e| e.to_string())?;

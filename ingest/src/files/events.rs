@@ -277,12 +277,8 @@ pub(crate) async fn run(
         Ok(p) => p,
         Err(e) => return Ok(ctx.failed(report, e)),
     };
-    let (store, prefix) = match config.files.open(name) {
+    let (store, listed) = match super::open_and_list(&config.files, name).await {
         Ok(opened) => opened,
-        Err(e) => return Ok(ctx.failed(report, e)),
-    };
-    let listed = match super::list(&*store, &prefix, name).await {
-        Ok(listed) => listed,
         Err(e) => return Ok(ctx.failed(report, e)),
     };
     let mut cursor: BTreeMap<String, String> = ctx.cursor().await?;

@@ -66,6 +66,16 @@ impl FileLocation {
     }
 }
 
+/// The store of `location` and every file in it, sorted by path.
+pub(crate) async fn open_and_list(
+    location: &FileLocation,
+    source: &str,
+) -> Result<(Arc<dyn ObjectStore>, Vec<Listed>), SourceError> {
+    let (store, prefix) = location.open(source)?;
+    let listed = list(&*store, &prefix, source).await?;
+    Ok((store, listed))
+}
+
 /// Every file under `prefix`, sorted by path.
 pub(crate) async fn list(
     store: &dyn ObjectStore,

@@ -270,17 +270,9 @@ pub(crate) fn decode(_config: &SentryConfig, stream: &str, payloads: &[Payload])
 fn decode_issues(payloads: &[Payload]) -> Decoded {
     let mut decoded = Decoded::default();
     for payload in payloads {
-        let Some(body) = decoded.parse(payload) else {
+        let Some(records) = list_records(payload, &mut decoded) else {
             continue;
         };
-        let Some(records) = body.as_array() else {
-            decoded.reject(payload, None, "the answer is not a list".to_owned(), &body);
-            continue;
-        };
-        if payload.unit == "projects" {
-            check_projects(payload, records, &mut decoded);
-            continue;
-        }
         // Asked for with `statsPeriod`, an issue always has its stats.
         let stats_expected = payload.request.contains("statsPeriod=");
         for (i, issue) in records.iter().enumerate() {
@@ -367,17 +359,9 @@ fn issue_rows(issue: &Value, stats_expected: bool) -> Result<Vec<IdentifiedRow>,
 fn decode_project_stats(payloads: &[Payload]) -> Decoded {
     let mut decoded = Decoded::default();
     for payload in payloads {
-        let Some(body) = decoded.parse(payload) else {
+        let Some(records) = list_records(payload, &mut decoded) else {
             continue;
         };
-        let Some(records) = body.as_array() else {
-            decoded.reject(payload, None, "the answer is not a list".to_owned(), &body);
-            continue;
-        };
-        if payload.unit == "projects" {
-            check_projects(payload, records, &mut decoded);
-            continue;
-        }
         let mut days: BTreeMap<String, i64> = BTreeMap::new();
         for (i, point) in records.iter().enumerate() {
             let day = point
@@ -410,6 +394,21 @@ fn decode_project_stats(payloads: &[Payload]) -> Decoded {
         }
     }
     decoded
+}
+
+/// The records of a list answer. A project listing (fetched again by every
+/// stream that needs the projects) is checked here and yields none.
+fn list_records(payload: &Payload, decoded: &mut Decoded) -> Option<Vec<Value>> {
+    let body = decoded.parse(payload)?;
+    let Value::Array(records) = body else {
+        decoded.reject(payload, None, "the answer is not a list".to_owned(), &body);
+        return None;
+    };
+    if payload.unit == "projects" {
+        check_projects(payload, &records, decoded);
+        return None;
+    }
+    Some(records)
 }
 
 fn check_projects(payload: &Payload, records: &[Value], decoded: &mut Decoded) {

@@ -1,27 +1,11 @@
 //! Decoders on recorded real payloads (`../shared/fixtures`): every
 //! relevant answer decodes, into the rows it should, with nothing rejected.
 
-use std::path::PathBuf;
-
 use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::source::{Decoded, Payload, SourceConfig};
-
-fn fixtures_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("FATHOM_FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!(
-            "skipped: fixtures not found at {} (set FATHOM_FIXTURES_DIR)",
-            dir.display()
-        );
-        None
-    }
-}
+use crate::test_support::fixtures_dir;
 
 fn read(dir: &std::path::Path, name: &str) -> Value {
     let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -2,26 +2,10 @@
 //! rows built from the real CUR 2.0 and FOCUS column lists in
 //! `../shared/fixtures`, and on hand-computed amortization cases.
 
-use std::path::PathBuf;
-
 use serde_json::{Map, Value, json};
 
 use super::*;
-
-fn fixtures_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("FATHOM_FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!(
-            "skipped: fixtures not found at {} (set FATHOM_FIXTURES_DIR)",
-            dir.display()
-        );
-        None
-    }
-}
+use crate::test_support::fixtures_dir;
 
 fn config() -> CostReportConfig {
     CostReportConfig {
