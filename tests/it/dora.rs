@@ -436,3 +436,102 @@ async fn the_worked_example_in_the_metrics_doc_holds() -> Result<()> {
     assert_eq!(explain("recovery")?, ["d2"]);
     Ok(())
 }
+
+/// Edge cases the definitions decide: an incident before any deployment and
+/// one beyond the gap stay unlinked, an explicit link wins over the
+/// nearest-deployment rule, each production environment is its own series
+/// (with its own baseline), and a negative pull-request stage is null.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incident_links_environments_and_negative_stages() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let files = [
+        (
+            "catalog_entities",
+            "catalog.ndjson",
+            r#"{"entity_ref": "component:default/ledger", "kind": "component", "namespace": "default", "name": "ledger", "owner_ref": "team-ledger"}"#,
+        ),
+        (
+            "deployments",
+            "deployments.csv",
+            "deployment_id,source,entity_ref,environment,status,started_at,finished_at\n\
+             e1,import,ledger,prod-eu,success,2026-06-10T09:00:00Z,2026-06-10T10:00:00Z\n\
+             e2,import,ledger,prod-eu,success,2026-06-20T09:00:00Z,2026-06-20T10:00:00Z\n\
+             u1,import,ledger,production-us,success,2026-06-12T09:00:00Z,2026-06-12T10:00:00Z\n\
+             s1,import,ledger,staging,success,2026-06-11T09:00:00Z,2026-06-11T10:00:00Z\n",
+        ),
+        (
+            "incidents",
+            "incidents.csv",
+            "incident_id,source,entity_ref,created_at,resolved_at,caused_by_deployment_id\n\
+             before,import,ledger,2026-06-05T00:00:00Z,2026-06-05T02:00:00Z,\n\
+             explicit,import,ledger,2026-06-21T00:00:00Z,2026-06-21T04:00:00Z,e1\n\
+             beyond-gap,import,ledger,2026-06-28T11:00:00Z,2026-06-28T12:00:00Z,\n",
+        ),
+        (
+            "pull_requests",
+            "pulls.csv",
+            "repository_id,number,state,entity_ref,created_at,first_commit_at,first_review_at,merged_at\n\
+             acme/ledger,3,merged,ledger,2026-06-15T10:00:00Z,2026-06-15T09:00:00Z,2026-06-15T08:00:00Z,2026-06-16T10:00:00Z\n",
+        ),
+    ];
+    let fathom = |args: &[&str]| -> Result<std::process::Output> {
+        Ok(Command::new(fathom_bin())
+            .args(args)
+            .env("FATHOM_WAREHOUSE__URL", dir.path().join("data"))
+            .env_remove("FATHOM_STATE__DATABASE_URL")
+            .output()?)
+    };
+    for (table, name, content) in files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content)?;
+        let output = fathom(&["import", table, &path.display().to_string()])?;
+        if !output.status.success() {
+            bail!(
+                "import {table}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    let output = fathom(&["transform", "--as-of", "2026-07-01"])?;
+    if !output.status.success() {
+        bail!("transform: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+    assert_eq!(
+        rows(
+            &warehouse,
+            "SELECT deployment_id, CAST(is_baseline AS VARCHAR) AS baseline, CAST(failed AS VARCHAR) AS failed, \
+             coalesce(array_to_string(incident_ids, ','), '') AS incidents FROM dora_deployments ORDER BY deployment_id",
+        )
+        .await?,
+        [
+            ["e1", "true", "true", "explicit"],
+            ["e2", "false", "false", ""],
+            ["u1", "true", "false", ""],
+        ]
+        .map(|r| r.map(str::to_owned).to_vec())
+    );
+    // Three production deployments (staging is not one), one failed; all
+    // three incidents started in the window count for time to restore.
+    assert_eq!(
+        rows(
+            &warehouse,
+            "SELECT deployments, failed_deployments, incidents FROM dora_metrics \
+             WHERE scope = 'component:default/ledger' AND window_days = 30",
+        )
+        .await?,
+        [["3", "1", "3"].map(str::to_owned).to_vec()]
+    );
+    // Reviewed before it was opened: the pickup stage would be negative,
+    // so it is unknown (null), not a negative duration.
+    assert_eq!(
+        rows(
+            &warehouse,
+            "SELECT CAST(coding_seconds AS VARCHAR) AS coding, coalesce(CAST(pickup_seconds AS VARCHAR), 'null') AS pickup \
+             FROM dora_changes",
+        )
+        .await?,
+        [["3600.0", "null"].map(str::to_owned).to_vec()]
+    );
+    Ok(())
+}
