@@ -287,28 +287,8 @@ async fn the_worked_example_in_the_metrics_doc_holds() -> Result<()> {
             "repository_id,sha,entity_ref,authored_at,committed_at\nacme/payments,abc,payments-api,2026-06-23T07:00:00Z,2026-06-23T07:05:00Z\n",
         ),
     ];
-    let fathom = |args: &[&str]| -> Result<std::process::Output> {
-        Ok(Command::new(fathom_bin())
-            .args(args)
-            .env("FATHOM_WAREHOUSE__URL", dir.path().join("data"))
-            .env_remove("FATHOM_STATE__DATABASE_URL")
-            .output()?)
-    };
-    for (table, name, content) in files {
-        let path = dir.path().join(name);
-        std::fs::write(&path, content)?;
-        let output = fathom(&["import", table, &path.display().to_string()])?;
-        if !output.status.success() {
-            bail!(
-                "import {table}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-    }
-    let output = fathom(&["transform", "--as-of", "2026-07-01"])?;
-    if !output.status.success() {
-        bail!("transform: {}", String::from_utf8_lossy(&output.stderr));
-    }
+    let fathom = |args: &[&str]| fathom_in(dir.path(), args);
+    load_and_transform(dir.path(), &files)?;
     let warehouse = local_warehouse(&dir.path().join("data"))?;
     let deployments = rows(
         &warehouse,
@@ -474,28 +454,7 @@ async fn incident_links_environments_and_negative_stages() -> Result<()> {
              acme/ledger,3,merged,ledger,2026-06-15T10:00:00Z,2026-06-15T09:00:00Z,2026-06-15T08:00:00Z,2026-06-16T10:00:00Z\n",
         ),
     ];
-    let fathom = |args: &[&str]| -> Result<std::process::Output> {
-        Ok(Command::new(fathom_bin())
-            .args(args)
-            .env("FATHOM_WAREHOUSE__URL", dir.path().join("data"))
-            .env_remove("FATHOM_STATE__DATABASE_URL")
-            .output()?)
-    };
-    for (table, name, content) in files {
-        let path = dir.path().join(name);
-        std::fs::write(&path, content)?;
-        let output = fathom(&["import", table, &path.display().to_string()])?;
-        if !output.status.success() {
-            bail!(
-                "import {table}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-    }
-    let output = fathom(&["transform", "--as-of", "2026-07-01"])?;
-    if !output.status.success() {
-        bail!("transform: {}", String::from_utf8_lossy(&output.stderr));
-    }
+    load_and_transform(dir.path(), &files)?;
     let warehouse = local_warehouse(&dir.path().join("data"))?;
     assert_eq!(
         rows(
@@ -533,5 +492,35 @@ async fn incident_links_environments_and_negative_stages() -> Result<()> {
         .await?,
         [["3600.0", "null"].map(str::to_owned).to_vec()]
     );
+    Ok(())
+}
+
+/// Runs `fathom` on a local warehouse in `dir/data`.
+fn fathom_in(dir: &std::path::Path, args: &[&str]) -> Result<std::process::Output> {
+    Ok(Command::new(fathom_bin())
+        .args(args)
+        .env("FATHOM_WAREHOUSE__URL", dir.join("data"))
+        .env_remove("FATHOM_STATE__DATABASE_URL")
+        .output()?)
+}
+
+/// Imports `(table, file name, content)` files with `fathom import`, then
+/// computes the marts as of 2026-07-01.
+fn load_and_transform(dir: &std::path::Path, files: &[(&str, &str, &str)]) -> Result<()> {
+    for (table, name, content) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, content)?;
+        let output = fathom_in(dir, &["import", table, &path.display().to_string()])?;
+        if !output.status.success() {
+            bail!(
+                "import {table}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    let output = fathom_in(dir, &["transform", "--as-of", "2026-07-01"])?;
+    if !output.status.success() {
+        bail!("transform: {}", String::from_utf8_lossy(&output.stderr));
+    }
     Ok(())
 }
