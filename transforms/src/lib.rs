@@ -211,12 +211,13 @@ impl Parameters {
     pub fn fill_periods(&self, sql: &str, as_of: DateTime<Utc>, kind: Periods) -> Result<String> {
         let periods = periods(kind, as_of);
         let sql = sql.replace("{{dora_metrics}}", include_str!("../sql/dora_metrics.sql"));
-        // The pattern is checked with the same engine family as the SQL
-        // function, and quoted as a SQL string.
-        if self.production_pattern.is_empty() {
+        // DataFusion's regexp_like uses the same engine: a pattern that does
+        // not compile here would fail inside the mart's SQL with an error
+        // that does not name the setting.
+        if let Err(e) = regex::Regex::new(&self.production_pattern) {
             return Err(Error::Parameter {
                 name: "production_pattern",
-                message: "is empty".to_owned(),
+                message: format!("not a valid regular expression: {e}"),
             });
         }
         Ok(sql
@@ -540,6 +541,20 @@ mod tests {
         assert_eq!(calendar[52].start.to_rfc3339(), "2026-06-01T00:00:00+00:00");
         assert_eq!(calendar[63].start.to_rfc3339(), "2025-07-01T00:00:00+00:00");
         Ok(())
+    }
+
+    #[test]
+    fn a_bad_production_pattern_is_named() {
+        let parameters = Parameters {
+            production_pattern: "^prod(".to_owned(),
+            ..Parameters::default()
+        };
+        let error = parameters
+            .fill("{{production_pattern}}", default_as_of())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("production_pattern"), "{error}");
     }
 
     #[tokio::test]
