@@ -207,6 +207,9 @@ enum ExplainCommand {
         /// The window: 7d, 30d, 90d or 365d.
         #[arg(long, default_value = "30d")]
         window: String,
+        /// A production environment, or `all` for every one together.
+        #[arg(long, default_value = "all")]
+        env: String,
         /// Output format.
         #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
         format: SqlFormat,
@@ -412,6 +415,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     scope,
                     metric,
                     window,
+                    env,
                     format,
                 },
         } => {
@@ -425,7 +429,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let scope = scope.to_ascii_lowercase();
             sql(
                 &config,
-                &fathom_transforms::explain_sql(&scope, metric, days),
+                &fathom_transforms::explain_sql(&scope, metric, days, &env),
                 format,
             )
             .await
@@ -1370,8 +1374,10 @@ async fn demo(world: WorldArgs, dir: &std::path::Path) -> Result<ExitCode> {
     let dora = "SELECT scope, deployments, round(deployments_per_week, 1) AS per_week, \
                 round(lead_time_p50_seconds / 3600, 1) AS lead_time_p50_hours, \
                 round(change_failure_rate * 100, 1) AS cfr_percent, \
-                round(failed_deployment_recovery_p50_seconds / 3600, 1) AS recovery_p50_hours \
-                FROM dora_metrics WHERE window_days = 30 AND scope_kind IN ('org', 'group') \
+                round(failed_deployment_recovery_p50_seconds / 3600, 1) AS recovery_p50_hours, \
+                overall_tier \
+                FROM dora_metrics WHERE window_days = 30 AND environment = 'all' \
+                AND scope_kind IN ('org', 'group') \
                 ORDER BY scope_kind DESC, scope";
     println!("DORA over the world's last 30 days (dora_metrics):");
     let (_, batches) = fathom_warehouse::query::query(&session, dora).await?;

@@ -1060,6 +1060,11 @@ pub const DORA_CHANGES: TableDef = TableDef {
             Utf8,
             "First completed production deployment that shipped it.",
         ),
+        opt(
+            "environment",
+            Utf8,
+            "Production environment of that deployment.",
+        ),
         opt("deployed_at", Timestamp, "When that deployment finished."),
         opt(
             "lead_time_seconds",
@@ -1114,88 +1119,128 @@ pub const DORA_SCOPE_MEMBERS: TableDef = TableDef {
     partition: None,
 };
 
+/// The columns `dora_metrics` and `dora_trends` share, after their own
+/// leading columns: one list, so the two marts cannot drift apart.
+macro_rules! dora_key_columns {
+    ($($lead:expr),* $(,)?) => {
+        &[
+            $($lead,)*
+            req("deployments", Int64, "Completed production deployments."),
+            req(
+                "failed_jobs",
+                Int64,
+                "Production deploy jobs that did not complete (not in the change failure rate).",
+            ),
+            req(
+                "deploy_days",
+                Int64,
+                "Distinct UTC days with a production deployment.",
+            ),
+            opt("deployments_per_day", Float64, "Deployments per day."),
+            opt("deployments_per_week", Float64, "Deployments per week."),
+            opt(
+                "median_deploy_days_per_week",
+                Float64,
+                "Median over the calendar weeks (Monday start) intersecting the window of the days with a deployment.",
+            ),
+            req("changes", Int64, "Changes first deployed in the window."),
+            opt(
+                "lead_time_p50_seconds",
+                Float64,
+                "Median lead time for changes.",
+            ),
+            opt(
+                "lead_time_p90_seconds",
+                Float64,
+                "90th percentile lead time.",
+            ),
+            req(
+                "failed_deployments",
+                Int64,
+                "Deployments that caused an incident or were rolled back.",
+            ),
+            opt(
+                "change_failure_rate",
+                Float64,
+                "Failed over completed deployments.",
+            ),
+            opt(
+                "failed_deployment_recovery_p50_seconds",
+                Float64,
+                "Median failed deployment recovery time.",
+            ),
+            req(
+                "incidents",
+                Int64,
+                "Incidents started in the window and resolved.",
+            ),
+            opt(
+                "time_to_restore_p50_seconds",
+                Float64,
+                "Median incident start → resolved.",
+            ),
+            req(
+                "rework_deployments",
+                Int64,
+                "Deployments made during an incident or shipping a hotfix.",
+            ),
+            opt("rework_rate", Float64, "Rework over completed deployments."),
+            req(
+                "benchmark",
+                Utf8,
+                "Benchmark table of the tiers (`[transforms] benchmark`): dora-2021, dora-2023 or dora-2024.",
+            ),
+            opt(
+                "deployment_frequency_tier",
+                Utf8,
+                "elite, high, medium or low by deployments per day; null without deployments.",
+            ),
+            opt(
+                "lead_time_tier",
+                Utf8,
+                "Tier of the median lead time.",
+            ),
+            opt(
+                "change_failure_rate_tier",
+                Utf8,
+                "Tier of the change failure rate.",
+            ),
+            opt(
+                "recovery_tier",
+                Utf8,
+                "Tier of recovery: failed deployment recovery (2023, 2024) or time to restore (2021).",
+            ),
+            opt(
+                "overall_tier",
+                Utf8,
+                "The worst of the metric tiers that exist; null without deployments.",
+            ),
+            UPDATED_AT,
+        ]
+    };
+}
+
 /// DORA mart: the five keys per scope and window.
 pub const DORA_METRICS: TableDef = TableDef {
     name: "dora_metrics",
-    description: "Mart (transforms/sql/dora_metrics.sql): the five keys per scope (component, group with its sub-groups, system, domain, org) and rolling window (7/30/90/365 days ending at `as_of`), over all production environments, with the counts each metric was computed from. Empty inputs give null rates, never 0.",
-    columns: &[
+    description: "Mart (transforms/sql/dora_metrics.sql): the five keys per scope (component, group with its sub-groups, system, domain, org), rolling window (7/30/90/365 days ending at `as_of`) and production environment (`all` for every one together), with the counts each metric was computed from and the tiers of the configured benchmark. Empty inputs give null rates and tiers, never 0.",
+    columns: dora_key_columns!(
         req("scope", Utf8, "Entity ref of the scope, or `org`."),
         req(
             "scope_kind",
             Utf8,
-            "component, group, system, domain or org.",
+            "component, group, system, domain or org."
         ),
         req("window_days", Int64, "Window length, days."),
         req("period", Utf8, "The window: `7d`, `30d`, `90d` or `365d`."),
         req(
             "environment",
             Utf8,
-            "`production`: every production environment together.",
+            "`all`: every production environment together; otherwise one production environment.",
         ),
         req("window_start", Timestamp, "Start of the window."),
         req("as_of", Timestamp, "End of the window (exclusive)."),
-        req("deployments", Int64, "Completed production deployments."),
-        req(
-            "failed_jobs",
-            Int64,
-            "Production deploy jobs that did not complete (not in the change failure rate).",
-        ),
-        req(
-            "deploy_days",
-            Int64,
-            "Distinct UTC days with a production deployment.",
-        ),
-        opt("deployments_per_day", Float64, "Deployments per day."),
-        opt("deployments_per_week", Float64, "Deployments per week."),
-        opt(
-            "median_deploy_days_per_week",
-            Float64,
-            "Median over the calendar weeks (Monday start) intersecting the window of the days with a deployment.",
-        ),
-        req("changes", Int64, "Changes first deployed in the window."),
-        opt(
-            "lead_time_p50_seconds",
-            Float64,
-            "Median lead time for changes.",
-        ),
-        opt(
-            "lead_time_p90_seconds",
-            Float64,
-            "90th percentile lead time.",
-        ),
-        req(
-            "failed_deployments",
-            Int64,
-            "Deployments that caused an incident or were rolled back.",
-        ),
-        opt(
-            "change_failure_rate",
-            Float64,
-            "Failed over completed deployments.",
-        ),
-        opt(
-            "failed_deployment_recovery_p50_seconds",
-            Float64,
-            "Median failed deployment recovery time.",
-        ),
-        req(
-            "incidents",
-            Int64,
-            "Incidents started in the window and resolved.",
-        ),
-        opt(
-            "time_to_restore_p50_seconds",
-            Float64,
-            "Median incident start → resolved.",
-        ),
-        req(
-            "rework_deployments",
-            Int64,
-            "Deployments made during an incident or shipping a hotfix.",
-        ),
-        opt("rework_rate", Float64, "Rework over completed deployments."),
-        UPDATED_AT,
-    ],
+    ),
     primary_key: &["scope", "window_days", "environment"],
     partition: None,
 };
@@ -1203,18 +1248,18 @@ pub const DORA_METRICS: TableDef = TableDef {
 /// DORA mart: the five keys per calendar week and month.
 pub const DORA_TRENDS: TableDef = TableDef {
     name: "dora_trends",
-    description: "Mart (transforms/sql/dora_trends.sql): the keys of `dora_metrics` per scope and calendar week (Monday start, UTC) or month, the last 52 weeks and 12 months up to `as_of`.",
-    columns: &[
+    description: "Mart (transforms/sql/dora_trends.sql): the keys of `dora_metrics` per scope, production environment and calendar week (Monday start, UTC) or month, the last 52 weeks and 12 months up to `as_of`.",
+    columns: dora_key_columns!(
         req("scope", Utf8, "Entity ref of the scope, or `org`."),
         req(
             "scope_kind",
             Utf8,
-            "component, group, system, domain or org.",
+            "component, group, system, domain or org."
         ),
         req(
             "granularity",
             Utf8,
-            "`week` (Monday start, UTC) or `month`.",
+            "`week` (Monday start, UTC) or `month`."
         ),
         req("period_start", Timestamp, "Start of the week or month."),
         req(
@@ -1226,70 +1271,9 @@ pub const DORA_TRENDS: TableDef = TableDef {
         req(
             "environment",
             Utf8,
-            "`production`: every production environment together.",
+            "`all`: every production environment together; otherwise one production environment.",
         ),
-        req("deployments", Int64, "Completed production deployments."),
-        req(
-            "failed_jobs",
-            Int64,
-            "Production deploy jobs that did not complete (not in the change failure rate).",
-        ),
-        req(
-            "deploy_days",
-            Int64,
-            "Distinct UTC days with a production deployment.",
-        ),
-        opt("deployments_per_day", Float64, "Deployments per day."),
-        opt("deployments_per_week", Float64, "Deployments per week."),
-        opt(
-            "median_deploy_days_per_week",
-            Float64,
-            "Median over the calendar weeks (Monday start) intersecting the window of the days with a deployment.",
-        ),
-        req("changes", Int64, "Changes first deployed in the window."),
-        opt(
-            "lead_time_p50_seconds",
-            Float64,
-            "Median lead time for changes.",
-        ),
-        opt(
-            "lead_time_p90_seconds",
-            Float64,
-            "90th percentile lead time.",
-        ),
-        req(
-            "failed_deployments",
-            Int64,
-            "Deployments that caused an incident or were rolled back.",
-        ),
-        opt(
-            "change_failure_rate",
-            Float64,
-            "Failed over completed deployments.",
-        ),
-        opt(
-            "failed_deployment_recovery_p50_seconds",
-            Float64,
-            "Median failed deployment recovery time.",
-        ),
-        req(
-            "incidents",
-            Int64,
-            "Incidents started in the window and resolved.",
-        ),
-        opt(
-            "time_to_restore_p50_seconds",
-            Float64,
-            "Median incident start → resolved.",
-        ),
-        req(
-            "rework_deployments",
-            Int64,
-            "Deployments made during an incident or shipping a hotfix.",
-        ),
-        opt("rework_rate", Float64, "Rework over completed deployments."),
-        UPDATED_AT,
-    ],
+    ),
     primary_key: &["scope", "granularity", "period_start", "environment"],
     partition: None,
 };

@@ -135,7 +135,8 @@ async fn dora_marts_equal_the_worlds_truth() -> Result<()> {
     // The five keys: every scope and window the world knows.
     let metrics = rows(
         &warehouse,
-        "SELECT scope, CAST(window_days AS VARCHAR), deployments, failed_jobs, deploy_days, changes,          failed_deployments, incidents, rework_deployments, deployments_per_day, deployments_per_week,          median_deploy_days_per_week, lead_time_p50_seconds, lead_time_p90_seconds, change_failure_rate,          failed_deployment_recovery_p50_seconds, time_to_restore_p50_seconds, rework_rate FROM dora_metrics",
+        "SELECT scope, CAST(window_days AS VARCHAR), deployments, failed_jobs, deploy_days, changes,          failed_deployments, incidents, rework_deployments, deployments_per_day, deployments_per_week,          median_deploy_days_per_week, lead_time_p50_seconds, lead_time_p90_seconds, change_failure_rate,          failed_deployment_recovery_p50_seconds, time_to_restore_p50_seconds, rework_rate FROM dora_metrics \
+         WHERE environment = 'all'",
     )
     .await?;
     let by_key: BTreeMap<(String, String), &Vec<String>> = metrics
@@ -224,6 +225,46 @@ async fn dora_marts_equal_the_worlds_truth() -> Result<()> {
         differences.iter().take(12).collect::<Vec<_>>()
     );
     assert_eq!(metrics.len(), truth.dora.len());
+
+    // Each service of the world deploys to one production environment
+    // (`production` through Argo CD, `prod` through GitHub): a component's
+    // own environment rows equal its `all` rows, and for every scope the
+    // environments' deployments and changes add up to `all`.
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM dora_metrics a JOIN dora_metrics p \
+             ON p.scope = a.scope AND p.window_days = a.window_days \
+             WHERE a.scope_kind = 'component' AND a.environment = 'all' AND p.environment <> 'all' \
+             AND NOT (a.deployments = p.deployments AND a.changes = p.changes \
+             AND a.failed_deployments = p.failed_deployments \
+             AND (a.lead_time_p50_seconds IS NOT DISTINCT FROM p.lead_time_p50_seconds) \
+             AND (a.overall_tier IS NOT DISTINCT FROM p.overall_tier))"
+        )
+        .await?,
+        0
+    );
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM (SELECT a.scope, a.window_days, \
+             max(a.deployments) AS total, sum(p.deployments) AS parts, \
+             max(a.changes) AS total_changes, sum(p.changes) AS part_changes \
+             FROM dora_metrics a JOIN dora_metrics p ON p.scope = a.scope AND p.window_days = a.window_days \
+             WHERE a.environment = 'all' AND p.environment <> 'all' GROUP BY a.scope, a.window_days) sums \
+             WHERE total <> parts OR total_changes <> part_changes"
+        )
+        .await?,
+        0
+    );
+    assert_eq!(
+        rows(
+            &warehouse,
+            "SELECT DISTINCT environment FROM dora_metrics ORDER BY environment"
+        )
+        .await?,
+        [["all"], ["prod"], ["production"]].map(|r| r.map(str::to_owned).to_vec())
+    );
     Ok(())
 }
 
@@ -331,15 +372,22 @@ async fn the_worked_example_in_the_metrics_doc_holds() -> Result<()> {
          CAST(lead_time_p50_seconds AS VARCHAR) AS p50, CAST(lead_time_p90_seconds AS VARCHAR) AS p90, \
          CAST(median_deploy_days_per_week AS VARCHAR) AS days, \
          CAST(failed_deployment_recovery_p50_seconds AS VARCHAR) AS recovery, \
-         CAST(time_to_restore_p50_seconds AS VARCHAR) AS restore \
-         FROM dora_metrics WHERE window_days IN (7, 30) ORDER BY scope, window_days",
+         CAST(time_to_restore_p50_seconds AS VARCHAR) AS restore, \
+         deployment_frequency_tier, lead_time_tier, change_failure_rate_tier, recovery_tier, overall_tier \
+         FROM dora_metrics WHERE window_days IN (7, 30) AND environment = 'all' ORDER BY scope, window_days",
     )
     .await?;
+    // Tiers (dora-2023): one deployment in 7 days is weekly (high); 4 in 30
+    // days is less than weekly (medium); a 2-day lead time is high, 1 day
+    // elite; a 25 % failure rate low; 9 hours to recover high. The overall
+    // tier is the worst of them.
     let component_7 = [
-        "1", "1", "1", "1", "0.0", "0.0", "172800.0", "172800.0", "0.5", "", "",
+        "1", "1", "1", "1", "0.0", "0.0", "172800.0", "172800.0", "0.5", "", "", "high", "high",
+        "elite", "", "high",
     ];
     let component_30 = [
         "4", "1", "3", "3", "0.25", "0.25", "86400.0", "155520.0", "0.0", "32400.0", "21600.0",
+        "medium", "elite", "low", "high", "low",
     ];
     // The component, its team, the team's parent, its system, its domain and
     // the org all hold the same single service.
@@ -366,7 +414,7 @@ async fn the_worked_example_in_the_metrics_doc_holds() -> Result<()> {
         &warehouse,
         "SELECT granularity, CAST(CAST(period_start AS DATE) AS VARCHAR) AS start, deployments, failed_jobs, \
          failed_deployments FROM dora_trends WHERE scope = 'component:default/payments-api' \
-         AND deployments + failed_jobs > 0 ORDER BY granularity, period_start",
+         AND environment = 'all' AND deployments + failed_jobs > 0 ORDER BY granularity, period_start",
     )
     .await?;
     assert_eq!(
@@ -471,15 +519,22 @@ async fn incident_links_environments_and_negative_stages() -> Result<()> {
         .map(|r| r.map(str::to_owned).to_vec())
     );
     // Three production deployments (staging is not one), one failed; all
-    // three incidents started in the window count for time to restore.
+    // three incidents started in the window count for time to restore. Each
+    // production environment also has its own rows: its deployments, and
+    // the incidents linked to them.
     assert_eq!(
         rows(
             &warehouse,
-            "SELECT deployments, failed_deployments, incidents FROM dora_metrics \
-             WHERE scope = 'component:default/ledger' AND window_days = 30",
+            "SELECT environment, deployments, failed_deployments, incidents FROM dora_metrics \
+             WHERE scope = 'component:default/ledger' AND window_days = 30 ORDER BY environment",
         )
         .await?,
-        [["3", "1", "3"].map(str::to_owned).to_vec()]
+        [
+            ["all", "3", "1", "3"],
+            ["prod-eu", "2", "1", "1"],
+            ["production-us", "1", "0", "0"],
+        ]
+        .map(|r| r.map(str::to_owned).to_vec())
     );
     // Reviewed before it was opened: the pickup stage would be negative,
     // so it is unknown (null), not a negative duration.

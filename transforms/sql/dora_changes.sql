@@ -1,7 +1,8 @@
 -- dora_changes: one row per change — a merged pull request, or a commit
 -- pushed straight to the default branch — with the first completed
 -- production deployment that shipped it (from `dora_deployments` and the
--- deployments' change sets), its lead time and its pull-request stages.
+-- deployments' change sets) and that deployment's environment, its lead
+-- time and its pull-request stages.
 --
 -- Lead time = deployed_at − first commit authored (a pull request's first
 -- commit; a push's own commit). Stages: coding (first commit → opened),
@@ -9,7 +10,7 @@
 -- (merged → deployed); a negative stage is null. Merged pull requests not
 -- deployed yet are present with null deploy fields.
 WITH completed AS (
-    SELECT deployment_id, finished_at
+    SELECT deployment_id, environment, finished_at
     FROM dora_deployments
     WHERE completed AND NOT coalesce(is_baseline, false)
 ),
@@ -34,7 +35,7 @@ commit_pr AS (
     GROUP BY repository_id, sha
 ),
 change_commits AS (
-    SELECT dc.repository_id, dc.sha, c.deployment_id, c.finished_at,
+    SELECT dc.repository_id, dc.sha, c.deployment_id, c.environment, c.finished_at,
            p.pull_request_number,
            CASE WHEN p.pull_request_number IS NOT NULL
                 THEN 'pr:' || dc.repository_id || '#' || CAST(p.pull_request_number AS VARCHAR)
@@ -44,7 +45,7 @@ change_commits AS (
     LEFT JOIN commit_pr p ON p.repository_id = dc.repository_id AND p.sha = dc.sha
 ),
 first_deployed AS (
-    SELECT change_id, repository_id, sha, pull_request_number, deployment_id, finished_at
+    SELECT change_id, repository_id, sha, pull_request_number, deployment_id, environment, finished_at
     FROM (
         SELECT *, row_number() OVER (PARTITION BY change_id
                                      ORDER BY finished_at, deployment_id, sha) AS rank
@@ -67,6 +68,7 @@ pr_changes AS (
            m.first_review_at + INTERVAL '0 seconds' AS first_review_at,
            m.merged_at + INTERVAL '0 seconds' AS merged_at,
            CAST(f.deployment_id AS VARCHAR) AS deployment_id,
+           CAST(f.environment AS VARCHAR) AS environment,
            f.finished_at + INTERVAL '0 seconds' AS deployed_at
     FROM merged_prs m
     LEFT JOIN first_deployed f ON f.change_id = m.change_id
@@ -78,7 +80,8 @@ push_changes AS (
            CASE WHEN false THEN c.authored_at END AS opened_at,
            CASE WHEN false THEN c.authored_at END AS first_review_at,
            c.committed_at + INTERVAL '0 seconds',
-           CAST(f.deployment_id AS VARCHAR), f.finished_at + INTERVAL '0 seconds'
+           CAST(f.deployment_id AS VARCHAR), CAST(f.environment AS VARCHAR),
+           f.finished_at + INTERVAL '0 seconds'
     FROM first_deployed f
     JOIN commits c ON c.repository_id = f.repository_id AND c.sha = f.sha
     WHERE f.pull_request_number IS NULL
@@ -89,7 +92,7 @@ changes AS (
     SELECT * FROM push_changes
 )
 SELECT change_id, entity_ref, kind, repository_id, pull_request_number, sha,
-       first_commit_at, opened_at, first_review_at, merged_at, deployment_id, deployed_at,
+       first_commit_at, opened_at, first_review_at, merged_at, deployment_id, environment, deployed_at,
        CAST(date_part('epoch', deployed_at) - date_part('epoch', first_commit_at) AS DOUBLE) AS lead_time_seconds,
        nonnegative(CAST(date_part('epoch', opened_at) - date_part('epoch', first_commit_at) AS DOUBLE)) AS coding_seconds,
        nonnegative(CAST(date_part('epoch', first_review_at) - date_part('epoch', opened_at) AS DOUBLE)) AS pickup_seconds,

@@ -24,6 +24,8 @@ use fathom_models::tables::{
 use fathom_warehouse::Warehouse;
 use serde::{Deserialize, Serialize};
 
+pub mod tiers;
+
 /// What went wrong in a transform.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -72,6 +74,9 @@ pub struct Parameters {
     /// How long after a deployment an incident without an explicit link is
     /// blamed on it, days. Default 7.
     pub incident_gap_days: u32,
+    /// The benchmark table of the tiers: `dora-2021`, `dora-2023` (default)
+    /// or `dora-2024`.
+    pub benchmark: String,
 }
 
 impl Default for Parameters {
@@ -79,6 +84,7 @@ impl Default for Parameters {
         Self {
             production_pattern: "^prod(uction)?([-_].*)?$".to_owned(),
             incident_gap_days: 7,
+            benchmark: tiers::DEFAULT_BENCHMARK.to_owned(),
         }
     }
 }
@@ -220,7 +226,25 @@ impl Parameters {
                 message: format!("not a valid regular expression: {e}"),
             });
         }
+        let Some(benchmark) = tiers::Benchmark::named(&self.benchmark) else {
+            return Err(Error::Parameter {
+                name: "benchmark",
+                message: format!(
+                    "`{}` is not one of {}",
+                    self.benchmark,
+                    tiers::Benchmark::names()
+                ),
+            });
+        };
+        let recovery = match benchmark.recovery_metric {
+            tiers::RecoveryMetric::TimeToRestore => "time_to_restore_p50_seconds",
+            tiers::RecoveryMetric::FailedDeploymentRecovery => {
+                "failed_deployment_recovery_p50_seconds"
+            }
+        };
         Ok(sql
+            .replace("{{benchmark}}", benchmark.name)
+            .replace("{{recovery}}", recovery)
             .replace(
                 "{{production_pattern}}",
                 &self.production_pattern.replace('\'', "''"),
@@ -325,23 +349,48 @@ impl std::str::FromStr for ExplainedMetric {
 }
 
 /// The query listing the rows behind `metric` of `scope` over the window of
-/// `window_days` that `dora_metrics` holds (same members, same window end),
-/// so the rows add up to the stored number.
-pub fn explain_sql(scope: &str, metric: ExplainedMetric, window_days: u32) -> String {
+/// `window_days` in `environment` (`all` or one production environment)
+/// that `dora_metrics` holds (same members, same window end, same
+/// environment rule), so the rows add up to the stored number.
+pub fn explain_sql(
+    scope: &str,
+    metric: ExplainedMetric,
+    window_days: u32,
+    environment: &str,
+) -> String {
     let scope = scope.replace('\'', "''");
+    let env = environment.replace('\'', "''");
     let window = format!(
         "(SELECT as_of - INTERVAL '{window_days} days' AS window_start, as_of AS window_end \
-         FROM dora_metrics WHERE scope = '{scope}' AND window_days = {window_days})"
+         FROM dora_metrics WHERE scope = '{scope}' AND window_days = {window_days} \
+         AND environment = 'all')"
     );
     let members = format!("(SELECT entity_ref FROM dora_scope_members WHERE scope = '{scope}')");
+    let in_env = |alias: &str| {
+        if environment == "all" {
+            String::new()
+        } else {
+            format!(" AND {alias}.environment = '{env}'")
+        }
+    };
     let deployments = |filter: &str, order: &str| {
         format!(
             "SELECT d.deployment_id, d.entity_ref, d.environment, d.finished_at, d.failed, \
              d.rolled_back, array_to_string(d.incident_ids, ' ') AS incident_ids, d.recovery_seconds, d.rework, d.change_count \
              FROM dora_deployments d CROSS JOIN {window} w \
-             WHERE d.completed AND d.entity_ref IN {members} \
+             WHERE d.completed AND d.entity_ref IN {members}{} \
              AND d.finished_at >= w.window_start AND d.finished_at < w.window_end{filter} \
-             ORDER BY {order}d.finished_at, d.deployment_id"
+             ORDER BY {order}d.finished_at, d.deployment_id",
+            in_env("d")
+        )
+    };
+    // An environment's incidents are those linked to its deployments.
+    let linked = if environment == "all" {
+        String::new()
+    } else {
+        format!(
+            " AND i.incident_id IN (SELECT incident_id FROM (SELECT unnest(incident_ids) AS incident_id \
+             FROM dora_deployments WHERE completed AND environment = '{env}') linked)"
         )
     };
     match metric {
@@ -350,18 +399,19 @@ pub fn explain_sql(scope: &str, metric: ExplainedMetric, window_days: u32) -> St
         ExplainedMetric::Recovery => deployments(" AND d.failed", "d.recovery_seconds, "),
         ExplainedMetric::Rework => deployments("", "d.rework DESC, "),
         ExplainedMetric::LeadTime => format!(
-            "SELECT c.change_id, c.entity_ref, c.kind, c.deployment_id, c.first_commit_at, c.deployed_at, \
+            "SELECT c.change_id, c.entity_ref, c.kind, c.deployment_id, c.environment, c.first_commit_at, c.deployed_at, \
              c.lead_time_seconds, c.coding_seconds, c.pickup_seconds, c.review_seconds, c.deploy_seconds \
              FROM dora_changes c CROSS JOIN {window} w \
-             WHERE c.entity_ref IN {members} \
+             WHERE c.entity_ref IN {members}{} \
              AND c.deployed_at >= w.window_start AND c.deployed_at < w.window_end \
-             ORDER BY c.lead_time_seconds, c.change_id"
+             ORDER BY c.lead_time_seconds, c.change_id",
+            in_env("c")
         ),
         ExplainedMetric::TimeToRestore => format!(
             "SELECT i.incident_id, i.entity_ref, i.title, i.created_at, i.resolved_at, \
              CAST(date_part('epoch', i.resolved_at) - date_part('epoch', i.created_at) AS DOUBLE) AS restore_seconds \
              FROM incidents i CROSS JOIN {window} w \
-             WHERE i.entity_ref IN {members} AND i.resolved_at IS NOT NULL \
+             WHERE i.entity_ref IN {members} AND i.resolved_at IS NOT NULL{linked} \
              AND i.created_at >= w.window_start AND i.created_at < w.window_end \
              ORDER BY restore_seconds, i.incident_id"
         ),
@@ -440,6 +490,8 @@ pub fn mart_session() -> SessionContext {
     );
     let ctx = SessionContext::new_with_config(config);
     ctx.register_udf(nonnegative_udf());
+    ctx.register_udf(tiers::dora_tier_udf());
+    ctx.register_udf(tiers::dora_overall_tier_udf());
     ctx
 }
 
@@ -505,6 +557,7 @@ mod tests {
         let parameters = Parameters {
             production_pattern: "^prod'x$".to_owned(),
             incident_gap_days: 3,
+            benchmark: "dora-2021".to_owned(),
         };
         let as_of = DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z")
             .map(|t| t.with_timezone(&Utc))
@@ -514,10 +567,10 @@ mod tests {
             })?;
         assert_eq!(
             parameters.fill(
-                "regexp_like(e, '{{production_pattern}}') {{incident_gap_days}} {{as_of}}",
+                "regexp_like(e, '{{production_pattern}}') {{incident_gap_days}} {{as_of}} {{benchmark}} {{recovery}}",
                 as_of
             )?,
-            "regexp_like(e, '^prod''x$') 3 2026-07-01T00:00:00Z"
+            "regexp_like(e, '^prod''x$') 3 2026-07-01T00:00:00Z dora-2021 time_to_restore_p50_seconds"
         );
         // 2026-06-24 is a Wednesday: the 7-day window meets two weeks.
         let rolling = periods(Periods::Rolling, as_of);

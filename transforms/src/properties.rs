@@ -85,7 +85,7 @@ fn rows(
             push(
                 &DEPLOYMENTS,
                 json!({
-                    "deployment_id": id, "source": "import", "entity_ref": entity, "environment": "production",
+                    "deployment_id": id, "source": "import", "entity_ref": entity, "environment": environment(*minute),
                     "status": if *completed { "success" } else { "failure" }, "revision": format!("r{d}"),
                     "repository_id": name, "started_at": at(minute.saturating_sub(5)), "finished_at": at(*minute),
                     "is_rollback": rollback,
@@ -163,13 +163,29 @@ async fn compute_all(ctx: &SessionContext) -> Result<(), String> {
     Ok(())
 }
 
-/// `dora_metrics` as (scope, window) → the row's values as text.
-async fn metrics(ctx: &SessionContext) -> Result<BTreeMap<(String, i64), Vec<String>>, String> {
+/// The production environment of a deployment finishing at `minute`: two
+/// of them, so each has its own series and baseline.
+fn environment(minute: u32) -> &'static str {
+    if minute.is_multiple_of(3) {
+        "prod-eu"
+    } else {
+        "production"
+    }
+}
+
+/// (scope, window, environment) of `dora_metrics`.
+type MetricKey = (String, i64, String);
+
+/// `dora_metrics` as (scope, window, environment) → the row's values as
+/// text.
+async fn metrics(ctx: &SessionContext) -> Result<BTreeMap<MetricKey, Vec<String>>, String> {
     let batches = ctx
         .sql(
             "SELECT scope, window_days, deployments, failed_deployments, change_failure_rate, rework_rate, \
              lead_time_p50_seconds, lead_time_p90_seconds, failed_deployment_recovery_p50_seconds, \
-             time_to_restore_p50_seconds, median_deploy_days_per_week, changes, incidents FROM dora_metrics",
+             time_to_restore_p50_seconds, median_deploy_days_per_week, changes, incidents, environment, \
+             deployment_frequency_tier, lead_time_tier, change_failure_rate_tier, recovery_tier, overall_tier \
+             FROM dora_metrics",
         )
         .await
         .map_err(|e| e.to_string())?
@@ -190,7 +206,7 @@ async fn metrics(ctx: &SessionContext) -> Result<BTreeMap<(String, i64), Vec<Str
                 .map(|f| f.value(row).to_string())
                 .collect();
             let window: i64 = values[1].parse().map_err(|_| "window".to_owned())?;
-            out.insert((values[0].clone(), window), values);
+            out.insert((values[0].clone(), window, values[13].clone()), values);
         }
     }
     Ok(out)
@@ -216,7 +232,7 @@ proptest! {
             let ctx = load(&tables).await?;
             let first = metrics(&ctx).await?;
 
-            for ((scope, window), row) in &first {
+            for ((scope, window, _), row) in &first {
                 let deployments: u64 = row[2].parse().map_err(|_| "deployments")?;
                 for rate in [&row[4], &row[5]] {
                     match number(rate) {
@@ -231,13 +247,41 @@ proptest! {
                         return Err(format!("{scope} {window}: negative lead time {lead}"));
                     }
                 }
+                // The overall tier is the worst tier present, and exists
+                // exactly when there are deployments.
+                let rank = |t: &str| ["elite", "high", "medium", "low"].iter().position(|n| *n == t);
+                let overall = rank(&row[18]);
+                if overall.is_some() != (deployments > 0) {
+                    return Err(format!("{scope} {window}: overall tier {:?} with {deployments} deployments", row[18]));
+                }
+                let worst = row[14..18].iter().filter_map(|t| rank(t)).max();
+                if overall.is_some() && overall != worst {
+                    return Err(format!("{scope} {window}: overall {:?} but tiers {:?}", row[18], &row[14..18]));
+                }
+            }
+            // Environments add up to `all`: deployments and changes.
+            for ((scope, window, env), row) in &first {
+                if env != "all" {
+                    continue;
+                }
+                for column in [2, 11] {
+                    let total: u64 = row[column].parse().map_err(|_| "count")?;
+                    let parts: u64 = first
+                        .iter()
+                        .filter(|((s, w, e), _)| s == scope && w == window && e != "all")
+                        .map(|(_, r)| r[column].parse::<u64>().unwrap_or(0))
+                        .sum();
+                    if total != parts {
+                        return Err(format!("{scope} {window}: column {column} all {total} vs environments {parts}"));
+                    }
+                }
             }
             // A team's deployments are its services' together.
             for window in super::WINDOWS {
                 let window = i64::from(window);
-                let team: u64 = first.get(&("group:default/team-a".to_owned(), window)).map_or(0, |r| r[2].parse().unwrap_or(0));
+                let team: u64 = first.get(&("group:default/team-a".to_owned(), window, "all".to_owned())).map_or(0, |r| r[2].parse().unwrap_or(0));
                 let sum: u64 = first.iter()
-                    .filter(|((scope, w), _)| *w == window && scope.starts_with("component:"))
+                    .filter(|((scope, w, env), _)| *w == window && env == "all" && scope.starts_with("component:"))
                     .map(|(_, r)| r[2].parse::<u64>().unwrap_or(0))
                     .sum();
                 if team != sum {
