@@ -165,6 +165,10 @@ enum Command {
         /// Default: the end of today (UTC).
         #[arg(long)]
         as_of: Option<String>,
+        /// Recompute every mart whole, even when only some components
+        /// changed since the last run.
+        #[arg(long)]
+        full: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -402,7 +406,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Runs { limit, json } => runs(&config, limit, json).await,
         Command::Run { json } => {
             let code = ingest(&config, None, None, false, json).await?;
-            let transformed = transform(&config, None, None, json).await?;
+            let transformed = transform(&config, None, None, false, json).await?;
             Ok(if code == ExitCode::SUCCESS {
                 transformed
             } else {
@@ -434,9 +438,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await
         }
-        Command::Transform { mart, as_of, json } => {
-            transform(&config, mart.as_deref(), as_of.as_deref(), json).await
-        }
+        Command::Transform {
+            mart,
+            as_of,
+            full,
+            json,
+        } => transform(&config, mart.as_deref(), as_of.as_deref(), full, json).await,
         Command::Ingest {
             source,
             since,
@@ -659,22 +666,37 @@ struct TransformLines {
 }
 
 impl fathom_transforms::TransformProgress for TransformLines {
-    fn mart_started(&self, _: &str) {}
+    fn planned(&self, plan: &str) {
+        if !self.quiet {
+            println!("{plan}");
+        }
+    }
+
+    fn mart_started(&self, mart: &str) {
+        // On stderr, so `--json` output stays clean.
+        if !self.quiet {
+            eprint!("{mart}…\r");
+        }
+    }
 
     fn mart_finished(&self, report: &fathom_transforms::MartReport) {
         if !self.quiet {
             println!(
-                "{:<20} {:>9} rows (was {}) in {:.1}s",
-                report.mart, report.rows, report.previous_rows, report.seconds
+                "{:<20} {:<16} {:>9} rows (replacing {}) in {:.1}s",
+                report.mart, report.recomputed, report.rows, report.previous_rows, report.seconds
             );
         }
     }
 }
 
+/// Where the state database keeps the marts' watermark.
+const WATERMARK: (&str, &str) = ("transforms", "watermark");
+
 async fn transform(
     config: &Config,
     mart: Option<&str>,
     as_of: Option<&str>,
+    full: bool,
     json: bool,
 ) -> Result<ExitCode> {
     let as_of = match as_of {
@@ -694,9 +716,26 @@ async fn transform(
     let state = open_state(config).await?;
     let run_id = state.start_run("transform").await?;
     let progress = TransformLines { quiet: json };
-    match fathom_transforms::run(&warehouse, &config.transforms, mart, as_of, &progress).await {
-        Ok(reports) => {
-            let counts: BTreeMap<String, i64> = reports
+    // An unreadable watermark (an older format) only costs a full run.
+    let previous: Option<fathom_transforms::Watermark> = state
+        .cursor(WATERMARK.0, WATERMARK.1)
+        .await?
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let options = fathom_transforms::RunOptions {
+        only: mart,
+        as_of,
+        full,
+        previous: previous.as_ref(),
+    };
+    match fathom_transforms::run(&warehouse, &config.transforms, options, &progress).await {
+        Ok(outcome) => {
+            if let Some(watermark) = &outcome.watermark {
+                state
+                    .set_cursor(WATERMARK.0, WATERMARK.1, &serde_json::to_string(watermark)?)
+                    .await?;
+            }
+            let counts: BTreeMap<String, i64> = outcome
+                .marts
                 .iter()
                 .map(|r| (format!("{}.rows", r.mart), r.rows as i64))
                 .collect();
@@ -707,7 +746,7 @@ async fn transform(
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &serde_json::json!({"run_id": run_id, "marts": reports})
+                        &serde_json::json!({"run_id": run_id, "plan": outcome.plan, "marts": outcome.marts})
                     )?
                 );
             }
@@ -1170,6 +1209,9 @@ async fn reprocess(config: &Config, source: Option<String>, json: bool) -> Resul
     let warehouse = open_warehouse(config)?;
     let state = open_state(config).await?;
     let run_id = state.start_run("reprocess").await?;
+    // Reprocessing may move rows to other components (a new mapping):
+    // the next transform starts over rather than follow changed rows.
+    state.clear_cursor(WATERMARK.0, WATERMARK.1).await?;
     let options = fathom_ingest::runner::IngestOptions {
         source,
         ..fathom_ingest::runner::IngestOptions::default()
@@ -1308,15 +1350,25 @@ async fn demo(world: WorldArgs, dir: &std::path::Path) -> Result<ExitCode> {
         "\ncomputing the marts (DORA as of the world's end, {}):",
         world_end.date_naive()
     );
-    fathom_transforms::run(
+    let options = fathom_transforms::RunOptions {
+        only: None,
+        as_of: world_end,
+        full: true,
+        previous: None,
+    };
+    let outcome = fathom_transforms::run(
         &warehouse,
         &config.transforms,
-        None,
-        world_end,
+        options,
         &TransformLines { quiet: false },
     )
     .await
     .context("the demo transform failed")?;
+    if let Some(watermark) = &outcome.watermark {
+        state_db
+            .set_cursor(WATERMARK.0, WATERMARK.1, &serde_json::to_string(watermark)?)
+            .await?;
+    }
 
     println!("\nwhat landed:");
     let session =

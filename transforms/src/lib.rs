@@ -4,11 +4,14 @@
 //! UDFs where SQL is not enough, run in dependency order.
 //!
 //! A mart is a deterministic function of its input tables: running it again
-//! on the same inputs writes the same rows. Each mart is written whole in
-//! one commit (readers see the previous version or the new one), which
-//! keeps every run exactly equal to a full recompute; recomputing only the
-//! partitions new data touches is the next step.
+//! on the same inputs writes the same rows. Each write is one commit
+//! (readers see the previous version or the new one). Runs are
+//! incremental: given the previous run's [`Watermark`], only the components
+//! new rows touched and the scopes containing them are recomputed, and an
+//! incremental run leaves exactly the rows a full recompute would
+//! ([`incremental`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Float64Array};
@@ -24,7 +27,10 @@ use fathom_models::tables::{
 use fathom_warehouse::Warehouse;
 use serde::{Deserialize, Serialize};
 
+pub mod incremental;
 pub mod tiers;
+
+pub use incremental::Watermark;
 
 /// What went wrong in a transform.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +83,10 @@ pub struct Parameters {
     /// The benchmark table of the tiers: `dora-2021`, `dora-2023` (default)
     /// or `dora-2024`.
     pub benchmark: String,
+    /// Incremental runs re-read rows written up to this many minutes
+    /// before the previous run's newest, for writers whose commit lands
+    /// after a run read the tables. Default 10.
+    pub change_margin_minutes: u32,
 }
 
 impl Default for Parameters {
@@ -85,6 +95,7 @@ impl Default for Parameters {
             production_pattern: "^prod(uction)?([-_].*)?$".to_owned(),
             incident_gap_days: 7,
             benchmark: tiers::DEFAULT_BENCHMARK.to_owned(),
+            change_margin_minutes: 10,
         }
     }
 }
@@ -423,9 +434,12 @@ pub fn explain_sql(
 pub struct MartReport {
     /// Mart name.
     pub mart: &'static str,
-    /// Rows it holds now.
+    /// What was recomputed: `all`, `unchanged`, or how many components or
+    /// scopes.
+    pub recomputed: String,
+    /// Rows written.
     pub rows: usize,
-    /// Rows it held before.
+    /// Rows those replaced.
     pub previous_rows: u64,
     /// Wall time, seconds.
     pub seconds: f64,
@@ -433,6 +447,8 @@ pub struct MartReport {
 
 /// Progress of a transform run.
 pub trait TransformProgress: Send + Sync {
+    /// The run decided what to recompute.
+    fn planned(&self, _plan: &str) {}
     /// A mart starts.
     fn mart_started(&self, mart: &str);
     /// A mart is written.
@@ -481,6 +497,14 @@ async fn session(warehouse: &Warehouse) -> Result<SessionContext> {
 
 /// A session configured as the marts need it, their functions registered.
 pub fn mart_session() -> SessionContext {
+    mart_session_on(Arc::new(
+        datafusion::execution::runtime_env::RuntimeEnv::default(),
+    ))
+}
+
+/// A mart session sharing `runtime` (and so the object stores registered
+/// in it) with another session.
+fn mart_session_on(runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>) -> SessionContext {
     // Column comments travel as field metadata; a union of two tables'
     // columns then differs only in comments, which the aggregate planner's
     // schema check would refuse.
@@ -488,7 +512,7 @@ pub fn mart_session() -> SessionContext {
         "datafusion.execution.skip_physical_aggregate_schema_check",
         true,
     );
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udf(nonnegative_udf());
     ctx.register_udf(tiers::dora_tier_udf());
     ctx.register_udf(tiers::dora_overall_tier_udf());
@@ -512,40 +536,215 @@ pub async fn compute(
     frame.collect().await.map_err(sql_error)
 }
 
-/// Runs every mart (or the one named), in dependency order, each on the
-/// tables as the previous marts left them.
+/// How to run the marts.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions<'a> {
+    /// Only this mart, recomputed whole (the watermark is not advanced).
+    pub only: Option<&'a str>,
+    /// End of the windows.
+    pub as_of: DateTime<Utc>,
+    /// Recompute everything even when a watermark allows less.
+    pub full: bool,
+    /// Where the previous complete run left off.
+    pub previous: Option<&'a Watermark>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunOutcome {
+    /// Full or incremental, and why.
+    pub plan: String,
+    /// Each mart.
+    pub marts: Vec<MartReport>,
+    /// Where the next run continues from; `None` after `only`.
+    #[serde(skip)]
+    pub watermark: Option<Watermark>,
+}
+
+/// Runs the marts in dependency order, each on the tables as the previous
+/// marts left them: all of them whole, or — given the previous run's
+/// watermark — only what changed since (see [`incremental`]).
 pub async fn run(
     warehouse: &Warehouse,
     parameters: &Parameters,
-    only: Option<&str>,
-    as_of: DateTime<Utc>,
+    options: RunOptions<'_>,
     progress: &dyn TransformProgress,
-) -> Result<Vec<MartReport>> {
-    if let Some(name) = only
-        && !MARTS.iter().any(|m| m.def.name == name)
-    {
-        return Err(Error::UnknownMart(name.to_owned()));
-    }
-    let mut reports = Vec::new();
-    for mart in MARTS
-        .iter()
-        .filter(|m| only.is_none_or(|n| n == m.def.name))
-    {
-        progress.mart_started(mart.def.name);
-        let started = std::time::Instant::now();
+) -> Result<RunOutcome> {
+    if let Some(name) = options.only {
+        let Some(mart) = MARTS.iter().find(|m| m.def.name == name) else {
+            return Err(Error::UnknownMart(name.to_owned()));
+        };
+        let plan = format!("`{name}` recomputed whole");
+        progress.planned(&plan);
         let ctx = session(warehouse).await?;
-        let batches = compute(&ctx, mart, parameters, as_of).await?;
-        let stats = warehouse.replace_all(mart.def, &batches).await?;
+        let report = run_mart(
+            warehouse,
+            &ctx,
+            mart,
+            parameters,
+            options.as_of,
+            &Step::Whole,
+            progress,
+        )
+        .await?;
+        return Ok(RunOutcome {
+            plan,
+            marts: vec![report],
+            watermark: None,
+        });
+    }
+    // Versions before the session: a commit landing in between is seen
+    // again next time rather than missed.
+    let mut versions = BTreeMap::new();
+    for def in incremental::INPUTS {
+        versions.insert(def.name.to_owned(), warehouse.version(def).await?);
+    }
+    let ctx = session(warehouse).await?;
+    let marks = incremental::marks(&versions, &ctx).await?;
+    let plan = if options.full {
+        incremental::Plan::Full("--full".to_owned())
+    } else {
+        incremental::plan(
+            warehouse,
+            &ctx,
+            options.previous,
+            &marks,
+            parameters,
+            options.as_of,
+        )
+        .await?
+    };
+    progress.planned(&plan.describe());
+    let mut reports = Vec::new();
+    for mart in MARTS {
+        let step = match &plan {
+            incremental::Plan::Full(_) => Step::Whole,
+            incremental::Plan::Partial { affected, scopes } => match mart.def.name {
+                "dora_deployments" | "dora_changes" if affected.is_empty() => Step::Unchanged,
+                "dora_deployments" | "dora_changes" => Step::Components(affected),
+                "dora_scope_members" => Step::Unchanged,
+                _ => match scopes {
+                    None => Step::Whole,
+                    Some(scopes) if scopes.is_empty() => Step::Unchanged,
+                    Some(scopes) => Step::Scopes(scopes),
+                },
+            },
+        };
+        reports.push(
+            run_mart(
+                warehouse,
+                &ctx,
+                mart,
+                parameters,
+                options.as_of,
+                &step,
+                progress,
+            )
+            .await?,
+        );
+    }
+    Ok(RunOutcome {
+        plan: plan.describe(),
+        marts: reports,
+        watermark: Some(Watermark {
+            as_of: options.as_of,
+            parameters: parameters.clone(),
+            inputs: marks,
+        }),
+    })
+}
+
+/// What one mart recomputes.
+enum Step<'a> {
+    Whole,
+    Unchanged,
+    Components(&'a incremental::Affected),
+    Scopes(&'a std::collections::BTreeSet<String>),
+}
+
+/// A session over the same tables as `base` (same providers, same object
+/// stores), whose registrations can be changed without touching `base`.
+async fn fork(base: &SessionContext) -> Result<SessionContext> {
+    let ctx = mart_session_on(base.runtime_env());
+    for def in fathom_models::ALL_TABLES {
+        let provider = base
+            .table_provider(def.name)
+            .await
+            .map_err(|source| Error::Sql {
+                mart: "session",
+                source,
+            })?;
+        ctx.register_table(def.name, provider)
+            .map_err(|source| Error::Sql {
+                mart: "session",
+                source,
+            })?;
+    }
+    Ok(ctx)
+}
+
+/// Computes and writes one mart with the tables of `base`, then
+/// re-registers the mart in `base` for the marts after it (one Delta load
+/// per mart instead of every table per mart).
+async fn run_mart(
+    warehouse: &Warehouse,
+    base: &SessionContext,
+    mart: &Mart,
+    parameters: &Parameters,
+    as_of: DateTime<Utc>,
+    step: &Step<'_>,
+    progress: &dyn TransformProgress,
+) -> Result<MartReport> {
+    progress.mart_started(mart.def.name);
+    let started = std::time::Instant::now();
+    if matches!(step, Step::Unchanged) {
         let report = MartReport {
             mart: mart.def.name,
-            rows: stats.rows_written,
-            previous_rows: stats.rows_removed,
+            recomputed: "unchanged".to_owned(),
+            rows: 0,
+            previous_rows: 0,
             seconds: started.elapsed().as_secs_f64(),
         };
         progress.mart_finished(&report);
-        reports.push(report);
+        return Ok(report);
     }
-    Ok(reports)
+    let ctx = fork(base).await?;
+    let (recomputed, stats) = match step {
+        Step::Unchanged => ("unchanged".to_owned(), Default::default()),
+        Step::Whole => {
+            let batches = compute(&ctx, mart, parameters, as_of).await?;
+            (
+                "all".to_owned(),
+                warehouse.replace_all(mart.def, &batches).await?,
+            )
+        }
+        Step::Components(affected) => {
+            incremental::restrict_to_components(&ctx, affected).await?;
+            let batches = compute(&ctx, mart, parameters, as_of).await?;
+            let stats = warehouse
+                .replace_where(mart.def, affected.entity_predicate(), &batches)
+                .await?;
+            (format!("{} component(s)", affected.components.len()), stats)
+        }
+        Step::Scopes(scopes) => {
+            incremental::restrict_to_scopes(&ctx, scopes).await?;
+            let batches = compute(&ctx, mart, parameters, as_of).await?;
+            let stats = warehouse
+                .replace_where(mart.def, incremental::scope_predicate(scopes), &batches)
+                .await?;
+            (format!("{} scope(s)", scopes.len()), stats)
+        }
+    };
+    warehouse.register_table(base, mart.def).await?;
+    let report = MartReport {
+        mart: mart.def.name,
+        recomputed,
+        rows: stats.rows_written,
+        previous_rows: stats.rows_removed,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    progress.mart_finished(&report);
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -558,6 +757,7 @@ mod tests {
             production_pattern: "^prod'x$".to_owned(),
             incident_gap_days: 3,
             benchmark: "dora-2021".to_owned(),
+            ..Parameters::default()
         };
         let as_of = DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z")
             .map(|t| t.with_timezone(&Utc))

@@ -339,6 +339,88 @@ impl Warehouse {
         })
     }
 
+    /// Replaces every row matching `predicate` with `batches`, in one
+    /// commit: readers see the old rows or the new ones. For marts
+    /// recomputed for some components or scopes. Every row of `batches`
+    /// must match `predicate` (Delta refuses the commit otherwise).
+    pub async fn replace_where(
+        &self,
+        def: &TableDef,
+        predicate: Expr,
+        batches: &[RecordBatch],
+    ) -> Result<ReplaceStats> {
+        let prepared = prepare_all(def, batches)?;
+        let (source, _) = dedupe_last_wins(def, &prepared)?;
+        let rows_written = source.as_ref().map_or(0, RecordBatch::num_rows);
+        let table = self.ensure_table(def).await?;
+        let rows_removed = self.count_where(def, &table, &predicate).await?;
+        let table = match source {
+            Some(source) => table
+                .write(vec![source])
+                .with_save_mode(SaveMode::Overwrite)
+                .with_replace_where(predicate)
+                .with_partition_columns(def.partition_columns())
+                .await
+                .map_err(|e| Error::delta(def.name, e))?,
+            None if rows_removed == 0 => table,
+            None => {
+                table
+                    .delete()
+                    .with_predicate(predicate)
+                    .await
+                    .map_err(|e| Error::delta(def.name, e))?
+                    .0
+            }
+        };
+        Ok(ReplaceStats {
+            rows_removed,
+            rows_written,
+            version: table.version(),
+        })
+    }
+
+    /// The table's latest version; `None` if it was never created.
+    pub async fn version(&self, def: &TableDef) -> Result<Option<u64>> {
+        Ok(self.open_table(def).await?.and_then(|t| t.version()))
+    }
+
+    /// Whether a commit after `version` may have removed rows without
+    /// writing them again (a delete, an overwrite, a table re-created):
+    /// readers that follow the table by `updated_at` must start over.
+    /// Merges and appends only add or update rows.
+    pub async fn removed_rows_since(&self, def: &TableDef, version: u64) -> Result<bool> {
+        let Some(table) = self.open_table(def).await? else {
+            return Ok(true);
+        };
+        let Some(current) = table.version() else {
+            return Ok(true);
+        };
+        if current < version {
+            return Ok(true);
+        }
+        let newer = usize::try_from(current - version).unwrap_or(usize::MAX);
+        if newer == 0 {
+            return Ok(false);
+        }
+        let commits: Vec<_> = futures::TryStreamExt::try_collect(table.history(Some(newer)))
+            .await
+            .map_err(|e| Error::delta(def.name, e))?;
+        Ok(commits.iter().any(|commit| {
+            let operation = commit.operation.as_deref().unwrap_or_default();
+            let mode = commit
+                .operation_parameters
+                .as_ref()
+                .and_then(|p| p.get("mode"))
+                .and_then(|m| m.as_str())
+                .unwrap_or_default();
+            match operation {
+                "MERGE" | "OPTIMIZE" | "VACUUM START" | "VACUUM END" | "SET TBLPROPERTIES" => false,
+                "WRITE" => mode.eq_ignore_ascii_case("overwrite"),
+                _ => true,
+            }
+        }))
+    }
+
     /// Replaces the whole table with `batches` in one commit (marts
     /// recomputed in full): readers see the old table or the new one.
     pub async fn replace_all(
@@ -500,18 +582,28 @@ impl Warehouse {
     /// plan the same on a new warehouse, and reading creates nothing.
     pub async fn register_tables(&self, ctx: &SessionContext) -> Result<()> {
         for def in ALL_TABLES {
-            match self.open_table(def).await? {
-                Some(table) => {
-                    table
-                        .update_datafusion_session(&ctx.state())
-                        .map_err(|e| Error::delta(def.name, e))?;
-                    let provider = table.table_provider().await?;
-                    ctx.register_table(def.name, provider)?;
-                }
-                None => {
-                    let empty = MemTable::try_new(def.arrow_schema(), vec![vec![]])?;
-                    ctx.register_table(def.name, Arc::new(empty))?;
-                }
+            self.register_table(ctx, def).await?;
+        }
+        Ok(())
+    }
+
+    /// Registers (or re-registers) one table in `ctx` at its latest
+    /// committed version, empty with its schema if never written.
+    pub async fn register_table(&self, ctx: &SessionContext, def: &TableDef) -> Result<()> {
+        if ctx.table_exist(def.name)? {
+            ctx.deregister_table(def.name)?;
+        }
+        match self.open_table(def).await? {
+            Some(table) => {
+                table
+                    .update_datafusion_session(&ctx.state())
+                    .map_err(|e| Error::delta(def.name, e))?;
+                let provider = table.table_provider().await?;
+                ctx.register_table(def.name, provider)?;
+            }
+            None => {
+                let empty = MemTable::try_new(def.arrow_schema(), vec![vec![]])?;
+                ctx.register_table(def.name, Arc::new(empty))?;
             }
         }
         Ok(())

@@ -1,0 +1,480 @@
+//! Incremental runs: recompute only what new data touched.
+//!
+//! After each complete run the runner returns a [`Watermark`]: the inputs'
+//! Delta versions and newest `updated_at`, the windows' end and the
+//! parameters. The next run compares: an input whose version did not move
+//! changed nothing; one that moved by merges or appends changed exactly the
+//! rows whose `updated_at` is newer than the mark (minus
+//! `change_margin_minutes`, for writers whose commit lands after a
+//! transform read the mark). Those rows name the affected components, which
+//! are closed over shared repositories (a change set or a pull request
+//! links every component of a repository). Then:
+//!
+//! - `dora_deployments` and `dora_changes` are recomputed for those
+//!   components only, from their inputs alone (a component's deployments,
+//!   changes and incidents never depend on another component's, except
+//!   through a shared repository or an explicit incident link, both
+//!   followed), and their rows replaced in one commit each;
+//! - `dora_scope_members` is kept (the catalog did not change);
+//! - `dora_metrics` and `dora_trends` are recomputed for the scopes that
+//!   contain an affected component when the windows end where they ended;
+//!   when `as_of` moved, every window moved, and they are recomputed whole.
+//!
+//! Anything else starts over with a full recompute: no watermark, other
+//! parameters, a catalog change, an input with rows deleted or overwritten,
+//! `--full`. The property test in `properties.rs` checks that an
+//! incremental run leaves exactly the rows a full recompute writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::array::{Array, StringArray, TimestampMicrosecondArray};
+use chrono::{DateTime, Utc};
+use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::prelude::SessionContext;
+use fathom_models::TableDef;
+use fathom_models::tables::{
+    CATALOG_ENTITIES, COMMITS, DEPLOYMENT_CHANGES, DEPLOYMENTS, INCIDENTS, PULL_REQUEST_COMMITS,
+    PULL_REQUESTS,
+};
+use fathom_warehouse::Warehouse;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Parameters, Result};
+
+/// Every table the marts read, besides the marts themselves.
+pub const INPUTS: [&TableDef; 7] = [
+    &DEPLOYMENTS,
+    &DEPLOYMENT_CHANGES,
+    &INCIDENTS,
+    &PULL_REQUESTS,
+    &PULL_REQUEST_COMMITS,
+    &COMMITS,
+    &CATALOG_ENTITIES,
+];
+
+/// Where one input stood when a run read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputMark {
+    /// Delta version; `None` for a table never written.
+    pub version: Option<u64>,
+    /// Newest `updated_at`, microseconds since the epoch.
+    pub max_updated_at: Option<i64>,
+}
+
+/// What the marts were last computed from (kept by the caller, e.g. in the
+/// state database, and handed to the next run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Watermark {
+    /// End of the windows.
+    pub as_of: DateTime<Utc>,
+    /// The definitions' parameters.
+    pub parameters: Parameters,
+    /// Each input by table name.
+    pub inputs: BTreeMap<String, InputMark>,
+}
+
+/// The components a run recomputes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Affected {
+    /// Component refs.
+    pub components: BTreeSet<String>,
+    /// Whether rows without a component (unattributed) changed.
+    pub unattributed: bool,
+    /// Repositories of those components.
+    pub repositories: BTreeSet<String>,
+}
+
+/// What a run recomputes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Plan {
+    /// Every mart, whole.
+    Full(String),
+    /// Some components, and the metrics of their scopes.
+    Partial {
+        affected: Affected,
+        /// `None`: the metrics marts whole (the windows moved).
+        scopes: Option<BTreeSet<String>>,
+    },
+}
+
+impl Plan {
+    /// One line for the run's report.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Full(reason) => format!("full recompute ({reason})"),
+            Self::Partial { affected, scopes } => {
+                let mut text = format!(
+                    "incremental: {} component(s){}",
+                    affected.components.len(),
+                    if affected.unattributed {
+                        " and unattributed rows"
+                    } else {
+                        ""
+                    }
+                );
+                match scopes {
+                    Some(scopes) => text.push_str(&format!(", {} scope(s)", scopes.len())),
+                    None => text.push_str(", every scope (the windows moved)"),
+                }
+                text
+            }
+        }
+    }
+}
+
+fn sql_error(source: datafusion::error::DataFusionError) -> Error {
+    Error::Sql {
+        mart: "incremental",
+        source,
+    }
+}
+
+/// The first column of `sql`'s rows, as text.
+async fn texts(ctx: &SessionContext, sql: &str) -> Result<Vec<Option<String>>> {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .map_err(sql_error)?
+        .collect()
+        .await
+        .map_err(sql_error)?;
+    let mut out = Vec::new();
+    for batch in &batches {
+        let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)
+            .map_err(|e| sql_error(e.into()))?;
+        if let Some(strings) = column.as_any().downcast_ref::<StringArray>() {
+            out.extend(strings.iter().map(|s| s.map(str::to_owned)));
+        }
+    }
+    Ok(out)
+}
+
+/// Each input's version (read first, so a commit landing meanwhile is seen
+/// as new next time) and newest `updated_at` in `ctx`.
+pub(crate) async fn marks(
+    versions: &BTreeMap<String, Option<u64>>,
+    ctx: &SessionContext,
+) -> Result<BTreeMap<String, InputMark>> {
+    let mut out = BTreeMap::new();
+    for def in INPUTS {
+        let batches = ctx
+            .sql(&format!(
+                "SELECT CAST(max(updated_at) AS TIMESTAMP(6)) FROM {}",
+                def.name
+            ))
+            .await
+            .map_err(sql_error)?
+            .collect()
+            .await
+            .map_err(sql_error)?;
+        let max_updated_at = batches.first().and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .filter(|a| !a.is_empty() && a.is_valid(0))
+                .map(|a| a.value(0))
+        });
+        out.insert(
+            def.name.to_owned(),
+            InputMark {
+                version: versions.get(def.name).copied().flatten(),
+                max_updated_at,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// A SQL string literal.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn in_list(column: &str, values: &BTreeSet<String>) -> String {
+    if values.is_empty() {
+        "false".to_owned()
+    } else {
+        format!(
+            "{column} IN ({})",
+            values
+                .iter()
+                .map(|v| quoted(v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+impl Affected {
+    /// SQL: the row belongs to an affected component (or is unattributed
+    /// when those changed).
+    pub fn entity_filter(&self) -> String {
+        let listed = in_list("entity_ref", &self.components);
+        if self.unattributed {
+            format!("({listed} OR entity_ref IS NULL)")
+        } else {
+            format!("({listed})")
+        }
+    }
+
+    /// The same as a DataFusion expression, for replacing the marts' rows.
+    pub fn entity_predicate(&self) -> Expr {
+        let listed = if self.components.is_empty() {
+            lit(false)
+        } else {
+            col("entity_ref").in_list(
+                self.components.iter().map(|c| lit(c.clone())).collect(),
+                false,
+            )
+        };
+        if self.unattributed {
+            listed.or(col("entity_ref").is_null())
+        } else {
+            listed
+        }
+    }
+
+    /// Whether nothing is to be recomputed.
+    pub fn is_empty(&self) -> bool {
+        self.components.is_empty() && !self.unattributed
+    }
+
+    fn add(&mut self, refs: Vec<Option<String>>) -> bool {
+        let mut grew = false;
+        for r in refs {
+            match r {
+                Some(r) => grew |= self.components.insert(r),
+                None if !self.unattributed => {
+                    self.unattributed = true;
+                    grew = true;
+                }
+                None => {}
+            }
+        }
+        grew
+    }
+}
+
+/// Decides what this run recomputes.
+pub(crate) async fn plan(
+    warehouse: &Warehouse,
+    ctx: &SessionContext,
+    previous: Option<&Watermark>,
+    current: &BTreeMap<String, InputMark>,
+    parameters: &Parameters,
+    as_of: DateTime<Utc>,
+) -> Result<Plan> {
+    let Some(previous) = previous else {
+        return Ok(Plan::Full("no earlier run to continue from".to_owned()));
+    };
+    if previous.parameters != *parameters {
+        return Ok(Plan::Full("the parameters changed".to_owned()));
+    }
+    let margin = i64::from(parameters.change_margin_minutes) * 60_000_000;
+    let mut changed = BTreeMap::new();
+    for def in INPUTS {
+        let now = current.get(def.name).copied().unwrap_or(InputMark {
+            version: None,
+            max_updated_at: None,
+        });
+        let Some(before) = previous.inputs.get(def.name) else {
+            return Ok(Plan::Full(format!(
+                "`{}` was not followed before",
+                def.name
+            )));
+        };
+        if now.version == before.version {
+            continue;
+        }
+        if let Some(version) = before.version
+            && warehouse.removed_rows_since(def, version).await?
+        {
+            return Ok(Plan::Full(format!(
+                "rows of `{}` were deleted or overwritten",
+                def.name
+            )));
+        }
+        if def.name == CATALOG_ENTITIES.name {
+            return Ok(Plan::Full("the catalog changed".to_owned()));
+        }
+        let since = before
+            .max_updated_at
+            .map_or(i64::MIN, |m| m.saturating_sub(margin));
+        changed.insert(def.name, since);
+    }
+
+    let mut affected = Affected::default();
+    let newer = |table: &str, alias: &str| {
+        changed.get(table).map(|since| {
+            format!(
+                "{alias}.updated_at >= CAST(to_timestamp_micros({since}) AS TIMESTAMP(6))",
+                since = (*since).max(0)
+            )
+        })
+    };
+    let mut queries = Vec::new();
+    if let Some(when) = newer("deployments", "n") {
+        queries.push(format!(
+            "SELECT n.entity_ref FROM deployments n WHERE {when}"
+        ));
+        // A deployment moved to another component: the old one changes too.
+        queries.push(format!(
+            "SELECT d.entity_ref FROM dora_deployments d JOIN deployments n \
+             ON n.deployment_id = d.deployment_id WHERE {when}"
+        ));
+    }
+    if let Some(when) = newer("deployment_changes", "n") {
+        queries.push(format!(
+            "SELECT d.entity_ref FROM deployment_changes n JOIN deployments d \
+             ON d.deployment_id = n.deployment_id WHERE {when}"
+        ));
+    }
+    if let Some(when) = newer("incidents", "n") {
+        queries.push(format!("SELECT n.entity_ref FROM incidents n WHERE {when}"));
+        // Its explicit link, and the deployment it was linked to before.
+        queries.push(format!(
+            "SELECT d.entity_ref FROM incidents n JOIN deployments d \
+             ON d.deployment_id = n.caused_by_deployment_id WHERE {when}"
+        ));
+        queries.push(format!(
+            "SELECT d.entity_ref FROM dora_deployments d CROSS JOIN incidents n \
+             WHERE {when} AND array_has(d.incident_ids, n.incident_id)"
+        ));
+    }
+    for table in ["pull_requests", "commits", "pull_request_commits"] {
+        if let Some(when) = newer(table, "n") {
+            queries.push(format!("SELECT n.entity_ref FROM {table} n WHERE {when}"));
+            let repositories = texts(
+                ctx,
+                &format!("SELECT DISTINCT n.repository_id FROM {table} n WHERE {when}"),
+            )
+            .await?;
+            affected
+                .repositories
+                .extend(repositories.into_iter().flatten());
+        }
+    }
+    for query in &queries {
+        let refs = texts(ctx, query).await?;
+        affected.add(refs);
+    }
+
+    // Close over shared repositories: a component's change sets and pull
+    // requests are matched by repository, so every component of a touched
+    // repository is recomputed with it.
+    for _ in 0..16 {
+        let repositories = texts(
+            ctx,
+            &format!(
+                "SELECT DISTINCT repository_id FROM (\
+                 SELECT entity_ref || '' AS entity_ref, repository_id || '' AS repository_id FROM deployments \
+                 UNION ALL SELECT entity_ref || '', repository_id || '' FROM pull_requests \
+                 UNION ALL SELECT entity_ref || '', repository_id || '' FROM commits) r \
+                 WHERE repository_id IS NOT NULL AND {}",
+                affected.entity_filter()
+            ),
+        )
+        .await?;
+        let mut grew = false;
+        for repository in repositories.into_iter().flatten() {
+            grew |= affected.repositories.insert(repository);
+        }
+        let refs = texts(
+            ctx,
+            &format!(
+                "SELECT DISTINCT entity_ref FROM (\
+                 SELECT entity_ref || '' AS entity_ref, repository_id || '' AS repository_id FROM deployments \
+                 UNION ALL SELECT entity_ref || '', repository_id || '' FROM pull_requests \
+                 UNION ALL SELECT entity_ref || '', repository_id || '' FROM commits \
+                 UNION ALL SELECT entity_ref || '', repository_id || '' FROM dora_changes) r \
+                 WHERE {}",
+                in_list("repository_id", &affected.repositories)
+            ),
+        )
+        .await?;
+        grew |= affected.add(refs);
+        if !grew {
+            break;
+        }
+    }
+
+    let scopes = if previous.as_of != as_of {
+        None
+    } else if affected.components.is_empty() {
+        Some(BTreeSet::new())
+    } else {
+        Some(
+            texts(
+                ctx,
+                &format!(
+                    "SELECT DISTINCT scope FROM dora_scope_members WHERE {}",
+                    in_list("entity_ref", &affected.components)
+                ),
+            )
+            .await?
+            .into_iter()
+            .flatten()
+            .collect(),
+        )
+    };
+    Ok(Plan::Partial { affected, scopes })
+}
+
+/// Replaces `name` in `ctx` by its rows matching `filter` (SQL over the
+/// table's columns), so a mart's query reads only those.
+async fn restrict(ctx: &SessionContext, name: &str, filter: &str) -> Result<()> {
+    let provider = ctx.table_provider(name).await.map_err(sql_error)?;
+    ctx.deregister_table(name).map_err(sql_error)?;
+    let all = format!("{name}__all");
+    ctx.register_table(all.as_str(), provider)
+        .map_err(sql_error)?;
+    let view = ctx
+        .sql(&format!("SELECT * FROM {all} WHERE {filter}"))
+        .await
+        .map_err(sql_error)?
+        .into_view();
+    ctx.register_table(name, view).map_err(sql_error)?;
+    Ok(())
+}
+
+/// Restricts the deployment and change marts' inputs to `affected`.
+pub(crate) async fn restrict_to_components(
+    ctx: &SessionContext,
+    affected: &Affected,
+) -> Result<()> {
+    let entities = affected.entity_filter();
+    let repositories = in_list("repository_id", &affected.repositories);
+    restrict(ctx, "deployments", &entities).await?;
+    restrict(
+        ctx,
+        "incidents",
+        &format!(
+            "{entities} OR caused_by_deployment_id IN (SELECT deployment_id FROM deployments)"
+        ),
+    )
+    .await?;
+    restrict(
+        ctx,
+        "deployment_changes",
+        "deployment_id IN (SELECT deployment_id FROM deployments)",
+    )
+    .await?;
+    for table in ["pull_requests", "commits"] {
+        restrict(ctx, table, &format!("{entities} OR {repositories}")).await?;
+    }
+    restrict(ctx, "pull_request_commits", &repositories).await?;
+    Ok(())
+}
+
+/// Restricts the metrics marts to `scopes`.
+pub(crate) async fn restrict_to_scopes(
+    ctx: &SessionContext,
+    scopes: &BTreeSet<String>,
+) -> Result<()> {
+    restrict(ctx, "dora_scope_members", &in_list("scope", scopes)).await
+}
+
+/// `scope IN (…)` as an expression.
+pub(crate) fn scope_predicate(scopes: &BTreeSet<String>) -> Expr {
+    col("scope").in_list(scopes.iter().map(|s| lit(s.clone())).collect(), false)
+}
