@@ -185,6 +185,17 @@ enum Command {
         #[command(subcommand)]
         what: ExplainCommand,
     },
+    /// Serve the API (`/api/v1`, `/healthz`, `/readyz`) until interrupted.
+    Serve {
+        /// Address to listen on (default `[api] listen`).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Manage API tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// List recent runs from the run ledger.
     Runs {
         /// How many.
@@ -193,6 +204,33 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Create a token; its secret is printed once and stored only hashed.
+    Create {
+        /// A label for listings.
+        #[arg(long)]
+        name: String,
+        /// viewer, cost-viewer, analyst, admin or contractor.
+        #[arg(long)]
+        role: String,
+        /// Limit the token to these teams (group refs or names,
+        /// comma-separated); contractors must have some.
+        #[arg(long, value_delimiter = ',')]
+        teams: Vec<String>,
+        /// Expire after this many days.
+        #[arg(long)]
+        expires_days: Option<i64>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke {
+        /// The token's id.
+        token_id: String,
     },
 }
 
@@ -404,6 +442,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
         } => vacuum(&config, table.as_deref(), retention_hours, force, dry_run).await,
         Command::Runs { limit, json } => runs(&config, limit, json).await,
+        Command::Serve { listen } => serve(&config, listen.as_deref()).await,
+        Command::Tokens { command } => tokens(&config, command).await,
         Command::Run { json } => {
             let code = ingest(&config, None, None, false, json).await?;
             let transformed = transform(&config, None, None, false, json).await?;
@@ -757,6 +797,133 @@ async fn transform(
             Err(error).context("transform failed")
         }
     }
+}
+
+/// Every cell of `batches` as text (nulls empty).
+fn text_rows(batches: &[arrow::array::RecordBatch]) -> Result<Vec<Vec<String>>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..batch.num_rows() {
+            out.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// `fathom serve`: the API until Ctrl-C (or SIGTERM); requests in flight
+/// finish first.
+async fn serve(config: &Config, listen: Option<&str>) -> Result<ExitCode> {
+    let listen = listen.unwrap_or(&config.api.listen);
+    let api = fathom_api::Api {
+        warehouse: open_warehouse(config)?,
+        state: open_state(config).await?,
+        config: fathom_api::ApiConfig {
+            auth: config.api.auth,
+            query: QueryLimits {
+                memory_limit_bytes: Some(config.query.memory_limit_mib.saturating_mul(1 << 20)),
+            },
+            row_limit: config.query.row_limit,
+            query_timeout: std::time::Duration::from_secs(config.query.timeout_seconds),
+        },
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on `{listen}`"))?;
+    let addr = listener.local_addr()?;
+    println!("serving http://{addr}/api/v1 (health: /healthz, /readyz)");
+    let shutdown = async {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let terminated = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = interrupt => {}
+                () = terminated => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = interrupt.await;
+        }
+    };
+    fathom_api::serve(api, listener, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fathom tokens …`.
+async fn tokens(config: &Config, command: TokensCommand) -> Result<ExitCode> {
+    const ROLES: [&str; 5] = ["viewer", "cost-viewer", "analyst", "admin", "contractor"];
+    let state = open_state(config).await?;
+    match command {
+        TokensCommand::Create {
+            name,
+            role,
+            teams,
+            expires_days,
+        } => {
+            if !ROLES.contains(&role.as_str()) {
+                bail!("--role `{role}`: use one of {}", ROLES.join(", "));
+            }
+            if role == "contractor" && teams.is_empty() {
+                bail!("a contractor token needs --teams: contractors see only the teams listed");
+            }
+            let expires = expires_days.map(|d| chrono::Utc::now() + chrono::Duration::days(d));
+            let (token, secret) = state.create_token(&name, &role, &teams, expires).await?;
+            println!(
+                "token {} ({role}) created; its secret, shown only now:",
+                token.token_id
+            );
+            println!("{}", secret.expose());
+        }
+        TokensCommand::List => {
+            println!(
+                "{:<38} {:<20} {:<12} {:<24} status",
+                "id", "name", "role", "teams"
+            );
+            for token in state.tokens().await? {
+                let status = if token.revoked_at.is_some() {
+                    "revoked"
+                } else if token.expires_at.is_some_and(|e| e < chrono::Utc::now()) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<38} {:<20} {:<12} {:<24} {status}",
+                    token.token_id,
+                    token.name,
+                    token.role,
+                    token.teams.join(",")
+                );
+            }
+        }
+        TokensCommand::Revoke { token_id } => {
+            if !state.revoke_token(&token_id).await? {
+                bail!("no active token `{token_id}`");
+            }
+            println!("token {token_id} revoked");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Records a run that failed, with the error, in the run ledger.
@@ -1434,6 +1601,30 @@ async fn demo(world: WorldArgs, dir: &std::path::Path) -> Result<ExitCode> {
     println!("DORA over the world's last 30 days (dora_metrics):");
     let (_, batches) = fathom_warehouse::query::query(&session, dora).await?;
     println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+
+    // The generator computes DORA with its own implementation of the
+    // definitions: every scope and window must agree.
+    let truth = fathom_sim::truth::Truth::compute(state.world());
+    let (_, batches) = fathom_warehouse::query::query(
+        &session,
+        &format!(
+            "SELECT {} FROM dora_metrics WHERE environment = 'all'",
+            fathom_sim::truth::DoraTruth::COLUMNS
+        ),
+    )
+    .await?;
+    let ours: Vec<fathom_sim::truth::DoraTruth> = text_rows(&batches)?
+        .iter()
+        .filter_map(|row| fathom_sim::truth::DoraTruth::from_texts(row))
+        .collect();
+    let (agreed, differences) = fathom_sim::truth::compare_dora(&truth.dora, &ours);
+    println!(
+        "checked against the world's own DORA computation: {agreed} of {} scope × window rows agree",
+        truth.dora.len()
+    );
+    for difference in differences.iter().take(5) {
+        println!("  differs: {difference}");
+    }
     println!(
         "\ningested and computed in {:.1}s (ingest {ingest_seconds:.1}s). Query it further with:\n  fathom --config {} sql \"SELECT * FROM dora_metrics LIMIT 10\"\n  fathom --config {} explain dora --scope org --metric lead_time --window 30d",
         started.elapsed().as_secs_f64(),

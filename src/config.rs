@@ -21,6 +21,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Metric definitions' parameters.
     pub transforms: fathom_transforms::Parameters,
+    /// `fathom serve`.
+    pub api: ApiSection,
     /// Upstream sources (`[[sources]]`, each with a `type`).
     pub sources: Vec<fathom_ingest::source::SourceConfig>,
 }
@@ -82,12 +84,38 @@ impl std::fmt::Debug for StateConfig {
 pub struct QueryConfig {
     /// Memory per query in MiB. Default 2048.
     pub memory_limit_mib: usize,
+    /// Most rows one API query answers with. Default 100000.
+    pub row_limit: usize,
+    /// Longest an API query may run, seconds. Default 60.
+    pub timeout_seconds: u64,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
         Self {
             memory_limit_mib: 2048,
+            row_limit: 100_000,
+            timeout_seconds: 60,
+        }
+    }
+}
+
+/// `[api]`: the server of `fathom serve`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: String,
+    /// `tokens` (API tokens from `fathom tokens create`) or `none` (every
+    /// caller is an admin; loopback addresses only). Default `tokens`.
+    pub auth: fathom_api::AuthMode,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            auth: fathom_api::AuthMode::Tokens,
         }
     }
 }

@@ -1,8 +1,933 @@
 //! The HTTP surface of `fathom serve`: JSON for portal pages keyed by entity
-//! ref, SQL for analysts over HTTP and the PostgreSQL wire protocol, webhook
-//! intake, OIDC and API-token auth with roles, the scheduler, and the
-//! dashboards' assets.
+//! ref, SQL for analysts, health, with API-token auth and roles.
 //!
-//! The only crate that knows HTTP, with one error-to-status mapping. No code
-//! yet; the read-only SQL guard and result encoders it will serve already
-//! live in `fathom_warehouse::query`, and API tokens in the state database.
+//! The only crate that knows HTTP, with one error-to-status mapping
+//! ([`ApiError`]): every failure is `{"error": {"code", "message"}}`. Every
+//! request reads the warehouse through a read-only session at the tables'
+//! latest committed versions, so a response never mixes two versions of a
+//! mart. Built so far: the DORA endpoints, entities, runs, SQL over HTTP,
+//! health; the OpenAPI document, the PostgreSQL wire protocol, intake,
+//! OIDC and the scheduler come next (see `ARCHITECTURE.md`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use fathom_models::EntityRef;
+use fathom_transforms::tiers::{Benchmark, Tier, TieredMetric};
+use fathom_transforms::{ExplainedMetric, WINDOWS};
+use fathom_warehouse::Warehouse;
+use fathom_warehouse::query::{
+    OutputFormat, QueryLimits, encode, ensure_read_only, query, read_only_session,
+};
+use fathom_warehouse::state::StateDb;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+/// How callers prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// `Authorization: Bearer <token>` with a token from `fathom tokens
+    /// create`.
+    Tokens,
+    /// No authentication: every caller is an administrator. Only for a
+    /// laptop; refused on anything but a loopback address.
+    None,
+}
+
+/// The server's settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Authentication.
+    pub auth: AuthMode,
+    /// Memory limit of SQL sessions.
+    pub query: QueryLimits,
+    /// Most rows a SQL response carries.
+    pub row_limit: usize,
+    /// Longest a SQL query may run.
+    pub query_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            auth: AuthMode::Tokens,
+            query: QueryLimits::default(),
+            row_limit: 100_000,
+            query_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the server needs.
+#[derive(Debug)]
+pub struct Api {
+    /// The warehouse it serves.
+    pub warehouse: Warehouse,
+    /// Tokens, runs, audit log.
+    pub state: StateDb,
+    /// Settings.
+    pub config: ApiConfig,
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `auth.mode = "none"` on a reachable address.
+    #[error(
+        "auth mode `none` serves only loopback addresses (127.0.0.1, ::1); {0} is not one — use API tokens"
+    )]
+    OpenWithoutAuth(SocketAddr),
+    /// The socket failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves `api` on `listener` until `shutdown` completes; requests in
+/// flight finish first.
+pub async fn serve(
+    api: Api,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let addr = listener.local_addr()?;
+    if api.config.auth == AuthMode::None && !addr.ip().is_loopback() {
+        return Err(Error::OpenWithoutAuth(addr));
+    }
+    axum::serve(listener, router(Arc::new(api)))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Every route.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/entities", get(entities))
+        .route("/api/v1/entities/{entity}", get(entity))
+        .route("/api/v1/dora/{scope}", get(dora))
+        .route("/api/v1/dora/{scope}/trend", get(trend))
+        .route("/api/v1/dora/{scope}/deployments", get(dora_deployments))
+        .route("/api/v1/dora/{scope}/changes", get(dora_changes))
+        .route("/api/v1/runs", get(runs))
+        .route("/api/v1/sql", post(sql))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .with_state(api)
+}
+
+/// An error response: `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            error.to_string(),
+        )
+    }
+}
+
+impl From<fathom_warehouse::Error> for ApiError {
+    fn from(error: fathom_warehouse::Error) -> Self {
+        if error.is_user_error() {
+            Self::bad_request(error.to_string())
+        } else {
+            Self::internal(error)
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A role, from least to most trusted (contractor is limited further to
+/// its teams and never sees cost or SQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Contractor,
+    Viewer,
+    CostViewer,
+    Analyst,
+    Admin,
+}
+
+impl Role {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "contractor" => Self::Contractor,
+            "viewer" => Self::Viewer,
+            "cost-viewer" => Self::CostViewer,
+            "analyst" => Self::Analyst,
+            "admin" => Self::Admin,
+            _ => return None,
+        })
+    }
+}
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+struct Caller {
+    actor: String,
+    role: Role,
+    /// Group refs the caller is limited to; empty: not limited.
+    teams: Vec<String>,
+}
+
+async fn caller(api: &Api, headers: &HeaderMap) -> ApiResult<Caller> {
+    if api.config.auth == AuthMode::None {
+        return Ok(Caller {
+            actor: "local".to_owned(),
+            role: Role::Admin,
+            teams: Vec::new(),
+        });
+    }
+    let unauthenticated =
+        |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message);
+    let Some(secret) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return Err(unauthenticated(
+            "send `Authorization: Bearer <token>` (create one with `fathom tokens create`)",
+        ));
+    };
+    let token = api
+        .state
+        .verify_token(secret.trim())
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| unauthenticated("the token is unknown, revoked or expired"))?;
+    let role = Role::parse(&token.role)
+        .ok_or_else(|| ApiError::forbidden(format!("unknown role `{}`", token.role)))?;
+    let teams = token
+        .teams
+        .iter()
+        .map(|t| {
+            EntityRef::parse_with_defaults(t, Some("group"), "default")
+                .map(|r| r.to_string().to_ascii_lowercase())
+                .unwrap_or_else(|_| t.to_ascii_lowercase())
+        })
+        .collect();
+    Ok(Caller {
+        actor: format!("token:{}", token.token_id),
+        role,
+        teams,
+    })
+}
+
+/// A SQL string literal.
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A scope as stored: `org`, or a full entity ref in lower case.
+fn scope_ref(text: &str) -> ApiResult<String> {
+    if text.eq_ignore_ascii_case("org") {
+        return Ok("org".to_owned());
+    }
+    EntityRef::parse(text)
+        .map(|r| r.to_string().to_ascii_lowercase())
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "`{text}` is not an entity ref (kind:namespace/name, URL-encoded) or `org`: {e}"
+            ))
+        })
+}
+
+/// Rows of `sql` as JSON objects.
+async fn json_rows(api: &Api, sql: &str) -> ApiResult<Vec<Map<String, Value>>> {
+    let ctx = read_only_session(&api.warehouse, api.config.query).await?;
+    let (schema, batches) = query(&ctx, sql).await?;
+    rows_as_json(&schema, &batches)
+}
+
+fn rows_as_json(
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+) -> ApiResult<Vec<Map<String, Value>>> {
+    let bytes = encode(schema, batches, OutputFormat::Json)?;
+    let values: Vec<Value> = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+    Ok(values
+        .into_iter()
+        .filter_map(|v| match v {
+            Value::Object(map) => Some(map),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Refuses a scope outside the caller's teams: a team itself, a team
+/// below it, or a component one of them owns.
+async fn authorize_scope(api: &Api, caller: &Caller, scope: &str) -> ApiResult<()> {
+    if caller.teams.is_empty() {
+        return Ok(());
+    }
+    let teams = caller
+        .teams
+        .iter()
+        .map(|t| quoted(t))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let inside = json_rows(
+        api,
+        &format!(
+            "SELECT count(*) AS n FROM dora_scope_members WHERE scope IN ({teams}) \
+             AND (entity_ref = {s} OR {s} IN (SELECT m.scope FROM dora_scope_members m \
+             WHERE m.scope_kind = 'group' AND m.entity_ref IN \
+             (SELECT entity_ref FROM dora_scope_members WHERE scope IN ({teams}))))",
+            s = quoted(scope)
+        ),
+    )
+    .await?;
+    let allowed = caller.teams.iter().any(|t| t == scope)
+        || inside
+            .first()
+            .and_then(|r| r.get("n"))
+            .and_then(Value::as_u64)
+            .is_some_and(|n| n > 0);
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "`{scope}` is outside the teams this caller may see"
+        )))
+    }
+}
+
+/// A JSON response with an `ETag` (a hash of the body) and a short cache
+/// lifetime; `304 Not Modified` when the caller already has it.
+fn cached_json(headers: &HeaderMap, body: &Value) -> Response {
+    let bytes = body.to_string();
+    let etag = format!(
+        "\"{}\"",
+        &hex::encode(Sha256::digest(bytes.as_bytes()))[..32]
+    );
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            bytes,
+        )
+            .into_response()
+    };
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=60"),
+    );
+    response
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when the warehouse and the state database answer.
+async fn readyz(State(api): State<Arc<Api>>) -> Response {
+    let warehouse = read_only_session(&api.warehouse, api.config.query)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let state = api
+        .state
+        .runs(1)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let status = if warehouse.is_ok() && state.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let show = |r: &Result<(), String>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => e.clone(),
+    };
+    (
+        status,
+        axum::Json(json!({"warehouse": show(&warehouse), "state": show(&state)})),
+    )
+        .into_response()
+}
+
+/// The window in days from `7d`/`30d`/`90d`/`365d` (or a bare number).
+fn window_days(text: Option<&str>) -> ApiResult<u32> {
+    let text = text.unwrap_or("30d");
+    text.trim_end_matches('d')
+        .parse::<u32>()
+        .ok()
+        .filter(|d| WINDOWS.contains(d))
+        .ok_or_else(|| ApiError::bad_request(format!("window `{text}`: use 7d, 30d, 90d or 365d")))
+}
+
+/// `?window=&env=&benchmark=` of the DORA endpoints.
+#[derive(Debug, Deserialize)]
+struct DoraQuery {
+    window: Option<String>,
+    env: Option<String>,
+    benchmark: Option<String>,
+}
+
+const COUNTS: [&str; 9] = [
+    "deployments",
+    "failed_jobs",
+    "deploy_days",
+    "changes",
+    "failed_deployments",
+    "incidents",
+    "rework_deployments",
+    "window_days",
+    "period_days",
+];
+
+const METRICS: [&str; 10] = [
+    "deployments_per_day",
+    "deployments_per_week",
+    "median_deploy_days_per_week",
+    "lead_time_p50_seconds",
+    "lead_time_p90_seconds",
+    "change_failure_rate",
+    "failed_deployment_recovery_p50_seconds",
+    "time_to_restore_p50_seconds",
+    "rework_rate",
+    "overall_tier",
+];
+
+/// A `dora_metrics`/`dora_trends` row reshaped: counts, metrics and tiers,
+/// the tiers by `benchmark` (the stored ones when it is the configured
+/// benchmark, else looked up again).
+fn dora_body(row: &Map<String, Value>, benchmark: Option<&Benchmark>) -> Value {
+    let pick = |names: &[&str]| -> Map<String, Value> {
+        names
+            .iter()
+            .filter_map(|n| row.get(*n).map(|v| ((*n).to_owned(), v.clone())))
+            .collect()
+    };
+    let mut metrics = pick(&METRICS[..9]);
+    for key in METRICS[..9].iter() {
+        metrics.entry((*key).to_owned()).or_insert(Value::Null);
+    }
+    let stored = row
+        .get("benchmark")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let number = |name: &str| row.get(name).and_then(Value::as_f64);
+    let mut tiers = Map::new();
+    let mut benchmark_name = stored.to_owned();
+    match benchmark.filter(|b| b.name != stored) {
+        None => {
+            for (key, column) in [
+                ("deployment_frequency", "deployment_frequency_tier"),
+                ("lead_time", "lead_time_tier"),
+                ("change_failure_rate", "change_failure_rate_tier"),
+                ("recovery", "recovery_tier"),
+                ("overall", "overall_tier"),
+            ] {
+                tiers.insert(
+                    key.to_owned(),
+                    row.get(column).cloned().unwrap_or(Value::Null),
+                );
+            }
+        }
+        Some(b) => {
+            benchmark_name = b.name.to_owned();
+            let recovery = match b.recovery_metric {
+                fathom_transforms::tiers::RecoveryMetric::TimeToRestore => {
+                    "time_to_restore_p50_seconds"
+                }
+                fathom_transforms::tiers::RecoveryMetric::FailedDeploymentRecovery => {
+                    "failed_deployment_recovery_p50_seconds"
+                }
+            };
+            let tier =
+                |metric: TieredMetric, column: &str| number(column).and_then(|v| b.tier(metric, v));
+            let frequency = tier(TieredMetric::DeploymentFrequency, "deployments_per_day");
+            let others = [
+                tier(TieredMetric::LeadTime, "lead_time_p50_seconds"),
+                tier(TieredMetric::ChangeFailureRate, "change_failure_rate"),
+                tier(TieredMetric::Recovery, recovery),
+            ];
+            let name = |t: Option<Tier>| t.map_or(Value::Null, |t| Value::from(t.as_str()));
+            tiers.insert("deployment_frequency".to_owned(), name(frequency));
+            tiers.insert("lead_time".to_owned(), name(others[0]));
+            tiers.insert("change_failure_rate".to_owned(), name(others[1]));
+            tiers.insert("recovery".to_owned(), name(others[2]));
+            tiers.insert(
+                "overall".to_owned(),
+                name(fathom_transforms::tiers::overall(frequency, &others)),
+            );
+        }
+    }
+    json!({
+        "counts": pick(&COUNTS),
+        "metrics": metrics,
+        "benchmark": benchmark_name,
+        "tiers": tiers,
+    })
+}
+
+fn benchmark(name: Option<&str>) -> ApiResult<Option<&'static Benchmark>> {
+    name.map(|n| {
+        Benchmark::named(n).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "benchmark `{n}`: use one of {}",
+                Benchmark::names()
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// `GET /api/v1/dora/{scope}`: the five keys, their tiers and counts.
+async fn dora(
+    State(api): State<Arc<Api>>,
+    Path(scope): Path<String>,
+    Query(params): Query<DoraQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    let scope = scope_ref(&scope)?;
+    authorize_scope(&api, &caller, &scope).await?;
+    let days = window_days(params.window.as_deref())?;
+    let env = params.env.as_deref().unwrap_or("all");
+    let benchmark = benchmark(params.benchmark.as_deref())?;
+    let rows = json_rows(
+        &api,
+        &format!(
+            "SELECT *, CAST(window_start AS VARCHAR) AS window_start_text, CAST(as_of AS VARCHAR) AS as_of_text \
+             FROM dora_metrics WHERE scope = {} AND window_days = {days} AND environment = {}",
+            quoted(&scope),
+            quoted(env)
+        ),
+    )
+    .await?;
+    let Some(row) = rows.first() else {
+        return Err(ApiError::not_found(format!(
+            "no DORA metrics for `{scope}` over {days}d in environment `{env}` \
+             (scopes come from the catalog; environments are `all` or a production environment)"
+        )));
+    };
+    let mut body = dora_body(row, benchmark);
+    if let Value::Object(map) = &mut body {
+        map.insert("scope".to_owned(), Value::from(scope.clone()));
+        map.insert(
+            "scope_kind".to_owned(),
+            row.get("scope_kind").cloned().unwrap_or(Value::Null),
+        );
+        map.insert("environment".to_owned(), Value::from(env));
+        map.insert("window_days".to_owned(), Value::from(days));
+        map.insert(
+            "window_start".to_owned(),
+            row.get("window_start_text").cloned().unwrap_or(Value::Null),
+        );
+        map.insert(
+            "as_of".to_owned(),
+            row.get("as_of_text").cloned().unwrap_or(Value::Null),
+        );
+    }
+    Ok(cached_json(&headers, &body))
+}
+
+/// `?interval=week|month&env=&benchmark=` of the trend endpoint.
+#[derive(Debug, Deserialize)]
+struct TrendQuery {
+    interval: Option<String>,
+    env: Option<String>,
+    benchmark: Option<String>,
+}
+
+/// `GET /api/v1/dora/{scope}/trend`: the keys per calendar week or month,
+/// oldest first.
+async fn trend(
+    State(api): State<Arc<Api>>,
+    Path(scope): Path<String>,
+    Query(params): Query<TrendQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    let scope = scope_ref(&scope)?;
+    authorize_scope(&api, &caller, &scope).await?;
+    let interval = params.interval.as_deref().unwrap_or("week");
+    if interval != "week" && interval != "month" {
+        return Err(ApiError::bad_request(format!(
+            "interval `{interval}`: use week or month"
+        )));
+    }
+    let env = params.env.as_deref().unwrap_or("all");
+    let benchmark = benchmark(params.benchmark.as_deref())?;
+    let rows = json_rows(
+        &api,
+        &format!(
+            "SELECT *, CAST(period_start AS VARCHAR) AS start_text, CAST(period_end AS VARCHAR) AS end_text \
+             FROM dora_trends WHERE scope = {} AND environment = {} AND granularity = {} \
+             ORDER BY period_start",
+            quoted(&scope),
+            quoted(env),
+            quoted(interval)
+        ),
+    )
+    .await?;
+    if rows.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no DORA trend for `{scope}` in environment `{env}`"
+        )));
+    }
+    let points: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            let mut point = dora_body(row, benchmark);
+            if let Value::Object(map) = &mut point {
+                map.insert(
+                    "period_start".to_owned(),
+                    row.get("start_text").cloned().unwrap_or(Value::Null),
+                );
+                map.insert(
+                    "period_end".to_owned(),
+                    row.get("end_text").cloned().unwrap_or(Value::Null),
+                );
+            }
+            point
+        })
+        .collect();
+    let body = json!({"scope": scope, "environment": env, "interval": interval, "points": points});
+    Ok(cached_json(&headers, &body))
+}
+
+/// `?window=&env=&limit=&cursor=` of the drill-downs.
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    window: Option<String>,
+    env: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// One page of the rows behind a metric, ordered by `(time, id)`; the
+/// cursor is the last row's key, so pages stay stable while rows are added.
+async fn page(
+    api: &Api,
+    headers: &HeaderMap,
+    scope: &str,
+    params: &PageQuery,
+    metric: ExplainedMetric,
+    (time, id): (&str, &str),
+) -> ApiResult<Response> {
+    let caller = caller(api, headers).await?;
+    let scope = scope_ref(scope)?;
+    authorize_scope(api, &caller, &scope).await?;
+    let days = window_days(params.window.as_deref())?;
+    let env = params.env.as_deref().unwrap_or("all");
+    let limit = params.limit.unwrap_or(50).clamp(1, 1_000);
+    let after = match &params.cursor {
+        None => String::new(),
+        Some(cursor) => {
+            let bad = || ApiError::bad_request("the cursor is not one this API returned");
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(cursor)
+                .map_err(|_| bad())?;
+            let key: (String, String) = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+            format!(
+                "WHERE (CAST({time} AS VARCHAR) > {t} OR (CAST({time} AS VARCHAR) = {t} AND {id} > {i}))",
+                t = quoted(&key.0),
+                i = quoted(&key.1)
+            )
+        }
+    };
+    let explain = fathom_transforms::explain_sql(&scope, metric, days, env);
+    let ctx = read_only_session(&api.warehouse, api.config.query).await?;
+    let (schema, batches) = query(
+        &ctx,
+        &format!(
+            "SELECT *, CAST({time} AS VARCHAR) AS cursor_time FROM ({explain}) rows {after} \
+             ORDER BY CAST({time} AS VARCHAR), {id} LIMIT {}",
+            limit + 1
+        ),
+    )
+    .await?;
+    let mut items = rows_as_json(&schema, &batches)?;
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|row| {
+            let key = (
+                row.get("cursor_time")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                row.get(id).and_then(Value::as_str).unwrap_or_default(),
+            );
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(&key).unwrap_or_default())
+        })
+    } else {
+        None
+    };
+    for item in &mut items {
+        item.remove("cursor_time");
+    }
+    let body = json!({
+        "scope": scope, "window_days": days, "environment": env,
+        "items": items, "next_cursor": next,
+    });
+    Ok(cached_json(headers, &body))
+}
+
+/// `GET /api/v1/dora/{scope}/deployments`: the production deployments in
+/// the window, oldest first.
+async fn dora_deployments(
+    State(api): State<Arc<Api>>,
+    Path(scope): Path<String>,
+    Query(params): Query<PageQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    page(
+        &api,
+        &headers,
+        &scope,
+        &params,
+        ExplainedMetric::Deployments,
+        ("finished_at", "deployment_id"),
+    )
+    .await
+}
+
+/// `GET /api/v1/dora/{scope}/changes`: the changes deployed in the window
+/// with their lead times and stages, in deployment order.
+async fn dora_changes(
+    State(api): State<Arc<Api>>,
+    Path(scope): Path<String>,
+    Query(params): Query<PageQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    page(
+        &api,
+        &headers,
+        &scope,
+        &params,
+        ExplainedMetric::LeadTime,
+        ("deployed_at", "change_id"),
+    )
+    .await
+}
+
+/// `?kind=&owner=` of the entity listing.
+#[derive(Debug, Deserialize)]
+struct EntitiesQuery {
+    kind: Option<String>,
+    owner: Option<String>,
+}
+
+const ENTITY_SQL: &str = "SELECT e.entity_ref, e.kind, e.name, e.owner_ref, e.system_ref, \
+     m.deployments, m.deployments_per_week, m.lead_time_p50_seconds, m.change_failure_rate, \
+     m.failed_deployment_recovery_p50_seconds, m.overall_tier \
+     FROM catalog_entities e LEFT JOIN dora_metrics m \
+     ON m.scope = e.entity_ref AND m.window_days = 30 AND m.environment = 'all' \
+     WHERE e.kind IN ('component', 'group')";
+
+/// `GET /api/v1/entities`: services and teams with their 30-day DORA
+/// summary.
+async fn entities(
+    State(api): State<Arc<Api>>,
+    Query(params): Query<EntitiesQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    let mut sql = ENTITY_SQL.to_owned();
+    if let Some(kind) = &params.kind {
+        sql.push_str(&format!(
+            " AND e.kind = {}",
+            quoted(&kind.to_ascii_lowercase())
+        ));
+    }
+    if let Some(owner) = &params.owner {
+        let owner = EntityRef::parse_with_defaults(owner, Some("group"), "default")
+            .map(|r| r.to_string().to_ascii_lowercase())
+            .map_err(|e| ApiError::bad_request(format!("owner `{owner}`: {e}")))?;
+        sql.push_str(&format!(" AND e.owner_ref = {}", quoted(&owner)));
+    }
+    if !caller.teams.is_empty() {
+        let teams = caller
+            .teams
+            .iter()
+            .map(|t| quoted(t))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sql.push_str(&format!(
+            " AND (e.entity_ref IN ({teams}) OR e.entity_ref IN \
+             (SELECT entity_ref FROM dora_scope_members WHERE scope IN ({teams})))"
+        ));
+    }
+    sql.push_str(" ORDER BY e.kind, e.entity_ref");
+    let rows = json_rows(&api, &sql).await?;
+    Ok(cached_json(&headers, &json!({"entities": rows})))
+}
+
+/// `GET /api/v1/entities/{ref}`.
+async fn entity(
+    State(api): State<Arc<Api>>,
+    Path(entity): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    let entity = scope_ref(&entity)?;
+    authorize_scope(&api, &caller, &entity).await?;
+    let rows = json_rows(
+        &api,
+        &format!("{ENTITY_SQL} AND e.entity_ref = {}", quoted(&entity)),
+    )
+    .await?;
+    match rows.into_iter().next() {
+        Some(row) => Ok(cached_json(&headers, &Value::Object(row))),
+        None => Err(ApiError::not_found(format!(
+            "no component or group `{entity}`"
+        ))),
+    }
+}
+
+/// `GET /api/v1/runs`: the run ledger, newest first (admins).
+async fn runs(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    if caller.role != Role::Admin {
+        return Err(ApiError::forbidden("the run ledger is for admins"));
+    }
+    let runs = api.state.runs(100).await.map_err(ApiError::internal)?;
+    Ok(axum::Json(json!({"runs": runs})).into_response())
+}
+
+/// The body of `POST /api/v1/sql`.
+#[derive(Debug, Deserialize)]
+struct SqlRequest {
+    sql: String,
+}
+
+/// `POST /api/v1/sql`: one read-only query, answered as JSON, CSV or Arrow
+/// IPC by `Accept`; audited.
+async fn sql(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    axum::Json(request): axum::Json<SqlRequest>,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    if !matches!(caller.role, Role::Analyst | Role::Admin) || !caller.teams.is_empty() {
+        return Err(ApiError::forbidden(
+            "SQL is for analysts and admins not limited to teams",
+        ));
+    }
+    ensure_read_only(&request.sql)?;
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let (format, content_type) = if accept.contains("text/csv") {
+        (OutputFormat::Csv, "text/csv")
+    } else if accept.contains("application/vnd.apache.arrow.stream") {
+        (
+            OutputFormat::ArrowIpc,
+            "application/vnd.apache.arrow.stream",
+        )
+    } else {
+        (OutputFormat::Json, "application/json")
+    };
+    let started = Instant::now();
+    let ctx = read_only_session(&api.warehouse, api.config.query).await?;
+    let (schema, batches) =
+        tokio::time::timeout(api.config.query_timeout, query(&ctx, &request.sql))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "query_timeout",
+                    format!(
+                        "the query ran longer than {} s",
+                        api.config.query_timeout.as_secs()
+                    ),
+                )
+            })??;
+    let mut rows = 0;
+    let mut kept = Vec::new();
+    for batch in batches {
+        let room = api.config.row_limit.saturating_sub(rows);
+        if room == 0 {
+            break;
+        }
+        let batch = if batch.num_rows() > room {
+            batch.slice(0, room)
+        } else {
+            batch
+        };
+        rows += batch.num_rows();
+        kept.push(batch);
+    }
+    let truncated = rows >= api.config.row_limit;
+    let body = encode(&schema, &kept, format)?;
+    let elapsed = started.elapsed();
+    api.state
+        .audit(
+            &caller.actor,
+            "sql",
+            None,
+            &json!({"sql": request.sql, "rows": rows, "milliseconds": elapsed.as_millis() as u64, "truncated": truncated}),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    if truncated && let Ok(v) = HeaderValue::from_str(&api.config.row_limit.to_string()) {
+        response.headers_mut().insert("x-fathom-row-limit", v);
+    }
+    Ok(response)
+}

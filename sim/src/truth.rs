@@ -116,6 +116,175 @@ pub struct DoraTruth {
     pub rework_rate: Option<f64>,
 }
 
+impl DoraTruth {
+    /// The `dora_metrics` columns, as text, that [`DoraTruth::from_texts`]
+    /// reads back, in its order (select them `WHERE environment = 'all'`).
+    pub const COLUMNS: &'static str = "scope, CAST(window_days AS VARCHAR) AS window_days, \
+        CAST(deployments AS VARCHAR) AS deployments, CAST(failed_jobs AS VARCHAR) AS failed_jobs, \
+        CAST(deploy_days AS VARCHAR) AS deploy_days, CAST(changes AS VARCHAR) AS changes, \
+        CAST(failed_deployments AS VARCHAR) AS failed_deployments, CAST(incidents AS VARCHAR) AS incidents, \
+        CAST(rework_deployments AS VARCHAR) AS rework_deployments, \
+        CAST(deployments_per_day AS VARCHAR) AS deployments_per_day, \
+        CAST(deployments_per_week AS VARCHAR) AS deployments_per_week, \
+        CAST(median_deploy_days_per_week AS VARCHAR) AS median_deploy_days_per_week, \
+        CAST(lead_time_p50_seconds AS VARCHAR) AS lead_time_p50_seconds, \
+        CAST(lead_time_p90_seconds AS VARCHAR) AS lead_time_p90_seconds, \
+        CAST(change_failure_rate AS VARCHAR) AS change_failure_rate, \
+        CAST(failed_deployment_recovery_p50_seconds AS VARCHAR) AS failed_deployment_recovery_p50_seconds, \
+        CAST(time_to_restore_p50_seconds AS VARCHAR) AS time_to_restore_p50_seconds, \
+        CAST(rework_rate AS VARCHAR) AS rework_rate";
+
+    /// A row of [`DoraTruth::COLUMNS`] (nulls as empty text); `None` when
+    /// a count or the window is not a number.
+    pub fn from_texts(row: &[String]) -> Option<Self> {
+        let text = |i: usize| row.get(i).map_or("", String::as_str);
+        let count = |i: usize| text(i).parse::<u64>().ok();
+        let value = |i: usize| text(i).parse::<f64>().ok();
+        Some(Self {
+            scope: text(0).to_owned(),
+            window_days: text(1).parse().ok()?,
+            deployments: count(2)?,
+            failed_jobs: count(3)?,
+            deploy_days: count(4)?,
+            changes: count(5)?,
+            failed_deployments: count(6)?,
+            incidents: count(7)?,
+            rework_deployments: count(8)?,
+            deployments_per_day: value(9),
+            deployments_per_week: value(10),
+            median_deploy_days_per_week: value(11),
+            lead_time_p50_seconds: value(12),
+            lead_time_p90_seconds: value(13),
+            change_failure_rate: value(14),
+            failed_deployment_recovery_p50_seconds: value(15),
+            time_to_restore_p50_seconds: value(16),
+            rework_rate: value(17),
+        })
+    }
+
+    /// How `ours` (this scope and window as computed elsewhere) differs
+    /// from the truth, one line per metric; empty when they agree. Values
+    /// agree to a relative 1e-6. Failed deploy jobs may be fewer: Argo CD
+    /// keeps no failed syncs in its history, so an ingest sees only the
+    /// ones still on display.
+    pub fn differences(&self, ours: &Self) -> Vec<String> {
+        let mut out = Vec::new();
+        let name = format!("{} {}d", self.scope, self.window_days);
+        let counts = [
+            ("deployments", self.deployments, ours.deployments),
+            ("deploy_days", self.deploy_days, ours.deploy_days),
+            ("changes", self.changes, ours.changes),
+            (
+                "failed_deployments",
+                self.failed_deployments,
+                ours.failed_deployments,
+            ),
+            ("incidents", self.incidents, ours.incidents),
+            (
+                "rework_deployments",
+                self.rework_deployments,
+                ours.rework_deployments,
+            ),
+        ];
+        for (metric, want, got) in counts {
+            if want != got {
+                out.push(format!("{name} {metric}: {got} vs {want}"));
+            }
+        }
+        if ours.failed_jobs > self.failed_jobs {
+            out.push(format!(
+                "{name} failed_jobs: {} > {}",
+                ours.failed_jobs, self.failed_jobs
+            ));
+        }
+        let values = [
+            (
+                "deployments_per_day",
+                self.deployments_per_day,
+                ours.deployments_per_day,
+            ),
+            (
+                "deployments_per_week",
+                self.deployments_per_week,
+                ours.deployments_per_week,
+            ),
+            (
+                "median_deploy_days_per_week",
+                self.median_deploy_days_per_week,
+                ours.median_deploy_days_per_week,
+            ),
+            (
+                "lead_time_p50",
+                self.lead_time_p50_seconds,
+                ours.lead_time_p50_seconds,
+            ),
+            (
+                "lead_time_p90",
+                self.lead_time_p90_seconds,
+                ours.lead_time_p90_seconds,
+            ),
+            (
+                "change_failure_rate",
+                self.change_failure_rate,
+                ours.change_failure_rate,
+            ),
+            (
+                "recovery_p50",
+                self.failed_deployment_recovery_p50_seconds,
+                ours.failed_deployment_recovery_p50_seconds,
+            ),
+            (
+                "time_to_restore_p50",
+                self.time_to_restore_p50_seconds,
+                ours.time_to_restore_p50_seconds,
+            ),
+            ("rework_rate", self.rework_rate, ours.rework_rate),
+        ];
+        for (metric, want, got) in values {
+            let same = match (want, got) {
+                (Some(a), Some(b)) => (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                out.push(format!("{name} {metric}: {got:?} vs {want:?}"));
+            }
+        }
+        out
+    }
+}
+
+/// Every difference between the truth and `ours` (any order), and how
+/// many scope × window rows agree: a missing or extra row is a difference.
+pub fn compare_dora(truth: &[DoraTruth], ours: &[DoraTruth]) -> (usize, Vec<String>) {
+    let by_key: BTreeMap<(&str, u32), &DoraTruth> = ours
+        .iter()
+        .map(|d| ((d.scope.as_str(), d.window_days), d))
+        .collect();
+    let mut agreed = 0;
+    let mut differences = Vec::new();
+    for t in truth {
+        match by_key.get(&(t.scope.as_str(), t.window_days)) {
+            None => differences.push(format!("{} {}d missing", t.scope, t.window_days)),
+            Some(o) => {
+                let found = t.differences(o);
+                if found.is_empty() {
+                    agreed += 1;
+                }
+                differences.extend(found);
+            }
+        }
+    }
+    let known: BTreeSet<(&str, u32)> = truth
+        .iter()
+        .map(|t| (t.scope.as_str(), t.window_days))
+        .collect();
+    for key in by_key.keys().filter(|k| !known.contains(*k)) {
+        differences.push(format!("{} {}d is not in the truth", key.0, key.1));
+    }
+    (agreed, differences)
+}
+
 /// Linear-interpolation percentile (`percentile_cont`) of unsorted values.
 pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
     if values.is_empty() {

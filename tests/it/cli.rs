@@ -244,6 +244,20 @@ fn demo_ingests_a_small_world_and_shows_what_landed() -> Result<()> {
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0);
     assert!(deployments > 0, "{text}");
+    // The demo checks its marts against the generator's own DORA: all agree.
+    let agreement: Vec<u64> = text
+        .lines()
+        .find(|l| l.starts_with("checked against the world's own DORA computation:"))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|w| w.parse::<u64>().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        agreement.len() == 2 && agreement[0] == agreement[1] && agreement[1] > 0,
+        "{text}"
+    );
     // Every kind of source landed: APIs and delivered files.
     for table in [
         "incidents",

@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use fathom_sim::WorldConfig;
 use fathom_sim::serve::SimOptions;
-use fathom_sim::truth::Truth;
+use fathom_sim::truth::{DoraTruth, Truth, compare_dora};
 
 use crate::ingest::{Sim, ingest_ok};
 use crate::support::{count, fathom_bin, local_warehouse, rows};
@@ -135,96 +135,24 @@ async fn dora_marts_equal_the_worlds_truth() -> Result<()> {
     // The five keys: every scope and window the world knows.
     let metrics = rows(
         &warehouse,
-        "SELECT scope, CAST(window_days AS VARCHAR), deployments, failed_jobs, deploy_days, changes,          failed_deployments, incidents, rework_deployments, deployments_per_day, deployments_per_week,          median_deploy_days_per_week, lead_time_p50_seconds, lead_time_p90_seconds, change_failure_rate,          failed_deployment_recovery_p50_seconds, time_to_restore_p50_seconds, rework_rate FROM dora_metrics \
-         WHERE environment = 'all'",
+        &format!(
+            "SELECT {} FROM dora_metrics WHERE environment = 'all'",
+            DoraTruth::COLUMNS
+        ),
     )
     .await?;
-    let by_key: BTreeMap<(String, String), &Vec<String>> = metrics
+    let ours: Vec<DoraTruth> = metrics
         .iter()
-        .map(|r| ((r[0].clone(), r[1].clone()), r))
-        .collect();
-    let close = |got: &str, want: Option<f64>| match (got.parse::<f64>().ok(), want) {
-        (Some(a), Some(b)) => (a - b).abs() <= 1e-6 * b.abs().max(1.0),
-        (None, None) => true,
-        _ => false,
-    };
-    let mut differences = Vec::new();
-    for t in &truth.dora {
-        let Some(row) = by_key.get(&(t.scope.clone(), t.window_days.to_string())) else {
-            differences.push(format!("{} {}d missing", t.scope, t.window_days));
-            continue;
-        };
-        let counts = [
-            t.deployments,
-            t.failed_jobs,
-            t.deploy_days,
-            t.changes,
-            t.failed_deployments,
-            t.incidents,
-            t.rework_deployments,
-        ];
-        let names = [
-            "deployments",
-            "failed_jobs",
-            "deploy_days",
-            "changes",
-            "failed_deployments",
-            "incidents",
-            "rework_deployments",
-        ];
-        for (i, (want, name)) in counts.iter().zip(names).enumerate() {
-            // Argo CD keeps no failed syncs in its history: a failed job is
-            // seen only while it is an application's last operation, so an
-            // ingest at the end of the world sees at most the last ones.
-            if name == "failed_jobs" {
-                if row[i + 2].parse::<u64>().unwrap_or(u64::MAX) > *want {
-                    differences.push(format!(
-                        "{} {}d failed_jobs: {} > {want}",
-                        t.scope,
-                        t.window_days,
-                        row[i + 2]
-                    ));
-                }
-                continue;
-            }
-            if row[i + 2] != want.to_string() {
-                differences.push(format!(
-                    "{} {}d {name}: {} vs {want}",
-                    t.scope,
-                    t.window_days,
-                    row[i + 2]
-                ));
-            }
-        }
-        let values = [
-            ("deployments_per_day", t.deployments_per_day),
-            ("deployments_per_week", t.deployments_per_week),
-            ("median_deploy_days_per_week", t.median_deploy_days_per_week),
-            ("lead_time_p50", t.lead_time_p50_seconds),
-            ("lead_time_p90", t.lead_time_p90_seconds),
-            ("change_failure_rate", t.change_failure_rate),
-            ("recovery_p50", t.failed_deployment_recovery_p50_seconds),
-            ("time_to_restore_p50", t.time_to_restore_p50_seconds),
-            ("rework_rate", t.rework_rate),
-        ];
-        for (i, (name, want)) in values.iter().enumerate() {
-            if !close(&row[i + 9], *want) {
-                differences.push(format!(
-                    "{} {}d {name}: {} vs {want:?}",
-                    t.scope,
-                    t.window_days,
-                    row[i + 9]
-                ));
-            }
-        }
-    }
+        .map(|r| DoraTruth::from_texts(r).with_context(|| format!("unreadable row {r:?}")))
+        .collect::<Result<_>>()?;
+    let (agreed, differences) = compare_dora(&truth.dora, &ours);
     assert!(
         differences.is_empty(),
         "{} differences, e.g. {:#?}",
         differences.len(),
         differences.iter().take(12).collect::<Vec<_>>()
     );
-    assert_eq!(metrics.len(), truth.dora.len());
+    assert_eq!(agreed, truth.dora.len());
 
     // Each service of the world deploys to one production environment
     // (`production` through Argo CD, `prod` through GitHub): a component's
@@ -268,66 +196,69 @@ async fn dora_marts_equal_the_worlds_truth() -> Result<()> {
     Ok(())
 }
 
+/// The worked example of `docs/metrics.md`: (table, file name, content).
+pub(crate) const WORKED_EXAMPLE: [(&str, &str, &str); 7] = [
+    (
+        "catalog_entities",
+        "catalog.ndjson",
+        concat!(
+            r#"{"entity_ref": "component:default/payments-api", "kind": "component", "namespace": "default", "name": "payments-api", "owner_ref": "team-payments", "system_ref": "system:default/payments"}"#,
+            "\n",
+            r#"{"entity_ref": "group:default/team-payments", "kind": "group", "namespace": "default", "name": "team-payments", "parent_ref": "group:default/engineering"}"#,
+            "\n",
+            r#"{"entity_ref": "group:default/engineering", "kind": "group", "namespace": "default", "name": "engineering"}"#,
+            "\n",
+            r#"{"entity_ref": "system:default/payments", "kind": "system", "namespace": "default", "name": "payments", "domain_ref": "domain:default/money"}"#,
+            "\n"
+        ),
+    ),
+    (
+        "deployments",
+        "deployments.csv",
+        "deployment_id,source,entity_ref,environment,status,revision,repository_id,started_at,finished_at,is_rollback\n\
+         d1,import,payments-api,production,success,r1,acme/payments,2026-06-20T09:50:00Z,2026-06-20T10:00:00Z,false\n\
+         d2,import,payments-api,production,success,r2,acme/payments,2026-06-23T08:50:00Z,2026-06-23T09:00:00Z,false\n\
+         d3,import,payments-api,production,success,r1,acme/payments,2026-06-23T12:50:00Z,2026-06-23T13:00:00Z,true\n\
+         d4,import,payments-api,production,success,r4,acme/payments,2026-06-26T14:50:00Z,2026-06-26T15:00:00Z,false\n\
+         d5,import,payments-api,production,failure,r5,acme/payments,2026-06-27T10:00:00Z,2026-06-27T10:05:00Z,false\n\
+         s1,import,payments-api,staging,success,r5,acme/payments,2026-06-27T09:00:00Z,2026-06-27T09:05:00Z,false\n",
+    ),
+    (
+        "incidents",
+        "incidents.csv",
+        "incident_id,source,entity_ref,created_at,resolved_at\n\
+         INC-1,import,payments-api,2026-06-23T12:00:00Z,2026-06-23T18:00:00Z\n",
+    ),
+    (
+        "deployment_changes",
+        "changes.csv",
+        "deployment_id,sha,repository_id\nd2,c7a,acme/payments\nd2,abc,acme/payments\nd4,c7b,acme/payments\nd4,c9,acme/payments\n",
+    ),
+    (
+        "pull_requests",
+        "pulls.csv",
+        "repository_id,number,state,entity_ref,created_at,first_commit_at,merged_at\n\
+         acme/payments,7,merged,payments-api,2026-06-22T10:00:00Z,2026-06-22T09:00:00Z,2026-06-23T08:00:00Z\n\
+         acme/payments,9,merged,payments-api,2026-06-24T16:00:00Z,2026-06-24T15:00:00Z,2026-06-26T14:00:00Z\n",
+    ),
+    (
+        "pull_request_commits",
+        "pull_commits.csv",
+        "repository_id,pull_request_number,sha\nacme/payments,7,c7a\nacme/payments,7,c7b\nacme/payments,9,c9\n",
+    ),
+    (
+        "commits",
+        "commits.csv",
+        "repository_id,sha,entity_ref,authored_at,committed_at\nacme/payments,abc,payments-api,2026-06-23T07:00:00Z,2026-06-23T07:05:00Z\n",
+    ),
+];
+
 /// The worked example of `docs/metrics.md`, loaded with `fathom import`:
 /// every number the document derives by hand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worked_example_in_the_metrics_doc_holds() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let files = [
-        (
-            "catalog_entities",
-            "catalog.ndjson",
-            concat!(
-                r#"{"entity_ref": "component:default/payments-api", "kind": "component", "namespace": "default", "name": "payments-api", "owner_ref": "team-payments", "system_ref": "system:default/payments"}"#,
-                "\n",
-                r#"{"entity_ref": "group:default/team-payments", "kind": "group", "namespace": "default", "name": "team-payments", "parent_ref": "group:default/engineering"}"#,
-                "\n",
-                r#"{"entity_ref": "group:default/engineering", "kind": "group", "namespace": "default", "name": "engineering"}"#,
-                "\n",
-                r#"{"entity_ref": "system:default/payments", "kind": "system", "namespace": "default", "name": "payments", "domain_ref": "domain:default/money"}"#,
-                "\n"
-            ),
-        ),
-        (
-            "deployments",
-            "deployments.csv",
-            "deployment_id,source,entity_ref,environment,status,revision,repository_id,started_at,finished_at,is_rollback\n\
-             d1,import,payments-api,production,success,r1,acme/payments,2026-06-20T09:50:00Z,2026-06-20T10:00:00Z,false\n\
-             d2,import,payments-api,production,success,r2,acme/payments,2026-06-23T08:50:00Z,2026-06-23T09:00:00Z,false\n\
-             d3,import,payments-api,production,success,r1,acme/payments,2026-06-23T12:50:00Z,2026-06-23T13:00:00Z,true\n\
-             d4,import,payments-api,production,success,r4,acme/payments,2026-06-26T14:50:00Z,2026-06-26T15:00:00Z,false\n\
-             d5,import,payments-api,production,failure,r5,acme/payments,2026-06-27T10:00:00Z,2026-06-27T10:05:00Z,false\n\
-             s1,import,payments-api,staging,success,r5,acme/payments,2026-06-27T09:00:00Z,2026-06-27T09:05:00Z,false\n",
-        ),
-        (
-            "incidents",
-            "incidents.csv",
-            "incident_id,source,entity_ref,created_at,resolved_at\n\
-             INC-1,import,payments-api,2026-06-23T12:00:00Z,2026-06-23T18:00:00Z\n",
-        ),
-        (
-            "deployment_changes",
-            "changes.csv",
-            "deployment_id,sha,repository_id\nd2,c7a,acme/payments\nd2,abc,acme/payments\nd4,c7b,acme/payments\nd4,c9,acme/payments\n",
-        ),
-        (
-            "pull_requests",
-            "pulls.csv",
-            "repository_id,number,state,entity_ref,created_at,first_commit_at,merged_at\n\
-             acme/payments,7,merged,payments-api,2026-06-22T10:00:00Z,2026-06-22T09:00:00Z,2026-06-23T08:00:00Z\n\
-             acme/payments,9,merged,payments-api,2026-06-24T16:00:00Z,2026-06-24T15:00:00Z,2026-06-26T14:00:00Z\n",
-        ),
-        (
-            "pull_request_commits",
-            "pull_commits.csv",
-            "repository_id,pull_request_number,sha\nacme/payments,7,c7a\nacme/payments,7,c7b\nacme/payments,9,c9\n",
-        ),
-        (
-            "commits",
-            "commits.csv",
-            "repository_id,sha,entity_ref,authored_at,committed_at\nacme/payments,abc,payments-api,2026-06-23T07:00:00Z,2026-06-23T07:05:00Z\n",
-        ),
-    ];
+    let files = WORKED_EXAMPLE;
     let fathom = |args: &[&str]| fathom_in(dir.path(), args);
     load_and_transform(dir.path(), &files)?;
     let warehouse = local_warehouse(&dir.path().join("data"))?;
@@ -551,7 +482,7 @@ async fn incident_links_environments_and_negative_stages() -> Result<()> {
 }
 
 /// Runs `fathom` on a local warehouse in `dir/data`.
-fn fathom_in(dir: &std::path::Path, args: &[&str]) -> Result<std::process::Output> {
+pub(crate) fn fathom_in(dir: &std::path::Path, args: &[&str]) -> Result<std::process::Output> {
     Ok(Command::new(fathom_bin())
         .args(args)
         .env("FATHOM_WAREHOUSE__URL", dir.join("data"))
@@ -559,9 +490,80 @@ fn fathom_in(dir: &std::path::Path, args: &[&str]) -> Result<std::process::Outpu
         .output()?)
 }
 
+/// Windows and calendar periods cut at UTC midnight: the last second of a
+/// day before the window or the week or month is out, its first second in,
+/// and `as_of` itself is out (windows end exclusively). 2026-07-01 is a
+/// Wednesday; 2026-06-21 a Sunday.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_cut_at_utc_week_and_month_boundaries() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let files = [
+        (
+            "catalog_entities",
+            "catalog.ndjson",
+            r#"{"entity_ref": "component:default/edge", "kind": "component", "namespace": "default", "name": "edge"}"#,
+        ),
+        (
+            "deployments",
+            "deployments.csv",
+            "deployment_id,source,entity_ref,environment,status,started_at,finished_at\n\
+             b0,import,edge,production,success,2026-05-20T09:00:00Z,2026-05-20T10:00:00Z\n\
+             m1,import,edge,production,success,2026-05-31T23:00:00Z,2026-05-31T23:59:59Z\n\
+             m2,import,edge,production,success,2026-05-31T23:30:00Z,2026-06-01T00:00:00Z\n\
+             w1,import,edge,production,success,2026-06-21T23:00:00Z,2026-06-21T23:59:59Z\n\
+             w2,import,edge,production,success,2026-06-21T23:30:00Z,2026-06-22T00:00:00Z\n\
+             r1,import,edge,production,success,2026-06-23T23:00:00Z,2026-06-23T23:59:59Z\n\
+             r2,import,edge,production,success,2026-06-23T23:30:00Z,2026-06-24T00:00:00Z\n\
+             last,import,edge,production,success,2026-06-30T23:00:00Z,2026-06-30T23:59:59Z\n\
+             after,import,edge,production,success,2026-06-30T23:30:00Z,2026-07-01T00:00:00Z\n",
+        ),
+    ];
+    load_and_transform(dir.path(), &files)?;
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+    assert_eq!(
+        rows(
+            &warehouse,
+            "SELECT CAST(window_days AS VARCHAR) AS w, deployments, deploy_days FROM dora_metrics \
+             WHERE scope = 'component:default/edge' AND environment = 'all' ORDER BY window_days",
+        )
+        .await?,
+        [
+            ["7", "2", "2"],
+            ["30", "6", "6"],
+            ["90", "8", "8"],
+            ["365", "8", "8"]
+        ]
+        .map(|r| r.map(str::to_owned).to_vec())
+    );
+    assert_eq!(
+        rows(
+            &warehouse,
+            "SELECT granularity, CAST(CAST(period_start AS DATE) AS VARCHAR) AS start, deployments \
+             FROM dora_trends WHERE scope = 'component:default/edge' AND environment = 'all' \
+             AND deployments > 0 ORDER BY granularity, period_start",
+        )
+        .await?,
+        [
+            ["month", "2026-05-01", "2"],
+            ["month", "2026-06-01", "6"],
+            ["week", "2026-05-18", "1"],
+            ["week", "2026-05-25", "1"],
+            ["week", "2026-06-01", "1"],
+            ["week", "2026-06-15", "1"],
+            ["week", "2026-06-22", "3"],
+            ["week", "2026-06-29", "1"],
+        ]
+        .map(|r| r.map(str::to_owned).to_vec())
+    );
+    Ok(())
+}
+
 /// Imports `(table, file name, content)` files with `fathom import`, then
 /// computes the marts as of 2026-07-01.
-fn load_and_transform(dir: &std::path::Path, files: &[(&str, &str, &str)]) -> Result<()> {
+pub(crate) fn load_and_transform(
+    dir: &std::path::Path,
+    files: &[(&str, &str, &str)],
+) -> Result<()> {
     for (table, name, content) in files {
         let path = dir.join(name);
         std::fs::write(&path, content)?;

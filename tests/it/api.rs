@@ -1,0 +1,269 @@
+//! `fathom serve` over the worked example of `docs/metrics.md`: the DORA
+//! endpoints answer the numbers the document derives, tokens and roles
+//! gate them, SQL answers analysts in CSV, and errors have one shape.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::dora::{WORKED_EXAMPLE, fathom_in, load_and_transform};
+use crate::support::fathom_bin;
+
+/// A `fathom serve` process, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &std::path::Path, envs: &[(&str, &str)], listen: &str) -> Result<Server> {
+    let mut child = Command::new(fathom_bin())
+        .args(["serve", "--listen", listen])
+        .env("FATHOM_WAREHOUSE__URL", dir.join("data"))
+        .env_remove("FATHOM_STATE__DATABASE_URL")
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let Some(base) = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .and_then(|u| u.strip_suffix("/api/v1"))
+    else {
+        let _ = child.kill();
+        let output = child.wait_with_output()?;
+        bail!(
+            "serve did not start: {line} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    Ok(Server {
+        base: base.to_owned(),
+        child,
+    })
+}
+
+fn token(dir: &std::path::Path, role: &str, teams: &str) -> Result<String> {
+    let mut args = vec!["tokens", "create", "--name", role, "--role", role];
+    if !teams.is_empty() {
+        args.extend(["--teams", teams]);
+    }
+    let output = fathom_in(dir, &args)?;
+    if !output.status.success() {
+        bail!("{}", String::from_utf8_lossy(&output.stderr));
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .nth(1)
+        .map(str::to_owned)
+        .context("no secret printed")
+}
+
+const PAYMENTS: &str = "component%3Adefault%2Fpayments-api";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_the_worked_example() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    load_and_transform(dir.path(), &WORKED_EXAMPLE)?;
+    let viewer = token(dir.path(), "viewer", "")?;
+    let analyst = token(dir.path(), "analyst", "")?;
+    let contractor = token(dir.path(), "contractor", "team-elsewhere")?;
+    let server = serve(dir.path(), &[], "127.0.0.1:0")?;
+    let http = reqwest::Client::new();
+    let get = |path: &str, secret: &str| {
+        http.get(format!("{}{path}", server.base))
+            .bearer_auth(secret)
+            .send()
+    };
+
+    let health = http.get(format!("{}/healthz", server.base)).send().await?;
+    assert_eq!(health.status(), 200);
+    let ready: Value = http
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(ready["warehouse"], "ok");
+    assert_eq!(ready["state"], "ok");
+
+    // The 30-day numbers of the document, with dora-2023 tiers.
+    let response = get(&format!("/api/v1/dora/{PAYMENTS}?window=30d"), &viewer).await?;
+    assert_eq!(response.status(), 200);
+    let etag = response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .context("no etag")?;
+    let body: Value = response.json().await?;
+    assert_eq!(body["scope"], "component:default/payments-api");
+    assert_eq!(body["counts"]["deployments"], 4);
+    assert_eq!(body["counts"]["failed_jobs"], 1);
+    assert_eq!(body["counts"]["changes"], 3);
+    assert_eq!(body["metrics"]["change_failure_rate"], 0.25);
+    assert_eq!(body["metrics"]["lead_time_p50_seconds"], 86_400.0);
+    assert_eq!(
+        body["metrics"]["failed_deployment_recovery_p50_seconds"],
+        32_400.0
+    );
+    assert_eq!(body["benchmark"], "dora-2023");
+    assert_eq!(body["tiers"]["deployment_frequency"], "medium");
+    assert_eq!(body["tiers"]["lead_time"], "elite");
+    assert_eq!(body["tiers"]["change_failure_rate"], "low");
+    assert_eq!(body["tiers"]["recovery"], "high");
+    assert_eq!(body["tiers"]["overall"], "low");
+    assert_eq!(body["as_of"], "2026-07-01T00:00:00Z");
+    // Unchanged: 304 for the same ETag.
+    let again = http
+        .get(format!("{}/api/v1/dora/{PAYMENTS}?window=30d", server.base))
+        .bearer_auth(&viewer)
+        .header("if-none-match", &etag)
+        .send()
+        .await?;
+    assert_eq!(again.status(), 304);
+
+    // Another benchmark tiers the same numbers again: by 2021, 4 deploys a
+    // month is high, a day's lead time high, 25 % high, 6 h to restore
+    // high.
+    let body: Value = get(
+        &format!("/api/v1/dora/{PAYMENTS}?window=30d&benchmark=dora-2021"),
+        &viewer,
+    )
+    .await?
+    .json()
+    .await?;
+    assert_eq!(body["benchmark"], "dora-2021");
+    for key in [
+        "deployment_frequency",
+        "lead_time",
+        "change_failure_rate",
+        "recovery",
+        "overall",
+    ] {
+        assert_eq!(body["tiers"][key], "high", "{key}: {body}");
+    }
+
+    // Drill-down, two rows a page: the four deployments, in order.
+    let mut ids = Vec::new();
+    let mut path = format!("/api/v1/dora/{PAYMENTS}/deployments?window=30d&limit=2");
+    loop {
+        let page: Value = get(&path, &viewer).await?.json().await?;
+        let items = page["items"].as_array().context("items")?;
+        assert!(items.len() <= 2);
+        ids.extend(items.iter().map(|i| i["deployment_id"].clone()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                path = format!(
+                    "/api/v1/dora/{PAYMENTS}/deployments?window=30d&limit=2&cursor={cursor}"
+                )
+            }
+            None => break,
+        }
+    }
+    assert_eq!(ids, ["d1", "d2", "d3", "d4"]);
+    let changes: Value = get(&format!("/api/v1/dora/{PAYMENTS}/changes"), &viewer)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(changes["items"].as_array().map(Vec::len), Some(3));
+
+    // The week of Monday 06-22 holds d2, d3 and d4.
+    let trend: Value = get(
+        &format!("/api/v1/dora/{PAYMENTS}/trend?interval=week"),
+        &viewer,
+    )
+    .await?
+    .json()
+    .await?;
+    let week = trend["points"]
+        .as_array()
+        .and_then(|p| {
+            p.iter()
+                .find(|p| p["period_start"] == "2026-06-22T00:00:00Z")
+        })
+        .context("week of 06-22")?;
+    assert_eq!(week["counts"]["deployments"], 3);
+
+    // Entities: the component with its summary; the team, the system.
+    let listed: Value = get("/api/v1/entities?kind=component", &viewer)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(listed["entities"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listed["entities"][0]["overall_tier"], "low");
+
+    // Errors: one shape, the right status.
+    let anonymous = http
+        .get(format!("{}/api/v1/dora/org", server.base))
+        .send()
+        .await?;
+    assert_eq!(anonymous.status(), 401);
+    let error: Value = anonymous.json().await?;
+    assert_eq!(error["error"]["code"], "unauthenticated");
+    let bad = get(&format!("/api/v1/dora/{PAYMENTS}?window=12d"), &viewer).await?;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.json::<Value>().await?["error"]["code"], "bad_request");
+    let missing = get("/api/v1/dora/component%3Adefault%2Fnothing", &viewer).await?;
+    assert_eq!(missing.status(), 404);
+    let revoked = get("/api/v1/dora/org", "not-a-token").await?;
+    assert_eq!(revoked.status(), 401);
+
+    // A contractor sees only its teams.
+    let outside = get(&format!("/api/v1/dora/{PAYMENTS}"), &contractor).await?;
+    assert_eq!(outside.status(), 403);
+    let theirs: Value = get("/api/v1/entities", &contractor).await?.json().await?;
+    assert_eq!(theirs["entities"].as_array().map(Vec::len), Some(0));
+
+    // SQL: analysts only, read-only, CSV by Accept.
+    let sql = |secret: &str, query: &str| {
+        http.post(format!("{}/api/v1/sql", server.base))
+            .bearer_auth(secret)
+            .header("accept", "text/csv")
+            .json(&serde_json::json!({"sql": query}))
+            .send()
+    };
+    let csv = sql(
+        &analyst,
+        "SELECT scope, deployments FROM dora_metrics WHERE window_days = 30 AND environment = 'all' AND scope = 'org'",
+    )
+    .await?;
+    assert_eq!(csv.status(), 200);
+    assert_eq!(csv.text().await?, "scope,deployments\norg,4\n");
+    assert_eq!(sql(&viewer, "SELECT 1").await?.status(), 403);
+    let write = sql(&analyst, "DROP TABLE deployments").await?;
+    assert_eq!(write.status(), 400);
+    assert!(
+        write.json::<Value>().await?["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("read-only")),
+    );
+    Ok(())
+}
+
+/// Without authentication the server binds loopback only.
+#[test]
+fn no_auth_refuses_a_reachable_address() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let output = Command::new(fathom_bin())
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env("FATHOM_WAREHOUSE__URL", dir.path().join("data"))
+        .env("FATHOM_API__AUTH", "none")
+        .env_remove("FATHOM_STATE__DATABASE_URL")
+        .output()?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
+    Ok(())
+}
