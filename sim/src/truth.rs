@@ -24,6 +24,8 @@
 //!   `finished_at` to the latest resolution of its linked incidents, or to
 //!   the rollback's `finished_at`. *Time to restore*: incident
 //!   `resolved_at − created_at`, for incidents created in the window.
+//!   Everything is known as of the world's end: an incident resolved later
+//!   is still open then (no resolution, no recovery through it).
 //! - *Rework*: production deployments started while an incident on the same
 //!   service was open, or shipping a hotfix-labelled pull request.
 //! - Percentiles interpolate linearly between ranks (`percentile_cont`).
@@ -322,7 +324,13 @@ struct ServiceFacts {
     failed_jobs: Vec<DateTime<Utc>>,
 }
 
-fn service_facts(org: &Org, history: &ServiceHistory) -> (ServiceFacts, Vec<DeploymentTruth>) {
+/// The facts of one service as known at `end` (the world's last instant):
+/// an incident resolved later is still open then.
+fn service_facts(
+    org: &Org,
+    history: &ServiceHistory,
+    end: DateTime<Utc>,
+) -> (ServiceFacts, Vec<DeploymentTruth>) {
     let entity_ref = org.component_ref(history.component);
     let mut completed: Vec<&Deployment> = history
         .deployments
@@ -409,7 +417,11 @@ fn service_facts(org: &Org, history: &ServiceHistory) -> (ServiceFacts, Vec<Depl
             .map(|next| next.finished_at);
         let incidents = linked.get(d.id.as_str()).cloned().unwrap_or_default();
         let failed = !incidents.is_empty() || rolled_back_by.is_some();
-        let recovery_seconds = if let Some(resolved) = incidents.iter().map(|i| i.resolved_at).max()
+        let recovery_seconds = if let Some(resolved) = incidents
+            .iter()
+            .map(|i| i.resolved_at)
+            .filter(|at| *at <= end)
+            .max()
         {
             Some(seconds(resolved - d.finished_at))
         } else {
@@ -448,6 +460,7 @@ fn service_facts(org: &Org, history: &ServiceHistory) -> (ServiceFacts, Vec<Depl
         incidents: history
             .incidents
             .iter()
+            .filter(|i| i.resolved_at <= end)
             .map(|i| (i.created_at, seconds(i.resolved_at - i.created_at)))
             .collect(),
         failed_jobs,
@@ -559,7 +572,7 @@ impl<'a> TruthBuilder<'a> {
     /// Takes in one service's history; returns the truth of its production
     /// deployments, which the caller may write out and drop.
     pub fn add(&mut self, history: &ServiceHistory) -> Vec<DeploymentTruth> {
-        let (facts, deployments) = service_facts(self.org, history);
+        let (facts, deployments) = service_facts(self.org, history, self.config.end());
         if let Some(slot) = self.facts.get_mut(history.component) {
             *slot = Some(facts);
         }
