@@ -834,6 +834,8 @@ async fn serve(config: &Config, listen: Option<&str>) -> Result<ExitCode> {
             },
             row_limit: config.query.row_limit,
             query_timeout: std::time::Duration::from_secs(config.query.timeout_seconds),
+            sources: config.sources.iter().map(|s| s.name().to_owned()).collect(),
+            cors_origin: Some(config.api.cors_origin.clone()).filter(|o| !o.is_empty()),
         },
     };
     let listener = tokio::net::TcpListener::bind(listen)

@@ -109,6 +109,9 @@ pub struct ApiSection {
     /// `tokens` (API tokens from `fathom tokens create`) or `none` (every
     /// caller is an admin; loopback addresses only). Default `tokens`.
     pub auth: fathom_api::AuthMode,
+    /// The portal's origin (e.g. `https://backstage.example.com`), allowed
+    /// to call the API from browsers; empty allows none. Default empty.
+    pub cors_origin: String,
 }
 
 impl Default for ApiSection {
@@ -116,6 +119,7 @@ impl Default for ApiSection {
         Self {
             listen: "127.0.0.1:8080".to_owned(),
             auth: fathom_api::AuthMode::Tokens,
+            cors_origin: String::new(),
         }
     }
 }

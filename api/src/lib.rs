@@ -55,6 +55,10 @@ pub struct ApiConfig {
     pub row_limit: usize,
     /// Longest a SQL query may run.
     pub query_timeout: Duration,
+    /// Names of the configured sources (for `/freshness`).
+    pub sources: Vec<String>,
+    /// The portal's origin, allowed to call the API from a browser.
+    pub cors_origin: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -64,6 +68,8 @@ impl Default for ApiConfig {
             query: QueryLimits::default(),
             row_limit: 100_000,
             query_timeout: Duration::from_secs(60),
+            sources: Vec::new(),
+            cors_origin: None,
         }
     }
 }
@@ -109,8 +115,51 @@ pub async fn serve(
     Ok(())
 }
 
-/// Every route.
+/// Largest request body accepted (intake batches, SQL text).
+const BODY_LIMIT: usize = 10 << 20;
+
+/// Every route, with the access log, the body limit and CORS.
 pub fn router(api: Arc<Api>) -> Router {
+    let cors = api.config.cors_origin.as_deref().and_then(|origin| {
+        HeaderValue::from_str(origin).ok().map(|origin| {
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(origin)
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    header::IF_NONE_MATCH,
+                ])
+                .expose_headers([header::ETAG])
+        })
+    });
+    let routes = routes(api)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(access_log));
+    match cors {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    }
+}
+
+/// One structured line per request: method, path, status, duration.
+async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        target: "fathom::access",
+        %method,
+        path,
+        status = response.status().as_u16(),
+        milliseconds = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+fn routes(api: Arc<Api>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -121,6 +170,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/dora/{scope}/deployments", get(dora_deployments))
         .route("/api/v1/dora/{scope}/changes", get(dora_changes))
         .route("/api/v1/runs", get(runs))
+        .route("/api/v1/freshness", get(freshness))
         .route("/api/v1/sql", post(sql))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -847,6 +897,48 @@ async fn runs(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Resp
     }
     let runs = api.state.runs(100).await.map_err(ApiError::internal)?;
     Ok(axum::Json(json!({"runs": runs})).into_response())
+}
+
+/// `GET /api/v1/freshness`: per configured source, its last run, last
+/// successful run, how long ago that was, and whether it is degraded (its
+/// last run failed), with the error.
+async fn freshness(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
+    caller(&api, &headers).await?;
+    let runs = api.state.runs(500).await.map_err(ApiError::internal)?;
+    let now = chrono::Utc::now();
+    let sources: Vec<Value> = api
+        .config
+        .sources
+        .iter()
+        .map(|name| {
+            // Newest first: the runs that read this source.
+            let mut read = runs
+                .iter()
+                .filter(|r| r.row_counts.contains_key(&format!("{name}.api_calls")));
+            let prefix = format!("{name}: ");
+            let failed = |r: &&fathom_warehouse::state::RunRecord| {
+                r.errors.iter().any(|e| e.starts_with(&prefix))
+                    || r.status == fathom_warehouse::state::RunStatus::Failed
+            };
+            let last = read.clone().next();
+            let success = read.find(|r| !failed(r));
+            let at = |r: Option<&fathom_warehouse::state::RunRecord>| {
+                r.map(|r| r.finished_at.unwrap_or(r.started_at))
+            };
+            let last_error = last
+                .filter(|r| failed(r))
+                .and_then(|r| r.errors.iter().find(|e| e.starts_with(&prefix)).cloned());
+            json!({
+                "source": name,
+                "last_run_at": at(last),
+                "last_success_at": at(success),
+                "lag_seconds": at(success).map(|t| (now - t).num_seconds()),
+                "degraded": last.is_some_and(|r| failed(&r)),
+                "last_error": last_error,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({"sources": sources})).into_response())
 }
 
 /// The body of `POST /api/v1/sql`.

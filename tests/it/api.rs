@@ -79,7 +79,11 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
     let viewer = token(dir.path(), "viewer", "")?;
     let analyst = token(dir.path(), "analyst", "")?;
     let contractor = token(dir.path(), "contractor", "team-elsewhere")?;
-    let server = serve(dir.path(), &[], "127.0.0.1:0")?;
+    let server = serve(
+        dir.path(),
+        &[("FATHOM_API__CORS_ORIGIN", "https://portal.example")],
+        "127.0.0.1:0",
+    )?;
     let http = reqwest::Client::new();
     let get = |path: &str, secret: &str| {
         http.get(format!("{}{path}", server.base))
@@ -89,6 +93,29 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
 
     let health = http.get(format!("{}/healthz", server.base)).send().await?;
     assert_eq!(health.status(), 200);
+    // The portal's origin may call from a browser; another origin is
+    // never granted (the header names only the portal, so browsers refuse).
+    let from = |origin: &'static str| {
+        http.get(format!("{}/healthz", server.base))
+            .header("origin", origin)
+            .send()
+    };
+    let allowed = from("https://portal.example").await?;
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://portal.example")
+    );
+    let other = from("https://elsewhere.example").await?;
+    assert_ne!(
+        other
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("https://elsewhere.example")
+    );
     let ready: Value = http
         .get(format!("{}/readyz", server.base))
         .send()
@@ -265,5 +292,59 @@ fn no_auth_refuses_a_reachable_address() -> Result<()> {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("loopback"), "{stderr}");
+    Ok(())
+}
+
+/// `/freshness` names a source whose last run failed, with its error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freshness_reports_a_degraded_source() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("fathom.toml");
+    // Port 9 (discard) refuses connections: the source cannot be read.
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\nurl = \"{}\"\n\n[[sources]]\ntype = \"backstage\"\nname = \"catalog\"\n\
+             base_url = \"http://127.0.0.1:9\"\ntoken = \"x\"\n[sources.http]\nmax_retries = 0\n",
+            dir.path().join("data").display()
+        ),
+    )?;
+    let ingest = Command::new(fathom_bin())
+        .args(["--config", &config.display().to_string(), "ingest"])
+        .env_remove("FATHOM_STATE__DATABASE_URL")
+        .output()?;
+    assert!(!ingest.status.success());
+    let mut child = Command::new(fathom_bin())
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("FATHOM_API__AUTH", "none")
+        .env_remove("FATHOM_STATE__DATABASE_URL")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let server = Server {
+        base: line
+            .split_whitespace()
+            .find_map(|w| w.strip_suffix("/api/v1"))
+            .context("no address")?
+            .to_owned(),
+        child,
+    };
+    let body: Value = reqwest::get(format!("{}/api/v1/freshness", server.base))
+        .await?
+        .json()
+        .await?;
+    let source = &body["sources"][0];
+    assert_eq!(source["source"], "catalog");
+    assert_eq!(source["degraded"], true);
+    assert!(source["last_run_at"].is_string(), "{body}");
+    assert!(source["last_success_at"].is_null(), "{body}");
+    assert!(source["last_error"].is_string(), "{body}");
     Ok(())
 }
