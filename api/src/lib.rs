@@ -171,6 +171,7 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/dora/{scope}/changes", get(dora_changes))
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/freshness", get(freshness))
+        .route("/api/v1/intake/{kind}", post(intake))
         .route("/api/v1/sql", post(sql))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -939,6 +940,130 @@ async fn freshness(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult
         })
         .collect();
     Ok(axum::Json(json!({"sources": sources})).into_response())
+}
+
+/// `POST /api/v1/intake/deployments` and `/intake/incidents`: records
+/// from any CI/CD or incident tool in the generic format (the columns of
+/// the `deployments` or `incidents` table, as `fathom import` reads them:
+/// one object, an array, or `{"records": [...]}`). Durable before the
+/// answer: the good records are merged (by primary key, so a re-sent
+/// record changes nothing) and the bad ones quarantined with their reason
+/// before `200`. A delivery seen before (`X-Delivery-Id`) is acknowledged
+/// without being applied again. Admins only.
+async fn intake(
+    State(api): State<Arc<Api>>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    if caller.role != Role::Admin {
+        return Err(ApiError::forbidden("intake is for admin tokens"));
+    }
+    let def = match kind.as_str() {
+        "deployments" => &fathom_models::tables::DEPLOYMENTS,
+        "incidents" => &fathom_models::tables::INCIDENTS,
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no intake `{other}`; intakes: deployments, incidents"
+            )));
+        }
+    };
+    let delivery = headers
+        .get("x-delivery-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let stream = format!("intake:{kind}");
+    if let Some(id) = &delivery
+        && api
+            .state
+            .cursor(&stream, id)
+            .await
+            .map_err(ApiError::internal)?
+            .is_some()
+    {
+        return Ok(axum::Json(json!({"delivery": id, "duplicate": true})).into_response());
+    }
+    let records: Vec<Map<String, Value>> = match body {
+        Value::Object(mut map) => match map.remove("records") {
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::Object(m) => Some(m),
+                    _ => None,
+                })
+                .collect(),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "`records` must be an array of objects",
+                ));
+            }
+            None => vec![map],
+        },
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::Object(m) => Ok(m),
+                _ => Err(ApiError::bad_request("every record must be a JSON object")),
+            })
+            .collect::<ApiResult<_>>()?,
+        _ => {
+            return Err(ApiError::bad_request(
+                "send a record, an array of records, or {\"records\": [...]}",
+            ));
+        }
+    };
+    if records.is_empty() {
+        return Err(ApiError::bad_request("no records"));
+    }
+    let refs: Vec<&Map<String, Value>> = records.iter().collect();
+    let location = format!(
+        "intake {}",
+        delivery.as_deref().unwrap_or("(no delivery id)")
+    );
+    let (batch, rejected) = fathom_ingest::import::json_rows_to_batch(def, &refs, &location)
+        .map_err(ApiError::bad_request)?;
+    let accepted = batch.as_ref().map_or(0, RecordBatch::num_rows);
+    if let Some(batch) = batch {
+        api.warehouse.merge(def, &[batch]).await?;
+    }
+    if !rejected.is_empty() {
+        let quarantine = fathom_ingest::import::quarantine_batch(
+            "intake",
+            &kind,
+            delivery.as_deref().unwrap_or("intake"),
+            &rejected,
+        )
+        .map_err(ApiError::internal)?;
+        api.warehouse
+            .merge(&fathom_models::tables::QUARANTINE, &[quarantine])
+            .await?;
+    }
+    if let Some(id) = &delivery {
+        api.state
+            .set_cursor(&stream, id, &chrono::Utc::now().to_rfc3339())
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    let rejections: Vec<Value> = rejected
+        .iter()
+        .map(|r| json!({"record": r.line_number, "column": r.column, "reason": r.reason}))
+        .collect();
+    let status = if accepted == 0 {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        axum::Json(json!({
+            "delivery": delivery,
+            "accepted": accepted,
+            "quarantined": rejected.len(),
+            "rejections": rejections,
+        })),
+    )
+        .into_response())
 }
 
 /// The body of `POST /api/v1/sql`.

@@ -79,6 +79,7 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
     let viewer = token(dir.path(), "viewer", "")?;
     let analyst = token(dir.path(), "analyst", "")?;
     let contractor = token(dir.path(), "contractor", "team-elsewhere")?;
+    let admin = token(dir.path(), "admin", "")?;
     let server = serve(
         dir.path(),
         &[("FATHOM_API__CORS_ORIGIN", "https://portal.example")],
@@ -276,6 +277,42 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
             .as_str()
             .is_some_and(|m| m.contains("read-only")),
     );
+
+    // Intake: durable before the answer, bad records quarantined, a
+    // delivery applied once.
+    let deliver = |secret: &str, body: Value| {
+        http.post(format!("{}/api/v1/intake/deployments", server.base))
+            .bearer_auth(secret)
+            .header("x-delivery-id", "delivery-1")
+            .json(&body)
+            .send()
+    };
+    let records = serde_json::json!({"records": [
+        {"deployment_id": "ci-7", "source": "jenkins", "entity_ref": "payments-api",
+         "environment": "production", "status": "success",
+         "started_at": "2026-06-29T10:00:00Z", "finished_at": "2026-06-29T10:05:00Z"},
+        {"deployment_id": "ci-8", "source": "jenkins", "entity_ref": "payments-api",
+         "environment": "production", "status": "success", "started_at": "yesterday-ish"},
+    ]});
+    assert_eq!(deliver(&viewer, records.clone()).await?.status(), 403);
+    let applied: Value = deliver(&admin, records.clone()).await?.json().await?;
+    assert_eq!(applied["accepted"], 1, "{applied}");
+    assert_eq!(applied["quarantined"], 1, "{applied}");
+    assert_eq!(
+        applied["rejections"][0]["column"], "started_at",
+        "{applied}"
+    );
+    let again: Value = deliver(&admin, records).await?.json().await?;
+    assert_eq!(again["duplicate"], true);
+    let landed = sql(
+        &analyst,
+        "SELECT (SELECT count(*) FROM deployments WHERE deployment_id = 'ci-7') AS landed, \
+         (SELECT count(*) FROM quarantine WHERE source = 'intake') AS quarantined",
+    )
+    .await?
+    .text()
+    .await?;
+    assert_eq!(landed, "landed,quarantined\n1,1\n");
     Ok(())
 }
 

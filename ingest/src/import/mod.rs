@@ -249,7 +249,7 @@ fn read_and_coerce(
 
 /// Quarantine rows for `rejections` of `source`/`stream`, keyed by a hash of
 /// the record so re-reading the same bad record adds no second row.
-pub(crate) fn quarantine_batch(
+pub fn quarantine_batch(
     source: &str,
     stream: &str,
     run_id: &str,
