@@ -837,6 +837,7 @@ async fn serve(config: &Config, listen: Option<&str>) -> Result<ExitCode> {
             sources: config.sources.iter().map(|s| s.name().to_owned()).collect(),
             cors_origin: Some(config.api.cors_origin.clone()).filter(|o| !o.is_empty()),
         },
+        requests: fathom_api::RequestMetrics::default(),
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

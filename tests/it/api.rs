@@ -313,6 +313,40 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
     .text()
     .await?;
     assert_eq!(landed, "landed,quarantined\n1,1\n");
+
+    // Prometheus: the requests above by route template and status, and
+    // the newest run of each command.
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let count = |series: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    assert_eq!(
+        count(
+            "fathom_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/dora/{scope}/deployments\",status=\"200\"}"
+        ),
+        Some(2),
+        "{metrics}"
+    );
+    assert_eq!(
+        count(
+            "fathom_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/sql\",status=\"403\"}"
+        ),
+        Some(1),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fathom_run_succeeded{command=\"transform\"} 1"),
+        "{metrics}"
+    );
     Ok(())
 }
 
