@@ -799,27 +799,6 @@ async fn transform(
     }
 }
 
-/// Every cell of `batches` as text (nulls empty).
-fn text_rows(batches: &[arrow::array::RecordBatch]) -> Result<Vec<Vec<String>>> {
-    let mut out = Vec::new();
-    for batch in batches {
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default()))
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..batch.num_rows() {
-            out.push(
-                formatters
-                    .iter()
-                    .map(|f| f.value(row).to_string())
-                    .collect(),
-            );
-        }
-    }
-    Ok(out)
-}
-
 /// `fathom serve`: the API until Ctrl-C (or SIGTERM); requests in flight
 /// finish first.
 async fn serve(config: &Config, listen: Option<&str>) -> Result<ExitCode> {
@@ -1616,7 +1595,7 @@ async fn demo(world: WorldArgs, dir: &std::path::Path) -> Result<ExitCode> {
         ),
     )
     .await?;
-    let ours: Vec<fathom_sim::truth::DoraTruth> = text_rows(&batches)?
+    let ours: Vec<fathom_sim::truth::DoraTruth> = fathom_warehouse::query::text_rows(&batches)?
         .iter()
         .filter_map(|row| fathom_sim::truth::DoraTruth::from_texts(row))
         .collect();

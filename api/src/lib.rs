@@ -253,8 +253,7 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/entities/{entity}", get(entity))
         .route("/api/v1/dora/{scope}", get(dora))
         .route("/api/v1/dora/{scope}/trend", get(trend))
-        .route("/api/v1/dora/{scope}/deployments", get(dora_deployments))
-        .route("/api/v1/dora/{scope}/changes", get(dora_changes))
+        .route("/api/v1/dora/{scope}/{rows}", get(drill_down))
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/freshness", get(freshness))
         .route("/api/v1/intake/{kind}", post(intake))
@@ -919,42 +918,28 @@ async fn page(
     Ok(cached_json(headers, &body))
 }
 
-/// `GET /api/v1/dora/{scope}/deployments`: the production deployments in
-/// the window, oldest first.
-async fn dora_deployments(
+/// `GET /api/v1/dora/{scope}/deployments` (the production deployments of
+/// the window, oldest first) and `/changes` (the changes deployed in it,
+/// with lead times and stages, in deployment order).
+async fn drill_down(
     State(api): State<Arc<Api>>,
-    Path(scope): Path<String>,
+    Path((scope, rows)): Path<(String, String)>,
     Query(params): Query<PageQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    page(
-        &api,
-        &headers,
-        &scope,
-        &params,
-        ExplainedMetric::Deployments,
-        ("finished_at", "deployment_id"),
-    )
-    .await
-}
-
-/// `GET /api/v1/dora/{scope}/changes`: the changes deployed in the window
-/// with their lead times and stages, in deployment order.
-async fn dora_changes(
-    State(api): State<Arc<Api>>,
-    Path(scope): Path<String>,
-    Query(params): Query<PageQuery>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    page(
-        &api,
-        &headers,
-        &scope,
-        &params,
-        ExplainedMetric::LeadTime,
-        ("deployed_at", "change_id"),
-    )
-    .await
+    let (metric, key) = match rows.as_str() {
+        "deployments" => (
+            ExplainedMetric::Deployments,
+            ("finished_at", "deployment_id"),
+        ),
+        "changes" => (ExplainedMetric::LeadTime, ("deployed_at", "change_id")),
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no `{other}` under a DORA scope: use trend, deployments or changes"
+            )));
+        }
+    };
+    page(&api, &headers, &scope, &params, metric, key).await
 }
 
 /// `?kind=&owner=` of the entity listing.

@@ -331,9 +331,10 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
     };
     assert_eq!(
         count(
-            "fathom_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/dora/{scope}/deployments\",status=\"200\"}"
+            "fathom_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/dora/{scope}/{rows}\",status=\"200\"}"
         ),
-        Some(2),
+        // Two pages of deployments and one of changes.
+        Some(3),
         "{metrics}"
     );
     assert_eq!(

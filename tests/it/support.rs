@@ -37,23 +37,7 @@ pub fn local_warehouse(dir: &Path) -> Result<Warehouse> {
 pub async fn rows(warehouse: &Warehouse, sql: &str) -> Result<Vec<Vec<String>>> {
     let ctx = read_only_session(warehouse, QueryLimits::default()).await?;
     let (_, batches) = query(&ctx, sql).await?;
-    let mut out = Vec::new();
-    for batch in batches {
-        let formatters = batch
-            .columns()
-            .iter()
-            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default()))
-            .collect::<Result<Vec<_>, _>>()?;
-        for row in 0..batch.num_rows() {
-            out.push(
-                formatters
-                    .iter()
-                    .map(|f| f.value(row).to_string())
-                    .collect(),
-            );
-        }
-    }
-    Ok(out)
+    Ok(fathom_warehouse::query::text_rows(&batches)?)
 }
 
 /// A single number from a query.

@@ -255,6 +255,14 @@ impl Affected {
     }
 }
 
+/// (component, repository) of every row that ties a component to a
+/// repository. (`|| ''` drops column comments, which union branches must
+/// agree on.)
+const REPOSITORY_ROWS: &str = "SELECT entity_ref || '' AS entity_ref, repository_id || '' AS repository_id \
+     FROM deployments \
+     UNION ALL SELECT entity_ref || '', repository_id || '' FROM pull_requests \
+     UNION ALL SELECT entity_ref || '', repository_id || '' FROM commits";
+
 /// Decides what this run recomputes.
 pub(crate) async fn plan(
     warehouse: &Warehouse,
@@ -366,10 +374,7 @@ pub(crate) async fn plan(
         let repositories = texts(
             ctx,
             &format!(
-                "SELECT DISTINCT repository_id FROM (\
-                 SELECT entity_ref || '' AS entity_ref, repository_id || '' AS repository_id FROM deployments \
-                 UNION ALL SELECT entity_ref || '', repository_id || '' FROM pull_requests \
-                 UNION ALL SELECT entity_ref || '', repository_id || '' FROM commits) r \
+                "SELECT DISTINCT repository_id FROM ({REPOSITORY_ROWS}) r \
                  WHERE repository_id IS NOT NULL AND {}",
                 affected.entity_filter()
             ),
@@ -382,10 +387,7 @@ pub(crate) async fn plan(
         let refs = texts(
             ctx,
             &format!(
-                "SELECT DISTINCT entity_ref FROM (\
-                 SELECT entity_ref || '' AS entity_ref, repository_id || '' AS repository_id FROM deployments \
-                 UNION ALL SELECT entity_ref || '', repository_id || '' FROM pull_requests \
-                 UNION ALL SELECT entity_ref || '', repository_id || '' FROM commits \
+                "SELECT DISTINCT entity_ref FROM ({REPOSITORY_ROWS} \
                  UNION ALL SELECT entity_ref || '', repository_id || '' FROM dora_changes) r \
                  WHERE {}",
                 in_list("repository_id", &affected.repositories)

@@ -193,21 +193,9 @@ async fn metrics(ctx: &SessionContext) -> Result<BTreeMap<MetricKey, Vec<String>
         .await
         .map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();
-    for batch in &batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        for row in 0..batch.num_rows() {
-            let values: Vec<String> = formatters
-                .iter()
-                .map(|f| f.value(row).to_string())
-                .collect();
-            let window: i64 = values[1].parse().map_err(|_| "window".to_owned())?;
-            out.insert((values[0].clone(), window, values[13].clone()), values);
-        }
+    for values in fathom_warehouse::query::text_rows(&batches).map_err(|e| e.to_string())? {
+        let window: i64 = values[1].parse().map_err(|_| "window".to_owned())?;
+        out.insert((values[0].clone(), window, values[13].clone()), values);
     }
     Ok(out)
 }
@@ -369,26 +357,11 @@ async fn mart_rows(
             .collect()
             .await
             .map_err(|e| e.to_string())?;
-        let mut rows = Vec::new();
-        for batch in &batches {
-            let formatters: Vec<_> = batch
-                .columns()
-                .iter()
-                .map(|c| {
-                    arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?;
-            for row in 0..batch.num_rows() {
-                rows.push(
-                    formatters
-                        .iter()
-                        .map(|f| f.value(row).to_string())
-                        .collect::<Vec<_>>()
-                        .join("|"),
-                );
-            }
-        }
+        let mut rows: Vec<String> = fathom_warehouse::query::text_rows(&batches)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|row| row.join("|"))
+            .collect();
         rows.sort();
         out.insert(mart.def.name, rows);
     }

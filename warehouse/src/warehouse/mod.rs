@@ -303,9 +303,6 @@ impl Warehouse {
         if partitions.is_empty() {
             return Ok(ReplaceStats::default());
         }
-        let prepared = prepare_all(def, batches)?;
-        let (source, _) = dedupe_last_wins(def, &prepared)?;
-        let rows_written = source.as_ref().map_or(0, RecordBatch::num_rows);
         let in_partitions = col(partition.column).in_list(
             partitions
                 .iter()
@@ -313,30 +310,7 @@ impl Warehouse {
                 .collect(),
             false,
         );
-        let table = self.ensure_table(def).await?;
-        let rows_before = self.count_where(def, &table, &in_partitions).await?;
-        let table = match source {
-            Some(source) => table
-                .write(vec![source])
-                .with_save_mode(SaveMode::Overwrite)
-                .with_replace_where(in_partitions)
-                .with_partition_columns(def.partition_columns())
-                .await
-                .map_err(|e| Error::delta(def.name, e))?,
-            None => {
-                table
-                    .delete()
-                    .with_predicate(in_partitions)
-                    .await
-                    .map_err(|e| Error::delta(def.name, e))?
-                    .0
-            }
-        };
-        Ok(ReplaceStats {
-            rows_removed: rows_before,
-            rows_written,
-            version: table.version(),
-        })
+        self.replace_where(def, in_partitions, batches).await
     }
 
     /// Replaces every row matching `predicate` with `batches`, in one
