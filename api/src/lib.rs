@@ -477,6 +477,15 @@ async fn authorize_scope(api: &Api, caller: &Caller, scope: &str) -> ApiResult<(
     }
 }
 
+/// The scope named in a path, as stored, once the caller is known and may
+/// see it.
+async fn visible_scope(api: &Api, headers: &HeaderMap, raw: &str) -> ApiResult<String> {
+    let caller = caller(api, headers).await?;
+    let scope = scope_ref(raw)?;
+    authorize_scope(api, &caller, &scope).await?;
+    Ok(scope)
+}
+
 /// A JSON response with an `ETag` (a hash of the body) and a short cache
 /// lifetime; `304 Not Modified` when the caller already has it.
 fn cached_json(headers: &HeaderMap, body: &Value) -> Response {
@@ -733,9 +742,7 @@ async fn dora(
     Query(params): Query<DoraQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let caller = caller(&api, &headers).await?;
-    let scope = scope_ref(&scope)?;
-    authorize_scope(&api, &caller, &scope).await?;
+    let scope = visible_scope(&api, &headers, &scope).await?;
     let days = window_days(params.window.as_deref())?;
     let env = params.env.as_deref().unwrap_or("all");
     let benchmark = benchmark(params.benchmark.as_deref())?;
@@ -792,9 +799,7 @@ async fn trend(
     Query(params): Query<TrendQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let caller = caller(&api, &headers).await?;
-    let scope = scope_ref(&scope)?;
-    authorize_scope(&api, &caller, &scope).await?;
+    let scope = visible_scope(&api, &headers, &scope).await?;
     let interval = params.interval.as_deref().unwrap_or("week");
     if interval != "week" && interval != "month" {
         return Err(ApiError::bad_request(format!(
@@ -860,9 +865,7 @@ async fn page(
     metric: ExplainedMetric,
     (time, id): (&str, &str),
 ) -> ApiResult<Response> {
-    let caller = caller(api, headers).await?;
-    let scope = scope_ref(scope)?;
-    authorize_scope(api, &caller, &scope).await?;
+    let scope = visible_scope(api, headers, scope).await?;
     let days = window_days(params.window.as_deref())?;
     let env = params.env.as_deref().unwrap_or("all");
     let limit = params.limit.unwrap_or(50).clamp(1, 1_000);
@@ -1000,9 +1003,7 @@ async fn entity(
     Path(entity): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let caller = caller(&api, &headers).await?;
-    let entity = scope_ref(&entity)?;
-    authorize_scope(&api, &caller, &entity).await?;
+    let entity = visible_scope(&api, &headers, &entity).await?;
     let rows = json_rows(
         &api,
         &format!("{ENTITY_SQL} AND e.entity_ref = {}", quoted(&entity)),
