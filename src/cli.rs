@@ -190,11 +190,25 @@ enum Command {
         /// Address to listen on (default `[api] listen`).
         #[arg(long)]
         listen: Option<String>,
+        /// Address of the PostgreSQL protocol endpoint (default `[api]
+        /// postgres_listen`; empty turns it off).
+        #[arg(long)]
+        postgres_listen: Option<String>,
     },
     /// Manage API tokens.
     Tokens {
         #[command(subcommand)]
         command: TokensCommand,
+    },
+    /// Show the audit log: SQL queries (HTTP and PostgreSQL), token changes,
+    /// intake deliveries, newest first.
+    Audit {
+        /// How many records.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
     },
     /// List recent runs from the run ledger.
     Runs {
@@ -442,7 +456,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
         } => vacuum(&config, table.as_deref(), retention_hours, force, dry_run).await,
         Command::Runs { limit, json } => runs(&config, limit, json).await,
-        Command::Serve { listen } => serve(&config, listen.as_deref()).await,
+        Command::Audit { limit, json } => audit(&config, limit, json).await,
+        Command::Serve {
+            listen,
+            postgres_listen,
+        } => serve(&config, listen.as_deref(), postgres_listen.as_deref()).await,
         Command::Tokens { command } => tokens(&config, command).await,
         Command::Run { json } => {
             let code = ingest(&config, None, None, false, json).await?;
@@ -801,8 +819,13 @@ async fn transform(
 
 /// `fathom serve`: the API until Ctrl-C (or SIGTERM); requests in flight
 /// finish first.
-async fn serve(config: &Config, listen: Option<&str>) -> Result<ExitCode> {
+async fn serve(
+    config: &Config,
+    listen: Option<&str>,
+    postgres_listen: Option<&str>,
+) -> Result<ExitCode> {
     let listen = listen.unwrap_or(&config.api.listen);
+    let postgres_listen = postgres_listen.unwrap_or(&config.api.postgres_listen);
     let api = fathom_api::Api {
         warehouse: open_warehouse(config)?,
         state: open_state(config).await?,
@@ -818,12 +841,35 @@ async fn serve(config: &Config, listen: Option<&str>) -> Result<ExitCode> {
         },
         requests: fathom_api::RequestMetrics::default(),
     };
+    let api = Arc::new(api);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on `{listen}`"))?;
     let addr = listener.local_addr()?;
     println!("serving http://{addr}/api/v1 (health: /healthz, /readyz)");
-    let shutdown = async {
+    let postgres = if postgres_listen.is_empty() {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(postgres_listen)
+            .await
+            .with_context(|| format!("cannot listen on `{postgres_listen}` (PostgreSQL)"))?;
+        let addr = listener.local_addr()?;
+        println!(
+            "serving PostgreSQL on {addr}: psql \"host={} port={} dbname=fathom user=analyst\" (password: an analyst's API token)",
+            addr.ip(),
+            addr.port()
+        );
+        Some(listener)
+    };
+    // One stop signal for every part of the server.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let when_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let signals = async move {
         let interrupt = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
@@ -846,8 +892,19 @@ async fn serve(config: &Config, listen: Option<&str>) -> Result<ExitCode> {
         {
             let _ = interrupt.await;
         }
+        let _ = stop.send(true);
     };
-    fathom_api::serve(api, listener, shutdown).await?;
+    tokio::spawn(signals);
+    let http = fathom_api::serve(api.clone(), listener, when_stopped());
+    match postgres {
+        Some(listener) => {
+            let pg = fathom_api::pg::serve_postgres(api, listener, when_stopped());
+            let (http, pg) = tokio::join!(http, pg);
+            http?;
+            pg?;
+        }
+        None => http.await?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -996,6 +1053,25 @@ async fn vacuum(
             "deleted"
         };
         println!("{}: {verb} {} file(s)", def.name, stats.files_deleted);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fathom audit`.
+async fn audit(config: &Config, limit: i64, json: bool) -> Result<ExitCode> {
+    let state = open_state(config).await?;
+    for record in state.audit_log(limit).await? {
+        if json {
+            println!("{}", serde_json::to_string(&record)?);
+        } else {
+            println!(
+                "{}  {:24}  {:16}  {}",
+                record.occurred_at.format("%Y-%m-%d %H:%M:%S"),
+                record.actor,
+                record.action,
+                record.detail
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -112,6 +112,10 @@ pub struct ApiSection {
     /// The portal's origin (e.g. `https://backstage.example.com`), allowed
     /// to call the API from browsers; empty allows none. Default empty.
     pub cors_origin: String,
+    /// Address of the PostgreSQL wire protocol endpoint (SQL for `psql` and
+    /// BI tools; the password is an API token); empty turns it off.
+    /// Default `127.0.0.1:5433`.
+    pub postgres_listen: String,
 }
 
 impl Default for ApiSection {
@@ -120,6 +124,7 @@ impl Default for ApiSection {
             listen: "127.0.0.1:8080".to_owned(),
             auth: fathom_api::AuthMode::Tokens,
             cors_origin: String::new(),
+            postgres_listen: "127.0.0.1:5433".to_owned(),
         }
     }
 }

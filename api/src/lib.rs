@@ -5,9 +5,10 @@
 //! ([`ApiError`]): every failure is `{"error": {"code", "message"}}`. Every
 //! request reads the warehouse through a read-only session at the tables'
 //! latest committed versions, so a response never mixes two versions of a
-//! mart. Built so far: the DORA endpoints, entities, runs, SQL over HTTP,
-//! health; the OpenAPI document, the PostgreSQL wire protocol, intake,
-//! OIDC and the scheduler come next (see `ARCHITECTURE.md`).
+//! mart. The same guards (read-only, row limit, timeout, audit) stand in
+//! front of SQL over HTTP and over the PostgreSQL protocol ([`pg`]).
+
+pub mod pg;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -165,12 +166,18 @@ pub enum Error {
     /// The socket failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The warehouse could not be opened for queries.
+    #[error(transparent)]
+    Warehouse(#[from] fathom_warehouse::Error),
+    /// The PostgreSQL endpoint could not be set up.
+    #[error("PostgreSQL endpoint: {0}")]
+    Postgres(String),
 }
 
 /// Serves `api` on `listener` until `shutdown` completes; requests in
 /// flight finish first.
 pub async fn serve(
-    api: Api,
+    api: Arc<Api>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
@@ -178,7 +185,7 @@ pub async fn serve(
     if api.config.auth == AuthMode::None && !addr.ip().is_loopback() {
         return Err(Error::OpenWithoutAuth(addr));
     }
-    axum::serve(listener, router(Arc::new(api)))
+    axum::serve(listener, router(api))
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
@@ -374,9 +381,16 @@ async fn caller(api: &Api, headers: &HeaderMap) -> ApiResult<Caller> {
             "send `Authorization: Bearer <token>` (create one with `fathom tokens create`)",
         ));
     };
+    caller_for_secret(api, secret.trim()).await
+}
+
+/// Who holds `secret` (an API token), or 401.
+async fn caller_for_secret(api: &Api, secret: &str) -> ApiResult<Caller> {
+    let unauthenticated =
+        |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message);
     let token = api
         .state
-        .verify_token(secret.trim())
+        .verify_token(secret)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| unauthenticated("the token is unknown, revoked or expired"))?;

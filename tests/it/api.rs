@@ -12,9 +12,11 @@ use crate::dora::{WORKED_EXAMPLE, fathom_in, load_and_transform};
 use crate::support::fathom_bin;
 
 /// A `fathom serve` process, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
+    /// Port of the PostgreSQL endpoint, when it was started.
+    pub(crate) postgres_port: Option<u16>,
 }
 
 impl Drop for Server {
@@ -24,9 +26,17 @@ impl Drop for Server {
     }
 }
 
-fn serve(dir: &std::path::Path, envs: &[(&str, &str)], listen: &str) -> Result<Server> {
+/// Starts `fathom serve` on `listen`, with the PostgreSQL endpoint on a free
+/// loopback port.
+pub(crate) fn serve(dir: &std::path::Path, envs: &[(&str, &str)], listen: &str) -> Result<Server> {
     let mut child = Command::new(fathom_bin())
-        .args(["serve", "--listen", listen])
+        .args([
+            "serve",
+            "--listen",
+            listen,
+            "--postgres-listen",
+            "127.0.0.1:0",
+        ])
         .env("FATHOM_WAREHOUSE__URL", dir.join("data"))
         .env_remove("FATHOM_STATE__DATABASE_URL")
         .envs(envs.iter().copied())
@@ -34,8 +44,16 @@ fn serve(dir: &std::path::Path, envs: &[(&str, &str)], listen: &str) -> Result<S
         .stderr(Stdio::piped())
         .spawn()?;
     let stdout = child.stdout.take().context("no stdout")?;
+    let mut stdout = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
+    stdout.read_line(&mut line)?;
+    // The second line names the PostgreSQL endpoint (`… on 127.0.0.1:PORT: …`).
+    let mut pg_line = String::new();
+    stdout.read_line(&mut pg_line)?;
+    let postgres_port = pg_line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("127.0.0.1:"))
+        .and_then(|p| p.trim_end_matches(':').parse().ok());
     let Some(base) = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
@@ -51,10 +69,12 @@ fn serve(dir: &std::path::Path, envs: &[(&str, &str)], listen: &str) -> Result<S
     Ok(Server {
         base: base.to_owned(),
         child,
+        postgres_port,
     })
 }
 
-fn token(dir: &std::path::Path, role: &str, teams: &str) -> Result<String> {
+/// Creates a token and returns its secret.
+pub(crate) fn token(dir: &std::path::Path, role: &str, teams: &str) -> Result<String> {
     let mut args = vec!["tokens", "create", "--name", role, "--role", role];
     if !teams.is_empty() {
         args.extend(["--teams", teams]);
@@ -356,7 +376,7 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
 fn no_auth_refuses_a_reachable_address() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let output = Command::new(fathom_bin())
-        .args(["serve", "--listen", "0.0.0.0:0"])
+        .args(["serve", "--listen", "0.0.0.0:0", "--postgres-listen="])
         .env("FATHOM_WAREHOUSE__URL", dir.path().join("data"))
         .env("FATHOM_API__AUTH", "none")
         .env_remove("FATHOM_STATE__DATABASE_URL")
@@ -393,6 +413,7 @@ async fn freshness_reports_a_degraded_source() -> Result<()> {
             "serve",
             "--listen",
             "127.0.0.1:0",
+            "--postgres-listen=",
         ])
         .env("FATHOM_API__AUTH", "none")
         .env_remove("FATHOM_STATE__DATABASE_URL")
@@ -401,6 +422,7 @@ async fn freshness_reports_a_degraded_source() -> Result<()> {
     let mut line = String::new();
     BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
     let server = Server {
+        postgres_port: None,
         base: line
             .split_whitespace()
             .find_map(|w| w.strip_suffix("/api/v1"))

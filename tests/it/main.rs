@@ -8,5 +8,6 @@ mod files;
 mod import;
 mod ingest;
 mod interop;
+mod pgwire;
 mod s3;
 mod support;

@@ -1,0 +1,547 @@
+//! The warehouse over the PostgreSQL wire protocol, so `psql`, BI tools
+//! (Metabase, Grafana, DBeaver) and drivers connect without an adapter.
+//!
+//! The protocol and the `pg_catalog` tables clients probe on connect come
+//! from `datafusion-postgres`; this module adds what makes it safe to open
+//! to analysts: an API token as the password (only analysts and admins not
+//! limited to teams get in), a read-only guard on every statement, the
+//! configured row limit and timeout on every result, and an audit record of
+//! every query. All connections share one session whose tables are
+//! re-registered every [`REFRESH`], so new data appears without reconnects.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::pgwire;
+use datafusion_postgres::{DfSessionService, Parser, QueryHook};
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::auth::{
+    DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers,
+    PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::{Api, AuthMode, Error, Role, caller_for_secret};
+
+/// How often the shared session picks up new table versions.
+pub const REFRESH: Duration = Duration::from_secs(15);
+
+/// The catalog name clients see (`current_database()`); tables live in its
+/// `public` schema, as in the HTTP SQL endpoint.
+const CATALOG: &str = "fathom";
+
+/// Client metadata key holding who authenticated (for the audit log).
+const ACTOR: &str = "fathom.actor";
+
+/// Serves the PostgreSQL protocol on `listener` until `shutdown` completes.
+pub async fn serve_postgres(
+    api: Arc<Api>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let addr = listener.local_addr()?;
+    if api.config.auth == AuthMode::None && !addr.ip().is_loopback() {
+        return Err(Error::OpenWithoutAuth(addr));
+    }
+    let ctx = Arc::new(
+        fathom_warehouse::query::read_only_session(&api.warehouse, api.config.query).await?,
+    );
+    setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider)
+        .map_err(|e| Error::Postgres(format!("cannot set up pg_catalog: {e}")))?;
+    let hooks: Vec<Arc<dyn QueryHook>> = vec![
+        Arc::new(CursorStatementHook),
+        Arc::new(SetShowHook),
+        Arc::new(TransactionStatementHook),
+    ];
+    let inner = Arc::new(DfSessionService::new_with_hooks(ctx.clone(), hooks));
+    let handlers = Arc::new(Handlers {
+        sql: Arc::new(GuardedSql {
+            parser: Arc::new(GuardedParser {
+                inner: inner.query_parser(),
+                ctx: ctx.clone(),
+                api: api.clone(),
+            }),
+            inner,
+            ctx: ctx.clone(),
+            api: api.clone(),
+        }),
+        login: Arc::new(TokenLogin {
+            api: api.clone(),
+            parameters: DefaultServerParameterProvider::default(),
+            pids: RandomPidSecretKeyGenerator::default(),
+        }),
+    });
+
+    let refresher = {
+        let api = api.clone();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(REFRESH);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                if let Err(e) = api.warehouse.register_tables(&ctx).await {
+                    tracing::warn!(error = %e, "cannot refresh the PostgreSQL session's tables");
+                }
+            }
+        })
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let handlers = handlers.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                            tracing::debug!(%peer, error = %e, "PostgreSQL connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot accept a PostgreSQL connection"),
+            },
+        }
+    }
+    refresher.abort();
+    Ok(())
+}
+
+struct Handlers {
+    sql: Arc<GuardedSql>,
+    login: Arc<TokenLogin>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.sql.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.sql.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.login.clone()
+    }
+}
+
+fn user_error(severity: &str, code: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        severity.to_owned(),
+        code.to_owned(),
+        message.into(),
+    )))
+}
+
+/// Password login where the password is an API token.
+struct TokenLogin {
+    api: Arc<Api>,
+    parameters: DefaultServerParameterProvider,
+    pids: RandomPidSecretKeyGenerator,
+}
+
+impl TokenLogin {
+    async fn admit<C>(&self, client: &mut C, actor: String) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        client.metadata_mut().insert(ACTOR.to_owned(), actor);
+        let (pid, secret_key) = self.pids.generate(client);
+        client.set_pid_and_secret_key(pid, secret_key);
+        finish_authentication(client, &self.parameters).await
+    }
+}
+
+#[async_trait]
+impl StartupHandler for TokenLogin {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                if self.api.config.auth == AuthMode::None {
+                    return self.admit(client, "local".to_owned()).await;
+                }
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                client
+                    .send(PgWireBackendMessage::Authentication(
+                        pgwire::messages::startup::Authentication::CleartextPassword,
+                    ))
+                    .await?;
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(password) => {
+                let password = password.into_password()?;
+                let caller = caller_for_secret(&self.api, password.password.trim())
+                    .await
+                    .map_err(|e| {
+                        user_error(
+                            "FATAL",
+                            "28P01",
+                            format!(
+                                "password authentication failed: {} (the password is an API token from `fathom tokens create`)",
+                                e.message
+                            ),
+                        )
+                    })?;
+                if !matches!(caller.role, Role::Analyst | Role::Admin) || !caller.teams.is_empty() {
+                    return Err(user_error(
+                        "FATAL",
+                        "28000",
+                        "SQL is for analysts and admins not limited to teams; this token may not connect",
+                    ));
+                }
+                self.admit(client, caller.actor).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The read-only guard: every statement of `sql` must be a query (checked
+/// on its plan, which also catches `SELECT … INTO`), `SHOW`, a harmless
+/// `SET` of a client setting, a cursor or a transaction marker.
+async fn guard(ctx: &SessionContext, sql: &str) -> PgWireResult<()> {
+    let statements = PostgresCompatibilityParser::new()
+        .parse(sql)
+        .map_err(|e| user_error("ERROR", "42601", e.to_string()))?;
+    for statement in statements {
+        guard_statement(ctx, statement).await?;
+    }
+    Ok(())
+}
+
+fn refused(what: &str) -> PgWireError {
+    user_error(
+        "ERROR",
+        "25006",
+        format!(
+            "{what} is refused: SQL over the warehouse is read-only (queries only); \
+             data is changed by `fathom import` and ingestion"
+        ),
+    )
+}
+
+async fn guard_statement(ctx: &SessionContext, statement: Statement) -> PgWireResult<()> {
+    match &statement {
+        Statement::Query(_) | Statement::Explain { .. } => {
+            ensure_read_only_plan(ctx, statement).await
+        }
+        Statement::Declare { stmts } => {
+            for declare in stmts {
+                if let Some(query) = &declare.for_query {
+                    ensure_read_only_plan(ctx, Statement::Query(query.clone())).await?;
+                }
+            }
+            Ok(())
+        }
+        // Settings of the shared engine (`datafusion.*`) would change every
+        // connection's session; client settings are kept per connection.
+        Statement::Set(_) => {
+            if statement
+                .to_string()
+                .to_ascii_lowercase()
+                .contains("datafusion.")
+            {
+                Err(refused("SET of an engine setting"))
+            } else {
+                Ok(())
+            }
+        }
+        Statement::ShowVariable { .. }
+        | Statement::ShowStatus { .. }
+        | Statement::ShowCatalogs { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Fetch { .. }
+        | Statement::Close { .. } => Ok(()),
+        other => {
+            let text = other.to_string();
+            let keyword = text
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            Err(refused(&format!("`{keyword}`")))
+        }
+    }
+}
+
+async fn ensure_read_only_plan(ctx: &SessionContext, statement: Statement) -> PgWireResult<()> {
+    let plan = ctx
+        .state()
+        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+        .await
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|e| refused(&format!("this statement ({e})")))
+}
+
+/// The query handlers of `datafusion-postgres`, behind the guard, the row
+/// limit, the timeout and the audit log.
+struct GuardedSql {
+    inner: Arc<DfSessionService>,
+    parser: Arc<GuardedParser>,
+    ctx: Arc<SessionContext>,
+    api: Arc<Api>,
+}
+
+fn actor(client: &impl ClientInfo) -> String {
+    client
+        .metadata()
+        .get(ACTOR)
+        .cloned()
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn timed_out(limit: Duration) -> PgWireError {
+    user_error(
+        "ERROR",
+        "57014",
+        format!(
+            "canceling statement: it ran longer than the server's limit of {} s",
+            limit.as_secs()
+        ),
+    )
+}
+
+/// Audits a statement that never ran.
+async fn audit_refusal(api: &Api, actor: &str, sql: &str, error: &PgWireError) {
+    let detail = json!({"sql": sql, "protocol": "postgres", "outcome": "refused", "error": error.to_string()});
+    if let Err(e) = api.state.audit(actor, "sql", None, &detail).await {
+        tracing::warn!(error = %e, "cannot write the audit log");
+    }
+}
+
+impl GuardedSql {
+    /// Wraps a result's rows: at most `row_limit` (one more is an error, not
+    /// a silent truncation: the wire protocol has no way to say "partial"),
+    /// the deadline, and the audit record once the rows end.
+    fn watch(&self, response: Response, actor: String, sql: String, started: Instant) -> Response {
+        let Response::Query(mut query) = response else {
+            return response;
+        };
+        let limit = self.api.config.row_limit;
+        let timeout = self.api.config.query_timeout;
+        let deadline = tokio::time::Instant::from_std(started + timeout);
+        let rows = std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
+        let audit = Audit {
+            api: self.api.clone(),
+            actor,
+            sql,
+            started,
+        };
+        let state = (rows, 0_usize, Some(audit));
+        query.data_rows = Box::pin(futures::stream::unfold(
+            state,
+            move |(mut rows, count, audit)| async move {
+                let audit = audit?;
+                match tokio::time::timeout_at(deadline, rows.next()).await {
+                    Err(_) => {
+                        audit.finish(count, "timeout").await;
+                        Some((Err(timed_out(timeout)), (rows, count, None)))
+                    }
+                    Ok(None) => {
+                        audit.finish(count, "ok").await;
+                        None
+                    }
+                    Ok(Some(Err(e))) => {
+                        audit.finish(count, "error").await;
+                        Some((Err(e), (rows, count, None)))
+                    }
+                    Ok(Some(Ok(_))) if count >= limit => {
+                        audit.finish(count, "row_limit").await;
+                        let error = user_error(
+                            "ERROR",
+                            "54000",
+                            format!(
+                                "the result has more than {limit} rows, the server's row limit; \
+                                 aggregate, filter or add LIMIT"
+                            ),
+                        );
+                        Some((Err(error), (rows, count, None)))
+                    }
+                    Ok(Some(Ok(row))) => Some((Ok(row), (rows, count + 1, Some(audit)))),
+                }
+            },
+        ));
+        Response::Query(query)
+    }
+}
+
+/// What the audit record of one result needs.
+struct Audit {
+    api: Arc<Api>,
+    actor: String,
+    sql: String,
+    started: Instant,
+}
+
+impl Audit {
+    async fn finish(self, rows: usize, outcome: &str) {
+        let detail = json!({
+            "sql": self.sql,
+            "protocol": "postgres",
+            "rows": rows,
+            "milliseconds": self.started.elapsed().as_millis() as u64,
+            "outcome": outcome,
+        });
+        if let Err(e) = self
+            .api
+            .state
+            .audit(&self.actor, "sql", None, &detail)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot write the audit log");
+        }
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for GuardedSql {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let actor = actor(client);
+        if let Err(e) = guard(&self.ctx, query).await {
+            audit_refusal(&self.api, &actor, query, &e).await;
+            return Err(e);
+        }
+        let started = Instant::now();
+        let timeout = self.api.config.query_timeout;
+        let responses = tokio::time::timeout(
+            timeout,
+            SimpleQueryHandler::do_query(&*self.inner, client, query),
+        )
+        .await
+        .map_err(|_| timed_out(timeout))??;
+        Ok(responses
+            .into_iter()
+            .map(|r| self.watch(r, actor.clone(), query.to_owned(), started))
+            .collect())
+    }
+}
+
+type PgStatement = <DfSessionService as ExtendedQueryHandler>::Statement;
+
+#[async_trait]
+impl ExtendedQueryHandler for GuardedSql {
+    type Statement = PgStatement;
+    type QueryParser = GuardedParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let started = Instant::now();
+        let timeout = self.api.config.query_timeout;
+        let response = tokio::time::timeout(
+            timeout,
+            ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows),
+        )
+        .await
+        .map_err(|_| timed_out(timeout))??;
+        let sql = portal.statement.statement.0.clone();
+        Ok(self.watch(response, actor(client), sql, started))
+    }
+}
+
+/// The statement parser of the extended protocol, behind the guard (so a
+/// refused statement never gets a prepared plan).
+struct GuardedParser {
+    inner: Arc<Parser>,
+    ctx: Arc<SessionContext>,
+    api: Arc<Api>,
+}
+
+#[async_trait]
+impl QueryParser for GuardedParser {
+    type Statement = PgStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        if let Err(e) = guard(&self.ctx, sql).await {
+            audit_refusal(&self.api, &actor(client), sql, &e).await;
+            return Err(e);
+        }
+        self.inner.parse_sql(client, sql, types).await
+    }
+
+    fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.inner.get_parameter_types(statement)
+    }
+
+    fn get_result_schema(
+        &self,
+        statement: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        self.inner.get_result_schema(statement, column_format)
+    }
+}
