@@ -838,6 +838,19 @@ async fn serve(
             query_timeout: std::time::Duration::from_secs(config.query.timeout_seconds),
             sources: config.sources.iter().map(|s| s.name().to_owned()).collect(),
             cors_origin: Some(config.api.cors_origin.clone()).filter(|o| !o.is_empty()),
+            github_webhooks: config
+                .sources
+                .iter()
+                .filter_map(|source| match source {
+                    fathom_ingest::source::SourceConfig::Github(github) => github
+                        .webhook_secret()
+                        .map(|secret| fathom_api::GithubWebhook {
+                            source: source.clone(),
+                            secret,
+                        }),
+                    _ => None,
+                })
+                .collect(),
         },
         requests: fathom_api::RequestMetrics::default(),
     };

@@ -60,6 +60,17 @@ pub struct ApiConfig {
     pub sources: Vec<String>,
     /// The portal's origin, allowed to call the API from a browser.
     pub cors_origin: Option<String>,
+    /// GitHub sources that accept webhooks, with their secrets.
+    pub github_webhooks: Vec<GithubWebhook>,
+}
+
+/// A GitHub source whose webhooks `/api/v1/intake/github` accepts.
+#[derive(Debug, Clone)]
+pub struct GithubWebhook {
+    /// The source the deliveries belong to (decoding, raw layer, name).
+    pub source: fathom_ingest::source::SourceConfig,
+    /// The secret GitHub signs deliveries with.
+    pub secret: String,
 }
 
 impl Default for ApiConfig {
@@ -71,6 +82,7 @@ impl Default for ApiConfig {
             query_timeout: Duration::from_secs(60),
             sources: Vec::new(),
             cors_origin: None,
+            github_webhooks: Vec::new(),
         }
     }
 }
@@ -263,6 +275,7 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/dora/{scope}/{rows}", get(drill_down))
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/freshness", get(freshness))
+        .route("/api/v1/intake/github", post(github_webhook))
         .route("/api/v1/intake/{kind}", post(intake))
         .route("/api/v1/sql", post(sql))
         .fallback(|| async {
@@ -1205,6 +1218,83 @@ async fn intake(
         })),
     )
         .into_response())
+}
+
+/// `POST /api/v1/intake/github`: a GitHub webhook delivery. The signature
+/// (`X-Hub-Signature-256`) is the authentication: a delivery no configured
+/// secret signed is refused before anything is stored. Deliveries are
+/// applied once by `X-GitHub-Delivery`, and are in the warehouse before the
+/// answer.
+async fn github_webhook(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    if api.config.github_webhooks.is_empty() {
+        return Err(ApiError::not_found(
+            "no GitHub source accepts webhooks: set `webhook_secret_env` on a github source",
+        ));
+    }
+    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let signature = header_text("x-hub-signature-256");
+    let mut refusal = None;
+    let mut matched = None;
+    for hook in &api.config.github_webhooks {
+        match fathom_ingest::webhooks::verify_signature(hook.secret.as_bytes(), &body, signature) {
+            Ok(()) => {
+                matched = Some(hook);
+                break;
+            }
+            Err(e) => refusal = Some(e),
+        }
+    }
+    let Some(hook) = matched else {
+        let message = refusal.map_or_else(|| "bad signature".to_owned(), |e| e.to_string());
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            message,
+        ));
+    };
+    let event = header_text("x-github-event")
+        .ok_or_else(|| ApiError::bad_request("the X-GitHub-Event header is missing"))?;
+    let delivery = header_text("x-github-delivery")
+        .ok_or_else(|| ApiError::bad_request("the X-GitHub-Delivery header is missing"))?;
+    let stream = "intake:github";
+    if api
+        .state
+        .cursor(stream, delivery)
+        .await
+        .map_err(ApiError::internal)?
+        .is_some()
+    {
+        return Ok(axum::Json(json!({"delivery": delivery, "duplicate": true})).into_response());
+    }
+    let report = fathom_ingest::webhooks::ingest_delivery(
+        &api.warehouse,
+        &hook.source,
+        event,
+        delivery,
+        &body,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    api.state
+        .set_cursor(stream, delivery, &chrono::Utc::now().to_rfc3339())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::Json(json!({
+        "delivery": delivery,
+        "source": hook.source.name(),
+        "event": report.event,
+        "action": report.action,
+        "stream": report.stream,
+        "rows": report.rows,
+        "quarantined": report.quarantined,
+        "ignored": report.ignored,
+    }))
+    .into_response())
 }
 
 /// The body of `POST /api/v1/sql`.

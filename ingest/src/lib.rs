@@ -18,6 +18,7 @@ pub mod source;
 pub mod sources;
 #[cfg(test)]
 mod test_support;
+pub mod webhooks;
 
 pub use import::{FileFormat, FileReport, ImportProgress, ImportReport, NoProgress, import_files};
 

@@ -765,7 +765,11 @@ pub(crate) async fn write_decoded(
 }
 
 /// Raw-layer rows for `payloads`.
-fn raw_batch(source_name: &str, payloads: &[Payload], run_id: &str) -> Result<RecordBatch> {
+pub(crate) fn raw_batch(
+    source_name: &str,
+    payloads: &[Payload],
+    run_id: &str,
+) -> Result<RecordBatch> {
     let ids: StringArray = payloads
         .iter()
         .map(|p| {

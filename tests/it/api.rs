@@ -19,6 +19,14 @@ pub(crate) struct Server {
     pub(crate) postgres_port: Option<u16>,
 }
 
+impl Server {
+    /// Kills the server at once (SIGKILL: no shutdown work runs).
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -11,3 +11,4 @@ mod interop;
 mod pgwire;
 mod s3;
 mod support;
+mod webhooks;

@@ -74,6 +74,14 @@ pub struct GithubConfig {
     /// Authenticate as a GitHub App installation instead of with a token.
     #[serde(default)]
     pub app: Option<GithubAppConfig>,
+    /// Environment variable holding the webhook secret: with it, `fathom
+    /// serve` accepts this organisation's webhooks at
+    /// `/api/v1/intake/github` (signed with `X-Hub-Signature-256`).
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
+    /// The webhook secret itself (for local use).
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
 }
 
 /// `[sources.app]`: GitHub App authentication. The source signs a JWT with
@@ -117,6 +125,19 @@ impl GithubConfig {
         self.orgs
             .iter()
             .any(|org| lower.starts_with(&format!("{}/", org.to_ascii_lowercase())))
+    }
+
+    /// The webhook secret, from `webhook_secret` or the
+    /// `webhook_secret_env` variable; `None` when webhooks are not set up.
+    pub fn webhook_secret(&self) -> Option<String> {
+        self.webhook_secret
+            .clone()
+            .or_else(|| {
+                self.webhook_secret_env
+                    .as_deref()
+                    .and_then(|name| std::env::var(name).ok())
+            })
+            .filter(|s| !s.is_empty())
     }
 
     /// The production pattern in effect.
