@@ -416,12 +416,12 @@ fn lookup_table(name: &str) -> Result<&'static TableDef> {
     })
 }
 
-fn open_warehouse(config: &Config) -> Result<Warehouse> {
+pub(crate) fn open_warehouse(config: &Config) -> Result<Warehouse> {
     let location = WarehouseLocation::parse(&config.warehouse.url)?;
     Ok(Warehouse::open(location, config.storage_options())?)
 }
 
-async fn open_state(config: &Config) -> Result<StateDb> {
+pub(crate) async fn open_state(config: &Config) -> Result<StateDb> {
     let url = config.state_database_url()?;
     StateDb::connect(&url).await.with_context(|| {
         format!(
@@ -774,6 +774,35 @@ async fn transform(
     let state = open_state(config).await?;
     let run_id = state.start_run("transform").await?;
     let progress = TransformLines { quiet: json };
+    let outcome = recorded_transform(
+        config, &warehouse, &state, &run_id, mart, as_of, full, &progress,
+    )
+    .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"run_id": run_id, "plan": outcome.plan, "marts": outcome.marts})
+            )?
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the transforms (incrementally from the stored watermark unless
+/// `full`) under the ledger entry `run_id`, keeps the new watermark and
+/// records how it ended.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn recorded_transform(
+    config: &Config,
+    warehouse: &Warehouse,
+    state: &StateDb,
+    run_id: &str,
+    mart: Option<&str>,
+    as_of: chrono::DateTime<chrono::Utc>,
+    full: bool,
+    progress: &dyn fathom_transforms::TransformProgress,
+) -> Result<fathom_transforms::RunOutcome> {
     // An unreadable watermark (an older format) only costs a full run.
     let previous: Option<fathom_transforms::Watermark> = state
         .cursor(WATERMARK.0, WATERMARK.1)
@@ -785,7 +814,7 @@ async fn transform(
         full,
         previous: previous.as_ref(),
     };
-    match fathom_transforms::run(&warehouse, &config.transforms, options, &progress).await {
+    match fathom_transforms::run(warehouse, &config.transforms, options, progress).await {
         Ok(outcome) => {
             if let Some(watermark) = &outcome.watermark {
                 state
@@ -798,20 +827,12 @@ async fn transform(
                 .map(|r| (format!("{}.rows", r.mart), r.rows as i64))
                 .collect();
             state
-                .finish_run(&run_id, RunStatus::Succeeded, &counts, &[])
+                .finish_run(run_id, RunStatus::Succeeded, &counts, &[])
                 .await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"run_id": run_id, "plan": outcome.plan, "marts": outcome.marts})
-                    )?
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+            Ok(outcome)
         }
         Err(error) => {
-            fail_run(&state, &run_id, &error).await?;
+            fail_run(state, run_id, &error).await?;
             Err(error).context("transform failed")
         }
     }
@@ -853,6 +874,22 @@ async fn serve(
                 .collect(),
         },
         requests: fathom_api::RequestMetrics::default(),
+        triggers: None,
+    };
+    let mut api = api;
+    // The scheduler, checked before anything listens so a bad schedule
+    // fails the start.
+    let (triggers, trigger_inbox) = tokio::sync::mpsc::channel(64);
+    let scheduler = if config.schedule.enabled && !config.sources.is_empty() {
+        api.triggers = Some(triggers);
+        Some((
+            config.clone(),
+            api.warehouse.clone(),
+            api.state.clone(),
+            trigger_inbox,
+        ))
+    } else {
+        None
     };
     let api = Arc::new(api);
     let listener = tokio::net::TcpListener::bind(listen)
@@ -876,6 +913,7 @@ async fn serve(
     };
     // One stop signal for every part of the server.
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let scheduler_stop = stopped.clone();
     let when_stopped = move || {
         let mut stopped = stopped.clone();
         async move {
@@ -907,6 +945,22 @@ async fn serve(
         }
         let _ = stop.send(true);
     };
+    let scheduler = match scheduler {
+        Some((config, warehouse, state, inbox)) => {
+            println!(
+                "scheduler: every source on its [schedule] (default every {}); POST /api/v1/runs runs one now",
+                config.schedule.every
+            );
+            Some(tokio::spawn(crate::schedule::run(
+                config,
+                warehouse,
+                state,
+                inbox,
+                scheduler_stop,
+            )))
+        }
+        None => None,
+    };
     tokio::spawn(signals);
     let http = fathom_api::serve(api.clone(), listener, when_stopped());
     match postgres {
@@ -917,6 +971,11 @@ async fn serve(
             pg?;
         }
         None => http.await?,
+    }
+    // The scheduler finishes (or abandons, after its grace period) the job
+    // it is running.
+    if let Some(scheduler) = scheduler {
+        scheduler.await.context("the scheduler panicked")??;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -979,7 +1038,11 @@ async fn tokens(config: &Config, command: TokensCommand) -> Result<ExitCode> {
 }
 
 /// Records a run that failed, with the error, in the run ledger.
-async fn fail_run(state: &StateDb, run_id: &str, error: &dyn std::fmt::Display) -> Result<()> {
+pub(crate) async fn fail_run(
+    state: &StateDb,
+    run_id: &str,
+    error: &(dyn std::fmt::Display + Sync),
+) -> Result<()> {
     state
         .finish_run(
             run_id,
@@ -1323,19 +1386,31 @@ async fn ingest(
         full,
     };
     let progress = ingest_progress(json);
-    let outcome = fathom_ingest::runner::ingest(
-        &warehouse,
-        &state,
-        &config.sources,
-        &options,
-        &run_id,
-        progress,
-    )
-    .await;
+    let report = recorded_ingest(config, &warehouse, &state, &run_id, &options, progress).await?;
+    show_ingest_report(&run_id, &report, json)?;
+    Ok(if report.has_failures() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs ingest under the ledger entry `run_id` and records how it ended.
+pub(crate) async fn recorded_ingest(
+    config: &Config,
+    warehouse: &Warehouse,
+    state: &StateDb,
+    run_id: &str,
+    options: &fathom_ingest::runner::IngestOptions,
+    progress: Arc<dyn fathom_ingest::runner::IngestProgress>,
+) -> Result<fathom_ingest::runner::IngestReport> {
+    let outcome =
+        fathom_ingest::runner::ingest(warehouse, state, &config.sources, options, run_id, progress)
+            .await;
     let report = match outcome {
         Ok(report) => report,
         Err(error) => {
-            fail_run(&state, &run_id, &error).await?;
+            fail_run(state, run_id, &error).await?;
             return Err(error).context("ingest failed");
         }
     };
@@ -1348,14 +1423,9 @@ async fn ingest(
         RunStatus::Succeeded
     };
     state
-        .finish_run(&run_id, status, &report.counts(), &report.errors())
+        .finish_run(run_id, status, &report.counts(), &report.errors())
         .await?;
-    show_ingest_report(&run_id, &report, json)?;
-    Ok(if report.has_failures() {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(report)
 }
 
 /// Bars on a terminal, unless the output is JSON.

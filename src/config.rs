@@ -23,6 +23,8 @@ pub struct Config {
     pub transforms: fathom_transforms::Parameters,
     /// `fathom serve`.
     pub api: ApiSection,
+    /// The scheduler of `fathom serve`.
+    pub schedule: crate::schedule::ScheduleConfig,
     /// Upstream sources (`[[sources]]`, each with a `type`).
     pub sources: Vec<fathom_ingest::source::SourceConfig>,
 }

@@ -5,6 +5,7 @@
 mod cli;
 mod config;
 mod progress;
+mod schedule;
 
 use std::process::ExitCode;
 

@@ -98,6 +98,17 @@ pub struct Api {
     pub config: ApiConfig,
     /// Request counts and latencies since start, for `/metrics`.
     pub requests: RequestMetrics,
+    /// The scheduler's inbox (`POST /api/v1/runs`); `None` when it is off.
+    pub triggers: Option<tokio::sync::mpsc::Sender<RunTrigger>>,
+}
+
+/// A request to run a source's job now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTrigger {
+    /// The source; `None` for every source.
+    pub source: Option<String>,
+    /// Who asked (for the log).
+    pub requested_by: String,
 }
 
 /// Upper bounds (seconds) of the request latency histogram's buckets.
@@ -273,7 +284,7 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/dora/{scope}", get(dora))
         .route("/api/v1/dora/{scope}/trend", get(trend))
         .route("/api/v1/dora/{scope}/{rows}", get(drill_down))
-        .route("/api/v1/runs", get(runs))
+        .route("/api/v1/runs", get(runs).post(trigger_run))
         .route("/api/v1/freshness", get(freshness))
         .route("/api/v1/intake/github", post(github_webhook))
         .route("/api/v1/intake/{kind}", post(intake))
@@ -1045,6 +1056,76 @@ async fn entity(
 }
 
 /// `GET /api/v1/runs`: the run ledger, newest first (admins).
+/// The body of `POST /api/v1/runs`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerRequest {
+    /// A source name; absent: every source.
+    source: Option<String>,
+}
+
+/// `POST /api/v1/runs` (admin): ingest a source (or all) now, then
+/// transform. Answers 202 once the scheduler has the request; the run shows
+/// in `GET /runs` and `/freshness`.
+async fn trigger_run(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    if caller.role != Role::Admin {
+        return Err(ApiError::forbidden("triggering runs is for admins"));
+    }
+    let request: TriggerRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        TriggerRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!("send {{\"source\": \"<name>\"}} or nothing: {e}"))
+        })?
+    };
+    if let Some(source) = &request.source
+        && !api.config.sources.contains(source)
+    {
+        return Err(ApiError::not_found(format!(
+            "no source `{source}`; configured: {}",
+            api.config.sources.join(", ")
+        )));
+    }
+    let Some(triggers) = &api.triggers else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "scheduler_off",
+            "the scheduler is off ([schedule] enabled = false); run `fathom ingest` instead",
+        ));
+    };
+    triggers
+        .try_send(RunTrigger {
+            source: request.source.clone(),
+            requested_by: caller.actor.clone(),
+        })
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                "the scheduler already has runs waiting; try again shortly",
+            )
+        })?;
+    api.state
+        .audit(
+            &caller.actor,
+            "run.trigger",
+            request.source.as_deref(),
+            &json!({}),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    let queued: Vec<&String> = match &request.source {
+        Some(source) => vec![source],
+        None => api.config.sources.iter().collect(),
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({"queued": queued}))).into_response())
+}
+
 async fn runs(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
     let caller = caller(&api, &headers).await?;
     if caller.role != Role::Admin {

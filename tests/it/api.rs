@@ -62,6 +62,7 @@ pub(crate) fn serve(dir: &std::path::Path, envs: &[(&str, &str)], listen: &str) 
         .split_whitespace()
         .find_map(|w| w.strip_prefix("127.0.0.1:"))
         .and_then(|p| p.trim_end_matches(':').parse().ok());
+    drain(stdout);
     let Some(base) = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
@@ -79,6 +80,12 @@ pub(crate) fn serve(dir: &std::path::Path, envs: &[(&str, &str)], listen: &str) 
         child,
         postgres_port,
     })
+}
+
+/// Keeps reading a server's output so its later lines never meet a closed
+/// pipe.
+fn drain(mut stdout: impl std::io::Read + Send + 'static) {
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
 }
 
 /// Creates a token and returns its secret.
@@ -428,7 +435,9 @@ async fn freshness_reports_a_degraded_source() -> Result<()> {
         .stdout(Stdio::piped())
         .spawn()?;
     let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+    stdout.read_line(&mut line)?;
+    drain(stdout);
     let server = Server {
         postgres_port: None,
         base: line

@@ -10,5 +10,6 @@ mod ingest;
 mod interop;
 mod pgwire;
 mod s3;
+mod schedule;
 mod support;
 mod webhooks;

@@ -19,6 +19,9 @@ use sqlx::{AnyPool, Row};
 
 use crate::{Error, Result};
 
+mod locks;
+pub use locks::JobLock;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The token columns, followed by a fixed clause (a literal, so the query
@@ -46,6 +49,9 @@ pub enum Backend {
 pub struct StateDb {
     pool: AnyPool,
     backend: Backend,
+    /// What identifies this database among others in the process (for
+    /// in-process job locks).
+    lock_scope: String,
 }
 
 /// How a run ended.
@@ -229,7 +235,11 @@ impl StateDb {
             .connect(&url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            lock_scope: url,
+        })
     }
 
     /// Which database this is.

@@ -120,6 +120,31 @@ async fn exercise(db: &StateDb) -> Result<()> {
         &serde_json::json!({}),
     )
     .await?;
+    // Job locks: one holder at a time, free again once released or dropped.
+    let held = db.try_lock_job("ingest:github").await?;
+    assert!(held.is_some());
+    assert!(db.try_lock_job("ingest:github").await?.is_none());
+    let other = db.try_lock_job("transform").await?;
+    assert!(other.is_some());
+    if let Some(lock) = held {
+        lock.release().await?;
+    }
+    let again = db.try_lock_job("ingest:github").await?;
+    assert!(again.is_some());
+    drop(again);
+    drop(other);
+    // A dropped PostgreSQL lock is freed when the server sees its session
+    // close, a moment later.
+    let mut retaken = None;
+    for _ in 0..50 {
+        retaken = db.try_lock_job("ingest:github").await?;
+        if retaken.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    }
+    assert!(retaken.is_some(), "a dropped lock was never freed");
+
     let log = db.audit_log(10).await?;
     assert_eq!(log.len(), 2);
     assert_eq!(log[0].action, "token.revoke");

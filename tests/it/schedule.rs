@@ -1,0 +1,127 @@
+//! The scheduler inside `fathom serve`: an admin asks for a run, the
+//! source is ingested and the marts brought up to date, a failing source
+//! is retried and shows degraded, and roles and unknown sources are
+//! refused.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use fathom_sim::WorldConfig;
+use fathom_sim::serve::SimOptions;
+use serde_json::{Value, json};
+
+use crate::api::{serve, token};
+use crate::ingest::Sim;
+use crate::support::{count, local_warehouse};
+
+/// The ledger's runs whose command starts with `prefix`.
+fn runs_of<'a>(runs: &'a Value, prefix: &str) -> Vec<&'a Value> {
+    runs["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["command"].as_str().is_some_and(|c| c.starts_with(prefix)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_runs_sources_when_asked_and_retries_failures() -> Result<()> {
+    let world = WorldConfig {
+        teams: 2,
+        services: 4,
+        days: 30,
+        ..WorldConfig::default()
+    };
+    let sim = Sim::start(world, SimOptions::default())?;
+    let dir = tempfile::tempdir()?;
+    let config = sim.config(dir.path())?;
+    // A second catalog whose upstream refuses connections (port 9), and
+    // schedules far away so only requests (and retries) run.
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str(
+        "\n[[sources]]\ntype = \"backstage\"\nname = \"broken\"\nbase_url = \"http://127.0.0.1:9\"\n\
+         token = \"x\"\n[sources.http]\nmax_retries = 0\n\n\
+         [schedule]\nevery = \"1d\"\nretry_after = \"1s\"\n[schedule.sources]\nbroken = \"0 3 * * *\"\n",
+    );
+    std::fs::write(&config, text)?;
+    let config = config.display().to_string();
+    let admin = token(dir.path(), "admin", "")?;
+    let viewer = token(dir.path(), "viewer", "")?;
+    let server = serve(dir.path(), &[("FATHOM_CONFIG", &config)], "127.0.0.1:0")?;
+    let http = reqwest::Client::new();
+    let trigger = |secret: &str, body: Value| {
+        http.post(format!("{}/api/v1/runs", server.base))
+            .bearer_auth(secret)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(trigger(&viewer, json!({})).await?.status(), 403);
+    let unknown = trigger(&admin, json!({"source": "nope"})).await?;
+    assert_eq!(unknown.status(), 404);
+    let accepted = trigger(&admin, json!({"source": "backstage"})).await?;
+    assert_eq!(accepted.status(), 202);
+    assert_eq!(
+        accepted.json::<Value>().await?["queued"],
+        json!(["backstage"])
+    );
+    assert_eq!(
+        trigger(&admin, json!({"source": "broken"})).await?.status(),
+        202
+    );
+
+    // The catalog is ingested, then transformed; the broken source fails
+    // and is tried again a second later.
+    let started = Instant::now();
+    let runs = loop {
+        let runs: Value = http
+            .get(format!("{}/api/v1/runs", server.base))
+            .bearer_auth(&admin)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let ingested = runs_of(&runs, "ingest --source backstage (scheduled)");
+        let transformed = runs_of(&runs, "transform (scheduled)");
+        let broken = runs_of(&runs, "ingest --source broken (scheduled)");
+        if ingested.iter().any(|r| r["status"] == "succeeded")
+            && transformed.iter().any(|r| r["status"] == "succeeded")
+            && broken.len() >= 2
+        {
+            break runs;
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            bail!("scheduled runs did not happen: {runs:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for run in runs_of(&runs, "ingest --source broken (scheduled)") {
+        assert_ne!(run["status"], "succeeded", "{run}");
+    }
+    let freshness: Value = http
+        .get(format!("{}/api/v1/freshness", server.base))
+        .bearer_auth(&viewer)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let sources = freshness["sources"].as_array().cloned().unwrap_or_default();
+    let state_of = |name: &str| {
+        sources
+            .iter()
+            .find(|s| s["source"] == name)
+            .map(|s| s["degraded"].clone())
+    };
+    assert_eq!(state_of("broken"), Some(json!(true)), "{freshness}");
+    assert_eq!(state_of("backstage"), Some(json!(false)), "{freshness}");
+    drop(server);
+
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+    let components = count(
+        &warehouse,
+        "SELECT count(*) FROM catalog_entities WHERE kind = 'component'",
+    )
+    .await?;
+    // The world's 4 services (and whatever else its catalog lists).
+    assert!(components >= 4, "{components}");
+    Ok(())
+}
