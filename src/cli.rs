@@ -874,6 +874,7 @@ async fn serve(
                 .collect(),
         },
         requests: fathom_api::RequestMetrics::default(),
+        oidc: config.api.oidc.clone().map(fathom_api::oidc::Oidc::new),
         triggers: None,
     };
     let mut api = api;

@@ -118,6 +118,9 @@ pub struct ApiSection {
     /// BI tools; the password is an API token); empty turns it off.
     /// Default `127.0.0.1:5433`.
     pub postgres_listen: String,
+    /// OIDC bearer tokens from the organisation's identity provider
+    /// (`[api.oidc]`); API tokens keep working alongside.
+    pub oidc: Option<fathom_api::oidc::OidcConfig>,
 }
 
 impl Default for ApiSection {
@@ -127,6 +130,7 @@ impl Default for ApiSection {
             auth: fathom_api::AuthMode::Tokens,
             cors_origin: String::new(),
             postgres_listen: "127.0.0.1:5433".to_owned(),
+            oidc: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! mart. The same guards (read-only, row limit, timeout, audit) stand in
 //! front of SQL over HTTP and over the PostgreSQL protocol ([`pg`]).
 
+pub mod oidc;
 pub mod pg;
 
 use std::net::SocketAddr;
@@ -98,6 +99,8 @@ pub struct Api {
     pub config: ApiConfig,
     /// Request counts and latencies since start, for `/metrics`.
     pub requests: RequestMetrics,
+    /// OIDC bearer tokens, when `[api.oidc]` is configured.
+    pub oidc: Option<oidc::Oidc>,
     /// The scheduler's inbox (`POST /api/v1/runs`); `None` when it is off.
     pub triggers: Option<tokio::sync::mpsc::Sender<RunTrigger>>,
 }
@@ -355,7 +358,7 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// A role, from least to most trusted (contractor is limited further to
 /// its teams and never sees cost or SQL).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Role {
     Contractor,
     Viewer,
@@ -412,6 +415,46 @@ async fn caller(api: &Api, headers: &HeaderMap) -> ApiResult<Caller> {
 async fn caller_for_secret(api: &Api, secret: &str) -> ApiResult<Caller> {
     let unauthenticated =
         |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message);
+    if let Some(oidc) = &api.oidc
+        && oidc::looks_like_jwt(secret)
+    {
+        let claims = oidc.verify(secret).await.map_err(|e| match e {
+            oidc::OidcError::Keys(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "identity_provider_unavailable",
+                e.to_string(),
+            ),
+            oidc::OidcError::NoRole(_) => ApiError::forbidden(e.to_string()),
+            oidc::OidcError::Invalid(_) => unauthenticated(&e.to_string()),
+        })?;
+        // The most trusted role the claims name.
+        let role = claims
+            .roles
+            .iter()
+            .filter_map(|r| Role::parse(r))
+            .max()
+            .ok_or_else(|| {
+                ApiError::forbidden(format!(
+                    "the token's roles ({}) include no Fathom role",
+                    claims.roles.join(", ")
+                ))
+            })?;
+        let teams: Vec<String> = if role == Role::Contractor {
+            claims.groups.iter().map(|g| group_ref(g)).collect()
+        } else {
+            Vec::new()
+        };
+        if role == Role::Contractor && teams.is_empty() {
+            return Err(ApiError::forbidden(
+                "a contractor's token must name its teams (groups claim)",
+            ));
+        }
+        return Ok(Caller {
+            actor: format!("oidc:{}", claims.subject),
+            role,
+            teams,
+        });
+    }
     let token = api
         .state
         .verify_token(secret)
@@ -420,20 +463,19 @@ async fn caller_for_secret(api: &Api, secret: &str) -> ApiResult<Caller> {
         .ok_or_else(|| unauthenticated("the token is unknown, revoked or expired"))?;
     let role = Role::parse(&token.role)
         .ok_or_else(|| ApiError::forbidden(format!("unknown role `{}`", token.role)))?;
-    let teams = token
-        .teams
-        .iter()
-        .map(|t| {
-            EntityRef::parse_with_defaults(t, Some("group"), "default")
-                .map(|r| r.to_string().to_ascii_lowercase())
-                .unwrap_or_else(|_| t.to_ascii_lowercase())
-        })
-        .collect();
+    let teams = token.teams.iter().map(|t| group_ref(t)).collect();
     Ok(Caller {
         actor: format!("token:{}", token.token_id),
         role,
         teams,
     })
+}
+
+/// A team name or ref as the group ref scopes are keyed by.
+fn group_ref(team: &str) -> String {
+    EntityRef::parse_with_defaults(team, Some("group"), "default")
+        .map(|r| r.to_string().to_ascii_lowercase())
+        .unwrap_or_else(|_| team.to_ascii_lowercase())
 }
 
 /// A SQL string literal.

@@ -8,6 +8,7 @@ mod files;
 mod import;
 mod ingest;
 mod interop;
+mod oidc;
 mod pgwire;
 mod s3;
 mod schedule;
