@@ -264,10 +264,7 @@ impl Oidc {
             .to_owned();
         let mut roles: Vec<String> = strings(claim(claims, &self.config.roles_claim))
             .into_iter()
-            .filter_map(|value| match self.config.role_map.get(&value) {
-                Some(role) => Some(role.clone()),
-                None => Some(value),
-            })
+            .map(|value| self.config.role_map.get(&value).cloned().unwrap_or(value))
             .collect();
         if roles.is_empty() && !self.config.default_role.is_empty() {
             roles.push(self.config.default_role.clone());
