@@ -872,9 +872,11 @@ async fn serve(
                     _ => None,
                 })
                 .collect(),
+            rate_limit_per_minute: config.api.rate_limit_per_minute,
         },
         requests: fathom_api::RequestMetrics::default(),
         oidc: config.api.oidc.clone().map(fathom_api::oidc::Oidc::new),
+        limiter: fathom_api::RateLimiter::default(),
         triggers: None,
     };
     let mut api = api;

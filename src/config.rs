@@ -121,6 +121,9 @@ pub struct ApiSection {
     /// OIDC bearer tokens from the organisation's identity provider
     /// (`[api.oidc]`); API tokens keep working alongside.
     pub oidc: Option<fathom_api::oidc::OidcConfig>,
+    /// Requests a minute one token (or OIDC subject) may make, in bursts of
+    /// up to that many; 0 turns the limit off. Default 6000.
+    pub rate_limit_per_minute: u32,
 }
 
 impl Default for ApiSection {
@@ -131,6 +134,7 @@ impl Default for ApiSection {
             cors_origin: String::new(),
             postgres_listen: "127.0.0.1:5433".to_owned(),
             oidc: None,
+            rate_limit_per_minute: 6000,
         }
     }
 }

@@ -11,6 +11,7 @@
 pub mod oidc;
 pub mod pg;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,6 +64,8 @@ pub struct ApiConfig {
     pub cors_origin: Option<String>,
     /// GitHub sources that accept webhooks, with their secrets.
     pub github_webhooks: Vec<GithubWebhook>,
+    /// Requests a minute one credential may make; 0: unlimited.
+    pub rate_limit_per_minute: u32,
 }
 
 /// A GitHub source whose webhooks `/api/v1/intake/github` accepts.
@@ -84,6 +87,7 @@ impl Default for ApiConfig {
             sources: Vec::new(),
             cors_origin: None,
             github_webhooks: Vec::new(),
+            rate_limit_per_minute: 6000,
         }
     }
 }
@@ -99,6 +103,8 @@ pub struct Api {
     pub config: ApiConfig,
     /// Request counts and latencies since start, for `/metrics`.
     pub requests: RequestMetrics,
+    /// Per-caller request budgets.
+    pub limiter: RateLimiter,
     /// OIDC bearer tokens, when `[api.oidc]` is configured.
     pub oidc: Option<oidc::Oidc>,
     /// The scheduler's inbox (`POST /api/v1/runs`); `None` when it is off.
@@ -304,6 +310,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds to wait, for 429 answers (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -312,6 +320,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -350,7 +359,13 @@ impl From<fathom_warehouse::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
     }
 }
 
@@ -408,7 +423,55 @@ async fn caller(api: &Api, headers: &HeaderMap) -> ApiResult<Caller> {
             "send `Authorization: Bearer <token>` (create one with `fathom tokens create`)",
         ));
     };
-    caller_for_secret(api, secret.trim()).await
+    let caller = caller_for_secret(api, secret.trim()).await?;
+    if let Err(wait) = api
+        .limiter
+        .admit(&caller.actor, api.config.rate_limit_per_minute)
+    {
+        let seconds = wait.as_secs().max(1);
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "more than {} requests a minute with this credential; retry in {seconds} s",
+                api.config.rate_limit_per_minute
+            ),
+        );
+        error.retry_after = Some(seconds);
+        return Err(error);
+    }
+    Ok(caller)
+}
+
+/// Requests per caller: a token bucket each, refilled continuously, so a
+/// burst of up to a minute's allowance passes and a steady rate above it
+/// does not.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    buckets: std::sync::Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// Takes one request from `actor`'s bucket, or says how long until one
+    /// is available. `per_minute = 0` admits everything.
+    fn admit(&self, actor: &str, per_minute: u32) -> Result<(), Duration> {
+        if per_minute == 0 {
+            return Ok(());
+        }
+        let capacity = f64::from(per_minute);
+        let per_second = capacity / 60.0;
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = buckets.entry(actor.to_owned()).or_insert((capacity, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_second).min(capacity);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / per_second))
+        }
+    }
 }
 
 /// Who holds `secret` (an API token), or 401.

@@ -459,3 +459,42 @@ async fn freshness_reports_a_degraded_source() -> Result<()> {
     assert!(source["last_error"].is_string(), "{body}");
     Ok(())
 }
+
+/// Each credential has its own budget; over it, 429 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_apply_per_token() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let first = token(dir.path(), "viewer", "")?;
+    let second = token(dir.path(), "viewer", "")?;
+    let server = serve(
+        dir.path(),
+        &[("FATHOM_API__RATE_LIMIT_PER_MINUTE", "5")],
+        "127.0.0.1:0",
+    )?;
+    let http = reqwest::Client::new();
+    let get = |secret: &str| {
+        http.get(format!("{}/api/v1/freshness", server.base))
+            .bearer_auth(secret)
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(get(&first).await?.status(), 200);
+    }
+    let limited = get(&first).await?;
+    assert_eq!(limited.status(), 429);
+    // 5 a minute: the next request is 12 s away.
+    let wait: u64 = limited
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .context("no Retry-After")?;
+    assert!((11..=12).contains(&wait), "{wait}");
+    assert_eq!(
+        limited.json::<Value>().await?["error"]["code"],
+        "rate_limited"
+    );
+    // Another token is not affected.
+    assert_eq!(get(&second).await?.status(), 200);
+    Ok(())
+}
