@@ -873,6 +873,7 @@ async fn serve(
                 })
                 .collect(),
             rate_limit_per_minute: config.api.rate_limit_per_minute,
+            events: events_intake(config),
         },
         requests: fathom_api::RequestMetrics::default(),
         oidc: config.api.oidc.clone().map(fathom_api::oidc::Oidc::new),
@@ -981,6 +982,26 @@ async fn serve(
         scheduler.await.context("the scheduler panicked")??;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The portal-events source posted events land under, with its key; a
+/// source without a usable key accepts no events (said at start).
+fn events_intake(config: &Config) -> Option<fathom_api::EventsIntake> {
+    config.sources.iter().find_map(|source| match source {
+        fathom_ingest::source::SourceConfig::PortalEvents(events) => {
+            match events.key(source.name()) {
+                Ok(pseudonymizer) => Some(fathom_api::EventsIntake {
+                    source: source.name().to_owned(),
+                    pseudonymizer,
+                }),
+                Err(e) => {
+                    eprintln!("warning: /api/v1/intake/events is off: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    })
 }
 
 /// `fathom tokens …`.

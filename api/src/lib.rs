@@ -66,6 +66,18 @@ pub struct ApiConfig {
     pub github_webhooks: Vec<GithubWebhook>,
     /// Requests a minute one credential may make; 0: unlimited.
     pub rate_limit_per_minute: u32,
+    /// Where posted portal events go: the portal-events source's name and
+    /// its pseudonymization key. `None`: no such source, intake refused.
+    pub events: Option<EventsIntake>,
+}
+
+/// The portal-events source posted events land under.
+#[derive(Debug, Clone)]
+pub struct EventsIntake {
+    /// The source's name (runs, quarantine).
+    pub source: String,
+    /// Its keyed hash of user identities.
+    pub pseudonymizer: fathom_ingest::files::events::Pseudonymizer,
 }
 
 /// A GitHub source whose webhooks `/api/v1/intake/github` accepts.
@@ -88,6 +100,7 @@ impl Default for ApiConfig {
             cors_origin: None,
             github_webhooks: Vec::new(),
             rate_limit_per_minute: 6000,
+            events: None,
         }
     }
 }
@@ -296,6 +309,7 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/runs", get(runs).post(trigger_run))
         .route("/api/v1/freshness", get(freshness))
         .route("/api/v1/intake/github", post(github_webhook))
+        .route("/api/v1/intake/events", post(intake_events))
         .route("/api/v1/intake/{kind}", post(intake))
         .route("/api/v1/sql", post(sql))
         .fallback(|| async {
@@ -1481,6 +1495,98 @@ async fn github_webhook(
         "ignored": report.ignored,
     }))
     .into_response())
+}
+
+/// `POST /api/v1/intake/events` (admin): Backstage analytics events — a
+/// JSON event, an array of events, or NDJSON — pseudonymized as event files
+/// are (the user is stored only as a keyed hash), committed before the
+/// answer, applied once per `X-Delivery-Id`.
+async fn intake_events(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    if caller.role != Role::Admin {
+        return Err(ApiError::forbidden("intake is for admin tokens"));
+    }
+    let Some(events) = &api.config.events else {
+        return Err(ApiError::not_found(
+            "no portal_events source: configure one (with its pseudonymize_key_env) to accept events",
+        ));
+    };
+    let delivery = headers
+        .get("x-delivery-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let stream = "intake:events";
+    if let Some(id) = &delivery
+        && api
+            .state
+            .cursor(stream, id)
+            .await
+            .map_err(ApiError::internal)?
+            .is_some()
+    {
+        return Ok(axum::Json(json!({"delivery": id, "duplicate": true})).into_response());
+    }
+    // One event per line, whatever shape it came in. A body that is not
+    // JSON at all is decoded line by line, so each bad line is quarantined
+    // with its reason (and never copied: it may hold a user id).
+    let ndjson: Vec<u8> = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(items)) => items
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+            .into_bytes(),
+        Ok(Value::Object(mut map)) => match map.remove("events") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(Value::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+                .into_bytes(),
+            Some(other) => {
+                map.insert("events".to_owned(), other);
+                Value::Object(map).to_string().into_bytes()
+            }
+            None => Value::Object(map).to_string().into_bytes(),
+        },
+        _ => body.to_vec(),
+    };
+    let id = delivery
+        .clone()
+        .unwrap_or_else(|| "(no delivery id)".to_owned());
+    let posted = fathom_ingest::files::events::ingest_posted(
+        &api.warehouse,
+        &events.source,
+        &events.pseudonymizer,
+        &ndjson,
+        &id,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    if let Some(id) = &delivery {
+        api.state
+            .set_cursor(stream, id, &chrono::Utc::now().to_rfc3339())
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    let status = if posted.accepted == 0 && posted.quarantined > 0 {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        axum::Json(json!({
+            "delivery": delivery,
+            "accepted": posted.accepted,
+            "quarantined": posted.quarantined,
+        })),
+    )
+        .into_response())
 }
 
 /// The body of `POST /api/v1/sql`.

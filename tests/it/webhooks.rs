@@ -214,3 +214,104 @@ async fn github_webhooks_land_signed_deliveries_once() -> Result<()> {
     );
     Ok(())
 }
+
+/// Backstage analytics events posted to `/api/v1/intake/events` land
+/// pseudonymized, bad ones quarantined, a delivery once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posted_portal_events_are_pseudonymized() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("fathom.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\ntype = \"portal_events\"\nlocation = \"{}\"\n\
+             pseudonymize_key = \"a-test-key-of-sufficient-length\"\n",
+            dir.path().join("events").display()
+        ),
+    )?;
+    let admin = crate::api::token(dir.path(), "admin", "")?;
+    let viewer = crate::api::token(dir.path(), "viewer", "")?;
+    let config_path = config.display().to_string();
+    let server = serve(
+        dir.path(),
+        &[("FATHOM_CONFIG", &config_path)],
+        "127.0.0.1:0",
+    )?;
+    let http = reqwest::Client::new();
+    let post = |secret: &str, delivery: &str, body: String| {
+        http.post(format!("{}/api/v1/intake/events", server.base))
+            .bearer_auth(secret)
+            .header("x-delivery-id", delivery)
+            .body(body)
+            .send()
+    };
+    // The shape Backstage's analytics API emits, with the user the backend
+    // attaches.
+    let events = json!([
+        {"action": "navigate", "subject": "/catalog/default/component/payments-api",
+         "context": {"pluginId": "catalog", "routeRef": "catalog:entity", "extension": "App",
+                     "entityRef": "component:default/payments-api"},
+         "user": {"userEntityRef": "user:default/ada"}, "timestamp": "2026-11-20T09:00:00Z"},
+        {"action": "click", "subject": "Deploy", "value": 1,
+         "attributes": {"to": "/deployments"},
+         "context": {"pluginId": "fathom", "routeRef": "fathom:dora", "extension": "App"},
+         "user": {"userEntityRef": "user:default/ada"}, "timestamp": "2026-11-20T09:00:05Z"},
+        {"subject": "no action", "user": {"userEntityRef": "user:default/bob"},
+         "timestamp": "2026-11-20T09:01:00Z"}
+    ]);
+    assert_eq!(
+        post(&viewer, "e-0", events.to_string()).await?.status(),
+        403
+    );
+    let answer = post(&admin, "e-1", events.to_string()).await?;
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await?;
+    assert_eq!(body["accepted"], 2, "{body}");
+    assert_eq!(body["quarantined"], 1, "{body}");
+    let again: Value = post(&admin, "e-1", events.to_string())
+        .await?
+        .json()
+        .await?;
+    assert_eq!(again["duplicate"], true);
+    // NDJSON works too.
+    let line = json!({"action": "search", "subject": "payments", "context": {"pluginId": "search"},
+                      "user": {"userEntityRef": "user:default/cy"}, "timestamp": "2026-11-20T10:00:00Z"});
+    let body: Value = post(&admin, "e-2", format!("{line}\n"))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(body["accepted"], 1, "{body}");
+    drop(server);
+
+    let warehouse = local_warehouse(&dir.path().join("data"))?;
+    assert_eq!(
+        count(&warehouse, "SELECT count(*) FROM portal_events").await?,
+        3
+    );
+    // Ada's two events share one hash; no identity is stored anywhere.
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(DISTINCT user_hash) FROM portal_events"
+        )
+        .await?,
+        2
+    );
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM portal_events WHERE user_hash LIKE '%ada%' OR length(user_hash) <> 32"
+        )
+        .await?,
+        0
+    );
+    assert_eq!(
+        count(
+            &warehouse,
+            "SELECT count(*) FROM quarantine WHERE reason LIKE '%action%' AND raw_record NOT LIKE '%user:default/bob%'"
+        )
+        .await?,
+        1
+    );
+    Ok(())
+}

@@ -266,6 +266,53 @@ fn event_row(
     Ok(values)
 }
 
+/// What a posted batch of events came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PostedEvents {
+    /// Events landed (new or already present: event ids make reposting
+    /// harmless).
+    pub accepted: usize,
+    /// Events quarantined, with reasons.
+    pub quarantined: usize,
+}
+
+/// Lands events posted to the API (`/api/v1/intake/events`) with the same
+/// decoding, pseudonymization and team lookup as event files. `ndjson` is
+/// one event per line.
+pub async fn ingest_posted(
+    warehouse: &fathom_warehouse::Warehouse,
+    source_name: &str,
+    pseudonymizer: &Pseudonymizer,
+    ndjson: &[u8],
+    delivery: &str,
+) -> crate::Result<PostedEvents> {
+    let identities = IdentityMap::load(warehouse)
+        .await
+        .map_err(crate::Error::Identity)?;
+    let mut decoded = Decoded::default();
+    decode_file(
+        &format!("intake {delivery}"),
+        ndjson,
+        pseudonymizer,
+        &identities,
+        &mut decoded,
+    );
+    let written = crate::runner::write_decoded(
+        warehouse,
+        source_name,
+        STREAM,
+        decoded,
+        &identities,
+        &format!("intake:{delivery}"),
+        None,
+    )
+    .await?;
+    Ok(PostedEvents {
+        accepted: written.rows.get(PORTAL_EVENTS.name).copied().unwrap_or(0),
+        quarantined: written.quarantined,
+    })
+}
+
 /// Reads the event files that are new or changed since the cursor.
 pub(crate) async fn run(
     ctx: &super::FileRun<'_>,
