@@ -9,7 +9,11 @@
 //! front of SQL over HTTP and over the PostgreSQL protocol ([`pg`]).
 
 pub mod oidc;
+pub mod openapi;
 pub mod pg;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -312,8 +316,20 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/intake/events", post(intake_events))
         .route("/api/v1/intake/{kind}", post(intake))
         .route("/api/v1/sql", post(sql))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
+        .route(
+            "/api/v1/docs",
+            get(|| async { axum::response::Html(openapi::DOCS_PAGE) }),
+        )
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint (the endpoints: /api/v1/docs)",
+            )
         })
         .with_state(api)
 }
@@ -553,6 +569,38 @@ fn group_ref(team: &str) -> String {
     EntityRef::parse_with_defaults(team, Some("group"), "default")
         .map(|r| r.to_string().to_ascii_lowercase())
         .unwrap_or_else(|_| team.to_ascii_lowercase())
+}
+
+/// A request body, or the error answer (413 over the size limit).
+fn body_bytes(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<axum::body::Bytes> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(
+            status,
+            code,
+            format!(
+                "{} (the limit is {} MiB)",
+                rejection.body_text(),
+                BODY_LIMIT >> 20
+            ),
+        )
+    })
+}
+
+/// A JSON request body, or a 400 saying what is wrong with it.
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<T> {
+    let bytes = body_bytes(body)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not the JSON expected: {e}")))
 }
 
 /// A SQL string literal.
@@ -1189,8 +1237,9 @@ struct TriggerRequest {
 async fn trigger_run(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Response> {
+    let body = body_bytes(body)?;
     let caller = caller(&api, &headers).await?;
     if caller.role != Role::Admin {
         return Err(ApiError::forbidden("triggering runs is for admins"));
@@ -1308,12 +1357,13 @@ async fn intake(
     State(api): State<Arc<Api>>,
     Path(kind): Path<String>,
     headers: HeaderMap,
-    axum::Json(body): axum::Json<Value>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Response> {
     let caller = caller(&api, &headers).await?;
     if caller.role != Role::Admin {
         return Err(ApiError::forbidden("intake is for admin tokens"));
     }
+    let body: Value = json_body(body)?;
     let def = match kind.as_str() {
         "deployments" => &fathom_models::tables::DEPLOYMENTS,
         "incidents" => &fathom_models::tables::INCIDENTS,
@@ -1428,8 +1478,9 @@ async fn intake(
 async fn github_webhook(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Response> {
+    let body = body_bytes(body)?;
     if api.config.github_webhooks.is_empty() {
         return Err(ApiError::not_found(
             "no GitHub source accepts webhooks: set `webhook_secret_env` on a github source",
@@ -1504,8 +1555,9 @@ async fn github_webhook(
 async fn intake_events(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Response> {
+    let body = body_bytes(body)?;
     let caller = caller(&api, &headers).await?;
     if caller.role != Role::Admin {
         return Err(ApiError::forbidden("intake is for admin tokens"));
@@ -1600,7 +1652,7 @@ struct SqlRequest {
 async fn sql(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    axum::Json(request): axum::Json<SqlRequest>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Response> {
     let caller = caller(&api, &headers).await?;
     if !matches!(caller.role, Role::Analyst | Role::Admin) || !caller.teams.is_empty() {
@@ -1608,6 +1660,7 @@ async fn sql(
             "SQL is for analysts and admins not limited to teams",
         ));
     }
+    let request: SqlRequest = json_body(body)?;
     ensure_read_only(&request.sql)?;
     let accept = headers
         .get(header::ACCEPT)

@@ -1,0 +1,575 @@
+//! The OpenAPI 3.1 document of the API (`/api/v1/openapi.json`) and its
+//! browsable page (`/api/v1/docs`, self-contained: no CDN, works offline).
+//!
+//! The document is generated from [`OPERATIONS`], the table of every
+//! route the router serves; a test sends each of them to the router, so an
+//! operation documented but not routed fails the build, and the router's
+//! fallback answer names the table for the reverse mistake.
+
+use serde_json::{Map, Value, json};
+
+/// Where a parameter goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum In {
+    /// In the path template.
+    Path,
+    /// In the query string.
+    Query,
+    /// A request header.
+    Header,
+}
+
+/// One parameter of an operation.
+#[derive(Debug)]
+pub struct Param {
+    /// Its name.
+    pub name: &'static str,
+    /// Where it goes.
+    pub location: In,
+    /// Whether it must be sent.
+    pub required: bool,
+    /// What it means.
+    pub description: &'static str,
+    /// Its JSON Schema, as JSON text.
+    pub schema: &'static str,
+}
+
+/// One operation (method + path).
+#[derive(Debug)]
+pub struct Operation {
+    /// `get` or `post`.
+    pub method: &'static str,
+    /// The path template, `{name}` for path parameters.
+    pub path: &'static str,
+    /// Group in the docs.
+    pub tag: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// Details, including who may call it.
+    pub description: &'static str,
+    /// Whether a bearer credential is needed.
+    pub authenticated: bool,
+    /// Parameters.
+    pub params: &'static [Param],
+    /// Request body: content type and JSON Schema text.
+    pub body: Option<(&'static str, &'static str)>,
+    /// Answers: status and what it means.
+    pub responses: &'static [(u16, &'static str)],
+}
+
+const SCOPE: Param = Param {
+    name: "scope",
+    location: In::Path,
+    required: true,
+    description: "A URL-encoded entity ref (`component%3Adefault%2Fpayments-api`, `group%3Adefault%2Fpayments`) or `org`.",
+    schema: r#"{"type": "string"}"#,
+};
+const WINDOW: Param = Param {
+    name: "window",
+    location: In::Query,
+    required: false,
+    description: "The window ending at the marts' as-of date. Default 30d.",
+    schema: r#"{"type": "string", "enum": ["7d", "30d", "90d", "365d"], "default": "30d"}"#,
+};
+const ENV: Param = Param {
+    name: "env",
+    location: In::Query,
+    required: false,
+    description: "`all` (every production environment) or one production environment. Default all.",
+    schema: r#"{"type": "string", "default": "all"}"#,
+};
+const BENCHMARK: Param = Param {
+    name: "benchmark",
+    location: In::Query,
+    required: false,
+    description: "Re-tier the stored numbers with another benchmark table. Default: the configured one.",
+    schema: r#"{"type": "string", "enum": ["dora-2021", "dora-2023", "dora-2024"]}"#,
+};
+const LIMIT: Param = Param {
+    name: "limit",
+    location: In::Query,
+    required: false,
+    description: "Rows per page (1–500). Default 50.",
+    schema: r#"{"type": "integer", "minimum": 1, "maximum": 500, "default": 50}"#,
+};
+const CURSOR: Param = Param {
+    name: "cursor",
+    location: In::Query,
+    required: false,
+    description: "`next_cursor` of the previous page.",
+    schema: r#"{"type": "string"}"#,
+};
+const DELIVERY: Param = Param {
+    name: "X-Delivery-Id",
+    location: In::Header,
+    required: false,
+    description: "Makes the delivery idempotent: one already applied is answered `{\"duplicate\": true}`.",
+    schema: r#"{"type": "string"}"#,
+};
+
+const JSON: &str = "application/json";
+
+/// Every operation the router serves.
+pub const OPERATIONS: &[Operation] = &[
+    Operation {
+        method: "get",
+        path: "/healthz",
+        tag: "operations",
+        summary: "Liveness",
+        description: "Answers `ok` while the process runs.",
+        authenticated: false,
+        params: &[],
+        body: None,
+        responses: &[(200, "Alive.")],
+    },
+    Operation {
+        method: "get",
+        path: "/readyz",
+        tag: "operations",
+        summary: "Readiness",
+        description: "200 when the warehouse and the state database respond; 503 with the failure otherwise.",
+        authenticated: false,
+        params: &[],
+        body: None,
+        responses: &[(200, "Ready."), (503, "Not ready.")],
+    },
+    Operation {
+        method: "get",
+        path: "/metrics",
+        tag: "operations",
+        summary: "Prometheus metrics",
+        description: "Request latency histograms by route template and status; duration, rows and errors of the newest run of each command.",
+        authenticated: false,
+        params: &[],
+        body: None,
+        responses: &[(200, "Prometheus text format.")],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/openapi.json",
+        tag: "operations",
+        summary: "This document",
+        description: "The OpenAPI 3.1 description of the API.",
+        authenticated: false,
+        params: &[],
+        body: None,
+        responses: &[(200, "The document.")],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/docs",
+        tag: "operations",
+        summary: "Browsable reference",
+        description: "An HTML page rendering this document; needs no network.",
+        authenticated: false,
+        params: &[],
+        body: None,
+        responses: &[(200, "HTML.")],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/entities",
+        tag: "portal",
+        summary: "Services and teams with their DORA summary",
+        description: "Components and groups with their 30-day DORA summary. Any role; team-limited callers see their teams only.",
+        authenticated: true,
+        params: &[
+            Param {
+                name: "kind",
+                location: In::Query,
+                required: false,
+                description: "Only this kind.",
+                schema: r#"{"type": "string", "enum": ["component", "group"]}"#,
+            },
+            Param {
+                name: "owner",
+                location: In::Query,
+                required: false,
+                description: "Only entities owned by this group (name or ref).",
+                schema: r#"{"type": "string"}"#,
+            },
+        ],
+        body: None,
+        responses: &[(200, "`entities`."), (400, "Bad filter.")],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/entities/{entity}",
+        tag: "portal",
+        summary: "One service or team",
+        description: "Its catalog facts and 30-day DORA summary.",
+        authenticated: true,
+        params: &[Param {
+            name: "entity",
+            location: In::Path,
+            required: true,
+            description: "A URL-encoded entity ref.",
+            schema: r#"{"type": "string"}"#,
+        }],
+        body: None,
+        responses: &[
+            (200, "The entity."),
+            (400, "Not an entity ref."),
+            (403, "Outside the caller's teams."),
+            (404, "Unknown."),
+        ],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/dora/{scope}",
+        tag: "dora",
+        summary: "The five DORA keys of a scope",
+        description: "Counts, metrics and tiers for one scope, window and environment. `ETag`; `If-None-Match` answers 304.",
+        authenticated: true,
+        params: &[SCOPE, WINDOW, ENV, BENCHMARK],
+        body: None,
+        responses: &[
+            (
+                200,
+                "`counts`, `metrics`, `benchmark`, `tiers`, `window_start`, `as_of`.",
+            ),
+            (304, "Unchanged since the `ETag` sent."),
+            (400, "Bad ref, window or benchmark."),
+            (403, "Outside the caller's teams."),
+            (404, "No metrics for the scope."),
+        ],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/dora/{scope}/trend",
+        tag: "dora",
+        summary: "DORA per calendar week or month",
+        description: "`points`, oldest first.",
+        authenticated: true,
+        params: &[
+            SCOPE,
+            ENV,
+            Param {
+                name: "interval",
+                location: In::Query,
+                required: false,
+                description: "Calendar weeks (Monday, UTC) or months. Default week.",
+                schema: r#"{"type": "string", "enum": ["week", "month"], "default": "week"}"#,
+            },
+        ],
+        body: None,
+        responses: &[
+            (200, "`points`."),
+            (400, "Bad parameter."),
+            (403, "Outside the caller's teams."),
+        ],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/dora/{scope}/{rows}",
+        tag: "dora",
+        summary: "The deployments or changes behind the numbers",
+        description: "Paginated drill-down with keyset cursors: `items` and `next_cursor` (absent on the last page).",
+        authenticated: true,
+        params: &[
+            SCOPE,
+            Param {
+                name: "rows",
+                location: In::Path,
+                required: true,
+                description: "Which rows.",
+                schema: r#"{"type": "string", "enum": ["deployments", "changes"]}"#,
+            },
+            WINDOW,
+            ENV,
+            LIMIT,
+            CURSOR,
+        ],
+        body: None,
+        responses: &[
+            (200, "`items`, `next_cursor`."),
+            (400, "Bad parameter or cursor."),
+            (403, "Outside the caller's teams."),
+        ],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/freshness",
+        tag: "operations",
+        summary: "How fresh each source is",
+        description: "Per configured source: `last_run_at`, `last_success_at`, `lag_seconds`, `degraded`, `last_error`.",
+        authenticated: true,
+        params: &[],
+        body: None,
+        responses: &[(200, "`sources`.")],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/runs",
+        tag: "operations",
+        summary: "The run ledger",
+        description: "Admins. The newest 100 runs (ingest, transform, imports), with counts and errors.",
+        authenticated: true,
+        params: &[],
+        body: None,
+        responses: &[(200, "`runs`."), (403, "Not an admin.")],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/runs",
+        tag: "operations",
+        summary: "Run a source now",
+        description: "Admins. Asks the scheduler to ingest one source (or all) and then update the marts; the run appears in `GET /runs`.",
+        authenticated: true,
+        params: &[],
+        body: Some((
+            JSON,
+            r#"{"type": "object", "properties": {"source": {"type": "string", "description": "A source name; absent: every source."}}, "additionalProperties": false}"#,
+        )),
+        responses: &[
+            (202, "`queued`: the sources asked for."),
+            (403, "Not an admin."),
+            (404, "Unknown source."),
+            (429, "Too many runs waiting."),
+            (503, "The scheduler is off."),
+        ],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/sql",
+        tag: "sql",
+        summary: "A read-only SQL query",
+        description: "Analysts and admins not limited to teams. JSON (default), CSV (`Accept: text/csv`) or Arrow IPC (`Accept: application/vnd.apache.arrow.stream`). At most the configured row limit (`x-fathom-row-limit` says when cut) and timeout; audited.",
+        authenticated: true,
+        params: &[],
+        body: Some((
+            JSON,
+            r#"{"type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}}}"#,
+        )),
+        responses: &[
+            (200, "The rows."),
+            (400, "Not one read-only query, or it failed."),
+            (403, "Not an analyst."),
+            (408, "Ran longer than the timeout."),
+        ],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/intake/{kind}",
+        tag: "intake",
+        summary: "Deployments or incidents from any tool",
+        description: "Admins. One record, an array, or `{\"records\": [...]}` with the columns of the `deployments` (or `incidents`) table. Committed before the answer; bad records quarantined and listed in `rejections`; all bad: 422.",
+        authenticated: true,
+        params: &[
+            Param {
+                name: "kind",
+                location: In::Path,
+                required: true,
+                description: "What the records are.",
+                schema: r#"{"type": "string", "enum": ["deployments", "incidents"]}"#,
+            },
+            DELIVERY,
+        ],
+        body: Some((
+            JSON,
+            r#"{"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}"#,
+        )),
+        responses: &[
+            (200, "`accepted`, `quarantined`, `rejections`."),
+            (403, "Not an admin."),
+            (422, "No record was usable."),
+        ],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/intake/github",
+        tag: "intake",
+        summary: "GitHub webhooks",
+        description: "`deployment_status`, `pull_request`, `push` (default branch) and `workflow_run`, signed with the GitHub source's webhook secret (`X-Hub-Signature-256`, which is the authentication). Stored as polling would store them; once per `X-GitHub-Delivery`.",
+        authenticated: false,
+        params: &[
+            Param {
+                name: "X-GitHub-Event",
+                location: In::Header,
+                required: true,
+                description: "The event type.",
+                schema: r#"{"type": "string"}"#,
+            },
+            Param {
+                name: "X-GitHub-Delivery",
+                location: In::Header,
+                required: true,
+                description: "The delivery id.",
+                schema: r#"{"type": "string"}"#,
+            },
+            Param {
+                name: "X-Hub-Signature-256",
+                location: In::Header,
+                required: true,
+                description: "`sha256=` and the HMAC-SHA256 of the body under the secret.",
+                schema: r#"{"type": "string"}"#,
+            },
+        ],
+        body: Some((JSON, r#"{"type": "object"}"#)),
+        responses: &[
+            (
+                200,
+                "`rows` per table, `quarantined`, or `ignored` with the reason.",
+            ),
+            (401, "Missing or wrong signature; nothing stored."),
+            (404, "No GitHub source has a webhook secret."),
+        ],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/intake/events",
+        tag: "intake",
+        summary: "Backstage analytics events",
+        description: "Admins. An event, an array, `{\"events\": [...]}` or NDJSON. Users are stored only as keyed hashes; bad events quarantined without their user.",
+        authenticated: true,
+        params: &[DELIVERY],
+        body: Some((
+            JSON,
+            r#"{"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}"#,
+        )),
+        responses: &[
+            (200, "`accepted`, `quarantined`."),
+            (403, "Not an admin."),
+            (404, "No portal_events source."),
+            (422, "No event was usable."),
+        ],
+    },
+];
+
+fn schema(text: &str) -> Value {
+    // The table's schemas are literals checked by a test; a typo shows as
+    // an empty schema rather than a failed request.
+    serde_json::from_str(text).unwrap_or_else(|_| json!({}))
+}
+
+/// The OpenAPI 3.1 document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for op in OPERATIONS {
+        let parameters: Vec<Value> = op
+            .params
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "in": match p.location { In::Path => "path", In::Query => "query", In::Header => "header" },
+                    "required": p.required,
+                    "description": p.description,
+                    "schema": schema(p.schema),
+                })
+            })
+            .collect();
+        let mut responses = Map::new();
+        for (status, description) in op.responses {
+            let mut response = json!({"description": description});
+            if *status >= 400 {
+                response["content"] =
+                    json!({JSON: {"schema": {"$ref": "#/components/schemas/Error"}}});
+            }
+            responses.insert(status.to_string(), response);
+        }
+        if op.authenticated {
+            responses.insert(
+                "401".to_owned(),
+                json!({"description": "No, unknown, revoked or expired credential.",
+                       "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+            );
+            responses.insert(
+                "429".to_owned(),
+                json!({"description": "Over the credential's rate limit; see `Retry-After`.",
+                       "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+            );
+        }
+        let mut operation = json!({
+            "tags": [op.tag],
+            "summary": op.summary,
+            "description": op.description,
+            "operationId": format!("{}_{}", op.method, op.path.trim_start_matches('/').replace(['/', '{', '}', '.'], "_")),
+            "parameters": parameters,
+            "responses": responses,
+        });
+        if op.authenticated {
+            operation["security"] = json!([{"bearer": []}]);
+        } else {
+            operation["security"] = json!([]);
+        }
+        if let Some((content_type, body)) = op.body {
+            operation["requestBody"] =
+                json!({"required": true, "content": {content_type: {"schema": schema(body)}}});
+        }
+        let entry = paths.entry(op.path.to_owned()).or_insert_with(|| json!({}));
+        entry[op.method] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Fathom",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The analytics warehouse of the internal developer platform: DORA metrics for portal pages, SQL for analysts, intake for any tool. Every error is `{\"error\": {\"code\", \"message\"}}`.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": [
+            {"name": "portal", "description": "Entities by Backstage ref."},
+            {"name": "dora", "description": "DORA metrics, trends and the rows behind them."},
+            {"name": "sql", "description": "SQL over the warehouse (also over the PostgreSQL protocol)."},
+            {"name": "intake", "description": "Data pushed in."},
+            {"name": "operations", "description": "Health, freshness, runs."},
+        ],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API token (`fathom tokens create`) or an OIDC access token."},
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "object", "required": ["code", "message"],
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}},
+                },
+            },
+        },
+    })
+}
+
+/// The docs page: renders `openapi.json` with a few lines of script.
+pub const DOCS_PAGE: &str = include_str!("docs.html");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schema_literal_is_json_and_operations_are_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for op in OPERATIONS {
+            assert!(
+                seen.insert((op.method, op.path)),
+                "{} {} twice",
+                op.method,
+                op.path
+            );
+            for p in op.params {
+                assert!(
+                    serde_json::from_str::<Value>(p.schema).is_ok(),
+                    "{} {}: schema of {}",
+                    op.method,
+                    op.path,
+                    p.name
+                );
+                if p.location == In::Path {
+                    assert!(op.path.contains(&format!("{{{}}}", p.name)), "{}", p.name);
+                }
+            }
+            if let Some((_, body)) = op.body {
+                assert!(serde_json::from_str::<Value>(body).is_ok(), "{}", op.path);
+            }
+        }
+        let doc = document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(
+            doc["paths"]["/api/v1/dora/{scope}"]["get"]["parameters"][1]["schema"]["enum"][1],
+            "30d"
+        );
+    }
+}
