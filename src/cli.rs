@@ -154,6 +154,10 @@ enum Command {
         /// Directory for the demo's warehouse, state and fathom.toml.
         #[arg(long, default_value = "fathom-demo")]
         dir: PathBuf,
+        /// Stop after computing instead of serving the API, the docs and
+        /// the PostgreSQL endpoint.
+        #[arg(long)]
+        no_serve: bool,
     },
     /// Compute the marts (DORA first) from the core tables, in dependency
     /// order; each mart is replaced in one commit.
@@ -509,7 +513,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => ingest(&config, source, since, full, json).await,
         Command::Reprocess { source, json } => reprocess(&config, source, json).await,
-        Command::Demo { world, dir } => demo(world, &dir).await,
+        Command::Demo {
+            world,
+            dir,
+            no_serve,
+        } => demo(world, &dir, no_serve).await,
         Command::Sim { command } => sim(&config, command).await,
     }
 }
@@ -900,7 +908,9 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on `{listen}`"))?;
     let addr = listener.local_addr()?;
-    println!("serving http://{addr}/api/v1 (health: /healthz, /readyz)");
+    println!(
+        "serving http://{addr}/api/v1 (docs: http://{addr}/api/v1/docs; health: /healthz, /readyz)"
+    );
     let postgres = if postgres_listen.is_empty() {
         None
     } else {
@@ -1577,7 +1587,7 @@ async fn reprocess(config: &Config, source: Option<String>, json: bool) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
-async fn demo(world: WorldArgs, dir: &std::path::Path) -> Result<ExitCode> {
+async fn demo(world: WorldArgs, dir: &std::path::Path, no_serve: bool) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the demo directory `{}`", dir.display()))?;
@@ -1796,5 +1806,32 @@ async fn demo(world: WorldArgs, dir: &std::path::Path) -> Result<ExitCode> {
         config_path.display(),
         config_path.display()
     );
-    Ok(ExitCode::SUCCESS)
+    if no_serve {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Serve what was computed. The simulators are gone, so nothing is
+    // scheduled; an analyst token opens SQL over HTTP and psql.
+    let http = free_or_any("127.0.0.1:8080").await?;
+    let postgres = free_or_any("127.0.0.1:5433").await?;
+    let (_, secret) = state_db.create_token("demo", "analyst", &[], None).await?;
+    let port = postgres.rsplit(':').next().unwrap_or("5433");
+    println!(
+        "
+serving the results. API docs: http://{http}/api/v1/docs
+SQL from psql (the password is an analyst token made for the demo):
+  PGPASSWORD={} psql \"host=127.0.0.1 port={port} dbname=fathom user=demo sslmode=disable\" -c \"SELECT scope, deployments, overall_tier FROM dora_metrics WHERE window_days = 30 AND environment = 'all' AND scope_kind = 'group'\"\nCtrl-C stops.",
+        secret.expose()
+    );
+    let mut config = config;
+    config.schedule.enabled = false;
+    serve(&config, Some(&http), Some(&postgres)).await
+}
+
+/// `preferred` when it is free, else a free port on loopback.
+async fn free_or_any(preferred: &str) -> Result<String> {
+    let listener = match tokio::net::TcpListener::bind(preferred).await {
+        Ok(listener) => listener,
+        Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+    };
+    Ok(listener.local_addr()?.to_string())
 }

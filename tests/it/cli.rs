@@ -219,9 +219,10 @@ fn demo_ingests_a_small_world_and_shows_what_landed() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let demo_dir = dir.path().join("demo");
     let demo_text = demo_dir.display().to_string();
-    let output = fathom(
-        dir.path(),
-        &[
+    // The demo ends by serving: read its output up to the psql line it
+    // prints, run that line, then stop it.
+    let mut child = std::process::Command::new(crate::support::fathom_bin())
+        .args([
             "demo",
             "--teams",
             "2",
@@ -231,10 +232,88 @@ fn demo_ingests_a_small_world_and_shows_what_landed() -> Result<()> {
             "20",
             "--dir",
             &demo_text,
-        ],
-    )?;
-    assert!(output.status.success(), "{}", stderr(&output));
-    let text = stdout(&output);
+        ])
+        .env("FATHOM_WAREHOUSE__URL", dir.path())
+        .env_remove("FATHOM_STATE__DATABASE_URL")
+        .env_remove("FATHOM_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+    ));
+    let mut text = String::new();
+    let mut serving = 0;
+    for line in lines.by_ref() {
+        let line = line?;
+        text.push_str(&line);
+        text.push('\n');
+        // Its own announcement and the two of the server.
+        if line.contains("PGPASSWORD=") || line.starts_with("serving ") {
+            serving += 1;
+        }
+        if serving == 3 {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    let psql_line = text
+        .lines()
+        .find(|l| l.contains("PGPASSWORD="))
+        .map(str::trim)
+        .map(str::to_owned);
+    let docs = text
+        .lines()
+        .find_map(|l| l.strip_prefix("serving the results. API docs: "))
+        .map(str::to_owned);
+    let served = async {
+        let docs = docs.ok_or_else(|| anyhow::anyhow!("no docs URL: {text}"))?;
+        let page = reqwest::get(&docs).await?;
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await?.contains("openapi.json"));
+        let line = psql_line.ok_or_else(|| anyhow::anyhow!("no psql line: {text}"))?;
+        let (password, rest) = line
+            .strip_prefix("PGPASSWORD=")
+            .and_then(|l| l.split_once(" psql "))
+            .ok_or_else(|| anyhow::anyhow!("{line}"))?;
+        let (connection, query) = rest
+            .trim_start_matches('"')
+            .split_once("\" -c \"")
+            .ok_or_else(|| anyhow::anyhow!("{line}"))?;
+        let query = query.trim_end_matches('"');
+        if std::process::Command::new("psql")
+            .arg("--version")
+            .output()
+            .is_ok()
+        {
+            let output = std::process::Command::new("psql")
+                .args([connection, "--no-psqlrc", "-tA", "-c", query])
+                .env("PGPASSWORD", password)
+                .output()?;
+            assert!(output.status.success(), "{}", stderr(&output));
+            // One row per group of the world: its 2 teams and their parent.
+            let rows = stdout(&output);
+            assert_eq!(rows.lines().count(), 3, "{rows}");
+            assert!(
+                rows.lines()
+                    .all(|l| l.starts_with("group:default/") && l.split('|').count() == 3),
+                "{rows}"
+            );
+        } else {
+            eprintln!("skipping the psql step: psql is not installed");
+        }
+        anyhow::Ok(())
+    };
+    let served = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(served);
+    let _ = child.kill();
+    let _ = child.wait();
+    served?;
     assert!(text.contains("what landed"), "{text}");
     assert!(text.contains("production_deployments"), "{text}");
     let deployments = text
