@@ -886,6 +886,7 @@ async fn serve(
         requests: fathom_api::RequestMetrics::default(),
         oidc: config.api.oidc.clone().map(fathom_api::oidc::Oidc::new),
         limiter: fathom_api::RateLimiter::default(),
+        caches: fathom_api::Caches::default(),
         triggers: None,
     };
     let mut api = api;

@@ -29,6 +29,7 @@ async fn fixture(auth: AuthMode) -> Fixture {
         },
         requests: RequestMetrics::default(),
         limiter: RateLimiter::default(),
+        caches: Caches::default(),
         oidc: None,
         triggers: None,
     };
