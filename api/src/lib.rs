@@ -1380,15 +1380,8 @@ async fn intake(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let stream = format!("intake:{kind}");
-    if let Some(id) = &delivery
-        && api
-            .state
-            .cursor(&stream, id)
-            .await
-            .map_err(ApiError::internal)?
-            .is_some()
-    {
-        return Ok(axum::Json(json!({"delivery": id, "duplicate": true})).into_response());
+    if let Some(answer) = duplicate(&api, &stream, delivery.as_deref()).await? {
+        return Ok(answer);
     }
     let records: Vec<Map<String, Value>> = match body {
         Value::Object(mut map) => match map.remove("records") {
@@ -1445,12 +1438,7 @@ async fn intake(
             .merge(&fathom_models::tables::QUARANTINE, &[quarantine])
             .await?;
     }
-    if let Some(id) = &delivery {
-        api.state
-            .set_cursor(&stream, id, &chrono::Utc::now().to_rfc3339())
-            .await
-            .map_err(ApiError::internal)?;
-    }
+    delivered(&api, &stream, delivery.as_deref()).await?;
     let rejections: Vec<Value> = rejected
         .iter()
         .map(|r| json!({"record": r.line_number, "column": r.column, "reason": r.reason}))
@@ -1470,6 +1458,32 @@ async fn intake(
         })),
     )
         .into_response())
+}
+
+/// The answer to a delivery of `stream` already applied, if `id` is one.
+/// (Ids are kept in the state database's cursor table.)
+async fn duplicate(api: &Api, stream: &str, id: Option<&str>) -> ApiResult<Option<Response>> {
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let seen = api
+        .state
+        .cursor(stream, id)
+        .await
+        .map_err(ApiError::internal)?
+        .is_some();
+    Ok(seen.then(|| axum::Json(json!({"delivery": id, "duplicate": true})).into_response()))
+}
+
+/// Records delivery `id` of `stream` as applied (after its data committed).
+async fn delivered(api: &Api, stream: &str, id: Option<&str>) -> ApiResult<()> {
+    if let Some(id) = id {
+        api.state
+            .set_cursor(stream, id, &chrono::Utc::now().to_rfc3339())
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    Ok(())
 }
 
 /// `POST /api/v1/intake/github`: a GitHub webhook delivery. The signature
@@ -1514,14 +1528,8 @@ async fn github_webhook(
     let delivery = header_text("x-github-delivery")
         .ok_or_else(|| ApiError::bad_request("the X-GitHub-Delivery header is missing"))?;
     let stream = "intake:github";
-    if api
-        .state
-        .cursor(stream, delivery)
-        .await
-        .map_err(ApiError::internal)?
-        .is_some()
-    {
-        return Ok(axum::Json(json!({"delivery": delivery, "duplicate": true})).into_response());
+    if let Some(answer) = duplicate(&api, stream, Some(delivery)).await? {
+        return Ok(answer);
     }
     let report = fathom_ingest::webhooks::ingest_delivery(
         &api.warehouse,
@@ -1533,10 +1541,7 @@ async fn github_webhook(
     )
     .await
     .map_err(ApiError::internal)?;
-    api.state
-        .set_cursor(stream, delivery, &chrono::Utc::now().to_rfc3339())
-        .await
-        .map_err(ApiError::internal)?;
+    delivered(&api, stream, Some(delivery)).await?;
     Ok(axum::Json(json!({
         "delivery": delivery,
         "source": hook.source.name(),
@@ -1574,15 +1579,8 @@ async fn intake_events(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let stream = "intake:events";
-    if let Some(id) = &delivery
-        && api
-            .state
-            .cursor(stream, id)
-            .await
-            .map_err(ApiError::internal)?
-            .is_some()
-    {
-        return Ok(axum::Json(json!({"delivery": id, "duplicate": true})).into_response());
+    if let Some(answer) = duplicate(&api, stream, delivery.as_deref()).await? {
+        return Ok(answer);
     }
     // One event per line, whatever shape it came in. A body that is not
     // JSON at all is decoded line by line, so each bad line is quarantined
@@ -1621,12 +1619,7 @@ async fn intake_events(
     )
     .await
     .map_err(ApiError::internal)?;
-    if let Some(id) = &delivery {
-        api.state
-            .set_cursor(stream, id, &chrono::Utc::now().to_rfc3339())
-            .await
-            .map_err(ApiError::internal)?;
-    }
+    delivered(&api, stream, delivery.as_deref()).await?;
     let status = if posted.accepted == 0 && posted.quarantined > 0 {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {

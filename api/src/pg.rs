@@ -294,15 +294,10 @@ async fn guard_statement(ctx: &SessionContext, statement: Statement) -> PgWireRe
         | Statement::Rollback { .. }
         | Statement::Fetch { .. }
         | Statement::Close { .. } => Ok(()),
-        other => {
-            let text = other.to_string();
-            let keyword = text
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ");
-            Err(refused(&format!("`{keyword}`")))
-        }
+        other => Err(refused(&format!(
+            "`{}`",
+            fathom_warehouse::query::statement_keyword(&other.to_string())
+        ))),
     }
 }
 

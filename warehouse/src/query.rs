@@ -55,6 +55,15 @@ pub async fn read_only_session(
     Ok(ctx)
 }
 
+/// The first two words of a statement, to name it in a refusal without
+/// echoing all of it.
+pub fn statement_keyword(text: &str) -> String {
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Refuses anything but a single query (`SELECT`, `WITH`, `VALUES`,
 /// `EXPLAIN` of a query, `SHOW TABLES`/`SHOW COLUMNS`).
 pub fn ensure_read_only(sql: &str) -> Result<()> {
@@ -89,15 +98,7 @@ pub fn ensure_read_only(sql: &str) -> Result<()> {
                     {
                         Ok(())
                     }
-                    other => {
-                        let text = other.to_string();
-                        let keyword = text
-                            .split_whitespace()
-                            .take(2)
-                            .collect::<Vec<_>>()
-                            .join(" ");
-                        refuse(&format!("`{keyword}`"))
-                    }
+                    other => refuse(&format!("`{}`", statement_keyword(&other.to_string()))),
                 };
             }
         }
