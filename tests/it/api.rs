@@ -20,6 +20,18 @@ pub(crate) struct Server {
 }
 
 impl Server {
+    /// Asks the server to stop (SIGTERM) and waits until it has.
+    pub(crate) fn terminate(mut self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// Kills the server at once (SIGKILL: no shutdown work runs).
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();

@@ -125,3 +125,78 @@ async fn the_scheduler_runs_sources_when_asked_and_retries_failures() -> Result<
     assert!(components >= 4, "{components}");
     Ok(())
 }
+
+/// SIGTERM during a scheduled run: the run gets its grace period, then is
+/// abandoned, and the ledger says so (nothing is left "running").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_abandons_a_run_that_outlasts_its_grace() -> Result<()> {
+    let world = WorldConfig {
+        teams: 2,
+        services: 4,
+        days: 30,
+        ..WorldConfig::default()
+    };
+    // Every GitHub answer takes 3 s: a run lasts far longer than the grace.
+    let sim = Sim::start(
+        world,
+        SimOptions {
+            faults: "github:latency_ms=3000".parse()?,
+            ..SimOptions::default()
+        },
+    )?;
+    let dir = tempfile::tempdir()?;
+    let config = sim.config(dir.path())?;
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str("\n[schedule]\nevery = \"1d\"\nshutdown_grace_seconds = 1\n");
+    std::fs::write(&config, text)?;
+    let config = config.display().to_string();
+    let admin = token(dir.path(), "admin", "")?;
+    let server = serve(dir.path(), &[("FATHOM_CONFIG", &config)], "127.0.0.1:0")?;
+    let http = reqwest::Client::new();
+    let accepted = http
+        .post(format!("{}/api/v1/runs", server.base))
+        .bearer_auth(&admin)
+        .json(&json!({"source": "github"}))
+        .send()
+        .await?;
+    assert_eq!(accepted.status(), 202);
+    // Wait until the run is under way.
+    let started = Instant::now();
+    loop {
+        let runs: Value = http
+            .get(format!("{}/api/v1/runs", server.base))
+            .bearer_auth(&admin)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if runs_of(&runs, "ingest --source github (scheduled)")
+            .iter()
+            .any(|r| r["status"] == "running")
+        {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the run did not start: {runs:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stopping = Instant::now();
+    server.terminate()?;
+    let stopped_in = stopping.elapsed();
+    // The grace (1 s) and the wind-down, not the run's minutes.
+    assert!(stopped_in < Duration::from_secs(20), "{stopped_in:?}");
+
+    let output = crate::dora::fathom_in(dir.path(), &["runs", "--json"])?;
+    let runs: Value = serde_json::from_slice(&output.stdout)?;
+    let run = runs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["command"] == "ingest --source github (scheduled)")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(run["status"], "failed", "{runs:#}");
+    assert!(run["errors"].to_string().contains("abandoned"), "{run:#}");
+    Ok(())
+}
