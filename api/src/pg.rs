@@ -15,12 +15,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
@@ -33,7 +36,7 @@ use pgwire::api::auth::{
 };
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -73,6 +76,7 @@ pub async fn serve_postgres(
     setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider)
         .map_err(|e| Error::Postgres(format!("cannot set up pg_catalog: {e}")))?;
     let hooks: Vec<Arc<dyn QueryHook>> = vec![
+        Arc::new(SessionCleanup),
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),
         Arc::new(TransactionStatementHook),
@@ -129,6 +133,61 @@ pub async fn serve_postgres(
     }
     refresher.abort();
     Ok(())
+}
+
+/// `DEALLOCATE` and `DISCARD`, which drivers and poolers send to clean up
+/// a session. Nothing to do: statements prepared over the protocol are the
+/// connection's own and go with it, and SQL `PREPARE` is refused. (Passed
+/// on, the engine would read `DEALLOCATE ALL` as a statement named "all".)
+struct SessionCleanup;
+
+impl SessionCleanup {
+    fn answer(statement: &Statement) -> Option<PgWireResult<Response>> {
+        match statement {
+            Statement::Deallocate { .. } => Some(Ok(Response::Execution(Tag::new("DEALLOCATE")))),
+            Statement::Discard { .. } => Some(Ok(Response::Execution(Tag::new("DISCARD ALL")))),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+impl QueryHook for SessionCleanup {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        _session_context: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        Self::answer(statement)
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _session_context: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        Self::answer(statement).map(|_| {
+            Ok(LogicalPlan::EmptyRelation(
+                datafusion::logical_expr::EmptyRelation {
+                    produce_one_row: false,
+                    schema: Arc::new(datafusion::common::DFSchema::empty()),
+                },
+            ))
+        })
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        _logical_plan: &LogicalPlan,
+        _params: &ParamValues,
+        _session_context: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        Self::answer(statement)
+    }
 }
 
 struct Handlers {
@@ -293,7 +352,11 @@ async fn guard_statement(ctx: &SessionContext, statement: Statement) -> PgWireRe
         | Statement::Commit { .. }
         | Statement::Rollback { .. }
         | Statement::Fetch { .. }
-        | Statement::Close { .. } => Ok(()),
+        | Statement::Close { .. }
+        // Drivers and poolers clean up sessions with these (psycopg sends
+        // `DEALLOCATE ALL` after an error, poolers `DISCARD ALL`).
+        | Statement::Deallocate { .. }
+        | Statement::Discard { .. } => Ok(()),
         other => Err(refused(&format!(
             "`{}`",
             fathom_warehouse::query::statement_keyword(&other.to_string())

@@ -121,6 +121,7 @@ fn psql_reads_the_warehouse_with_a_token_as_password() -> Result<()> {
     let (_, err) = text(&bad);
     assert!(!bad.status.success());
     assert!(err.contains("password authentication failed"), "{err}");
+    psycopg_uses_the_extended_protocol(port, &analyst)?;
     drop(server);
 
     // Every query was audited: who, the text, rows, outcome.
@@ -131,5 +132,54 @@ fn psql_reads_the_warehouse_with_a_token_as_password() -> Result<()> {
         "{audit}"
     );
     assert!(audit.contains("\"rows\":1"), "{audit}");
+    Ok(())
+}
+
+/// A Python driver (psycopg 3) speaks the extended protocol: prepared,
+/// parameterised statements, binary results; the guard and the row limit
+/// hold there too.
+fn psycopg_uses_the_extended_protocol(port: u16, token: &str) -> Result<()> {
+    let probe = Command::new("python3")
+        .args(["-c", "import psycopg"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        if std::env::var_os("FATHOM_REQUIRE_INTEROP").is_some() {
+            anyhow::bail!("python3 with `psycopg` is required (pip install 'psycopg[binary]')");
+        }
+        eprintln!("skipping the psycopg step: python3 package `psycopg` not installed");
+        return Ok(());
+    }
+    let script = r#"
+import os, sys, psycopg
+conn = psycopg.connect(host="127.0.0.1", port=int(sys.argv[1]), dbname="fathom",
+                       user="notebook", password=os.environ["PGPASSWORD"], sslmode="disable")
+with conn.cursor() as cur:
+    cur.execute("SELECT scope, deployments FROM dora_metrics WHERE window_days = %s AND environment = %s AND scope = %s",
+                (30, "all", "org"), prepare=True)
+    print("rows", cur.fetchall())
+    cur.execute("SELECT count(*) FROM deployments WHERE environment = %s", ("production",), binary=True)
+    print("count", cur.fetchone()[0] > 0)
+for statement in ["DELETE FROM deployments WHERE environment = %s", "SELECT * FROM deployments WHERE environment <> %s"]:
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, ("x",))
+            cur.fetchall()
+        print("accepted", statement)
+    except psycopg.Error as e:
+        print("refused", e.sqlstate)
+    conn.rollback()
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .env("PGPASSWORD", token)
+        .output()?;
+    let (out, err) = text(&output);
+    assert!(output.status.success(), "{out}\n{err}");
+    assert!(out.contains("rows [('org', 4)]"), "{out}\n{err}");
+    assert!(out.contains("count True"), "{out}");
+    // The write: read-only (25006); every deployment: over the row limit (54000).
+    assert!(out.contains("refused 25006"), "{out}");
+    assert!(out.contains("refused 54000"), "{out}");
+    assert!(!out.contains("accepted"), "{out}");
     Ok(())
 }
