@@ -1,5 +1,186 @@
 //! Dashboards for engineering leaders: declarative panel files (a query over
-//! marts plus a chart spec) and the web assets, embedded in the binary so the
-//! pages work offline (no CDN, no external fonts).
+//! the marts plus a chart spec), embedded in the binary so the pages work
+//! offline.
 //!
-//! No code yet; dashboards follow the API.
+//! A panel is a TOML file in `dashboards/panels/` (embedded at build time:
+//! adding a panel is adding a file). Its SQL names the filters it takes as
+//! placeholders — `{{window_days}}`, `{{window}}`, `{{environment}}`,
+//! `{{scope}}` — which [`Panel::sql`] fills with quoted literals, never with
+//! raw text. A test plans every panel's SQL against the warehouse schema,
+//! so a renamed column fails the build.
+//!
+//! Built so far: the panel format, the panels of each page, their
+//! validation and rendering. The pages, charts, browser tests and exports
+//! follow (see `ARCHITECTURE.md`).
+
+use serde::Deserialize;
+
+include!(concat!(env!("OUT_DIR"), "/panels.rs"));
+
+/// The pages a panel can sit on.
+pub const PAGES: [&str; 5] = ["overview", "teams", "team", "service", "health"];
+
+/// How a panel draws its rows.
+pub const CHART_KINDS: [&str; 6] = ["tiles", "line", "bar", "stacked_bar", "table", "timeline"];
+
+/// The filters a panel's SQL may use.
+pub const PLACEHOLDERS: [&str; 4] = ["window_days", "window", "environment", "scope"];
+
+/// The windows the marts hold.
+pub const WINDOWS: [u32; 4] = [7, 30, 90, 365];
+
+/// Why the panels cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// A panel file does not parse or breaks a rule.
+    #[error("dashboards/panels/{file}: {message}")]
+    Panel {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A filter value is out of range.
+    #[error("{0}")]
+    Filter(String),
+}
+
+/// A chart spec.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chart {
+    /// One of [`CHART_KINDS`].
+    pub kind: String,
+    /// The column along the x axis (or the row label), if any.
+    #[serde(default)]
+    pub x: Option<String>,
+    /// The columns drawn (a series, a tile or a table column each).
+    pub y: Vec<String>,
+}
+
+/// One panel.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Panel {
+    /// Unique id (also the file name without `.toml`).
+    pub id: String,
+    /// One of [`PAGES`].
+    pub page: String,
+    /// Heading.
+    pub title: String,
+    /// What it shows, for the page and screen readers.
+    pub description: String,
+    /// The query over the marts, with placeholders.
+    pub sql: String,
+    /// Where its numbers lead: a path with placeholders (and `{{row.col}}`
+    /// for a row's value).
+    #[serde(default)]
+    pub drill: Option<String>,
+    /// How it is drawn.
+    pub chart: Chart,
+}
+
+/// The filter values of a page view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filters {
+    /// 7, 30, 90 or 365.
+    pub window_days: u32,
+    /// `all` or a production environment.
+    pub environment: String,
+    /// An entity ref (lower case) or `org`.
+    pub scope: String,
+}
+
+impl Default for Filters {
+    fn default() -> Self {
+        Self {
+            window_days: 30,
+            environment: "all".to_owned(),
+            scope: "org".to_owned(),
+        }
+    }
+}
+
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The placeholders `{{name}}` of a text.
+fn placeholders(text: &str) -> Vec<&str> {
+    text.split("{{")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("}}").map(|(name, _)| name.trim()))
+        .collect()
+}
+
+impl Panel {
+    /// Its SQL with the filters filled in as literals.
+    pub fn sql(&self, filters: &Filters) -> Result<String, Error> {
+        if !WINDOWS.contains(&filters.window_days) {
+            return Err(Error::Filter(format!(
+                "window {}d: use 7, 30, 90 or 365",
+                filters.window_days
+            )));
+        }
+        Ok(self
+            .sql
+            .replace("{{window_days}}", &filters.window_days.to_string())
+            .replace("{{window}}", &quoted(&format!("{}d", filters.window_days)))
+            .replace("{{environment}}", &quoted(&filters.environment))
+            .replace("{{scope}}", &quoted(&filters.scope)))
+    }
+
+    fn check(&self, file: &str) -> Result<(), Error> {
+        let fail = |message: String| Error::Panel {
+            file: file.to_owned(),
+            message,
+        };
+        if file.trim_end_matches(".toml") != self.id {
+            return Err(fail(format!("the id `{}` must be the file name", self.id)));
+        }
+        if !PAGES.contains(&self.page.as_str()) {
+            return Err(fail(format!("page `{}`: use one of {PAGES:?}", self.page)));
+        }
+        if !CHART_KINDS.contains(&self.chart.kind.as_str()) {
+            return Err(fail(format!(
+                "chart kind `{}`: use one of {CHART_KINDS:?}",
+                self.chart.kind
+            )));
+        }
+        if self.chart.y.is_empty() {
+            return Err(fail("the chart draws no column (`y` is empty)".to_owned()));
+        }
+        for name in placeholders(&self.sql) {
+            if !PLACEHOLDERS.contains(&name) {
+                return Err(fail(format!(
+                    "`{{{{{name}}}}}` in sql: the filters are {PLACEHOLDERS:?}"
+                )));
+            }
+        }
+        for name in self.drill.as_deref().map(placeholders).unwrap_or_default() {
+            if !PLACEHOLDERS.contains(&name) && !name.starts_with("row.") {
+                return Err(fail(format!(
+                    "`{{{{{name}}}}}` in drill: use the filters or `row.<column>`"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every panel, checked; in file order.
+pub fn panels() -> Result<Vec<Panel>, Error> {
+    let mut panels: Vec<Panel> = Vec::new();
+    for (file, text) in PANEL_FILES {
+        let panel: Panel = toml::from_str(text).map_err(|e| Error::Panel {
+            file: (*file).to_owned(),
+            message: e.to_string(),
+        })?;
+        panel.check(file)?;
+        panels.push(panel);
+    }
+    Ok(panels)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,86 @@
+//! The panels against the warehouse schema: each one's SQL is planned (not
+//! run) over every table registered empty, so a renamed or missing column,
+//! a wrong table or a type error fails here.
+
+use super::*;
+
+#[test]
+fn every_panel_file_is_valid_and_each_page_has_panels() {
+    let panels = panels().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(panels.len(), PANEL_FILES.len());
+    for page in PAGES {
+        assert!(
+            panels.iter().any(|p| p.page == page) || page == "health",
+            "no panel on {page}"
+        );
+    }
+}
+
+#[test]
+fn filters_become_literals_never_raw_text() {
+    let panel = panels()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .find(|p| p.id == "teams-table")
+        .unwrap_or_else(|| panic!("teams-table"));
+    let filters = Filters {
+        window_days: 90,
+        environment: "prod' OR '1'='1".to_owned(),
+        scope: "org".to_owned(),
+    };
+    let sql = panel.sql(&filters).unwrap_or_else(|e| panic!("{e}"));
+    assert!(sql.contains("window_days = 90"));
+    assert!(sql.contains("environment = 'prod'' OR ''1''=''1'"));
+    let bad = Filters {
+        window_days: 45,
+        ..Filters::default()
+    };
+    assert!(panel.sql(&bad).is_err());
+}
+
+#[test]
+fn unknown_placeholders_and_kinds_are_refused() {
+    let mut panel = panels()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no panels"));
+    let file = format!("{}.toml", panel.id);
+    panel.sql.push_str(" AND x = {{team}}");
+    assert!(panel.check(&file).is_err());
+    panel.sql = "SELECT 1".to_owned();
+    panel.chart.kind = "pie".to_owned();
+    assert!(panel.check(&file).is_err());
+}
+
+#[tokio::test]
+async fn every_panel_plans_against_the_warehouse_schema() {
+    let warehouse = fathom_warehouse::Warehouse::in_memory().unwrap_or_else(|e| panic!("{e}"));
+    let ctx = datafusion::prelude::SessionContext::new();
+    warehouse
+        .register_tables(&ctx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for panel in panels().unwrap_or_else(|e| panic!("{e}")) {
+        let sql = panel
+            .sql(&Filters::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let frame = ctx
+            .sql(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("panel {}: {e}\n{sql}", panel.id));
+        let columns: Vec<String> = frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        for column in panel.chart.y.iter().chain(panel.chart.x.iter()) {
+            assert!(
+                columns.contains(column),
+                "panel {}: the chart draws `{column}`, which the query does not return ({columns:?})",
+                panel.id
+            );
+        }
+    }
+}
