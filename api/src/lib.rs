@@ -322,6 +322,8 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/intake/events", post(intake_events))
         .route("/api/v1/intake/{kind}", post(intake))
         .route("/api/v1/sql", post(sql))
+        .route("/api/v1/panels", get(panel_list))
+        .route("/api/v1/panels/{id}", get(panel_rows))
         .route(
             "/api/v1/openapi.json",
             get(|| async { axum::Json(openapi::document()) }),
@@ -1634,6 +1636,89 @@ async fn intake_events(
         })),
     )
         .into_response())
+}
+
+/// `GET /api/v1/panels`: the dashboard panels (id, page, title, chart).
+async fn panel_list(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
+    caller(&api, &headers).await?;
+    let panels = fathom_dashboards::panels().map_err(ApiError::internal)?;
+    let list: Vec<Value> = panels
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id, "page": p.page, "title": p.title, "description": p.description,
+                "chart": {"kind": p.chart.kind, "x": p.chart.x, "y": p.chart.y},
+                "drill": p.drill,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({"panels": list})).into_response())
+}
+
+/// The filters of a panel request.
+#[derive(Debug, Deserialize)]
+struct PanelQuery {
+    window: Option<String>,
+    env: Option<String>,
+    scope: Option<String>,
+}
+
+/// `GET /api/v1/panels/{id}?window=30d&env=all&scope=…`: a panel's rows for
+/// the filters, as JSON (`columns`, `rows`) or CSV (`Accept: text/csv`, the
+/// panel's export). Team-limited callers get only panels of one scope they
+/// may see.
+async fn panel_rows(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    Query(params): Query<PanelQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    let panels = fathom_dashboards::panels().map_err(ApiError::internal)?;
+    let Some(panel) = panels.iter().find(|p| p.id == id) else {
+        return Err(ApiError::not_found(format!(
+            "no panel `{id}`; GET /api/v1/panels lists them"
+        )));
+    };
+    let scope = scope_ref(params.scope.as_deref().unwrap_or("org"))?;
+    if !caller.teams.is_empty() && !panel.sql.contains("{{scope}}") {
+        return Err(ApiError::forbidden(
+            "this panel spans every team; callers limited to teams see per-scope panels only",
+        ));
+    }
+    authorize_scope(&api, &caller, &scope).await?;
+    let filters = fathom_dashboards::Filters {
+        window_days: window_days(params.window.as_deref())?,
+        environment: params.env.unwrap_or_else(|| "all".to_owned()),
+        scope,
+    };
+    let sql = panel
+        .sql(&filters)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let ctx = read_only_session(&api.warehouse, api.config.query).await?;
+    let (schema, batches) = query(&ctx, &sql).await?;
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"));
+    if wants_csv {
+        let body = encode(&schema, &batches, OutputFormat::Csv)?;
+        let disposition = format!("attachment; filename=\"{}.csv\"", panel.id);
+        let mut response = ([(header::CONTENT_TYPE, "text/csv")], body).into_response();
+        if let Ok(value) = HeaderValue::from_str(&disposition) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, value);
+        }
+        return Ok(response);
+    }
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let rows = rows_as_json(&schema, &batches)?;
+    Ok(cached_json(
+        &headers,
+        &json!({"panel": panel.id, "columns": columns, "rows": rows,
+                "filters": {"window_days": filters.window_days, "environment": filters.environment, "scope": filters.scope}}),
+    ))
 }
 
 /// The body of `POST /api/v1/sql`.

@@ -301,6 +301,33 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
     let theirs: Value = get("/api/v1/entities", &contractor).await?.json().await?;
     assert_eq!(theirs["entities"].as_array().map(Vec::len), Some(0));
 
+    // Dashboard panels: the same numbers as the API, CSV for export, and
+    // cross-team panels closed to team-limited callers.
+    let panel: Value = get("/api/v1/panels/overview-dora?window=30d", &viewer)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(panel["rows"][0]["deployments"], 4, "{panel}");
+    let csv = http
+        .get(format!(
+            "{}/api/v1/panels/teams-table?window=30d",
+            server.base
+        ))
+        .bearer_auth(&viewer)
+        .header("accept", "text/csv")
+        .send()
+        .await?;
+    assert_eq!(csv.status(), 200);
+    let csv = csv.text().await?;
+    assert!(csv.starts_with("team,deployments_per_week,"), "{csv}");
+    assert_eq!(
+        get("/api/v1/panels/teams-table", &contractor)
+            .await?
+            .status(),
+        403
+    );
+    assert_eq!(get("/api/v1/panels/nope", &viewer).await?.status(), 404);
+
     // SQL: analysts only, read-only, CSV by Accept.
     let sql = |secret: &str, query: &str| {
         http.post(format!("{}/api/v1/sql", server.base))
