@@ -324,6 +324,7 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/sql", post(sql))
         .route("/api/v1/panels", get(panel_list))
         .route("/api/v1/panels/{id}", get(panel_rows))
+        .route("/api/v1/dashboards/grafana.json", get(grafana))
         .route(
             "/api/v1/openapi.json",
             get(|| async { axum::Json(openapi::document()) }),
@@ -1653,6 +1654,14 @@ async fn panel_list(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResul
         })
         .collect();
     Ok(axum::Json(json!({"panels": list})).into_response())
+}
+
+/// `GET /api/v1/dashboards/grafana.json`: the panels as a Grafana
+/// dashboard over the PostgreSQL endpoint (import it in Grafana).
+async fn grafana(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
+    caller(&api, &headers).await?;
+    let panels = fathom_dashboards::panels().map_err(ApiError::internal)?;
+    Ok(axum::Json(fathom_dashboards::grafana_dashboard(&panels)).into_response())
 }
 
 /// The filters of a panel request.

@@ -333,6 +333,17 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/api/v1/dashboards/grafana.json",
+        tag: "dashboards",
+        summary: "The panels as a Grafana dashboard",
+        description: "A dashboard JSON to import into Grafana: every panel querying Fathom's PostgreSQL endpoint through a PostgreSQL data source chosen on import, the filters as dashboard variables.",
+        authenticated: true,
+        params: &[],
+        body: None,
+        responses: &[(200, "The dashboard JSON.")],
+    },
+    Operation {
+        method: "get",
         path: "/api/v1/freshness",
         tag: "operations",
         summary: "How fresh each source is",

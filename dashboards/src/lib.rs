@@ -182,5 +182,76 @@ pub fn panels() -> Result<Vec<Panel>, Error> {
     Ok(panels)
 }
 
+/// A Grafana dashboard of every panel, for teams that already run Grafana:
+/// each panel queries Fathom's PostgreSQL endpoint through a PostgreSQL data
+/// source chosen on import (`DS_FATHOM`), the filters become dashboard
+/// variables (`window_days`, `environment`, `scope`).
+pub fn grafana_dashboard(panels: &[Panel]) -> serde_json::Value {
+    use serde_json::json;
+    let datasource = json!({"type": "grafana-postgresql-datasource", "uid": "${DS_FATHOM}"});
+    let grafana_panels: Vec<serde_json::Value> = panels
+        .iter()
+        .enumerate()
+        .map(|(i, panel)| {
+            let sql = panel
+                .sql
+                .replace("{{window_days}}", "$window_days")
+                .replace("{{window}}", "'${window_days}d'")
+                .replace("{{environment}}", "'$environment'")
+                .replace("{{scope}}", "'$scope'");
+            // Table frames: Grafana's time series panels take the first
+            // timestamp column as time, so no column needs renaming.
+            let kind = match panel.chart.kind.as_str() {
+                "tiles" => "stat",
+                "line" => "timeseries",
+                "bar" | "stacked_bar" => "barchart",
+                "timeline" => "state-timeline",
+                _ => "table",
+            };
+            let (x, y) = ((i % 2) * 12, (i / 2) * 9);
+            json!({
+                "id": i + 1,
+                "type": kind,
+                "title": panel.title,
+                "description": panel.description,
+                "datasource": datasource,
+                "gridPos": {"h": 9, "w": 12, "x": x, "y": y},
+                "targets": [{
+                    "refId": "A",
+                    "datasource": datasource,
+                    "editorMode": "code",
+                    "rawQuery": true,
+                    "format": "table",
+                    "rawSql": sql.trim(),
+                }],
+            })
+        })
+        .collect();
+    json!({
+        "__inputs": [{
+            "name": "DS_FATHOM",
+            "label": "Fathom (PostgreSQL endpoint)",
+            "description": "A PostgreSQL data source pointing at `fathom serve`'s postgres_listen, with an analyst token as the password.",
+            "type": "datasource",
+            "pluginId": "grafana-postgresql-datasource",
+            "pluginName": "PostgreSQL",
+        }],
+        "title": "Fathom — DORA",
+        "uid": "fathom-dora",
+        "schemaVersion": 39,
+        "tags": ["fathom", "dora"],
+        "time": {"from": "now-90d", "to": "now"},
+        "templating": {"list": [
+            {"name": "window_days", "label": "Window (days)", "type": "custom", "query": "7,30,90,365",
+             "current": {"text": "30", "value": "30"}},
+            {"name": "environment", "label": "Environment", "type": "textbox", "query": "all",
+             "current": {"text": "all", "value": "all"}},
+            {"name": "scope", "label": "Scope (entity ref or org)", "type": "textbox", "query": "org",
+             "current": {"text": "org", "value": "org"}},
+        ]},
+        "panels": grafana_panels,
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -84,3 +84,31 @@ async fn every_panel_plans_against_the_warehouse_schema() {
         }
     }
 }
+
+#[test]
+fn the_grafana_export_has_every_panel_with_variables_not_placeholders() {
+    let panels = panels().unwrap_or_else(|e| panic!("{e}"));
+    let dashboard = grafana_dashboard(&panels);
+    let exported = dashboard["panels"].as_array().cloned().unwrap_or_default();
+    assert_eq!(exported.len(), panels.len());
+    for panel in &exported {
+        let sql = panel["targets"][0]["rawSql"].as_str().unwrap_or_default();
+        assert!(!sql.is_empty() && !sql.contains("{{"), "{sql}");
+    }
+    let teams = exported
+        .iter()
+        .find(|p| p["title"] == "Teams")
+        .unwrap_or_else(|| panic!("no Teams panel"));
+    let sql = teams["targets"][0]["rawSql"].as_str().unwrap_or_default();
+    assert!(
+        sql.contains("window_days = $window_days AND environment = '$environment'"),
+        "{sql}"
+    );
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(variables, ["window_days", "environment", "scope"]);
+}
