@@ -277,7 +277,7 @@ async fn load(base: &str, viewer: &str, analyst: &str, rate: u64, seconds: u64) 
     );
 
     let sql = "SELECT environment, status, count(*) AS deployments, \
-               avg(duration_seconds) AS mean_seconds, count(DISTINCT entity_ref) AS services \
+               avg(duration_seconds) AS mean_seconds, max(started_at) AS latest \
                FROM deployments GROUP BY environment, status ORDER BY 1, 2";
     let mut times = Vec::new();
     for _ in 0..5 {
