@@ -137,9 +137,16 @@ struct Job {
     next: DateTime<Utc>,
 }
 
-/// Checks `[schedule]` against the sources; the jobs, each first due at
-/// its first slot after `now`.
-fn jobs(config: &Config, now: DateTime<Utc>) -> Result<Vec<Job>> {
+/// Checks `[schedule]` against the sources; the jobs. A cron job is first
+/// due at its next slot; an interval job one interval after the source was
+/// last read (from `last_read`), or now if it never was — so a new
+/// installation ingests at once and a restart does not read everything
+/// again.
+fn jobs(
+    config: &Config,
+    now: DateTime<Utc>,
+    last_read: &BTreeMap<String, DateTime<Utc>>,
+) -> Result<Vec<Job>> {
     let names: Vec<&str> = config.sources.iter().map(|s| s.name()).collect();
     for name in config.schedule.sources.keys() {
         if !names.contains(&name.as_str()) {
@@ -159,13 +166,34 @@ fn jobs(config: &Config, now: DateTime<Utc>) -> Result<Vec<Job>> {
                     .with_context(|| format!("[schedule.sources] {name}"))?,
                 None => default.clone(),
             };
+            let next = match (&when, last_read.get(name)) {
+                (When::Cron(_), _) => when.next_after(now),
+                (When::Every(_), Some(last)) => when.next_after(*last).max(now),
+                (When::Every(_), None) => now,
+            };
             Ok(Job {
                 source: name.to_owned(),
-                next: when.next_after(now),
+                next,
                 when,
             })
         })
         .collect()
+}
+
+/// When each source was last read, from the run ledger (a run read a
+/// source when its counts name it, as `/freshness` reads them).
+async fn last_reads(config: &Config, state: &StateDb) -> Result<BTreeMap<String, DateTime<Utc>>> {
+    let runs = state.runs(1000).await?;
+    Ok(config
+        .sources
+        .iter()
+        .filter_map(|source| {
+            let key = format!("{}.api_calls", source.name());
+            runs.iter()
+                .find(|r| r.row_counts.contains_key(&key))
+                .map(|r| (source.name().to_owned(), r.started_at))
+        })
+        .collect())
 }
 
 /// Ledger entries of the job in progress, to close if it is abandoned.
@@ -189,7 +217,7 @@ pub async fn run(
 ) -> Result<()> {
     let retry = parse_duration(&config.schedule.retry_after).context("[schedule] retry_after")?;
     let grace = Duration::from_secs(config.schedule.shutdown_grace_seconds);
-    let mut jobs = jobs(&config, Utc::now())?;
+    let mut jobs = jobs(&config, Utc::now(), &last_reads(&config, &state).await?)?;
     for job in &jobs {
         tracing::info!(source = %job.source, next = %job.next, "scheduled");
     }
@@ -355,6 +383,28 @@ async fn run_job(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interval_jobs_start_from_the_last_read() -> Result<()> {
+        let config: Config = toml::from_str(
+            "[[sources]]\ntype = \"backstage\"\nname = \"catalog\"\nbase_url = \"http://x\"\ntoken = \"t\"\n\
+             [[sources]]\ntype = \"backstage\"\nname = \"other\"\nbase_url = \"http://x\"\ntoken = \"t\"\n\
+             [[sources]]\ntype = \"backstage\"\nname = \"nightly\"\nbase_url = \"http://x\"\ntoken = \"t\"\n\
+             [schedule]\nevery = \"1h\"\n[schedule.sources]\nnightly = \"0 2 * * *\"\n",
+        )?;
+        let now: DateTime<Utc> = "2026-11-26T10:00:00Z".parse()?;
+        let last = BTreeMap::from([
+            ("catalog".to_owned(), "2026-11-26T09:40:00Z".parse()?),
+            ("nightly".to_owned(), "2026-11-20T02:00:00Z".parse()?),
+        ]);
+        let jobs = jobs(&config, now, &last)?;
+        let next = |name: &str| jobs.iter().find(|j| j.source == name).map(|j| j.next);
+        // Read 20 minutes ago: due in 40. Never read: due now. Cron: its slot.
+        assert_eq!(next("catalog"), Some("2026-11-26T10:40:00Z".parse()?));
+        assert_eq!(next("other"), Some(now));
+        assert_eq!(next("nightly"), Some("2026-11-27T02:00:00Z".parse()?));
+        Ok(())
+    }
 
     #[test]
     fn schedules_parse_intervals_and_cron() -> Result<()> {
