@@ -14,6 +14,20 @@ use crate::api::{serve, token};
 use crate::ingest::Sim;
 use crate::support::{count, local_warehouse};
 
+/// A small world's simulators and a configuration reading them.
+fn small_world(options: SimOptions) -> Result<(Sim, tempfile::TempDir, std::path::PathBuf)> {
+    let world = WorldConfig {
+        teams: 2,
+        services: 4,
+        days: 30,
+        ..WorldConfig::default()
+    };
+    let sim = Sim::start(world, options)?;
+    let dir = tempfile::tempdir()?;
+    let config = sim.config(dir.path())?;
+    Ok((sim, dir, config))
+}
+
 /// The ledger's runs whose command starts with `prefix`.
 fn runs_of<'a>(runs: &'a Value, prefix: &str) -> Vec<&'a Value> {
     runs["runs"]
@@ -26,15 +40,7 @@ fn runs_of<'a>(runs: &'a Value, prefix: &str) -> Vec<&'a Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_runs_sources_when_asked_and_retries_failures() -> Result<()> {
-    let world = WorldConfig {
-        teams: 2,
-        services: 4,
-        days: 30,
-        ..WorldConfig::default()
-    };
-    let sim = Sim::start(world, SimOptions::default())?;
-    let dir = tempfile::tempdir()?;
-    let config = sim.config(dir.path())?;
+    let (_sim, dir, config) = small_world(SimOptions::default())?;
     // A second catalog whose upstream refuses connections (port 9), and
     // schedules far away so only requests (and retries) run.
     let mut text = std::fs::read_to_string(&config)?;
@@ -130,22 +136,11 @@ async fn the_scheduler_runs_sources_when_asked_and_retries_failures() -> Result<
 /// abandoned, and the ledger says so (nothing is left "running").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_abandons_a_run_that_outlasts_its_grace() -> Result<()> {
-    let world = WorldConfig {
-        teams: 2,
-        services: 4,
-        days: 30,
-        ..WorldConfig::default()
-    };
     // Every GitHub answer takes 3 s: a run lasts far longer than the grace.
-    let sim = Sim::start(
-        world,
-        SimOptions {
-            faults: "github:latency_ms=3000".parse()?,
-            ..SimOptions::default()
-        },
-    )?;
-    let dir = tempfile::tempdir()?;
-    let config = sim.config(dir.path())?;
+    let (_sim, dir, config) = small_world(SimOptions {
+        faults: "github:latency_ms=3000".parse()?,
+        ..SimOptions::default()
+    })?;
     let mut text = std::fs::read_to_string(&config)?;
     text.push_str("\n[schedule]\nevery = \"1d\"\nshutdown_grace_seconds = 1\n");
     std::fs::write(&config, text)?;
