@@ -1661,7 +1661,7 @@ async fn panel_list(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResul
 async fn grafana(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
     caller(&api, &headers).await?;
     let panels = fathom_dashboards::panels().map_err(ApiError::internal)?;
-    Ok(axum::Json(fathom_dashboards::grafana_dashboard(&panels)).into_response())
+    Ok(axum::Json(fathom_dashboards::grafana_dashboard(panels)).into_response())
 }
 
 /// The filters of a panel request.

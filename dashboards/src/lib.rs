@@ -30,7 +30,7 @@ pub const PLACEHOLDERS: [&str; 4] = ["window_days", "window", "environment", "sc
 pub const WINDOWS: [u32; 4] = [7, 30, 90, 365];
 
 /// Why the panels cannot be used.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     /// A panel file does not parse or breaks a rule.
     #[error("dashboards/panels/{file}: {message}")]
@@ -168,8 +168,17 @@ impl Panel {
     }
 }
 
-/// Every panel, checked; in file order.
-pub fn panels() -> Result<Vec<Panel>, Error> {
+/// Every panel, checked; in file order. The files are embedded, so they
+/// are parsed once per process, not on every request.
+pub fn panels() -> Result<&'static [Panel], Error> {
+    static PARSED: std::sync::OnceLock<Result<Vec<Panel>, Error>> = std::sync::OnceLock::new();
+    PARSED
+        .get_or_init(parse_panels)
+        .as_deref()
+        .map_err(Clone::clone)
+}
+
+fn parse_panels() -> Result<Vec<Panel>, Error> {
     let mut panels: Vec<Panel> = Vec::new();
     for (file, text) in PANEL_FILES {
         let panel: Panel = toml::from_str(text).map_err(|e| Error::Panel {

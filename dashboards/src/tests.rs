@@ -20,7 +20,7 @@ fn every_panel_file_is_valid_and_each_page_has_panels() {
 fn filters_become_literals_never_raw_text() {
     let panel = panels()
         .unwrap_or_else(|e| panic!("{e}"))
-        .into_iter()
+        .iter()
         .find(|p| p.id == "teams-table")
         .unwrap_or_else(|| panic!("teams-table"));
     let filters = Filters {
@@ -42,8 +42,8 @@ fn filters_become_literals_never_raw_text() {
 fn unknown_placeholders_and_kinds_are_refused() {
     let mut panel = panels()
         .unwrap_or_else(|e| panic!("{e}"))
-        .into_iter()
-        .next()
+        .first()
+        .cloned()
         .unwrap_or_else(|| panic!("no panels"));
     let file = format!("{}.toml", panel.id);
     panel.sql.push_str(" AND x = {{team}}");
@@ -88,7 +88,7 @@ async fn every_panel_plans_against_the_warehouse_schema() {
 #[test]
 fn the_grafana_export_has_every_panel_with_variables_not_placeholders() {
     let panels = panels().unwrap_or_else(|e| panic!("{e}"));
-    let dashboard = grafana_dashboard(&panels);
+    let dashboard = grafana_dashboard(panels);
     let exported = dashboard["panels"].as_array().cloned().unwrap_or_default();
     assert_eq!(exported.len(), panels.len());
     for panel in &exported {
