@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 fn main() {
     println!("cargo:rerun-if-changed=panels");
+    println!("cargo:rerun-if-changed=web");
     let mut names: Vec<String> = std::fs::read_dir("panels")
         .map(|entries| {
             entries

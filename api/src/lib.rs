@@ -15,6 +15,7 @@ pub use cache::Caches;
 pub mod oidc;
 pub mod openapi;
 pub mod pg;
+mod pages;
 
 #[cfg(test)]
 mod tests;
@@ -325,6 +326,14 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/panels", get(panel_list))
         .route("/api/v1/panels/{id}", get(panel_rows))
         .route("/api/v1/dashboards/grafana.json", get(grafana))
+        .route("/api/v1/pages/{page}", get(pages::page_data))
+        .route("/", get(pages::shell))
+        .route("/teams", get(pages::shell))
+        .route("/team", get(pages::shell))
+        .route("/service", get(pages::shell))
+        .route("/health", get(pages::shell))
+        .route("/rows", get(pages::shell))
+        .route("/assets/{file}", get(pages::asset))
         .route(
             "/api/v1/openapi.json",
             get(|| async { axum::Json(openapi::document()) }),
@@ -907,31 +916,12 @@ fn dora_body(row: &Map<String, Value>, benchmark: Option<&Benchmark>) -> Value {
         }
         Some(b) => {
             benchmark_name = b.name.to_owned();
-            let recovery = match b.recovery_metric {
-                fathom_transforms::tiers::RecoveryMetric::TimeToRestore => {
-                    "time_to_restore_p50_seconds"
-                }
-                fathom_transforms::tiers::RecoveryMetric::FailedDeploymentRecovery => {
-                    "failed_deployment_recovery_p50_seconds"
-                }
-            };
-            let tier =
-                |metric: TieredMetric, column: &str| number(column).and_then(|v| b.tier(metric, v));
-            let frequency = tier(TieredMetric::DeploymentFrequency, "deployments_per_day");
-            let others = [
-                tier(TieredMetric::LeadTime, "lead_time_p50_seconds"),
-                tier(TieredMetric::ChangeFailureRate, "change_failure_rate"),
-                tier(TieredMetric::Recovery, recovery),
-            ];
-            let name = |t: Option<Tier>| t.map_or(Value::Null, |t| Value::from(t.as_str()));
-            tiers.insert("deployment_frequency".to_owned(), name(frequency));
-            tiers.insert("lead_time".to_owned(), name(others[0]));
-            tiers.insert("change_failure_rate".to_owned(), name(others[1]));
-            tiers.insert("recovery".to_owned(), name(others[2]));
-            tiers.insert(
-                "overall".to_owned(),
-                name(fathom_transforms::tiers::overall(frequency, &others)),
-            );
+            for (key, _, tier) in benchmark_tiers(&number, b) {
+                tiers.insert(
+                    key.to_owned(),
+                    tier.map_or(Value::Null, |t| Value::from(t.as_str())),
+                );
+            }
         }
     }
     json!({
@@ -940,6 +930,46 @@ fn dora_body(row: &Map<String, Value>, benchmark: Option<&Benchmark>) -> Value {
         "benchmark": benchmark_name,
         "tiers": tiers,
     })
+}
+
+/// The tiers of a row's keys under benchmark `b`, as (response key, mart
+/// column, tier), overall last; `number` reads the row's metric columns.
+pub(crate) fn benchmark_tiers(
+    number: &dyn Fn(&str) -> Option<f64>,
+    b: &Benchmark,
+) -> [(&'static str, &'static str, Option<Tier>); 5] {
+    let recovery = match b.recovery_metric {
+        fathom_transforms::tiers::RecoveryMetric::TimeToRestore => "time_to_restore_p50_seconds",
+        fathom_transforms::tiers::RecoveryMetric::FailedDeploymentRecovery => {
+            "failed_deployment_recovery_p50_seconds"
+        }
+    };
+    let tier = |metric: TieredMetric, column: &str| number(column).and_then(|v| b.tier(metric, v));
+    let frequency = tier(TieredMetric::DeploymentFrequency, "deployments_per_day");
+    let others = [
+        tier(TieredMetric::LeadTime, "lead_time_p50_seconds"),
+        tier(TieredMetric::ChangeFailureRate, "change_failure_rate"),
+        tier(TieredMetric::Recovery, recovery),
+    ];
+    [
+        (
+            "deployment_frequency",
+            "deployment_frequency_tier",
+            frequency,
+        ),
+        ("lead_time", "lead_time_tier", others[0]),
+        (
+            "change_failure_rate",
+            "change_failure_rate_tier",
+            others[1],
+        ),
+        ("recovery", "recovery_tier", others[2]),
+        (
+            "overall",
+            "overall_tier",
+            fathom_transforms::tiers::overall(frequency, &others),
+        ),
+    ]
 }
 
 fn benchmark(name: Option<&str>) -> ApiResult<Option<&'static Benchmark>> {
@@ -1146,9 +1176,18 @@ async fn drill_down(
             ("finished_at", "deployment_id"),
         ),
         "changes" => (ExplainedMetric::LeadTime, ("deployed_at", "change_id")),
+        "failed_deployments" => (
+            ExplainedMetric::Recovery,
+            ("finished_at", "deployment_id"),
+        ),
+        "incidents" => (
+            ExplainedMetric::TimeToRestore,
+            ("created_at", "incident_id"),
+        ),
         other => {
             return Err(ApiError::not_found(format!(
-                "no `{other}` under a DORA scope: use trend, deployments or changes"
+                "no `{other}` under a DORA scope: use trend, deployments, changes, \
+                 failed_deployments or incidents"
             )));
         }
     };
@@ -1308,11 +1347,46 @@ async fn runs(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Resp
     Ok(axum::Json(json!({"runs": runs})).into_response())
 }
 
+/// The run ledger as dashboard rows (newest first): what each run wrote,
+/// quarantined and failed with.
+pub(crate) async fn run_rows(api: &Api, limit: i64) -> ApiResult<Vec<Value>> {
+    let runs = api.state.runs(limit).await.map_err(ApiError::internal)?;
+    Ok(runs
+        .iter()
+        .map(|r| {
+            let sum = |wanted: &dyn Fn(&str) -> bool| -> i64 {
+                r.row_counts
+                    .iter()
+                    .filter(|(k, _)| wanted(k))
+                    .map(|(_, v)| *v)
+                    .sum()
+            };
+            json!({
+                "run_id": r.run_id,
+                "command": r.command,
+                "status": r.status,
+                "started_at": r.started_at,
+                "finished_at": r.finished_at,
+                "rows": sum(&|k| k.ends_with(".loaded") || k.ends_with(".rows") || k.ends_with(".written")),
+                "quarantined": sum(&|k| k.ends_with(".quarantined") || k.starts_with("quarantine.")),
+                "unattributed": sum(&|k| k.ends_with(".unmapped")),
+                "errors": r.errors.join("; "),
+            })
+        })
+        .collect())
+}
+
 /// `GET /api/v1/freshness`: per configured source, its last run, last
 /// successful run, how long ago that was, and whether it is degraded (its
 /// last run failed), with the error.
 async fn freshness(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
     caller(&api, &headers).await?;
+    let sources = freshness_rows(&api).await?;
+    Ok(axum::Json(json!({"sources": sources})).into_response())
+}
+
+/// Per configured source, from the run ledger: its freshness.
+pub(crate) async fn freshness_rows(api: &Api) -> ApiResult<Vec<Value>> {
     let runs = api.state.runs(500).await.map_err(ApiError::internal)?;
     let now = chrono::Utc::now();
     let sources: Vec<Value> = api
@@ -1347,7 +1421,7 @@ async fn freshness(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult
             })
         })
         .collect();
-    Ok(axum::Json(json!({"sources": sources})).into_response())
+    Ok(sources)
 }
 
 /// `POST /api/v1/intake/deployments` and `/intake/incidents`: records
@@ -1647,9 +1721,10 @@ async fn panel_list(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResul
         .iter()
         .map(|p| {
             json!({
-                "id": p.id, "page": p.page, "title": p.title, "description": p.description,
-                "chart": {"kind": p.chart.kind, "x": p.chart.x, "y": p.chart.y},
-                "drill": p.drill,
+                "id": p.id, "pages": p.pages, "title": p.title, "description": p.description,
+                "source": if p.api.is_some() { "api" } else { "sql" },
+                "chart": {"kind": p.chart.kind, "x": p.chart.x, "y": p.chart.y, "spark": p.chart.spark},
+                "drill": p.drill, "drills": p.drills,
             })
         })
         .collect();
@@ -1689,8 +1764,22 @@ async fn panel_rows(
             "no panel `{id}`; GET /api/v1/panels lists them"
         )));
     };
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"));
+    if let Some(read) = panel.api.as_deref() {
+        let (columns, rows) = pages::api_panel_rows(&api, &caller, read).await?;
+        if wants_csv {
+            return Ok(csv_download(&panel.id, pages::csv_of(&columns, &rows)));
+        }
+        return Ok(cached_json(
+            &headers,
+            &json!({"panel": panel.id, "columns": columns, "rows": rows}),
+        ));
+    }
     let scope = scope_ref(params.scope.as_deref().unwrap_or("org"))?;
-    if !caller.teams.is_empty() && !panel.sql.contains("{{scope}}") {
+    if !caller.teams.is_empty() && !panel.is_per_scope() {
         return Err(ApiError::forbidden(
             "this panel spans every team; callers limited to teams see per-scope panels only",
         ));
@@ -1706,20 +1795,9 @@ async fn panel_rows(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let ctx = read_only_session(&api.warehouse, api.config.query).await?;
     let (schema, batches) = query(&ctx, &sql).await?;
-    let wants_csv = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/csv"));
     if wants_csv {
         let body = encode(&schema, &batches, OutputFormat::Csv)?;
-        let disposition = format!("attachment; filename=\"{}.csv\"", panel.id);
-        let mut response = ([(header::CONTENT_TYPE, "text/csv")], body).into_response();
-        if let Ok(value) = HeaderValue::from_str(&disposition) {
-            response
-                .headers_mut()
-                .insert(header::CONTENT_DISPOSITION, value);
-        }
-        return Ok(response);
+        return Ok(csv_download(&panel.id, body));
     }
     let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let rows = rows_as_json(&schema, &batches)?;
@@ -1728,6 +1806,18 @@ async fn panel_rows(
         &json!({"panel": panel.id, "columns": columns, "rows": rows,
                 "filters": {"window_days": filters.window_days, "environment": filters.environment, "scope": filters.scope}}),
     ))
+}
+
+/// A CSV attachment named after a panel.
+fn csv_download(panel: &str, body: impl Into<axum::body::Body>) -> Response {
+    let disposition = format!("attachment; filename=\"{panel}.csv\"");
+    let mut response = ([(header::CONTENT_TYPE, "text/csv")], body.into()).into_response();
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
 }
 
 /// The body of `POST /api/v1/sql`.

@@ -77,7 +77,8 @@ async fn every_documented_operation_is_routed() {
             .replace("{entity}", "component%3Adefault%2Fx")
             .replace("{rows}", "deployments")
             .replace("{kind}", "deployments")
-            .replace("{id}", "overview-dora");
+            .replace("{id}", "dora-tiles")
+            .replace("{page}", "overview");
         let (status, body) = send(
             &f.api,
             request(&op.method.to_ascii_uppercase(), &uri, None, Body::empty()),

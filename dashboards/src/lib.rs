@@ -1,17 +1,18 @@
 //! Dashboards for engineering leaders: declarative panel files (a query over
-//! the marts plus a chart spec), embedded in the binary so the pages work
-//! offline.
+//! the marts or an API read, plus a chart spec) and the pages that draw
+//! them, embedded in the binary so they work offline.
 //!
 //! A panel is a TOML file in `dashboards/panels/` (embedded at build time:
 //! adding a panel is adding a file). Its SQL names the filters it takes as
 //! placeholders — `{{window_days}}`, `{{window}}`, `{{environment}}`,
 //! `{{scope}}` — which [`Panel::sql`] fills with quoted literals, never with
-//! raw text. A test plans every panel's SQL against the warehouse schema,
-//! so a renamed column fails the build.
+//! raw text; drill-down paths get the same filters URL-encoded
+//! ([`Panel::drill_path`]). A test plans every panel's SQL against the
+//! warehouse schema, so a renamed column fails the build.
 //!
-//! Built so far: the panel format, the panels of each page, their
-//! validation and rendering. The pages, charts, browser tests and exports
-//! follow (see `ARCHITECTURE.md`).
+//! The pages are one HTML shell, a script and a stylesheet
+//! (`dashboards/web/`, see [`asset`]); the script asks the API for a page's
+//! panels in one call and draws them as SVG.
 
 use serde::Deserialize;
 
@@ -21,7 +22,19 @@ include!(concat!(env!("OUT_DIR"), "/panels.rs"));
 pub const PAGES: [&str; 5] = ["overview", "teams", "team", "service", "health"];
 
 /// How a panel draws its rows.
-pub const CHART_KINDS: [&str; 6] = ["tiles", "line", "bar", "stacked_bar", "table", "timeline"];
+pub const CHART_KINDS: [&str; 7] = [
+    "tiles",
+    "line",
+    "bar",
+    "stacked_bar",
+    "table",
+    "timeline",
+    "ranking",
+];
+
+/// The reads a panel can take from the API instead of SQL (`api = "…"`):
+/// they live in the state database, not in the warehouse.
+pub const API_READS: [&str; 2] = ["freshness", "runs"];
 
 /// The filters a panel's SQL may use.
 pub const PLACEHOLDERS: [&str; 4] = ["window_days", "window", "environment", "scope"];
@@ -56,6 +69,10 @@ pub struct Chart {
     pub x: Option<String>,
     /// The columns drawn (a series, a tile or a table column each).
     pub y: Vec<String>,
+    /// Tiles: the panel whose rows give each tile's sparkline (the column
+    /// of the same name, in row order).
+    #[serde(default)]
+    pub spark: Option<String>,
 }
 
 /// One panel.
@@ -64,18 +81,26 @@ pub struct Chart {
 pub struct Panel {
     /// Unique id (also the file name without `.toml`).
     pub id: String,
-    /// One of [`PAGES`].
-    pub page: String,
+    /// The [`PAGES`] it sits on.
+    pub pages: Vec<String>,
     /// Heading.
     pub title: String,
     /// What it shows, for the page and screen readers.
     pub description: String,
-    /// The query over the marts, with placeholders.
+    /// The query over the marts, with placeholders (empty for an API
+    /// panel).
+    #[serde(default)]
     pub sql: String,
+    /// Instead of SQL, one of [`API_READS`].
+    #[serde(default)]
+    pub api: Option<String>,
     /// Where its numbers lead: a path with placeholders (and `{{row.col}}`
     /// for a row's value).
     #[serde(default)]
     pub drill: Option<String>,
+    /// Per column, where that column's numbers lead (overrides `drill`).
+    #[serde(default)]
+    pub drills: std::collections::BTreeMap<String, String>,
     /// How it is drawn.
     pub chart: Chart,
 }
@@ -105,6 +130,20 @@ fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// Percent-encodes a query-string value (everything but unreserved
+/// characters and the `:`/`/` of entity refs).
+fn url_encoded(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~:/".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// The placeholders `{{name}}` of a text.
 fn placeholders(text: &str) -> Vec<&str> {
     text.split("{{")
@@ -130,6 +169,22 @@ impl Panel {
             .replace("{{scope}}", &quoted(&filters.scope)))
     }
 
+    /// A drill-down path with the filters filled in (URL-encoded); the
+    /// `{{row.<column>}}` placeholders are left for the page to fill per row.
+    pub fn drill_path(template: &str, filters: &Filters) -> String {
+        template
+            .replace("{{window_days}}", &filters.window_days.to_string())
+            .replace("{{window}}", &format!("{}d", filters.window_days))
+            .replace("{{environment}}", &url_encoded(&filters.environment))
+            .replace("{{scope}}", &url_encoded(&filters.scope))
+    }
+
+    /// Whether it reads one scope (so callers limited to teams may see it
+    /// for theirs).
+    pub fn is_per_scope(&self) -> bool {
+        self.sql.contains("{{scope}}")
+    }
+
     fn check(&self, file: &str) -> Result<(), Error> {
         let fail = |message: String| Error::Panel {
             file: file.to_owned(),
@@ -138,8 +193,21 @@ impl Panel {
         if file.trim_end_matches(".toml") != self.id {
             return Err(fail(format!("the id `{}` must be the file name", self.id)));
         }
-        if !PAGES.contains(&self.page.as_str()) {
-            return Err(fail(format!("page `{}`: use one of {PAGES:?}", self.page)));
+        if self.pages.is_empty() {
+            return Err(fail("`pages` is empty".to_owned()));
+        }
+        for page in &self.pages {
+            if !PAGES.contains(&page.as_str()) {
+                return Err(fail(format!("page `{page}`: use one of {PAGES:?}")));
+            }
+        }
+        match (self.sql.trim().is_empty(), &self.api) {
+            (true, None) => return Err(fail("give `sql` or `api`".to_owned())),
+            (false, Some(_)) => return Err(fail("give `sql` or `api`, not both".to_owned())),
+            (true, Some(api)) if !API_READS.contains(&api.as_str()) => {
+                return Err(fail(format!("api `{api}`: use one of {API_READS:?}")));
+            }
+            _ => {}
         }
         if !CHART_KINDS.contains(&self.chart.kind.as_str()) {
             return Err(fail(format!(
@@ -157,7 +225,13 @@ impl Panel {
                 )));
             }
         }
-        for name in self.drill.as_deref().map(placeholders).unwrap_or_default() {
+        for column in self.drills.keys() {
+            if !self.chart.y.contains(column) && self.chart.x.as_ref() != Some(column) {
+                return Err(fail(format!("drills.{column}: the chart does not draw it")));
+            }
+        }
+        let templates = self.drill.iter().chain(self.drills.values());
+        for name in templates.flat_map(|t| placeholders(t)) {
             if !PLACEHOLDERS.contains(&name) && !name.starts_with("row.") {
                 return Err(fail(format!(
                     "`{{{{{name}}}}}` in drill: use the filters or `row.<column>`"
@@ -188,6 +262,16 @@ fn parse_panels() -> Result<Vec<Panel>, Error> {
         panel.check(file)?;
         panels.push(panel);
     }
+    for panel in &panels {
+        if let Some(spark) = &panel.chart.spark
+            && !panels.iter().any(|p| &p.id == spark)
+        {
+            return Err(Error::Panel {
+                file: format!("{}.toml", panel.id),
+                message: format!("chart.spark names no panel `{spark}`"),
+            });
+        }
+    }
     Ok(panels)
 }
 
@@ -198,8 +282,10 @@ fn parse_panels() -> Result<Vec<Panel>, Error> {
 pub fn grafana_dashboard(panels: &[Panel]) -> serde_json::Value {
     use serde_json::json;
     let datasource = json!({"type": "grafana-postgresql-datasource", "uid": "${DS_FATHOM}"});
+    // API panels read the state database, which Grafana cannot reach.
     let grafana_panels: Vec<serde_json::Value> = panels
         .iter()
+        .filter(|p| p.api.is_none())
         .enumerate()
         .map(|(i, panel)| {
             let sql = panel
@@ -213,7 +299,7 @@ pub fn grafana_dashboard(panels: &[Panel]) -> serde_json::Value {
             let kind = match panel.chart.kind.as_str() {
                 "tiles" => "stat",
                 "line" => "timeseries",
-                "bar" | "stacked_bar" => "barchart",
+                "bar" | "stacked_bar" | "ranking" => "barchart",
                 "timeline" => "state-timeline",
                 _ => "table",
             };
@@ -260,6 +346,41 @@ pub fn grafana_dashboard(panels: &[Panel]) -> serde_json::Value {
         ]},
         "panels": grafana_panels,
     })
+}
+
+/// The page shell, script and stylesheet, embedded (no CDN, no external
+/// fonts): `(path under /assets/, content type, body)`.
+const ASSETS: [(&str, &str, &str); 3] = [
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/app.css"),
+    ),
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("../web/index.html"),
+    ),
+];
+
+/// The HTML shell every page path answers with (the script draws the page
+/// named by the path).
+pub const INDEX_HTML: &str = include_str!("../web/index.html");
+
+/// The page paths the shell answers (besides `/`, the Overview).
+pub const PAGE_PATHS: [&str; 5] = ["/teams", "/team", "/service", "/health", "/rows"];
+
+/// An embedded asset by file name: `(content type, body)`.
+pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
+    ASSETS
+        .iter()
+        .find(|(file, _, _)| *file == name)
+        .map(|(_, kind, body)| (*kind, *body))
 }
 
 #[cfg(test)]

@@ -303,7 +303,7 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
 
     // Dashboard panels: the same numbers as the API, CSV for export, and
     // cross-team panels closed to team-limited callers.
-    let panel: Value = get("/api/v1/panels/overview-dora?window=30d", &viewer)
+    let panel: Value = get("/api/v1/panels/dora-tiles?window=30d", &viewer)
         .await?
         .json()
         .await?;

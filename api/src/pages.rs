@@ -1,0 +1,322 @@
+//! The dashboards: `GET /api/v1/pages/{page}` answers every panel of a page
+//! in one call (so a page costs one request), and the page paths, `/` and
+//! `/assets/*` serve the embedded shell that draws them.
+//!
+//! A page's panels run on one read-only session, concurrently. Tiers are
+//! stored for the configured benchmark; a page asked for another benchmark
+//! gets every row's tiers recomputed with the same tables the DORA endpoint
+//! uses, so the pages and the API never disagree.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use fathom_dashboards::{Filters, PAGES, Panel};
+use fathom_transforms::tiers::Benchmark;
+use fathom_warehouse::query::{query, read_only_session};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    Api, ApiError, ApiResult, Caller, Role, authorize_scope, benchmark, benchmark_tiers, caller,
+    cached_json, freshness_rows, quoted, rows_as_json, run_rows, scope_ref, window_days,
+};
+
+/// `?window=&env=&benchmark=&scope=` of a page.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PageDataQuery {
+    window: Option<String>,
+    env: Option<String>,
+    benchmark: Option<String>,
+    scope: Option<String>,
+}
+
+/// One panel's answer on a page.
+async fn panel_answer(
+    api: &Api,
+    ctx: &datafusion::prelude::SessionContext,
+    caller: &Caller,
+    panel: &Panel,
+    filters: &Filters,
+    benchmark: Option<&Benchmark>,
+) -> Value {
+    let mut drills = Map::new();
+    for (column, template) in &panel.drills {
+        drills.insert(
+            column.clone(),
+            Value::from(Panel::drill_path(template, filters)),
+        );
+    }
+    let mut answer = json!({
+        "id": panel.id,
+        "title": panel.title,
+        "description": panel.description,
+        "chart": {"kind": panel.chart.kind, "x": panel.chart.x, "y": panel.chart.y, "spark": panel.chart.spark},
+        "drill": panel.drill.as_deref().map(|t| Panel::drill_path(t, filters)),
+        "drills": drills,
+    });
+    let rows: Result<(Vec<String>, Vec<Value>), ApiError> = match panel.api.as_deref() {
+        Some(read) => api_panel_rows(api, caller, read).await,
+        None if !caller.teams.is_empty() && !panel.is_per_scope() => Err(ApiError::forbidden(
+            "this panel spans every team; callers limited to teams see per-scope panels only",
+        )),
+        None => match panel.sql(filters) {
+            Err(e) => Err(ApiError::bad_request(e.to_string())),
+            Ok(sql) => match query(ctx, &sql).await {
+                Err(e) => Err(e.into()),
+                Ok((schema, batches)) => rows_as_json(&schema, &batches).map(|rows| {
+                    let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
+                    let rows = rows
+                        .into_iter()
+                        .map(|mut row| {
+                            if let Some(b) = benchmark {
+                                retier(&mut row, b);
+                            }
+                            Value::Object(row)
+                        })
+                        .collect();
+                    (columns, rows)
+                }),
+            },
+        },
+    };
+    if let Value::Object(map) = &mut answer {
+        match rows {
+            Ok((columns, rows)) => {
+                map.insert("columns".to_owned(), json!(columns));
+                map.insert("rows".to_owned(), Value::Array(rows));
+            }
+            // A panel the caller may not see, or one that failed, says why
+            // in place; the rest of the page still draws.
+            Err(e) => {
+                map.insert("columns".to_owned(), json!([]));
+                map.insert("rows".to_owned(), json!([]));
+                map.insert(
+                    "error".to_owned(),
+                    json!({"code": e.code, "message": e.message}),
+                );
+            }
+        }
+    }
+    answer
+}
+
+/// The rows of an API panel (`api = "freshness"` or `"runs"`).
+pub(crate) async fn api_panel_rows(
+    api: &Api,
+    caller: &Caller,
+    read: &str,
+) -> ApiResult<(Vec<String>, Vec<Value>)> {
+    let rows = match read {
+        "runs" if caller.role != Role::Admin => {
+            return Err(ApiError::forbidden("the run ledger is for admins"));
+        }
+        "runs" => run_rows(api, 50).await?,
+        _ => freshness_rows(api).await?,
+    };
+    Ok((columns_of(&rows), rows))
+}
+
+/// Rows as CSV (RFC 4180 quoting), for the export of API panels.
+pub(crate) fn csv_of(columns: &[String], rows: &[Value]) -> String {
+    let field = |value: Option<&Value>| -> String {
+        let text = match value {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        if text.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text
+        }
+    };
+    let mut out = columns.join(",");
+    out.push('\n');
+    for row in rows {
+        let line: Vec<String> = columns.iter().map(|c| field(row.get(c))).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// The keys of the first row, in order (API reads answer objects).
+fn columns_of(rows: &[Value]) -> Vec<String> {
+    rows.first()
+        .and_then(Value::as_object)
+        .map(|row| row.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Replaces a row's stored tier columns with the tiers under `b` (rows
+/// without tiers are left alone).
+fn retier(row: &mut Map<String, Value>, b: &Benchmark) {
+    if !row.contains_key("overall_tier") {
+        return;
+    }
+    let numbers: Map<String, Value> = row.clone();
+    let number = |name: &str| numbers.get(name).and_then(Value::as_f64);
+    for (_, column, tier) in benchmark_tiers(&number, b) {
+        if row.contains_key(column) {
+            row.insert(
+                column.to_owned(),
+                tier.map_or(Value::Null, |t| Value::from(t.as_str())),
+            );
+        }
+    }
+}
+
+/// The first string of each row of `sql`.
+async fn strings(ctx: &datafusion::prelude::SessionContext, sql: &str) -> ApiResult<Vec<String>> {
+    let (schema, batches) = query(ctx, sql).await?;
+    Ok(rows_as_json(&schema, &batches)?
+        .into_iter()
+        .filter_map(|row| row.into_iter().next().and_then(|(_, v)| v.as_str().map(str::to_owned)))
+        .collect())
+}
+
+/// `GET /api/v1/pages/{page}`: every panel of a dashboard page for the
+/// filters, with the choices the filter bar offers.
+pub(crate) async fn page_data(
+    State(api): State<Arc<Api>>,
+    Path(page): Path<String>,
+    Query(params): Query<PageDataQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    if !PAGES.contains(&page.as_str()) {
+        return Err(ApiError::not_found(format!(
+            "no page `{page}`: the pages are {}",
+            PAGES.join(", ")
+        )));
+    }
+    // Callers limited to teams start on their first team, not the
+    // organisation they may not see.
+    let scope = match (params.scope.as_deref().filter(|s| !s.is_empty()), caller.teams.first()) {
+        (Some(scope), _) => scope_ref(scope)?,
+        (None, Some(team)) => team.clone(),
+        (None, None) => "org".to_owned(),
+    };
+    authorize_scope(&api, &caller, &scope).await?;
+    let filters = Filters {
+        window_days: window_days(params.window.as_deref())?,
+        environment: params
+            .env
+            .clone()
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| "all".to_owned()),
+        scope,
+    };
+    let benchmark = benchmark(params.benchmark.as_deref().filter(|b| !b.is_empty()))?;
+    let ctx = read_only_session(&api.warehouse, api.config.query).await?;
+    let environments = strings(
+        &ctx,
+        "SELECT DISTINCT environment FROM dora_metrics ORDER BY environment",
+    )
+    .await?;
+    let mut teams = strings(
+        &ctx,
+        "SELECT DISTINCT scope FROM dora_metrics WHERE scope_kind = 'group' ORDER BY scope",
+    )
+    .await?;
+    if !caller.teams.is_empty() {
+        teams.retain(|t| caller.teams.contains(t));
+    }
+    let stored = strings(
+        &ctx,
+        "SELECT max(benchmark) FROM dora_metrics UNION ALL \
+         SELECT max(CAST(as_of AS VARCHAR)) FROM dora_metrics",
+    )
+    .await?;
+    let services = if page == "service" {
+        let within = if caller.teams.is_empty() {
+            "'org'".to_owned()
+        } else {
+            caller
+                .teams
+                .iter()
+                .map(|t| quoted(t))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        strings(
+            &ctx,
+            &format!(
+                "SELECT DISTINCT entity_ref FROM dora_scope_members WHERE scope IN ({within}) \
+                 ORDER BY entity_ref"
+            ),
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
+    // The Team and Service pages need a team or a service; without one
+    // they answer the choices only.
+    let needs = match page.as_str() {
+        "team" if !filters.scope.starts_with("group:") => Some("team"),
+        "service" if !filters.scope.starts_with("component:") => Some("service"),
+        _ => None,
+    };
+    let panels = fathom_dashboards::panels().map_err(ApiError::internal)?;
+    let on_page: Vec<&Panel> = if needs.is_some() {
+        Vec::new()
+    } else {
+        panels
+            .iter()
+            .filter(|p| p.pages.iter().any(|x| *x == page))
+            .collect()
+    };
+    let answers = futures::future::join_all(
+        on_page
+            .iter()
+            .map(|panel| panel_answer(&api, &ctx, &caller, panel, &filters, benchmark)),
+    )
+    .await;
+    let body = json!({
+        "page": page,
+        "needs": needs,
+        "filters": {
+            "window_days": filters.window_days,
+            "environment": filters.environment,
+            "scope": filters.scope,
+            "benchmark": benchmark.map_or_else(|| stored.first().cloned().unwrap_or_default(), |b| b.name.to_owned()),
+        },
+        "as_of": stored.get(1),
+        "options": {
+            "windows": fathom_dashboards::WINDOWS,
+            "environments": environments,
+            "benchmarks": Benchmark::names().split(", ").map(str::to_owned).collect::<Vec<_>>(),
+            "teams": teams,
+            "services": services,
+        },
+        "panels": answers,
+    });
+    Ok(cached_json(&headers, &body))
+}
+
+/// `/`, `/teams`, `/team`, `/service`, `/health`, `/rows`: the page shell
+/// (public; its data needs a credential).
+pub(crate) async fn shell() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        fathom_dashboards::INDEX_HTML,
+    )
+        .into_response()
+}
+
+/// `/assets/{file}`: the embedded script and stylesheet.
+pub(crate) async fn asset(Path(file): Path<String>) -> Response {
+    match fathom_dashboards::asset(&file) {
+        Some((kind, body)) => (
+            [(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")],
+            body,
+        )
+            .into_response(),
+        None => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such asset").into_response(),
+    }
+}
