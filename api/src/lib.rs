@@ -14,8 +14,8 @@ mod cache;
 pub use cache::Caches;
 pub mod oidc;
 pub mod openapi;
-pub mod pg;
 mod pages;
+pub mod pg;
 
 #[cfg(test)]
 mod tests;
@@ -958,11 +958,7 @@ pub(crate) fn benchmark_tiers(
             frequency,
         ),
         ("lead_time", "lead_time_tier", others[0]),
-        (
-            "change_failure_rate",
-            "change_failure_rate_tier",
-            others[1],
-        ),
+        ("change_failure_rate", "change_failure_rate_tier", others[1]),
         ("recovery", "recovery_tier", others[2]),
         (
             "overall",
@@ -1176,10 +1172,7 @@ async fn drill_down(
             ("finished_at", "deployment_id"),
         ),
         "changes" => (ExplainedMetric::LeadTime, ("deployed_at", "change_id")),
-        "failed_deployments" => (
-            ExplainedMetric::Recovery,
-            ("finished_at", "deployment_id"),
-        ),
+        "failed_deployments" => (ExplainedMetric::Recovery, ("finished_at", "deployment_id")),
         "incidents" => (
             ExplainedMetric::TimeToRestore,
             ("created_at", "incident_id"),

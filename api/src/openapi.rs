@@ -359,7 +359,10 @@ pub const OPERATIONS: &[Operation] = &[
         ],
         body: None,
         responses: &[
-            (200, "`page`, `needs`, `filters`, `options`, `as_of`, `panels`."),
+            (
+                200,
+                "`page`, `needs`, `filters`, `options`, `as_of`, `panels`.",
+            ),
             (400, "Bad filter."),
             (403, "Outside the caller's teams."),
             (404, "No such page."),

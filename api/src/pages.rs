@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    Api, ApiError, ApiResult, Caller, Role, authorize_scope, benchmark, benchmark_tiers, caller,
-    cached_json, freshness_rows, quoted, rows_as_json, run_rows, scope_ref, window_days,
+    Api, ApiError, ApiResult, Caller, Role, authorize_scope, benchmark, benchmark_tiers,
+    cached_json, caller, freshness_rows, quoted, rows_as_json, run_rows, scope_ref, window_days,
 };
 
 /// `?window=&env=&benchmark=&scope=` of a page.
@@ -173,7 +173,11 @@ async fn strings(ctx: &datafusion::prelude::SessionContext, sql: &str) -> ApiRes
     let (schema, batches) = query(ctx, sql).await?;
     Ok(rows_as_json(&schema, &batches)?
         .into_iter()
-        .filter_map(|row| row.into_iter().next().and_then(|(_, v)| v.as_str().map(str::to_owned)))
+        .filter_map(|row| {
+            row.into_iter()
+                .next()
+                .and_then(|(_, v)| v.as_str().map(str::to_owned))
+        })
         .collect())
 }
 
@@ -194,7 +198,10 @@ pub(crate) async fn page_data(
     }
     // Callers limited to teams start on their first team, not the
     // organisation they may not see.
-    let scope = match (params.scope.as_deref().filter(|s| !s.is_empty()), caller.teams.first()) {
+    let scope = match (
+        params.scope.as_deref().filter(|s| !s.is_empty()),
+        caller.teams.first(),
+    ) {
         (Some(scope), _) => scope_ref(scope)?,
         (None, Some(team)) => team.clone(),
         (None, None) => "org".to_owned(),
@@ -224,12 +231,15 @@ pub(crate) async fn page_data(
     if !caller.teams.is_empty() {
         teams.retain(|t| caller.teams.contains(t));
     }
-    let stored = strings(
+    let (schema, batches) = query(
         &ctx,
-        "SELECT max(benchmark) FROM dora_metrics UNION ALL \
-         SELECT max(CAST(as_of AS VARCHAR)) FROM dora_metrics",
+        "SELECT max(benchmark) AS benchmark, max(CAST(as_of AS VARCHAR)) AS as_of FROM dora_metrics",
     )
     .await?;
+    let stored = rows_as_json(&schema, &batches)?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     let services = if page == "service" {
         let within = if caller.teams.is_empty() {
             "'org'".to_owned()
@@ -263,10 +273,9 @@ pub(crate) async fn page_data(
     let on_page: Vec<&Panel> = if needs.is_some() {
         Vec::new()
     } else {
-        panels
-            .iter()
-            .filter(|p| p.pages.iter().any(|x| *x == page))
-            .collect()
+        let mut on_page: Vec<&Panel> = panels.iter().filter(|p| p.pages.contains(&page)).collect();
+        on_page.sort_by(|a, b| (a.order, &a.id).cmp(&(b.order, &b.id)));
+        on_page
     };
     let answers = futures::future::join_all(
         on_page
@@ -281,9 +290,9 @@ pub(crate) async fn page_data(
             "window_days": filters.window_days,
             "environment": filters.environment,
             "scope": filters.scope,
-            "benchmark": benchmark.map_or_else(|| stored.first().cloned().unwrap_or_default(), |b| b.name.to_owned()),
+            "benchmark": benchmark.map_or_else(|| stored.get("benchmark").cloned().unwrap_or(Value::Null), |b| Value::from(b.name)),
         },
-        "as_of": stored.get(1),
+        "as_of": stored.get("as_of"),
         "options": {
             "windows": fathom_dashboards::WINDOWS,
             "environments": environments,
@@ -313,7 +322,10 @@ pub(crate) async fn shell() -> Response {
 pub(crate) async fn asset(Path(file): Path<String>) -> Response {
     match fathom_dashboards::asset(&file) {
         Some((kind, body)) => (
-            [(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")],
+            [
+                (header::CONTENT_TYPE, kind),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
             body,
         )
             .into_response(),

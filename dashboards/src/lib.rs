@@ -83,6 +83,9 @@ pub struct Panel {
     pub id: String,
     /// The [`PAGES`] it sits on.
     pub pages: Vec<String>,
+    /// Where it sits on its pages: lower first (then by id).
+    #[serde(default = "default_order")]
+    pub order: i32,
     /// Heading.
     pub title: String,
     /// What it shows, for the page and screen readers.
@@ -103,6 +106,10 @@ pub struct Panel {
     pub drills: std::collections::BTreeMap<String, String>,
     /// How it is drawn.
     pub chart: Chart,
+}
+
+fn default_order() -> i32 {
+    100
 }
 
 /// The filter values of a page view.

@@ -126,7 +126,7 @@
     if (column.endsWith('_tier')) return cap(v);
     if (typeof v === 'boolean') return v ? 'yes' : 'no';
     if (isTime(column)) return dateText(v, column !== 'period_start');
-    if (!isNumber(v)) return String(v);
+    if (!isNumber(v)) return String(v).replace(/^(component|group):default\//, '');
     if (column.endsWith('_seconds')) return duration(v);
     if (column.endsWith('_rate')) return (v * 100).toFixed(1) + '%';
     if (column.endsWith('_per_week')) return plain(v) + ' / week';
@@ -522,8 +522,12 @@
     if (TIER_RANK[v] !== undefined) return TIER_RANK[v];
     return v;
   }
-  function drawTable(panel, body) {
+  // Tables on a dashboard show their first rows (the rest one click
+  // away); the rows page shows everything.
+  const TABLE_ROWS = 15;
+  function drawTable(panel, body, page, showAll) {
     const rows = panel.rows.slice();
+    let expanded = Boolean(showAll) || rows.length <= TABLE_ROWS;
     if (!rows.length) {
       body.appendChild(el('p', { class: 'empty', text: 'Nothing to show.' }));
       return;
@@ -560,9 +564,15 @@
     });
     table.appendChild(el('thead', {}, head));
     table.appendChild(tbody);
+    const more = el('button', { type: 'button', class: 'more', text: 'Show all ' + rows.length + ' rows' });
+    more.addEventListener('click', () => {
+      expanded = true;
+      fill();
+    });
     function fill() {
+      more.hidden = expanded;
       tbody.replaceChildren(
-        ...rows.map((row) =>
+        ...(expanded ? rows : rows.slice(0, TABLE_ROWS)).map((row) =>
           el('tr', { 'data-key': row[cols[0]] },
             cols.map((column, ci) => {
               const v = row[column];
@@ -578,6 +588,7 @@
     }
     fill();
     body.appendChild(el('div', { class: 'table-wrap' }, table));
+    body.appendChild(more);
   }
   function drawRanking(panel, body) {
     const rows = panel.rows.slice();
@@ -668,7 +679,7 @@
     const draw = () => {
       const columns = items.length ? Object.keys(items[0]).filter((c) => c !== 'cursor_time') : [];
       table.replaceChildren();
-      drawTable({ id: 'rows', title: ROWS_TITLES[kind] || kind, rows: items, chart: { kind: 'table', x: null, y: columns }, drills: {} }, table);
+      drawTable({ id: 'rows', title: ROWS_TITLES[kind] || kind, rows: items, chart: { kind: 'table', x: null, y: columns }, drills: {} }, table, null, true);
       count.dataset.count = String(items.length);
       count.textContent = items.length + ' ' + (ROWS_TITLES[kind] || kind).toLowerCase() + (next ? ' so far' : '') + ' in the last ' + f.window + ' days, ' + (f.env === 'all' ? 'all production environments' : f.env) + '.';
       more.hidden = !next;

@@ -1,0 +1,697 @@
+//! The dashboards in a real browser: headless Chromium (the system's
+//! `chromium`, nothing downloaded) driven over the Chrome DevTools Protocol
+//! against `fathom serve` on a demo world. Every page loads without console
+//! errors or failed requests, charts hold the series and points the API
+//! implies, the numbers equal the API's for the same filters (also after a
+//! filter changes), drill-down links reach the rows behind a number, and a
+//! screenshot of every page is written (`FATHOM_SCREENSHOTS_DIR`, default
+//! `target/screenshots`).
+//!
+//! Skips with a notice when Chromium is absent, unless
+//! `FATHOM_REQUIRE_BROWSER` is set (CI sets it).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::api::{serve, token};
+use crate::support::fathom_bin;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The Chromium binary: `FATHOM_CHROMIUM`, else the first of the usual
+/// names that runs.
+fn chromium() -> Option<String> {
+    let candidates = std::env::var("FATHOM_CHROMIUM")
+        .map(|c| vec![c])
+        .unwrap_or_else(|_| {
+            ["chromium", "chromium-browser", "google-chrome"]
+                .map(str::to_owned)
+                .to_vec()
+        });
+    candidates.into_iter().find(|bin| {
+        Command::new(bin)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// One headless Chromium with one page, spoken to over CDP.
+struct Browser {
+    child: Child,
+    socket: Socket,
+    session: String,
+    next_id: u64,
+    /// Every event received (console, exceptions, network).
+    events: Vec<Value>,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Browser {
+    async fn launch(binary: &str) -> Result<Self> {
+        let profile = tempfile::tempdir()?;
+        let mut child = Command::new(binary)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-extensions",
+                "--disable-background-networking",
+                "--remote-debugging-port=0",
+                "--window-size=1366,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {binary}"))?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let (found, url) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("ws://") {
+                    let _ = found.send(line[at..].trim().to_owned());
+                }
+            }
+        });
+        let url = url
+            .recv_timeout(Duration::from_secs(30))
+            .context("Chromium did not announce its DevTools endpoint")?;
+        let (socket, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+        let mut browser = Self {
+            child,
+            socket,
+            session: String::new(),
+            next_id: 0,
+            events: Vec::new(),
+            _profile: profile,
+        };
+        let target = browser
+            .call("Target.createTarget", json!({"url": "about:blank"}))
+            .await?;
+        let target_id = target["targetId"].as_str().context("no target id")?;
+        let attached = browser
+            .call(
+                "Target.attachToTarget",
+                json!({"targetId": target_id, "flatten": true}),
+            )
+            .await?;
+        browser.session = attached["sessionId"]
+            .as_str()
+            .context("no session id")?
+            .to_owned();
+        for domain in [
+            "Page.enable",
+            "Runtime.enable",
+            "Log.enable",
+            "Network.enable",
+        ] {
+            browser.call(domain, json!({})).await?;
+        }
+        // Headless pages are never focused; keyboard tests need focus.
+        browser
+            .call(
+                "Emulation.setFocusEmulationEnabled",
+                json!({"enabled": true}),
+            )
+            .await?;
+        browser.viewport(1366, 900).await?;
+        Ok(browser)
+    }
+
+    /// Sends a command (to the page once attached) and waits for its answer,
+    /// keeping the events that arrive meanwhile.
+    async fn call(&mut self, method: &str, params: Value) -> Result<Value> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = json!({"id": id, "method": method, "params": params});
+        if !self.session.is_empty() {
+            message["sessionId"] = Value::from(self.session.clone());
+        }
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let next = tokio::time::timeout(left, self.socket.next())
+                .await
+                .with_context(|| format!("{method}: no answer"))?;
+            let Some(frame) = next else {
+                bail!("the browser closed the connection");
+            };
+            let Message::Text(text) = frame? else {
+                continue;
+            };
+            let value: Value = serde_json::from_str(text.as_str())?;
+            if value["id"].as_u64() == Some(id) {
+                if let Some(error) = value.get("error") {
+                    bail!("{method}: {error}");
+                }
+                return Ok(value["result"].clone());
+            }
+            if value.get("method").is_some() {
+                self.events.push(value);
+            }
+        }
+    }
+
+    async fn viewport(&mut self, width: u32, height: u32) -> Result<()> {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Evaluates an expression (awaiting a promise) and returns its value.
+    async fn eval(&mut self, expression: &str) -> Result<Value> {
+        let result = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await?;
+        if let Some(exception) = result.get("exceptionDetails") {
+            bail!("{expression}: {exception}");
+        }
+        Ok(result["result"]["value"].clone())
+    }
+
+    /// Waits until the page says it has drawn (`body[data-ready=1]`).
+    async fn ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let state = self
+                .eval("document.body ? document.body.dataset.ready : ''")
+                .await
+                .unwrap_or(Value::Null);
+            if state == "1" {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the page did not finish drawing in 30 s")
+    }
+
+    /// Loads a URL and waits until the page has drawn.
+    async fn open(&mut self, url: &str) -> Result<()> {
+        // The old document must not answer for the new one.
+        let _ = self
+            .eval("document.body && (document.body.dataset.ready = 'leaving')")
+            .await;
+        self.call("Page.navigate", json!({"url": url})).await?;
+        self.ready().await
+    }
+
+    /// Runs a script that changes the page (a click, a filter) and waits
+    /// for the page to draw again.
+    async fn act(&mut self, script: &str) -> Result<()> {
+        // A block, so each script's names are its own.
+        self.eval(&format!("{{ {script} }}")).await?;
+        self.ready().await
+    }
+
+    /// Console errors, uncaught exceptions, failed loads and HTTP errors
+    /// seen so far.
+    fn problems(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| {
+                let p = &e["params"];
+                match e["method"].as_str()? {
+                    "Runtime.exceptionThrown" => {
+                        Some(format!("exception: {}", p["exceptionDetails"]))
+                    }
+                    "Runtime.consoleAPICalled" if p["type"] == "error" => {
+                        Some(format!("console.error: {}", p["args"]))
+                    }
+                    "Log.entryAdded" if p["entry"]["level"] == "error" => {
+                        Some(format!("log: {}", p["entry"]["text"]))
+                    }
+                    "Network.loadingFailed" => Some(format!("request failed: {p}")),
+                    "Network.responseReceived"
+                        if p["response"]["status"].as_u64().is_some_and(|s| s >= 400) =>
+                    {
+                        Some(format!(
+                            "HTTP {} for {}",
+                            p["response"]["status"], p["response"]["url"]
+                        ))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Writes a full-page PNG.
+    async fn screenshot(&mut self, path: &Path) -> Result<()> {
+        use base64::Engine;
+        let metrics = self.call("Page.getLayoutMetrics", json!({})).await?;
+        let size = &metrics["cssContentSize"];
+        let shot = self
+            .call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true,
+                       "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}}),
+            )
+            .await?;
+        let data = shot["data"].as_str().context("no screenshot data")?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(data)?;
+        std::fs::write(path, bytes)?;
+        Ok(())
+    }
+}
+
+fn screenshots_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os("FATHOM_SCREENSHOTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots"));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A float from JSON (numbers, or a page's `data-value` text).
+fn number(value: &Value) -> Option<f64> {
+    value
+        .as_f64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+fn assert_close(page: &Value, api: &Value, what: &str) {
+    match (number(page), number(api)) {
+        (Some(a), Some(b)) => assert!(
+            (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+            "{what}: the page shows {a}, the API says {b}"
+        ),
+        (None, None) => {}
+        _ => panic!("{what}: the page shows {page}, the API says {api}"),
+    }
+}
+
+/// The tiles of the page: metric → (value, tier text).
+const TILES: &str = "Array.from(document.querySelectorAll('[data-panel=\"dora-tiles\"] .tile')).map(t => ({metric: t.dataset.metric, value: t.dataset.value, tier: t.querySelector('.tile-tier').dataset.tier}))";
+
+/// Checks the page's tiles against `GET /api/v1/dora/{scope}` for the same
+/// filters.
+async fn tiles_match_the_api(
+    browser: &mut Browser,
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    scope: &str,
+    query: &str,
+) -> Result<Value> {
+    let api: Value = http
+        .get(format!(
+            "{base}/api/v1/dora/{}?{query}",
+            scope.replace(':', "%3A").replace('/', "%2F")
+        ))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let tiles = browser.eval(TILES).await?;
+    let tiles = tiles.as_array().context("no tiles")?;
+    assert_eq!(tiles.len(), 5, "five keys: {tiles:?}");
+    let tier_of = [
+        ("deployments_per_week", "deployment_frequency"),
+        ("lead_time_p50_seconds", "lead_time"),
+        ("change_failure_rate", "change_failure_rate"),
+        ("failed_deployment_recovery_p50_seconds", "recovery"),
+    ];
+    for tile in tiles {
+        let metric = tile["metric"].as_str().unwrap_or_default();
+        assert_close(
+            &tile["value"],
+            &api["metrics"][metric],
+            &format!("{scope} {query} {metric}"),
+        );
+        if let Some((_, key)) = tier_of.iter().find(|(m, _)| *m == metric) {
+            let expected = api["tiers"][*key].as_str().unwrap_or("none");
+            assert_eq!(tile["tier"], expected, "{scope} {query} tier of {metric}");
+        }
+    }
+    Ok(api)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboards_in_a_real_browser() -> Result<()> {
+    let Some(binary) = chromium() else {
+        if std::env::var_os("FATHOM_REQUIRE_BROWSER").is_some() {
+            bail!("Chromium is required (FATHOM_REQUIRE_BROWSER is set) but not installed");
+        }
+        eprintln!("skipping: Chromium is not installed (apt-get install chromium)");
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let demo = dir.path().join("demo");
+    let demo_text = demo.display().to_string();
+    let output = Command::new(fathom_bin())
+        .args([
+            "demo",
+            "--teams",
+            "4",
+            "--services",
+            "12",
+            "--days",
+            "100",
+            "--no-serve",
+            "--dir",
+        ])
+        .arg(&demo_text)
+        .env_remove("FATHOM_WAREHOUSE__URL")
+        .env_remove("FATHOM_STATE__DATABASE_URL")
+        .env_remove("FATHOM_CONFIG")
+        .output()?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The demo's warehouse is `demo/data`; its sources come from its config.
+    let admin = token(&demo, "admin", "")?;
+    let config = demo.join("fathom.toml").display().to_string();
+    let server = serve(
+        &demo,
+        &[
+            ("FATHOM_CONFIG", config.as_str()),
+            ("FATHOM_SCHEDULE__ENABLED", "false"),
+        ],
+        "127.0.0.1:0",
+    )?;
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+    let shots = screenshots_dir()?;
+    let mut browser = Browser::launch(&binary).await?;
+
+    // Overview: the organisation's tiles equal the API's, the trend has a
+    // series per key with a point per week the API has a value for.
+    let started = Instant::now();
+    browser.open(&format!("{base}/#token={admin}")).await?;
+    let wall = started.elapsed();
+    let render_ms = browser.eval("document.body.dataset.renderMs").await?;
+    let since_navigation = browser.eval("Math.round(performance.now())").await?;
+    eprintln!(
+        "overview drawn: {render_ms} ms from script start to drawn, {since_navigation} ms since navigation, {} ms wall (debug server)",
+        wall.as_millis()
+    );
+    assert_eq!(
+        browser.eval("location.hash").await?,
+        "",
+        "the token leaves the address bar"
+    );
+    let org = tiles_match_the_api(
+        &mut browser,
+        &http,
+        &base,
+        &admin,
+        "org",
+        "window=30d&env=all",
+    )
+    .await?;
+    let trend: Value = http
+        .get(format!("{base}/api/v1/dora/org/trend?interval=week"))
+        .bearer_auth(&admin)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let weeks = trend["points"].as_array().context("trend points")?;
+    let last12 = &weeks[weeks.len().saturating_sub(12)..];
+    let series = browser
+        .eval("Array.from(document.querySelectorAll('[data-panel=\"dora-trend\"] g.series')).map(g => [g.dataset.series, g.querySelectorAll('.point').length])")
+        .await?;
+    let series = series.as_array().context("series")?;
+    assert_eq!(series.len(), 5, "{series:?}");
+    for s in series {
+        let name = s[0].as_str().unwrap_or_default();
+        let expected = last12
+            .iter()
+            .filter(|p| p["metrics"][name].is_number())
+            .count();
+        assert_eq!(s[1], expected, "points of {name}");
+    }
+    let sparks = browser
+        .eval("document.querySelectorAll('[data-panel=\"dora-tiles\"] svg.spark g.series').length")
+        .await?;
+    assert_eq!(sparks, 5);
+    let ranked = browser
+        .eval("Array.from(document.querySelectorAll('[data-panel=\"overview-teams-ranked\"] .series')).map(s => s.querySelectorAll('.point').length)")
+        .await?;
+    let teams: Value = http
+        .get(format!("{base}/api/v1/panels/teams-table?window=30d"))
+        .bearer_auth(&admin)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let all_teams = teams["rows"].as_array().context("teams")?.len();
+    let deployed = teams["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["deployments"].as_u64().is_some_and(|n| n > 0))
+        .count();
+    let best = deployed.div_ceil(2).min(3);
+    assert!(deployed >= 2, "the demo world has teams that deploy");
+    assert_eq!(
+        ranked,
+        json!([best, best.min(deployed - best)]),
+        "{deployed} teams deployed: the top and the bottom of them"
+    );
+    browser.screenshot(&shots.join("overview.png")).await?;
+
+    // A filter changes the numbers to the API's for the new filters; the
+    // URL carries it.
+    browser
+        .act("const s = document.getElementById('filter-window'); s.value = '90'; s.dispatchEvent(new Event('change'))")
+        .await?;
+    assert_eq!(browser.eval("location.search").await?, "?window=90");
+    tiles_match_the_api(
+        &mut browser,
+        &http,
+        &base,
+        &admin,
+        "org",
+        "window=90d&env=all",
+    )
+    .await?;
+    browser
+        .act("const s = document.getElementById('filter-benchmark'); s.value = 'dora-2021'; s.dispatchEvent(new Event('change'))")
+        .await?;
+    tiles_match_the_api(
+        &mut browser,
+        &http,
+        &base,
+        &admin,
+        "org",
+        "window=90d&env=all&benchmark=dora-2021",
+    )
+    .await?;
+    // The link reproduces the view.
+    browser
+        .open(&format!("{base}/?window=90&benchmark=dora-2021"))
+        .await?;
+    tiles_match_the_api(
+        &mut browser,
+        &http,
+        &base,
+        &admin,
+        "org",
+        "window=90d&env=all&benchmark=dora-2021",
+    )
+    .await?;
+
+    // Drill-down: the deployments count leads to exactly those deployments.
+    browser.open(&format!("{base}/")).await?;
+    browser
+        .act("document.querySelector('[data-panel=\"dora-tiles\"] a.num[data-column=\"deployments\"]').click()")
+        .await?;
+    assert_eq!(browser.eval("location.pathname").await?, "/rows");
+    let shown = browser
+        .eval("[document.getElementById('row-count').dataset.count, document.querySelectorAll('main tbody tr').length]")
+        .await?;
+    let deployments = org["counts"]["deployments"]
+        .as_u64()
+        .context("deployments")?;
+    assert_eq!(shown, json!([deployments.to_string(), deployments]));
+    browser.screenshot(&shots.join("rows.png")).await?;
+    // And the lead-time tile leads to the changes behind it.
+    browser.open(&format!("{base}/")).await?;
+    browser
+        .act("document.querySelector('[data-metric=\"lead_time_p50_seconds\"]').click()")
+        .await?;
+    let changes = browser
+        .eval("Number(document.getElementById('row-count').dataset.count)")
+        .await?;
+    assert_eq!(
+        changes, org["counts"]["changes"],
+        "changes behind the lead time"
+    );
+
+    // Teams: every team's numbers equal the API's; sorting works from the
+    // keyboard.
+    browser.open(&format!("{base}/teams")).await?;
+    let rows = browser
+        .eval("Array.from(document.querySelectorAll('[data-panel=\"teams-table\"] tbody tr')).map(tr => ({team: tr.dataset.key, values: Object.fromEntries(Array.from(tr.querySelectorAll('[data-column]')).map(n => [n.dataset.column, n.dataset.value]))}))")
+        .await?;
+    let rows = rows.as_array().context("team rows")?;
+    assert_eq!(rows.len(), all_teams, "every group of the catalog");
+    for row in rows {
+        let team = row["team"].as_str().unwrap_or_default();
+        let api: Value = http
+            .get(format!(
+                "{base}/api/v1/dora/{}?window=30d",
+                team.replace(':', "%3A").replace('/', "%2F")
+            ))
+            .bearer_auth(&admin)
+            .send()
+            .await?
+            .json()
+            .await?;
+        for metric in [
+            "deployments_per_week",
+            "lead_time_p50_seconds",
+            "change_failure_rate",
+        ] {
+            assert_close(
+                &row["values"][metric],
+                &api["metrics"][metric],
+                &format!("{team} {metric}"),
+            );
+        }
+    }
+    browser
+        .call("Runtime.evaluate", json!({"expression": "document.querySelector('[data-panel=\"teams-table\"] th:nth-child(2) button').focus()"}))
+        .await?;
+    for kind in ["keyDown", "keyUp"] {
+        browser
+            .call(
+                "Input.dispatchKeyEvent",
+                json!({"type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "text": if kind == "keyDown" { "\r" } else { "" }}),
+            )
+            .await?;
+    }
+    let sorted = browser
+        .eval("Array.from(document.querySelectorAll('[data-panel=\"teams-table\"] tbody tr td:nth-child(2) [data-value]')).map(n => n.dataset.value).filter(v => v !== '').map(Number)")
+        .await?;
+    let sorted: Vec<f64> = serde_json::from_value(sorted)?;
+    assert!(
+        sorted.len() >= 4 && sorted.windows(2).all(|w| w[0] <= w[1]),
+        "sorted ascending by Enter: {sorted:?}"
+    );
+    browser.screenshot(&shots.join("teams.png")).await?;
+
+    // Team: the busiest team's tiles, its services, stages and weeks.
+    let busiest = rows
+        .iter()
+        .filter_map(|r| Some((r["team"].as_str()?, number(&r["values"]["deployments"])?)))
+        .filter(|(t, _)| !t.ends_with("/commerce"))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(t, _)| t.to_owned())
+        .context("no team deployed")?;
+    browser.open(&format!("{base}/team?team={busiest}")).await?;
+    tiles_match_the_api(&mut browser, &http, &base, &admin, &busiest, "window=30d").await?;
+    let team_charts = browser
+        .eval("({stages: document.querySelectorAll('[data-panel=\"team-lead-time-stages\"] g.series').length, weeks: Array.from(document.querySelectorAll('[data-panel=\"team-deployments-per-week\"] g.series')).map(g => g.querySelectorAll('.point').length), services: Array.from(document.querySelectorAll('[data-panel=\"team-services\"] tbody tr')).map(tr => tr.dataset.key)})")
+        .await?;
+    assert_eq!(team_charts["stages"], 4, "coding, pickup, review, deploy");
+    assert_eq!(
+        team_charts["weeks"],
+        json!([12, 12]),
+        "12 weeks of deployments and failures"
+    );
+    let services = team_charts["services"].as_array().context("services")?;
+    assert!(!services.is_empty());
+    browser.screenshot(&shots.join("team.png")).await?;
+
+    // Service: the tiles, and a timeline with a mark per deployment the
+    // drill-down API lists, failed ones marked.
+    // The service with the most failures shows every kind of mark.
+    let service = browser
+        .eval("Array.from(document.querySelectorAll('[data-panel=\"team-services\"] tbody tr')).map(tr => [tr.dataset.key, Number((tr.querySelector('[data-column=\"change_failure_rate\"]') || {dataset: {value: 0}}).dataset.value || 0)]).sort((a, b) => b[1] - a[1])[0][0]")
+        .await?
+        .as_str()
+        .context("no service")?
+        .to_owned();
+    browser
+        .act(&format!(
+            "document.querySelector('[data-panel=\"team-services\"] tr[data-key=\"{service}\"] a[data-column=\"service\"]').click()"
+        ))
+        .await?;
+    assert_eq!(browser.eval("location.pathname").await?, "/service");
+    tiles_match_the_api(&mut browser, &http, &base, &admin, &service, "window=30d").await?;
+    let listed: Value = http
+        .get(format!(
+            "{base}/api/v1/dora/{}/deployments?window=30d&limit=1000",
+            service.replace(':', "%3A").replace('/', "%2F")
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let items = listed["items"].as_array().context("items")?;
+    let failed = items.iter().filter(|i| i["failed"] == true).count();
+    let marks = browser
+        .eval("Object.fromEntries(Array.from(document.querySelectorAll('[data-panel=\"service-deployments\"] g.series')).map(g => [g.dataset.series, g.querySelectorAll('.point').length]))")
+        .await?;
+    assert_eq!(marks["deployments"], items.len(), "{marks}");
+    assert_eq!(marks["failed"], failed, "{marks}");
+    browser.screenshot(&shots.join("service.png")).await?;
+
+    // Data health: every source's freshness, the demo's run, and the
+    // unattributed rows with their reasons.
+    browser.open(&format!("{base}/health")).await?;
+    let health = browser
+        .eval("({sources: document.querySelectorAll('[data-panel=\"health-freshness\"] tbody tr').length, runs: document.querySelectorAll('[data-panel=\"health-runs\"] tbody tr').length, unattributed: document.querySelectorAll('[data-panel=\"health-unattributed\"] tbody tr').length, filters: document.getElementById('filters').hidden})")
+        .await?;
+    assert_eq!(health["sources"], 8, "{health}");
+    assert!(health["runs"].as_u64().is_some_and(|n| n >= 1), "{health}");
+    assert!(
+        health["unattributed"].as_u64().is_some_and(|n| n >= 1),
+        "the world leaves untagged costs: {health}"
+    );
+    browser.screenshot(&shots.join("health.png")).await?;
+
+    // A laptop screen: no page scrolls sideways.
+    browser.viewport(1280, 800).await?;
+    for path in ["/", "/teams", &format!("/team?team={busiest}"), "/health"] {
+        browser.open(&format!("{base}{path}")).await?;
+        let fits = browser
+            .eval("document.documentElement.scrollWidth <= window.innerWidth")
+            .await?;
+        assert_eq!(fits, true, "{path} scrolls sideways at 1280 px");
+    }
+
+    let problems = browser.problems();
+    assert!(problems.is_empty(), "{problems:#?}");
+    drop(browser);
+    server.terminate()?;
+    Ok(())
+}
