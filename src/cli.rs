@@ -1819,9 +1819,11 @@ async fn demo(world: WorldArgs, dir: &std::path::Path, no_serve: bool) -> Result
     println!(
         "
 serving the results. API docs: http://{http}/api/v1/docs
+Dashboards (signed in with an analyst token made for the demo): http://{http}/#token={secret}
 SQL from psql (the password is an analyst token made for the demo):
   PGPASSWORD={} psql \"host=127.0.0.1 port={port} dbname=fathom user=demo sslmode=disable\" -c \"SELECT scope, deployments, overall_tier FROM dora_metrics WHERE window_days = 30 AND environment = 'all' AND scope_kind = 'group'\"\nCtrl-C stops.",
-        secret.expose()
+        secret.expose(),
+        secret = secret.expose()
     );
     let mut config = config;
     config.schedule.enabled = false;

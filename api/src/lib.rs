@@ -1716,7 +1716,7 @@ async fn panel_list(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResul
             json!({
                 "id": p.id, "pages": p.pages, "title": p.title, "description": p.description,
                 "source": if p.api.is_some() { "api" } else { "sql" },
-                "chart": {"kind": p.chart.kind, "x": p.chart.x, "y": p.chart.y, "spark": p.chart.spark},
+                "chart": {"kind": p.chart.kind, "x": p.chart.x, "y": p.chart.y, "spark": p.chart.spark, "marks": p.chart.marks},
                 "drill": p.drill, "drills": p.drills,
             })
         })

@@ -52,7 +52,7 @@ async fn panel_answer(
         "id": panel.id,
         "title": panel.title,
         "description": panel.description,
-        "chart": {"kind": panel.chart.kind, "x": panel.chart.x, "y": panel.chart.y, "spark": panel.chart.spark},
+        "chart": {"kind": panel.chart.kind, "x": panel.chart.x, "y": panel.chart.y, "spark": panel.chart.spark, "marks": panel.chart.marks},
         "drill": panel.drill.as_deref().map(|t| Panel::drill_path(t, filters)),
         "drills": drills,
     });
@@ -330,5 +330,55 @@ pub(crate) async fn asset(Path(file): Path<String>) -> Response {
         )
             .into_response(),
         None => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such asset").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_panels_export_as_rfc4180_csv() {
+        let rows = vec![
+            json!({"source": "github", "last_error": "github: 502, \"bad gateway\"", "lag_seconds": 60}),
+            json!({"source": "sentry", "last_error": null, "lag_seconds": 5}),
+        ];
+        let columns = columns_of(&rows);
+        assert_eq!(columns, ["lag_seconds", "last_error", "source"]);
+        assert_eq!(
+            csv_of(&columns, &rows),
+            "lag_seconds,last_error,source\n60,\"github: 502, \"\"bad gateway\"\"\",github\n5,,sentry\n"
+        );
+    }
+
+    #[test]
+    fn another_benchmark_regrades_a_rows_tiers_and_leaves_other_rows_alone() {
+        let Some(b) = Benchmark::named("dora-2021") else {
+            panic!("dora-2021 is a benchmark");
+        };
+        let mut row = json!({
+            "deployments_per_day": 2.0, "lead_time_p50_seconds": 1800.0,
+            "change_failure_rate": 0.02, "time_to_restore_p50_seconds": 600.0,
+            "failed_deployment_recovery_p50_seconds": 600.0,
+            "deployment_frequency_tier": "low", "lead_time_tier": "low",
+            "change_failure_rate_tier": "low", "recovery_tier": "low", "overall_tier": "low",
+        });
+        if let Value::Object(map) = &mut row {
+            retier(map, b);
+        }
+        // Several deploys a day, under an hour, 2 %, ten minutes: elite.
+        for column in [
+            "deployment_frequency_tier",
+            "lead_time_tier",
+            "overall_tier",
+        ] {
+            assert_eq!(row[column], "elite", "{column}: {row}");
+        }
+        let mut plain = json!({"team": "x", "deployments": 3});
+        let before = plain.clone();
+        if let Value::Object(map) = &mut plain {
+            retier(map, b);
+        }
+        assert_eq!(plain, before);
     }
 }

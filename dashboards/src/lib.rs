@@ -73,6 +73,10 @@ pub struct Chart {
     /// of the same name, in row order).
     #[serde(default)]
     pub spark: Option<String>,
+    /// Timelines: the panel whose rows are marked as events on the time
+    /// line (`created_at` to `resolved_at`), e.g. incidents.
+    #[serde(default)]
+    pub marks: Option<String>,
 }
 
 /// One panel.
@@ -270,13 +274,15 @@ fn parse_panels() -> Result<Vec<Panel>, Error> {
         panels.push(panel);
     }
     for panel in &panels {
-        if let Some(spark) = &panel.chart.spark
-            && !panels.iter().any(|p| &p.id == spark)
-        {
-            return Err(Error::Panel {
-                file: format!("{}.toml", panel.id),
-                message: format!("chart.spark names no panel `{spark}`"),
-            });
+        for (field, named) in [("spark", &panel.chart.spark), ("marks", &panel.chart.marks)] {
+            if let Some(id) = named
+                && !panels.iter().any(|p| &p.id == id)
+            {
+                return Err(Error::Panel {
+                    file: format!("{}.toml", panel.id),
+                    message: format!("chart.{field} names no panel `{id}`"),
+                });
+            }
         }
     }
     Ok(panels)

@@ -464,18 +464,22 @@
   function truthy(v) {
     return v === true || (typeof v === 'string' && v.trim() !== '') || (Array.isArray(v) && v.length > 0);
   }
-  function drawTimeline(panel, body) {
+  function drawTimeline(panel, body, page) {
     const rows = panel.rows;
-    if (!rows.length) {
+    const marked = page && panel.chart.marks ? (page.panels.find((p) => p.id === panel.chart.marks) || { rows: [] }).rows : [];
+    if (!rows.length && !marked.length) {
       body.appendChild(el('p', { class: 'empty', text: 'No deployments in this window.' }));
       return;
     }
     const xColumn = panel.chart.x;
-    const times = rows.map((r) => (toDate(r[xColumn]) || new Date(0)).getTime());
-    const min = Math.min(...times);
-    const max = Math.max(...times);
+    const time = (v) => (toDate(v) || new Date(0)).getTime();
+    const times = rows.map((r) => time(r[xColumn]));
+    const events = marked.map((r) => [time(r.created_at), r.resolved_at ? time(r.resolved_at) : null, r]);
+    const all = times.concat(events.map((e) => e[0]), events.filter((e) => e[1] !== null).map((e) => e[1]));
+    const min = Math.min(...all);
+    const max = Math.max(...all);
     const w = 900;
-    const lanes = ['deployments'].concat(panel.chart.y);
+    const lanes = ['deployments'].concat(panel.chart.y, panel.chart.marks ? ['incidents'] : []);
     const laneH = 26;
     const h = lanes.length * laneH + 24;
     const left = 150;
@@ -493,13 +497,31 @@
       const cy = 12 + li * laneH;
       const g = svg('g', { class: 'series', 'data-series': lane });
       g.appendChild(svg('line', { class: 'axis', x1: left, y1: cy, x2: w - 12, y2: cy }));
-      g.appendChild(svg('text', { x: 0, y: cy + 4, text: lane === 'deployments' ? 'All deployments' : label(lane) }));
+      g.appendChild(svg('text', { x: 0, y: cy + 4, text: lane === 'deployments' ? 'All deployments' : lane === 'incidents' ? 'Incidents' : label(lane) }));
       let n = 0;
+      if (lane === 'incidents') {
+        // An incident: a diamond where it opened, a bar to its restore.
+        for (const [start, end, row] of events) {
+          n += 1;
+          const x0 = Math.round(x(start) * 10) / 10;
+          const diamond = shape('incident_ids', x0, cy, '');
+          diamond.setAttribute('class', 'incident_ids');
+          const mark = svg('g', { class: 'point incident', 'data-value': row.incident_id },
+            end === null ? null : svg('line', { x1: x0, y1: cy, x2: Math.round(x(end) * 10) / 10, y2: cy, stroke: '#a86400', 'stroke-width': 4 }),
+            diamond,
+            svg('title', { text: dateText(row.created_at, true) + ' ' + row.incident_id + ' ' + (row.title || '') + (end === null ? ' — not resolved' : ' — restored in ' + duration((end - start) / 1000)) }));
+          g.appendChild(mark);
+        }
+        g.setAttribute('data-points', n);
+        counts[lane] = n;
+        chart.appendChild(g);
+        return;
+      }
       rows.forEach((row, i) => {
         const v = lane === 'deployments' ? row.deployment_id : row[lane];
         if (lane !== 'deployments' && !truthy(v)) return;
         n += 1;
-        const mark = shape(lane, x(times[i]).toFixed(1), cy, String(v));
+        const mark = shape(lane, Math.round(x(times[i]) * 10) / 10, cy, String(v));
         mark.appendChild(svg('title', { text: dateText(row[xColumn], true) + ' ' + row.deployment_id + (lane === 'deployments' ? '' : ' — ' + label(lane) + (lane === 'incident_ids' ? ': ' + v : '')) + (isNumber(row.recovery_seconds) ? ', recovered in ' + duration(row.recovery_seconds) : '') }));
         g.appendChild(mark);
       });
@@ -507,14 +529,14 @@
       counts[lane] = n;
       chart.appendChild(g);
     });
-    chart.appendChild(svg('text', { x: left, y: h - 4, text: dateText(rows[0][xColumn]) }));
-    chart.appendChild(svg('text', { x: w - 12, y: h - 4, 'text-anchor': 'end', text: dateText(rows[rows.length - 1][xColumn]) }));
+    chart.appendChild(svg('text', { x: left, y: h - 4, text: dateText(new Date(min).toISOString()) }));
+    chart.appendChild(svg('text', { x: w - 12, y: h - 4, 'text-anchor': 'end', text: dateText(new Date(max).toISOString()) }));
     body.appendChild(el('div', { class: 'table-wrap' }, chart));
     const drill = panel.drill;
     body.appendChild(
       el('p', { class: 'totals' },
         drill ? el('a', { class: 'num', href: drill, onclick: navigate, 'data-column': 'deployments', 'data-value': rows.length, text: String(rows.length) }) : String(rows.length),
-        ' deployments (●), ' + counts.failed + ' failed (▲), ' + (counts.rolled_back || 0) + ' rolled back (■), ' + (counts.incident_ids || 0) + ' linked to incidents (◆).')
+        ' deployments (●), ' + counts.failed + ' failed (▲), ' + (counts.rolled_back || 0) + ' rolled back (■), ' + (counts.incident_ids || 0) + ' linked to incidents (◆)' + (panel.chart.marks ? '; ' + (counts.incidents || 0) + ' incidents (◆, a bar to their restore).' : '.'))
     );
   }
   function sortValue(v) {

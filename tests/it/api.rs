@@ -328,6 +328,85 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
     );
     assert_eq!(get("/api/v1/panels/nope", &viewer).await?.status(), 404);
 
+    // A dashboard page in one call: its panels in order with the numbers
+    // of the API, the filter choices, and per-panel refusals for callers
+    // limited to teams.
+    let overview: Value = get("/api/v1/pages/overview?window=30", &viewer)
+        .await?
+        .json()
+        .await?;
+    let ids: Vec<&str> = overview["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["dora-tiles", "dora-trend", "overview-teams-ranked"]);
+    assert_eq!(
+        overview["panels"][0]["rows"][0]["deployments"], 4,
+        "{overview}"
+    );
+    assert_eq!(
+        overview["panels"][0]["drill"],
+        "/rows?rows=deployments&scope=org&window=30&env=all"
+    );
+    assert_eq!(
+        overview["options"]["windows"],
+        serde_json::json!([7, 30, 90, 365])
+    );
+    assert_eq!(overview["filters"]["scope"], "org");
+    let team: Value = get("/api/v1/pages/team", &viewer).await?.json().await?;
+    assert_eq!(team["needs"], "team");
+    assert_eq!(team["panels"], serde_json::json!([]));
+    let limited: Value = get("/api/v1/pages/overview", &contractor)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(limited["filters"]["scope"], "group:default/team-elsewhere");
+    assert_eq!(
+        limited["panels"][2]["error"]["code"], "forbidden",
+        "the ranking spans every team: {limited}"
+    );
+    assert_eq!(get("/api/v1/pages/nope", &viewer).await?.status(), 404);
+    let health: Value = get("/api/v1/pages/health", &viewer).await?.json().await?;
+    let runs = health["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["id"] == "health-runs")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        runs["error"]["code"], "forbidden",
+        "the ledger is for admins"
+    );
+    let ledger: Value = get("/api/v1/pages/health", &admin).await?.json().await?;
+    let admin_runs = ledger["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["id"] == "health-runs")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        admin_runs["rows"].as_array().is_some_and(|r| !r.is_empty()),
+        "{admin_runs}"
+    );
+    // Every page path answers the shell; the assets are embedded.
+    for path in ["/", "/teams", "/team", "/service", "/health", "/rows"] {
+        let shell = http.get(format!("{}{path}", server.base)).send().await?;
+        assert_eq!(shell.status(), 200, "{path}");
+        assert!(shell.text().await?.contains("/assets/app.js"), "{path}");
+    }
+    let script = http
+        .get(format!("{}/assets/app.js", server.base))
+        .send()
+        .await?;
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+
     // SQL: analysts only, read-only, CSV by Accept.
     let sql = |secret: &str, query: &str| {
         http.post(format!("{}/api/v1/sql", server.base))

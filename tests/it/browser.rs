@@ -513,6 +513,29 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         "window=90d&env=all&benchmark=dora-2021",
     )
     .await?;
+    // An environment: the numbers of that environment alone.
+    let env = browser
+        .eval("Array.from(document.getElementById('filter-env').options).map(o => o.value).find(v => v !== 'all')")
+        .await?;
+    let env = env
+        .as_str()
+        .context("the demo world has production environments")?
+        .to_owned();
+    browser
+        .act(&format!("const s = document.getElementById('filter-env'); s.value = '{env}'; s.dispatchEvent(new Event('change'))"))
+        .await?;
+    tiles_match_the_api(
+        &mut browser,
+        &http,
+        &base,
+        &admin,
+        "org",
+        &format!("window=90d&env={env}&benchmark=dora-2021"),
+    )
+    .await?;
+    browser
+        .act("const s = document.getElementById('filter-env'); s.value = 'all'; s.dispatchEvent(new Event('change'))")
+        .await?;
     // The link reproduces the view.
     browser
         .open(&format!("{base}/?window=90&benchmark=dora-2021"))
@@ -663,6 +686,27 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         .await?;
     assert_eq!(marks["deployments"], items.len(), "{marks}");
     assert_eq!(marks["failed"], failed, "{marks}");
+    let incidents: Value = http
+        .get(format!(
+            "{base}/api/v1/dora/{}/incidents?window=30d&limit=1000",
+            service.replace(':', "%3A").replace('/', "%2F")
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let listed_incidents = incidents["items"].as_array().context("incidents")?.len();
+    let incident_rows = browser
+        .eval("document.querySelectorAll('[data-panel=\"service-incidents\"] tbody tr').length")
+        .await?;
+    assert_eq!(marks["incidents"], incident_rows, "{marks}");
+    assert!(
+        incident_rows
+            .as_u64()
+            .is_some_and(|n| n as usize >= listed_incidents),
+        "the page lists every resolved incident the API does ({listed_incidents}), open ones too"
+    );
     browser.screenshot(&shots.join("service.png")).await?;
 
     // Data health: every source's freshness, the demo's run, and the

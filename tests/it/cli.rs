@@ -274,6 +274,26 @@ fn demo_ingests_a_small_world_and_shows_what_landed() -> Result<()> {
         let page = reqwest::get(&docs).await?;
         assert_eq!(page.status(), 200);
         assert!(page.text().await?.contains("openapi.json"));
+        // The dashboards link signs the browser in with the demo's token.
+        let dashboards = text
+            .lines()
+            .find_map(|l| {
+                l.split_once("made for the demo): ")
+                    .map(|(_, url)| url.trim())
+            })
+            .ok_or_else(|| anyhow::anyhow!("no dashboards URL: {text}"))?;
+        let (url, token) = dashboards
+            .split_once("#token=")
+            .ok_or_else(|| anyhow::anyhow!("{dashboards}"))?;
+        let shell = reqwest::get(url).await?;
+        assert_eq!(shell.status(), 200);
+        assert!(shell.text().await?.contains("/assets/app.js"));
+        let overview = reqwest::Client::new()
+            .get(format!("{url}api/v1/pages/overview"))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        assert_eq!(overview.status(), 200);
         let line = psql_line.ok_or_else(|| anyhow::anyhow!("no psql line: {text}"))?;
         let (password, rest) = line
             .strip_prefix("PGPASSWORD=")
