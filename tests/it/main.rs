@@ -2,6 +2,7 @@
 
 mod api;
 mod browser;
+mod cdp;
 mod cli;
 mod crash;
 mod dora;
