@@ -327,6 +327,7 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/panels/{id}", get(panel_rows))
         .route("/api/v1/dashboards/grafana.json", get(grafana))
         .route("/api/v1/pages/{page}", get(pages::page_data))
+        .route("/api/v1/health/{rows}", get(pages::health_rows))
         .route("/", get(pages::shell))
         .route("/teams", get(pages::shell))
         .route("/team", get(pages::shell))

@@ -305,6 +305,101 @@ pub(crate) async fn page_data(
     Ok(cached_json(&headers, &body))
 }
 
+/// `?source=&stream=&reason=&table=&limit=` of the data-health rows.
+#[derive(Debug, Deserialize)]
+pub(crate) struct HealthRowsQuery {
+    source: Option<String>,
+    stream: Option<String>,
+    reason: Option<String>,
+    table: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The tables whose unattributed rows the Data health page counts.
+const UNATTRIBUTED_TABLES: [&str; 5] = [
+    "deployments",
+    "incidents",
+    "pull_requests",
+    "cost_allocations_daily",
+    "cloud_costs_daily",
+];
+
+/// `GET /api/v1/health/{rows}`: the records behind the Data health counts —
+/// `quarantine` (by source, stream, reason) or `unattributed` (a table's
+/// rows with no entity, by source). Analysts and admins (the rows span
+/// every team); at most `limit` (default 1,000), newest first.
+pub(crate) async fn health_rows(
+    State(api): State<Arc<Api>>,
+    Path(rows): Path<String>,
+    Query(params): Query<HealthRowsQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    if !matches!(caller.role, Role::Analyst | Role::Admin) || !caller.teams.is_empty() {
+        return Err(ApiError::forbidden(
+            "the records behind data health span every team: analysts and admins only",
+        ));
+    }
+    let limit = params.limit.unwrap_or(1_000).clamp(1, 1_000);
+    let equal = |column: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|v| format!(" AND {column} = {}", quoted(v)))
+            .unwrap_or_default()
+    };
+    let sql = match rows.as_str() {
+        "quarantine" => format!(
+            "SELECT quarantine_id, source, stream, location, line_number, column_name, reason, \
+             CAST(quarantined_at AS VARCHAR) AS quarantined_at, substr(raw_record, 1, 500) AS raw_record \
+             FROM quarantine WHERE true{}{}{} \
+             ORDER BY quarantined_at DESC, quarantine_id LIMIT {}",
+            equal("source", &params.source),
+            equal("stream", &params.stream),
+            equal("reason", &params.reason),
+            limit + 1
+        ),
+        "unattributed" => {
+            let table = params.table.as_deref().unwrap_or_default();
+            let Some(def) = UNATTRIBUTED_TABLES
+                .contains(&table)
+                .then(|| fathom_models::tables::table(table))
+                .flatten()
+            else {
+                return Err(ApiError::bad_request(format!(
+                    "table `{table}`: use one of {}",
+                    UNATTRIBUTED_TABLES.join(", ")
+                )));
+            };
+            // Sources are a column of some tables only; elsewhere the
+            // table has one source.
+            let source = if def.column("source").is_some() {
+                equal("source", &params.source)
+            } else {
+                String::new()
+            };
+            format!(
+                "SELECT * FROM {} WHERE entity_ref IS NULL{source} LIMIT {}",
+                def.name,
+                limit + 1
+            )
+        }
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no `{other}` rows: use quarantine or unattributed"
+            )));
+        }
+    };
+    let ctx = read_only_session(&api.warehouse, api.config.query).await?;
+    let (schema, batches) = query(&ctx, &sql).await?;
+    let mut items = rows_as_json(&schema, &batches)?;
+    let truncated = items.len() > limit;
+    items.truncate(limit);
+    Ok(cached_json(
+        &headers,
+        &json!({"items": items, "truncated": truncated}),
+    ))
+}
+
 /// `/`, `/teams`, `/team`, `/service`, `/health`, `/rows`: the page shell
 /// (public; its data needs a credential).
 pub(crate) async fn shell() -> Response {

@@ -54,6 +54,8 @@
     changes: 'Changes',
     failed_deployments: 'Failed deployments',
     incidents: 'Incidents',
+    quarantine: 'Quarantined records',
+    unattributed: 'Unattributed rows',
   };
 
   // ---- small helpers -------------------------------------------------
@@ -691,7 +693,13 @@
     const kind = f.q.get('rows') || 'deployments';
     const scope = f.q.get('scope') || 'org';
     document.getElementById('filters').hidden = true;
-    const base = '/api/v1/dora/' + encodeURIComponent(scope) + '/' + encodeURIComponent(kind) + '?' + new URLSearchParams({ window: f.window + 'd', env: f.env, limit: '1000' });
+    // Data health's records: one page of at most 1,000, filtered as linked.
+    const health = kind === 'quarantine' || kind === 'unattributed';
+    const pass = new URLSearchParams();
+    for (const key of ['source', 'stream', 'reason', 'table']) if (f.q.get(key)) pass.set(key, f.q.get(key));
+    const base = health
+      ? '/api/v1/health/' + kind + '?' + pass
+      : '/api/v1/dora/' + encodeURIComponent(scope) + '/' + encodeURIComponent(kind) + '?' + new URLSearchParams({ window: f.window + 'd', env: f.env, limit: '1000' });
     const first = await getJSON(base);
     const items = first.items.slice();
     const table = el('div');
@@ -703,7 +711,9 @@
       table.replaceChildren();
       drawTable({ id: 'rows', title: ROWS_TITLES[kind] || kind, rows: items, chart: { kind: 'table', x: null, y: columns }, drills: {} }, table, null, true);
       count.dataset.count = String(items.length);
-      count.textContent = items.length + ' ' + (ROWS_TITLES[kind] || kind).toLowerCase() + (next ? ' so far' : '') + ' in the last ' + f.window + ' days, ' + (f.env === 'all' ? 'all production environments' : f.env) + '.';
+      count.textContent = health
+        ? items.length + ' ' + (ROWS_TITLES[kind] || kind).toLowerCase() + (first.truncated ? ' (the newest 1,000)' : '') + [...pass.entries()].map(([k, v]) => ', ' + k + ' ' + v).join('') + '.'
+        : items.length + ' ' + (ROWS_TITLES[kind] || kind).toLowerCase() + (next ? ' so far' : '') + ' in the last ' + f.window + ' days, ' + (f.env === 'all' ? 'all production environments' : f.env) + '.';
       more.hidden = !next;
     };
     more.addEventListener('click', async () => {
@@ -712,7 +722,7 @@
       next = page.next_cursor;
       draw();
     });
-    main.replaceChildren(el('h1', { text: (ROWS_TITLES[kind] || kind) + ' behind the numbers — ' + scope.replace(/^(group|component):default\//, '') }), count, table, more);
+    main.replaceChildren(el('h1', { text: (ROWS_TITLES[kind] || kind) + (health ? '' : ' behind the numbers — ' + scope.replace(/^(group|component):default\//, '')) }), count, table, more);
     draw();
   }
   function renderSignIn(main) {

@@ -458,6 +458,23 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         "the world leaves untagged costs: {health}"
     );
     browser.screenshot(&shots.join("health.png")).await?;
+    // The unattributed count leads to those rows.
+    let records = browser
+        .eval("document.querySelector('[data-panel=\"health-unattributed\"] tbody tr a.num[data-column=\"records\"]').dataset.value")
+        .await?;
+    browser
+        .act("document.querySelector('[data-panel=\"health-unattributed\"] tbody tr a.num[data-column=\"records\"]').click()")
+        .await?;
+    let listed = browser
+        .eval("[document.getElementById('row-count').dataset.count, document.querySelectorAll('main tbody tr').length]")
+        .await?;
+    let records: usize = records.as_str().context("records")?.parse()?;
+    let expected = records.min(1_000);
+    assert_eq!(
+        listed,
+        json!([expected.to_string(), expected]),
+        "{records} unattributed rows"
+    );
 
     // A laptop screen: no page scrolls sideways.
     browser.viewport(1280, 800).await?;
