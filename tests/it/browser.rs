@@ -476,6 +476,20 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         "{records} unattributed rows"
     );
 
+    // A page's data is one API call.
+    for path in [
+        "/",
+        "/teams",
+        &format!("/team?team={busiest}"),
+        &format!("/service?service={service}"),
+        "/health",
+    ] {
+        let from = browser.events.len();
+        browser.open(&format!("{base}{path}")).await?;
+        let calls = browser.requests_since(from, "/api/v1/");
+        assert_eq!(calls.len(), 1, "{path}: {calls:?}");
+    }
+
     // A laptop screen: no page scrolls sideways.
     browser.viewport(1280, 800).await?;
     for path in ["/", "/teams", &format!("/team?team={busiest}"), "/health"] {

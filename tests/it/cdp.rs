@@ -224,6 +224,17 @@ impl Browser {
         self.ready().await
     }
 
+    /// Requests to `path_part` the page sent after event number `from`.
+    pub fn requests_since(&self, from: usize, path_part: &str) -> Vec<String> {
+        self.events[from.min(self.events.len())..]
+            .iter()
+            .filter(|e| e["method"] == "Network.requestWillBeSent")
+            .filter_map(|e| e["params"]["request"]["url"].as_str())
+            .filter(|url| url.contains(path_part))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Console errors, uncaught exceptions, failed loads and HTTP errors
     /// seen so far.
     pub fn problems(&self) -> Vec<String> {
