@@ -1,7 +1,7 @@
 //! How fast the dashboards draw: the default demo world (`fathom demo
 //! --no-serve`: 8 teams, 40 services, 180 days), a release `fathom serve`
-//! child, and headless Chromium loading each page ten times in a fresh
-//! navigation. Reported per page: the median and slowest time from
+//! child, and headless Chromium (its cache off) loading each page ten times
+//! in a fresh navigation. Reported per page: the median and slowest time from
 //! navigation start to drawn (`body[data-ready=1]`, set once every panel
 //! is in the DOM), and the page API call alone from this process. Figures
 //! are printed, never asserted. Run with `cargo bench --bench dashboards`
@@ -104,6 +104,13 @@ async fn main() -> Result<()> {
 
     let http = reqwest::Client::new();
     let mut browser = cdp::Browser::launch(&binary).await?;
+    // Every load fetches its script and data: a cold view, not the cache's.
+    browser
+        .call(
+            "Network.setCacheDisabled",
+            serde_json::json!({"cacheDisabled": true}),
+        )
+        .await?;
     browser.open(&format!("{base}/#token={token}")).await?;
     let team = "group:default/team-payments";
     let pages = [
