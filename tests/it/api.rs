@@ -369,25 +369,22 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
     );
     assert_eq!(get("/api/v1/pages/nope", &viewer).await?.status(), 404);
     let health: Value = get("/api/v1/pages/health", &viewer).await?.json().await?;
-    let runs = health["panels"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["id"] == "health-runs")
-        .cloned()
-        .unwrap_or_default();
+    let panel = |page: &Value, id: &str| -> Value {
+        page["panels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["id"] == id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let runs = panel(&health, "health-runs");
     assert_eq!(
         runs["error"]["code"], "forbidden",
         "the ledger is for admins"
     );
     let ledger: Value = get("/api/v1/pages/health", &admin).await?.json().await?;
-    let admin_runs = ledger["panels"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["id"] == "health-runs")
-        .cloned()
-        .unwrap_or_default();
+    let admin_runs = panel(&ledger, "health-runs");
     assert!(
         admin_runs["rows"].as_array().is_some_and(|r| !r.is_empty()),
         "{admin_runs}"

@@ -50,26 +50,52 @@ fn assert_close(page: &Value, api: &Value, what: &str) {
 /// The tiles of the page: metric → (value, tier text).
 const TILES: &str = "Array.from(document.querySelectorAll('[data-panel=\"dora-tiles\"] .tile')).map(t => ({metric: t.dataset.metric, value: t.dataset.value, tier: t.querySelector('.tile-tier').dataset.tier}))";
 
+/// The API as the test reads it: GETs with the admin's token.
+struct Api<'a> {
+    http: reqwest::Client,
+    base: &'a str,
+    token: &'a str,
+}
+
+impl Api<'_> {
+    async fn get(&self, path: &str) -> Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(self.token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+}
+
+/// A ref as a path segment.
+fn segment(entity: &str) -> String {
+    entity.replace(':', "%3A").replace('/', "%2F")
+}
+
+/// Picks `value` in the filter bar's `filter` select and waits for the
+/// page to draw again.
+async fn choose(browser: &mut Browser, filter: &str, value: &str) -> Result<()> {
+    browser
+        .act(&format!(
+            "const s = document.getElementById('filter-{filter}'); s.value = '{value}'; s.dispatchEvent(new Event('change'))"
+        ))
+        .await
+}
+
 /// Checks the page's tiles against `GET /api/v1/dora/{scope}` for the same
 /// filters.
 async fn tiles_match_the_api(
     browser: &mut Browser,
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
+    api: &Api<'_>,
     scope: &str,
     query: &str,
 ) -> Result<Value> {
-    let api: Value = http
-        .get(format!(
-            "{base}/api/v1/dora/{}?{query}",
-            scope.replace(':', "%3A").replace('/', "%2F")
-        ))
-        .bearer_auth(token)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
+    let dora = api
+        .get(&format!("/api/v1/dora/{}?{query}", segment(scope)))
         .await?;
     let tiles = browser.eval(TILES).await?;
     let tiles = tiles.as_array().context("no tiles")?;
@@ -84,15 +110,15 @@ async fn tiles_match_the_api(
         let metric = tile["metric"].as_str().unwrap_or_default();
         assert_close(
             &tile["value"],
-            &api["metrics"][metric],
+            &dora["metrics"][metric],
             &format!("{scope} {query} {metric}"),
         );
         if let Some((_, key)) = tier_of.iter().find(|(m, _)| *m == metric) {
-            let expected = api["tiers"][*key].as_str().unwrap_or("none");
+            let expected = dora["tiers"][*key].as_str().unwrap_or("none");
             assert_eq!(tile["tier"], expected, "{scope} {query} tier of {metric}");
         }
     }
-    Ok(api)
+    Ok(dora)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +167,11 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         "127.0.0.1:0",
     )?;
     let base = server.base.clone();
-    let http = reqwest::Client::new();
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: &base,
+        token: &admin,
+    };
     let shots = screenshots_dir()?;
     let mut browser = Browser::launch(&binary).await?;
 
@@ -161,22 +191,8 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         "",
         "the token leaves the address bar"
     );
-    let org = tiles_match_the_api(
-        &mut browser,
-        &http,
-        &base,
-        &admin,
-        "org",
-        "window=30d&env=all",
-    )
-    .await?;
-    let trend: Value = http
-        .get(format!("{base}/api/v1/dora/org/trend?interval=week"))
-        .bearer_auth(&admin)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let org = tiles_match_the_api(&mut browser, &api, "org", "window=30d&env=all").await?;
+    let trend: Value = api.get("/api/v1/dora/org/trend?interval=week").await?;
     let weeks = trend["points"].as_array().context("trend points")?;
     let last12 = &weeks[weeks.len().saturating_sub(12)..];
     let series = browser
@@ -199,13 +215,7 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
     let ranked = browser
         .eval("Array.from(document.querySelectorAll('[data-panel=\"overview-teams-ranked\"] .series')).map(s => s.querySelectorAll('.point').length)")
         .await?;
-    let teams: Value = http
-        .get(format!("{base}/api/v1/panels/teams-table?window=30d"))
-        .bearer_auth(&admin)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let teams: Value = api.get("/api/v1/panels/teams-table?window=30d").await?;
     let all_teams = teams["rows"].as_array().context("teams")?.len();
     let deployed = teams["rows"]
         .as_array()
@@ -224,27 +234,13 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
 
     // A filter changes the numbers to the API's for the new filters; the
     // URL carries it.
-    browser
-        .act("const s = document.getElementById('filter-window'); s.value = '90'; s.dispatchEvent(new Event('change'))")
-        .await?;
+    choose(&mut browser, "window", "90").await?;
     assert_eq!(browser.eval("location.search").await?, "?window=90");
+    tiles_match_the_api(&mut browser, &api, "org", "window=90d&env=all").await?;
+    choose(&mut browser, "benchmark", "dora-2021").await?;
     tiles_match_the_api(
         &mut browser,
-        &http,
-        &base,
-        &admin,
-        "org",
-        "window=90d&env=all",
-    )
-    .await?;
-    browser
-        .act("const s = document.getElementById('filter-benchmark'); s.value = 'dora-2021'; s.dispatchEvent(new Event('change'))")
-        .await?;
-    tiles_match_the_api(
-        &mut browser,
-        &http,
-        &base,
-        &admin,
+        &api,
         "org",
         "window=90d&env=all&benchmark=dora-2021",
     )
@@ -257,30 +253,22 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         .as_str()
         .context("the demo world has production environments")?
         .to_owned();
-    browser
-        .act(&format!("const s = document.getElementById('filter-env'); s.value = '{env}'; s.dispatchEvent(new Event('change'))"))
-        .await?;
+    choose(&mut browser, "env", &env).await?;
     tiles_match_the_api(
         &mut browser,
-        &http,
-        &base,
-        &admin,
+        &api,
         "org",
         &format!("window=90d&env={env}&benchmark=dora-2021"),
     )
     .await?;
-    browser
-        .act("const s = document.getElementById('filter-env'); s.value = 'all'; s.dispatchEvent(new Event('change'))")
-        .await?;
+    choose(&mut browser, "env", "all").await?;
     // The link reproduces the view.
     browser
         .open(&format!("{base}/?window=90&benchmark=dora-2021"))
         .await?;
     tiles_match_the_api(
         &mut browser,
-        &http,
-        &base,
-        &admin,
+        &api,
         "org",
         "window=90d&env=all&benchmark=dora-2021",
     )
@@ -323,15 +311,8 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
     assert_eq!(rows.len(), all_teams, "every group of the catalog");
     for row in rows {
         let team = row["team"].as_str().unwrap_or_default();
-        let api: Value = http
-            .get(format!(
-                "{base}/api/v1/dora/{}?window=30d",
-                team.replace(':', "%3A").replace('/', "%2F")
-            ))
-            .bearer_auth(&admin)
-            .send()
-            .await?
-            .json()
+        let dora = api
+            .get(&format!("/api/v1/dora/{}?window=30d", segment(team)))
             .await?;
         for metric in [
             "deployments_per_week",
@@ -340,7 +321,7 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         ] {
             assert_close(
                 &row["values"][metric],
-                &api["metrics"][metric],
+                &dora["metrics"][metric],
                 &format!("{team} {metric}"),
             );
         }
@@ -375,7 +356,7 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         .map(|(t, _)| t.to_owned())
         .context("no team deployed")?;
     browser.open(&format!("{base}/team?team={busiest}")).await?;
-    tiles_match_the_api(&mut browser, &http, &base, &admin, &busiest, "window=30d").await?;
+    tiles_match_the_api(&mut browser, &api, &busiest, "window=30d").await?;
     let team_charts = browser
         .eval("({stages: document.querySelectorAll('[data-panel=\"team-lead-time-stages\"] g.series').length, weeks: Array.from(document.querySelectorAll('[data-panel=\"team-deployments-per-week\"] g.series')).map(g => g.querySelectorAll('.point').length), services: Array.from(document.querySelectorAll('[data-panel=\"team-services\"] tbody tr')).map(tr => tr.dataset.key)})")
         .await?;
@@ -404,16 +385,12 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         ))
         .await?;
     assert_eq!(browser.eval("location.pathname").await?, "/service");
-    tiles_match_the_api(&mut browser, &http, &base, &admin, &service, "window=30d").await?;
-    let listed: Value = http
-        .get(format!(
-            "{base}/api/v1/dora/{}/deployments?window=30d&limit=1000",
-            service.replace(':', "%3A").replace('/', "%2F")
+    tiles_match_the_api(&mut browser, &api, &service, "window=30d").await?;
+    let listed = api
+        .get(&format!(
+            "/api/v1/dora/{}/deployments?window=30d&limit=1000",
+            segment(&service)
         ))
-        .bearer_auth(&admin)
-        .send()
-        .await?
-        .json()
         .await?;
     let items = listed["items"].as_array().context("items")?;
     let failed = items.iter().filter(|i| i["failed"] == true).count();
@@ -422,15 +399,11 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         .await?;
     assert_eq!(marks["deployments"], items.len(), "{marks}");
     assert_eq!(marks["failed"], failed, "{marks}");
-    let incidents: Value = http
-        .get(format!(
-            "{base}/api/v1/dora/{}/incidents?window=30d&limit=1000",
-            service.replace(':', "%3A").replace('/', "%2F")
+    let incidents = api
+        .get(&format!(
+            "/api/v1/dora/{}/incidents?window=30d&limit=1000",
+            segment(&service)
         ))
-        .bearer_auth(&admin)
-        .send()
-        .await?
-        .json()
         .await?;
     let listed_incidents = incidents["items"].as_array().context("incidents")?.len();
     let incident_rows = browser
