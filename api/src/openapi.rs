@@ -336,7 +336,7 @@ pub const OPERATIONS: &[Operation] = &[
         path: "/api/v1/pages/{page}",
         tag: "dashboards",
         summary: "Every panel of a dashboard page",
-        description: "What a dashboard page draws, in one call: `panels` (each with `columns`, `rows`, its chart spec and drill-down paths with the filters filled in; a panel the caller may not see carries an `error` instead of rows), `filters` as applied, `options` for the filter bar (windows, environments, benchmarks, teams, and on the service page the services) and `as_of`. Tiers follow `benchmark`. The Team and Service pages need `scope` (a group or a component); without it `needs` names which and no panels are answered. Callers limited to teams start on their first team.",
+        description: "What a dashboard page draws, in one call: `panels` (each with `columns`, `rows`, its chart spec and drill-down paths with the filters filled in; a panel the caller may not see carries an `error` instead of rows), `filters` as applied, `options` for the filter bar (windows, environments, benchmarks, teams, whether the caller may see the whole organisation, and on the service page the services) and `as_of`. Tiers follow `benchmark`. The Team and Service pages need `scope` (a group or a component); without it `needs` names which and no panels are answered. Callers limited to teams start on their first team.",
         authenticated: true,
         params: &[
             Param {

@@ -298,6 +298,8 @@ pub(crate) async fn page_data(
             "environments": environments,
             "benchmarks": Benchmark::names().split(", ").map(str::to_owned).collect::<Vec<_>>(),
             "teams": teams,
+            // Limited callers cannot see the organisation as a whole.
+            "organisation": caller.teams.is_empty(),
             "services": services,
         },
         "panels": answers,

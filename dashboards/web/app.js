@@ -282,7 +282,8 @@
     ];
     if (page === 'overview' || page === 'team') {
       const teams = o.teams.map((t) => [t, t.replace(/^group:default\//, '')]);
-      parts.push(select('team', 'Team', f.team, page === 'overview' ? [['', 'Whole organisation']].concat(teams) : [['', 'Choose a team']].concat(teams)));
+      const none = page === 'overview' ? (o.organisation ? [['', 'Whole organisation']] : []) : [['', 'Choose a team']];
+      parts.push(select('team', 'Team', f.team || (page === 'overview' && !o.organisation ? data.filters.scope : ''), none.concat(teams)));
     }
     if (page === 'service') {
       parts.push(select('service', 'Service', f.service, [['', 'Choose a service']].concat(o.services.map((s) => [s, s.replace(/^component:default\//, '')]))));

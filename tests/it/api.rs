@@ -363,6 +363,8 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
         .json()
         .await?;
     assert_eq!(limited["filters"]["scope"], "group:default/team-elsewhere");
+    assert_eq!(limited["options"]["organisation"], false);
+    assert_eq!(overview["options"]["organisation"], true);
     assert_eq!(
         limited["panels"][2]["error"]["code"], "forbidden",
         "the ranking spans every team: {limited}"
