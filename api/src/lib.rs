@@ -1090,6 +1090,32 @@ struct PageQuery {
     env: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+    /// A calendar period instead of the window: `from` (inclusive) and
+    /// `to` (exclusive), dates.
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// The `from`/`to` of a drill-down, when given: both dates, `from` first.
+fn period(params: &PageQuery) -> ApiResult<Option<(chrono::NaiveDate, chrono::NaiveDate)>> {
+    let date = |name: &str, text: &str| {
+        // Trend rows carry timestamps; their date part is the boundary.
+        chrono::NaiveDate::parse_from_str(text.get(..10).unwrap_or(text), "%Y-%m-%d")
+            .map_err(|_| ApiError::bad_request(format!("{name} `{text}`: use a date, YYYY-MM-DD")))
+    };
+    match (params.from.as_deref(), params.to.as_deref()) {
+        (None, None) => Ok(None),
+        (Some(from), Some(to)) => {
+            let (from, to) = (date("from", from)?, date("to", to)?);
+            if from >= to {
+                return Err(ApiError::bad_request("`from` must be before `to`"));
+            }
+            Ok(Some((from, to)))
+        }
+        _ => Err(ApiError::bad_request(
+            "give both `from` and `to`, or neither",
+        )),
+    }
 }
 
 /// One page of the rows behind a metric, ordered by `(time, id)`; the
@@ -1121,7 +1147,10 @@ async fn page(
             )
         }
     };
-    let explain = fathom_transforms::explain_sql(&scope, metric, days, env);
+    let explain = match period(params)? {
+        Some((from, to)) => fathom_transforms::explain_period_sql(&scope, metric, from, to, env),
+        None => fathom_transforms::explain_sql(&scope, metric, days, env),
+    };
     let ctx = read_only_session(&api.warehouse, api.config.query).await?;
     let (schema, batches) = query(
         &ctx,

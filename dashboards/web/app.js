@@ -197,7 +197,8 @@
   function navigate(event) {
     const a = event.currentTarget;
     if (event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
-    const url = new URL(a.href, location.href);
+    // getAttribute: an SVG link's `href` property is not a string.
+    const url = new URL(a.getAttribute('href'), location.href);
     if (url.origin !== location.origin) return;
     event.preventDefault();
     history.pushState(null, '', url.pathname + url.search);
@@ -302,7 +303,13 @@
     return (v) => pad + (height - 2 * pad) * (1 - (v - min) / span);
   }
   // One series as a line with a point per value (gaps where a week has no value).
-  function lineSeries(column, rows, xColumn, width, height, pad, withLabels) {
+  // A mark that leads to its rows when it has any (SVG links are
+  // focusable, so the keyboard reaches them too).
+  function linked(mark, href, text) {
+    if (!href) return mark;
+    return svg('a', { href, class: 'mark-link', 'aria-label': text, onclick: navigate }, mark);
+  }
+  function lineSeries(column, rows, xColumn, width, height, pad, withLabels, linkFor) {
     const values = rows.map((r) => r[column]);
     const y = scale(values, height, pad);
     const step = rows.length > 1 ? (width - 2 * pad) / (rows.length - 1) : 0;
@@ -317,9 +324,12 @@
       }
       d += (pen ? 'L' : 'M') + x(i).toFixed(1) + ' ' + y(v).toFixed(1);
       pen = true;
+      const text = (xColumn ? fmt(xColumn, rows[i][xColumn]) + ': ' : '') + fmt(column, v);
       points.push(
-        svg('circle', { class: 'point', cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: withLabels ? 3.5 : 2.5, 'data-value': v },
-          svg('title', { text: (xColumn ? fmt(xColumn, rows[i][xColumn]) + ': ' : '') + fmt(column, v) }))
+        linked(
+          svg('circle', { class: 'point', cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: withLabels ? 3.5 : 2.5, 'data-value': v }, svg('title', { text })),
+          linkFor ? linkFor(i) : null,
+          text)
       );
     });
     return svg('g', { class: 'series', 'data-series': column, 'data-points': points.length }, svg('path', { class: 'line', d }), points);
@@ -374,7 +384,7 @@
       const h = 120;
       const chart = svg('svg', { viewBox: '0 0 ' + w + ' ' + (h + 18), width: w, height: h + 18, role: 'img', 'aria-label': label(column) + ' per week: ' + rows.map((r) => dateText(r[xColumn]) + ' ' + fmt(column, r[column])).join('; ') },
         svg('line', { class: 'axis', x1: 8, y1: h - 8, x2: w - 8, y2: h - 8 }),
-        lineSeries(column, rows, xColumn, w, h, 8, true),
+        lineSeries(column, rows, xColumn, w, h, 8, true, (i) => drillFor(panel, column, rows[i])),
         svg('text', { x: 8, y: h + 12, text: dateText(rows[0][xColumn]) }),
         svg('text', { x: w - 8, y: h + 12, 'text-anchor': 'end', text: dateText(rows[rows.length - 1][xColumn]) }),
         max === null ? null : svg('text', { x: w - 8, y: 10, 'text-anchor': 'end', text: 'max ' + fmt(column, max) }));
@@ -424,8 +434,11 @@
         const v = isNumber(row[column]) ? row[column] : 0;
         const bh = (h - 20) * (v / max);
         const x = 10 + i * band + 4 + ci * barW;
-        g.appendChild(svg('rect', { class: 'point', x: x.toFixed(1), y: (h - bh).toFixed(1), width: (barW - 2).toFixed(1), height: bh.toFixed(1), fill: 'url(#' + prefix + ci + ')', stroke: '#5b6571', 'data-value': v },
-          svg('title', { text: dateText(row[panel.chart.x]) + ' — ' + label(column) + ': ' + fmt(column, v) })));
+        const text = dateText(row[panel.chart.x]) + ' — ' + label(column) + ': ' + fmt(column, v);
+        g.appendChild(linked(
+          svg('rect', { class: 'point', x: x.toFixed(1), y: (h - bh).toFixed(1), width: (barW - 2).toFixed(1), height: Math.max(bh, 1).toFixed(1), fill: 'url(#' + prefix + ci + ')', stroke: '#5b6571', 'data-value': v, 'data-column': column }, svg('title', { text })),
+          drillFor(panel, column, row),
+          text));
         g.appendChild(svg('text', { x: (x + barW / 2 - 1).toFixed(1), y: (h - bh - 3).toFixed(1), 'text-anchor': 'middle', text: fmt(column, v) }));
       });
       chart.appendChild(g);
@@ -698,9 +711,18 @@
     const health = kind === 'quarantine' || kind === 'unattributed';
     const pass = new URLSearchParams();
     for (const key of ['source', 'stream', 'reason', 'table']) if (f.q.get(key)) pass.set(key, f.q.get(key));
+    // A trend point's rows: its calendar period instead of the window.
+    const from = f.q.get('from');
+    const to = f.q.get('to');
+    const dora = new URLSearchParams({ window: f.window + 'd', env: f.env, limit: '1000' });
+    if (from && to) {
+      dora.set('from', from.slice(0, 10));
+      dora.set('to', to.slice(0, 10));
+    }
+    const span = from && to ? ' from ' + from.slice(0, 10) + ' to ' + to.slice(0, 10) : ' in the last ' + f.window + ' days';
     const base = health
       ? '/api/v1/health/' + kind + '?' + pass
-      : '/api/v1/dora/' + encodeURIComponent(scope) + '/' + encodeURIComponent(kind) + '?' + new URLSearchParams({ window: f.window + 'd', env: f.env, limit: '1000' });
+      : '/api/v1/dora/' + encodeURIComponent(scope) + '/' + encodeURIComponent(kind) + '?' + dora;
     const first = await getJSON(base);
     const items = first.items.slice();
     const table = el('div');
@@ -714,7 +736,7 @@
       count.dataset.count = String(items.length);
       count.textContent = health
         ? items.length + ' ' + (ROWS_TITLES[kind] || kind).toLowerCase() + (first.truncated ? ' (the newest 1,000)' : '') + [...pass.entries()].map(([k, v]) => ', ' + k + ' ' + v).join('') + '.'
-        : items.length + ' ' + (ROWS_TITLES[kind] || kind).toLowerCase() + (next ? ' so far' : '') + ' in the last ' + f.window + ' days, ' + (f.env === 'all' ? 'all production environments' : f.env) + '.';
+        : items.length + ' ' + (ROWS_TITLES[kind] || kind).toLowerCase() + (next ? ' so far' : '') + span + ', ' + (f.env === 'all' ? 'all production environments' : f.env) + '.';
       more.hidden = !next;
     };
     more.addEventListener('click', async () => {

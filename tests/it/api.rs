@@ -270,6 +270,29 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
         })
         .context("week of 06-22")?;
     assert_eq!(week["counts"]["deployments"], 3);
+    // And that week's drill-down lists exactly those three.
+    let in_week: Value = get(
+        &format!("/api/v1/dora/{PAYMENTS}/deployments?from=2026-06-22&to=2026-06-29"),
+        &viewer,
+    )
+    .await?
+    .json()
+    .await?;
+    let ids: Vec<&str> = in_week["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["deployment_id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 3, "{in_week}");
+    for (from, to) in [("2026-06-29", "2026-06-22"), ("06/22/2026", "2026-06-29")] {
+        let bad = get(
+            &format!("/api/v1/dora/{PAYMENTS}/deployments?from={from}&to={to}"),
+            &viewer,
+        )
+        .await?;
+        assert_eq!(bad.status(), 400, "{from} {to}");
+    }
 
     // Entities: the component with its summary; the team, the system.
     let listed: Value = get("/api/v1/entities?kind=component", &viewer)
@@ -485,8 +508,8 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
         count(
             "fathom_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/dora/{scope}/{rows}\",status=\"200\"}"
         ),
-        // Two pages of deployments and one of changes.
-        Some(3),
+        // Two pages of deployments, one of changes, one week's deployments.
+        Some(4),
         "{metrics}"
     );
     assert_eq!(

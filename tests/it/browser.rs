@@ -366,6 +366,23 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         json!([12, 12]),
         "12 weeks of deployments and failures"
     );
+    // A week's bar leads to that week's deployments.
+    let bar = browser
+        .eval("(() => { const bars = Array.from(document.querySelectorAll('[data-panel=\"team-deployments-per-week\"] g.series[data-series=\"deployments\"] rect.point')); const busiest = bars.reduce((a, b) => Number(b.dataset.value) > Number(a.dataset.value) ? b : a); busiest.id = 'busiest-week'; return Number(busiest.dataset.value); })()")
+        .await?;
+    assert!(bar.as_u64().is_some_and(|n| n > 0), "{bar}");
+    browser
+        .act("document.getElementById('busiest-week').closest('a').dispatchEvent(new MouseEvent('click', {bubbles: true, cancelable: true, button: 0}))")
+        .await?;
+    let week = browser
+        .eval("[location.pathname, Number(document.getElementById('row-count').dataset.count)]")
+        .await?;
+    assert_eq!(
+        week,
+        json!(["/rows", bar]),
+        "the busiest week's deployments"
+    );
+    browser.open(&format!("{base}/team?team={busiest}")).await?;
     let services = team_charts["services"].as_array().context("services")?;
     assert!(!services.is_empty());
     browser.screenshot(&shots.join("team.png")).await?;

@@ -369,13 +369,36 @@ pub fn explain_sql(
     window_days: u32,
     environment: &str,
 ) -> String {
-    let scope = scope.replace('\'', "''");
-    let env = environment.replace('\'', "''");
+    let quoted_scope = scope.replace('\'', "''");
     let window = format!(
         "(SELECT as_of - INTERVAL '{window_days} days' AS window_start, as_of AS window_end \
-         FROM dora_metrics WHERE scope = '{scope}' AND window_days = {window_days} \
+         FROM dora_metrics WHERE scope = '{quoted_scope}' AND window_days = {window_days} \
          AND environment = 'all')"
     );
+    explain_in(scope, metric, &window, environment)
+}
+
+/// The rows behind one calendar period of `dora_trends` (a week or a
+/// month): the same rows as [`explain_sql`], in `[start, end)` instead of
+/// a rolling window. The bounds are dates (`YYYY-MM-DD`, UTC midnight).
+pub fn explain_period_sql(
+    scope: &str,
+    metric: ExplainedMetric,
+    start: NaiveDate,
+    end: NaiveDate,
+    environment: &str,
+) -> String {
+    // Dates are formatted here, never passed through: nothing else reaches
+    // the SQL text.
+    let window = format!(
+        "(SELECT CAST('{start}' AS TIMESTAMP) AS window_start, CAST('{end}' AS TIMESTAMP) AS window_end)"
+    );
+    explain_in(scope, metric, &window, environment)
+}
+
+fn explain_in(scope: &str, metric: ExplainedMetric, window: &str, environment: &str) -> String {
+    let scope = scope.replace('\'', "''");
+    let env = environment.replace('\'', "''");
     let members = format!("(SELECT entity_ref FROM dora_scope_members WHERE scope = '{scope}')");
     let in_env = |alias: &str| {
         if environment == "all" {
