@@ -418,6 +418,10 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
     for path in ["/", "/teams", "/team", "/service", "/health", "/rows"] {
         let shell = http.get(format!("{}{path}", server.base)).send().await?;
         assert_eq!(shell.status(), 200, "{path}");
+        let policy = shell.headers()["content-security-policy"]
+            .to_str()?
+            .to_owned();
+        assert!(policy.starts_with("default-src 'self'"), "{policy}");
         assert!(shell.text().await?.contains("/assets/app.js"), "{path}");
     }
     let script = http

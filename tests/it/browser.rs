@@ -346,6 +346,27 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         "sorted ascending by Enter: {sorted:?}"
     );
     browser.screenshot(&shots.join("teams.png")).await?;
+    // The CSV button downloads the panel's export.
+    let downloads = tempfile::tempdir()?;
+    browser
+        .call(
+            "Page.setDownloadBehavior",
+            json!({"behavior": "allow", "downloadPath": downloads.path().display().to_string()}),
+        )
+        .await?;
+    browser
+        .eval("document.querySelector('[data-panel=\"teams-table\"] button.csv').click()")
+        .await?;
+    let csv_file = downloads.path().join("teams-table.csv");
+    let waited = Instant::now();
+    while !csv_file.exists() && waited.elapsed().as_secs() < 20 {
+        // Keep reading the browser's events while the download lands.
+        browser.eval("1").await?;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let csv = std::fs::read_to_string(&csv_file)?;
+    assert!(csv.starts_with("team,deployments_per_week,"), "{csv}");
+    assert_eq!(csv.lines().count(), all_teams + 1, "{csv}");
 
     // Team: the busiest team's tiles, its services, stages and weeks.
     let busiest = rows
