@@ -156,7 +156,8 @@
   // A number that leads to the rows behind it (or plain text when none).
   function numberNode(panel, column, row, extra) {
     const v = row ? row[column] : null;
-    const href = drillFor(panel, column, row);
+    // A missing value has no rows behind it: plain text, not a link.
+    const href = v === null || v === undefined ? null : drillFor(panel, column, row);
     const attrs = Object.assign({ class: 'num', 'data-column': column, 'data-value': v === null || v === undefined ? '' : String(v), text: fmt(column, v) }, extra || {});
     if (href) {
       attrs.href = href;
