@@ -14,8 +14,9 @@
 //! (`FATHOM_BENCH_SQL_ROWS`, `FATHOM_BENCH_RATE`, `FATHOM_BENCH_SECONDS`
 //! change the sizes).
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,29 +25,13 @@ use anyhow::{Context, Result, bail};
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use fathom_models::tables::DEPLOYMENTS;
 use fathom_warehouse::{StorageOptions, Warehouse, WarehouseLocation};
+use support::fathom;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn fathom(config: &Path, args: &[&str]) -> Result<String> {
-    let output = Command::new(env!("CARGO_BIN_EXE_fathom"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("FATHOM_WAREHOUSE__URL")
-        .env_remove("FATHOM_STATE__DATABASE_URL")
-        .output()?;
-    if !output.status.success() {
-        bail!(
-            "fathom {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// One million synthetic deployments starting at row `first`.

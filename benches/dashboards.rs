@@ -11,30 +11,14 @@
 #[allow(dead_code)]
 #[path = "../tests/it/cdp.rs"]
 mod cdp;
+mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-
-fn fathom(config: &Path, args: &[&str]) -> Result<String> {
-    let output = Command::new(env!("CARGO_BIN_EXE_fathom"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("FATHOM_WAREHOUSE__URL")
-        .env_remove("FATHOM_STATE__DATABASE_URL")
-        .output()?;
-    if !output.status.success() {
-        bail!(
-            "fathom {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
+use support::fathom;
 
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
