@@ -95,21 +95,7 @@ async fn main() -> Result<()> {
     let rate: u64 = env_or("FATHOM_BENCH_RATE", 1_000);
     let seconds: u64 = env_or("FATHOM_BENCH_SECONDS", 10);
     let dir = tempfile::tempdir()?;
-    let demo = dir.path().join("demo");
-    let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_fathom"))
-        .args(["demo", "--no-serve", "--dir"])
-        .arg(&demo)
-        .env_remove("FATHOM_WAREHOUSE__URL")
-        .env_remove("FATHOM_STATE__DATABASE_URL")
-        .output()?;
-    if !output.status.success() {
-        bail!("demo: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    println!(
-        "demo world ready in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    let demo = support::demo_world(dir.path())?;
 
     let warehouse = Warehouse::open(
         WarehouseLocation::parse(&demo.join("data").display().to_string())?,

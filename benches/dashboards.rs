@@ -36,23 +36,7 @@ async fn main() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
     let dir = tempfile::tempdir()?;
-    let demo = dir.path().join("demo");
-    let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_fathom"))
-        .args(["demo", "--no-serve", "--dir"])
-        .arg(&demo)
-        .env_remove("FATHOM_WAREHOUSE__URL")
-        .env_remove("FATHOM_STATE__DATABASE_URL")
-        .env_remove("FATHOM_CONFIG")
-        .stdout(Stdio::null())
-        .output()?;
-    if !output.status.success() {
-        bail!("demo: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    println!(
-        "demo world (8 teams, 40 services, 180 days) built in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    let demo = support::demo_world(dir.path())?;
     let config = demo.join("fathom.toml");
     let created = fathom(
         &config,
