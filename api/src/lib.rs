@@ -1802,11 +1802,7 @@ async fn panel_rows(
         ));
     }
     let scope = scope_ref(params.scope.as_deref().unwrap_or("org"))?;
-    if !caller.teams.is_empty() && !panel.is_per_scope() {
-        return Err(ApiError::forbidden(
-            "this panel spans every team; callers limited to teams see per-scope panels only",
-        ));
-    }
+    pages::may_read_sql_panel(&caller, panel)?;
     authorize_scope(&api, &caller, &scope).await?;
     let filters = fathom_dashboards::Filters {
         window_days: window_days(params.window.as_deref())?,

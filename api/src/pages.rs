@@ -58,9 +58,7 @@ async fn panel_answer(
     });
     let rows: Result<(Vec<String>, Vec<Value>), ApiError> = match panel.api.as_deref() {
         Some(read) => api_panel_rows(api, caller, read).await,
-        None if !caller.teams.is_empty() && !panel.is_per_scope() => Err(ApiError::forbidden(
-            "this panel spans every team; callers limited to teams see per-scope panels only",
-        )),
+        None if let Err(refused) = may_read_sql_panel(caller, panel) => Err(refused),
         None => match panel.sql(filters) {
             Err(e) => Err(ApiError::bad_request(e.to_string())),
             Ok(sql) => match query(ctx, &sql).await {
@@ -100,6 +98,17 @@ async fn panel_answer(
         }
     }
     answer
+}
+
+/// Whether `caller` may read an SQL panel: callers limited to teams read
+/// only panels of one scope (theirs, checked with the scope).
+pub(crate) fn may_read_sql_panel(caller: &Caller, panel: &Panel) -> ApiResult<()> {
+    if !caller.teams.is_empty() && !panel.is_per_scope() {
+        return Err(ApiError::forbidden(
+            "this panel spans every team; callers limited to teams see per-scope panels only",
+        ));
+    }
+    Ok(())
 }
 
 /// The rows of an API panel (`api = "freshness"` or `"runs"`).
@@ -156,9 +165,9 @@ fn retier(row: &mut Map<String, Value>, b: &Benchmark) {
     if !row.contains_key("overall_tier") {
         return;
     }
-    let numbers: Map<String, Value> = row.clone();
-    let number = |name: &str| numbers.get(name).and_then(Value::as_f64);
-    for (_, column, tier) in benchmark_tiers(&number, b) {
+    // Graded from the row's numbers before any tier column is replaced.
+    let tiers = benchmark_tiers(&|name| row.get(name).and_then(Value::as_f64), b);
+    for (_, column, tier) in tiers {
         if row.contains_key(column) {
             row.insert(
                 column.to_owned(),
