@@ -646,7 +646,7 @@ async fn import(
                 eprintln!(
                     "  ignored columns not in `{}`: {}",
                     table.name,
-                    f.ignored_columns.join(", ")
+                    fathom_ingest::import::shown_names(&f.ignored_columns)
                 );
             }
         }
@@ -679,6 +679,7 @@ async fn sql(config: &Config, query: &str, format: SqlFormat) -> Result<ExitCode
     let warehouse = open_warehouse(config)?;
     let limits = QueryLimits {
         memory_limit_bytes: Some(config.query.memory_limit_mib.saturating_mul(1 << 20)),
+        ..QueryLimits::default()
     };
     let ctx = fathom_warehouse::query::read_only_session(&warehouse, limits).await?;
     let (schema, batches) = fathom_warehouse::query::query(&ctx, query).await?;
@@ -862,6 +863,7 @@ async fn serve(
             auth: config.api.auth,
             query: QueryLimits {
                 memory_limit_bytes: Some(config.query.memory_limit_mib.saturating_mul(1 << 20)),
+                ..QueryLimits::default()
             },
             row_limit: config.query.row_limit,
             query_timeout: std::time::Duration::from_secs(config.query.timeout_seconds),
@@ -882,12 +884,15 @@ async fn serve(
                 .collect(),
             rate_limit_per_minute: config.api.rate_limit_per_minute,
             events: events_intake(config),
+            header_timeout: std::time::Duration::from_secs(config.api.header_timeout_seconds),
+            concurrent_queries: config.query.concurrent_queries.max(1),
         },
         requests: fathom_api::RequestMetrics::default(),
         oidc: config.api.oidc.clone().map(fathom_api::oidc::Oidc::new),
         limiter: fathom_api::RateLimiter::default(),
         caches: fathom_api::Caches::default(),
         triggers: None,
+        guards: fathom_api::Guards::default(),
     };
     let mut api = api;
     // The scheduler, checked before anything listens so a bad schedule
@@ -1034,6 +1039,14 @@ async fn tokens(config: &Config, command: TokensCommand) -> Result<ExitCode> {
             }
             let expires = expires_days.map(|d| chrono::Utc::now() + chrono::Duration::days(d));
             let (token, secret) = state.create_token(&name, &role, &teams, expires).await?;
+            state
+                .audit(
+                    &local_actor(),
+                    "token.create",
+                    Some(&token.token_id),
+                    &serde_json::json!({"name": name, "role": role, "teams": teams, "expires_at": expires}),
+                )
+                .await?;
             println!(
                 "token {} ({role}) created; its secret, shown only now:",
                 token.token_id
@@ -1066,10 +1079,26 @@ async fn tokens(config: &Config, command: TokensCommand) -> Result<ExitCode> {
             if !state.revoke_token(&token_id).await? {
                 bail!("no active token `{token_id}`");
             }
+            state
+                .audit(
+                    &local_actor(),
+                    "token.revoke",
+                    Some(&token_id),
+                    &serde_json::json!({}),
+                )
+                .await?;
             println!("token {token_id} revoked");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who runs a command on this machine, for the audit log.
+fn local_actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned())
+    )
 }
 
 /// Records a run that failed, with the error, in the run ledger.

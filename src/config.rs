@@ -84,12 +84,17 @@ impl std::fmt::Debug for StateConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueryConfig {
-    /// Memory per query in MiB. Default 2048.
+    /// Memory in MiB that callers' queries may use together for sorts,
+    /// joins and aggregates before they spill or fail (one pool per
+    /// server). Default 2048.
     pub memory_limit_mib: usize,
     /// Most rows one API query answers with. Default 100000.
     pub row_limit: usize,
     /// Longest an API query may run, seconds. Default 60.
     pub timeout_seconds: u64,
+    /// Callers' SQL queries (HTTP and PostgreSQL together) run at once;
+    /// more wait up to 10 s, then are answered "busy". Default 4.
+    pub concurrent_queries: usize,
 }
 
 impl Default for QueryConfig {
@@ -98,6 +103,7 @@ impl Default for QueryConfig {
             memory_limit_mib: 2048,
             row_limit: 100_000,
             timeout_seconds: 60,
+            concurrent_queries: 4,
         }
     }
 }
@@ -124,6 +130,9 @@ pub struct ApiSection {
     /// Requests a minute one token (or OIDC subject) may make, in bursts of
     /// up to that many; 0 turns the limit off. Default 6000.
     pub rate_limit_per_minute: u32,
+    /// Seconds a client has to send a request's head; also how long an
+    /// idle keep-alive connection is kept. Default 30.
+    pub header_timeout_seconds: u64,
 }
 
 impl Default for ApiSection {
@@ -135,6 +144,7 @@ impl Default for ApiSection {
             postgres_listen: "127.0.0.1:5433".to_owned(),
             oidc: None,
             rate_limit_per_minute: 6000,
+            header_timeout_seconds: 30,
         }
     }
 }

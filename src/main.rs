@@ -13,7 +13,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    // Callers' queries are bounded before they are planned (see
+    // `fathom_warehouse::query::guard`); the larger worker stack is a
+    // margin on top, for the engine's recursion over bounded plans.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(8 << 20)
         .enable_all()
         .build()
     {

@@ -10,12 +10,19 @@
 //! limit, timeout, audit) stand in front of SQL over HTTP and over the
 //! PostgreSQL protocol ([`pg`]).
 
+mod access;
 mod cache;
+use access::authorize_scope;
 pub use cache::Caches;
+mod guards;
+pub use guards::Guards;
 pub mod oidc;
 pub mod openapi;
 mod pages;
 pub mod pg;
+mod serve;
+pub use serve::serve;
+mod sql;
 
 #[cfg(test)]
 mod tests;
@@ -36,9 +43,7 @@ use fathom_models::EntityRef;
 use fathom_transforms::tiers::{Benchmark, Tier, TieredMetric};
 use fathom_transforms::{ExplainedMetric, WINDOWS};
 use fathom_warehouse::Warehouse;
-use fathom_warehouse::query::{
-    OutputFormat, QueryLimits, encode, ensure_read_only, query, read_only_session,
-};
+use fathom_warehouse::query::{OutputFormat, QueryLimits, encode, query};
 use fathom_warehouse::state::StateDb;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -78,6 +83,11 @@ pub struct ApiConfig {
     /// Where posted portal events go: the portal-events source's name and
     /// its pseudonymization key. `None`: no such source, intake refused.
     pub events: Option<EventsIntake>,
+    /// How long a client has to send a request's head (and how long an
+    /// idle keep-alive connection is kept).
+    pub header_timeout: Duration,
+    /// Callers' SQL queries running at once (HTTP and PostgreSQL).
+    pub concurrent_queries: usize,
 }
 
 /// The portal-events source posted events land under.
@@ -110,6 +120,8 @@ impl Default for ApiConfig {
             github_webhooks: Vec::new(),
             rate_limit_per_minute: 6000,
             events: None,
+            header_timeout: serve::HEADER_TIMEOUT,
+            concurrent_queries: guards::CONCURRENT_QUERIES,
         }
     }
 }
@@ -133,6 +145,9 @@ pub struct Api {
     pub oidc: Option<oidc::Oidc>,
     /// The scheduler's inbox (`POST /api/v1/runs`); `None` when it is off.
     pub triggers: Option<tokio::sync::mpsc::Sender<RunTrigger>>,
+    /// The shared memory pool, query slots, readiness cache and
+    /// failed-authentication budgets.
+    pub guards: Guards,
 }
 
 /// A request to run a source's job now.
@@ -230,23 +245,6 @@ pub enum Error {
     Postgres(String),
 }
 
-/// Serves `api` on `listener` until `shutdown` completes; requests in
-/// flight finish first.
-pub async fn serve(
-    api: Arc<Api>,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    let addr = listener.local_addr()?;
-    if api.config.auth == AuthMode::None && !addr.ip().is_loopback() {
-        return Err(Error::OpenWithoutAuth(addr));
-    }
-    axum::serve(listener, router(api))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
-}
-
 /// Largest request body accepted (intake batches, SQL text).
 const BODY_LIMIT: usize = 10 << 20;
 
@@ -267,6 +265,9 @@ pub fn router(api: Arc<Api>) -> Router {
     });
     let routes = routes(api.clone())
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            serve::BODY_TIMEOUT,
+        ))
         .layer(axum::middleware::from_fn_with_state(api, access_log));
     match cors {
         Some(cors) => routes.layer(cors),
@@ -274,31 +275,81 @@ pub fn router(api: Arc<Api>) -> Router {
     }
 }
 
+/// The label of a request method in `/metrics`: the standard methods by
+/// name, anything else as `other` (made-up methods must not make series).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 /// One structured line per request (method, path, status, duration), and
 /// the request counted in `/metrics` under its route template (never the
-/// raw path: entity refs would make unbounded series).
+/// raw path: entity refs would make unbounded series). A client address
+/// that keeps failing authentication is answered 429 without a check,
+/// unless the request carries a credential already verified.
 async fn access_log(
     State(api): State<Arc<Api>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let path = request.uri().path().to_owned();
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let started = Instant::now();
-    let response = next.run(request).await;
+    let known_credential = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|secret| api.caches.caller(secret.trim()).is_some());
+    let throttled = match peer {
+        Some(peer) if !known_credential => api.guards.may_try(peer).err(),
+        _ => None,
+    };
+    let response = match throttled {
+        Some(wait) => {
+            let seconds = wait.as_secs().max(1);
+            let mut error = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many failed authentications from this address; retry in {seconds} s"),
+            );
+            error.retry_after = Some(seconds);
+            error.into_response()
+        }
+        None => next.run(request).await,
+    };
+    if let Some(peer) = peer
+        && throttled.is_none()
+        && response.status() == StatusCode::UNAUTHORIZED
+    {
+        api.guards.failed(peer);
+    }
     api.requests.observe(
-        method.as_str(),
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
     tracing::info!(
         target: "fathom::access",
-        %method,
+        method,
         path,
         status = response.status().as_u16(),
         milliseconds = started.elapsed().as_millis() as u64,
@@ -322,7 +373,7 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/intake/github", post(github_webhook))
         .route("/api/v1/intake/events", post(intake_events))
         .route("/api/v1/intake/{kind}", post(intake))
-        .route("/api/v1/sql", post(sql))
+        .route("/api/v1/sql", post(sql::sql))
         .route("/api/v1/panels", get(panel_list))
         .route("/api/v1/panels/{id}", get(panel_rows))
         .route("/api/v1/dashboards/grafana.json", get(grafana))
@@ -385,22 +436,42 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// A failure of the server, not the caller: the details go to the log
+    /// under an id, the caller gets the id (never internal text: paths,
+    /// engine messages).
     fn internal(error: impl std::fmt::Display) -> Self {
-        tracing::error!(%error, "request failed");
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = format!(
+            "{:x}-{:x}",
+            chrono::Utc::now().timestamp_millis(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        tracing::error!(%error, error_id = %id, "request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            error.to_string(),
+            format!("the server failed to answer; the log has the details under error id {id}"),
         )
     }
 }
 
 impl From<fathom_warehouse::Error> for ApiError {
     fn from(error: fathom_warehouse::Error) -> Self {
-        if error.is_user_error() {
-            Self::bad_request(error.to_string())
-        } else {
-            Self::internal(error)
+        use fathom_warehouse::Error as E;
+        match &error {
+            E::ReadOnly(_) => Self::new(StatusCode::BAD_REQUEST, "read_only", error.to_string()),
+            E::TooComplex(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "too_complex",
+                error.to_string(),
+            ),
+            E::ResourcesExhausted(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "memory_limit",
+                error.to_string(),
+            ),
+            _ if error.is_user_error() => Self::bad_request(error.to_string()),
+            _ => Self::internal(error),
         }
     }
 }
@@ -648,7 +719,7 @@ fn scope_ref(text: &str) -> ApiResult<String> {
 
 /// Rows of `sql` as JSON objects.
 async fn json_rows(api: &Api, sql: &str) -> ApiResult<Vec<Map<String, Value>>> {
-    let ctx = read_only_session(&api.warehouse, api.config.query).await?;
+    let ctx = api.session().await?;
     let (schema, batches) = query(&ctx, sql).await?;
     rows_as_json(&schema, &batches)
 }
@@ -666,44 +737,6 @@ fn rows_as_json(
             _ => None,
         })
         .collect())
-}
-
-/// Refuses a scope outside the caller's teams: a team itself, a team
-/// below it, or a component one of them owns.
-async fn authorize_scope(api: &Api, caller: &Caller, scope: &str) -> ApiResult<()> {
-    if caller.teams.is_empty() {
-        return Ok(());
-    }
-    let teams = caller
-        .teams
-        .iter()
-        .map(|t| quoted(t))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let inside = json_rows(
-        api,
-        &format!(
-            "SELECT count(*) AS n FROM dora_scope_members WHERE scope IN ({teams}) \
-             AND (entity_ref = {s} OR {s} IN (SELECT m.scope FROM dora_scope_members m \
-             WHERE m.scope_kind = 'group' AND m.entity_ref IN \
-             (SELECT entity_ref FROM dora_scope_members WHERE scope IN ({teams}))))",
-            s = quoted(scope)
-        ),
-    )
-    .await?;
-    let allowed = caller.teams.iter().any(|t| t == scope)
-        || inside
-            .first()
-            .and_then(|r| r.get("n"))
-            .and_then(Value::as_u64)
-            .is_some_and(|n| n > 0);
-    if allowed {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!(
-            "`{scope}` is outside the teams this caller may see"
-        )))
-    }
 }
 
 /// The scope named in a path, as stored, once the caller is known and may
@@ -808,32 +841,36 @@ async fn metrics(State(api): State<Arc<Api>>) -> ApiResult<Response> {
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
-/// Ready when the warehouse and the state database answer.
+/// Ready when the warehouse and the state database answer. The answer is
+/// reused for [`guards::READINESS_TTL`], so a flood of probes costs one
+/// check per period.
 async fn readyz(State(api): State<Arc<Api>>) -> Response {
-    let warehouse = read_only_session(&api.warehouse, api.config.query)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string());
-    let state = api
-        .state
-        .runs(1)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string());
-    let status = if warehouse.is_ok() && state.is_ok() {
+    let (ok, body) = match api.guards.cached_readiness() {
+        Some(cached) => cached,
+        None => {
+            let warehouse = api.session().await.map(|_| ()).map_err(|e| e.message);
+            let state = api
+                .state
+                .runs(1)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            let show = |r: &Result<(), String>| match r {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => e.clone(),
+            };
+            let ok = warehouse.is_ok() && state.is_ok();
+            let body = json!({"warehouse": show(&warehouse), "state": show(&state)});
+            api.guards.remember_readiness(ok, body.clone());
+            (ok, body)
+        }
+    };
+    let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let show = |r: &Result<(), String>| match r {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => e.clone(),
-    };
-    (
-        status,
-        axum::Json(json!({"warehouse": show(&warehouse), "state": show(&state)})),
-    )
-        .into_response()
+    (status, axum::Json(body)).into_response()
 }
 
 /// The window in days from `7d`/`30d`/`90d`/`365d` (or a bare number).
@@ -1151,7 +1188,7 @@ async fn page(
         Some((from, to)) => fathom_transforms::explain_period_sql(&scope, metric, from, to, env),
         None => fathom_transforms::explain_sql(&scope, metric, days, env),
     };
-    let ctx = read_only_session(&api.warehouse, api.config.query).await?;
+    let ctx = api.session().await?;
     let (schema, batches) = query(
         &ctx,
         &format!(
@@ -1252,18 +1289,8 @@ async fn entities(
             .map_err(|e| ApiError::bad_request(format!("owner `{owner}`: {e}")))?;
         sql.push_str(&format!(" AND e.owner_ref = {}", quoted(&owner)));
     }
-    if !caller.teams.is_empty() {
-        let teams = caller
-            .teams
-            .iter()
-            .map(|t| quoted(t))
-            .collect::<Vec<_>>()
-            .join(", ");
-        sql.push_str(&format!(
-            " AND (e.entity_ref IN ({teams}) OR e.entity_ref IN \
-             (SELECT entity_ref FROM dora_scope_members WHERE scope IN ({teams})))"
-        ));
-    }
+    let visible = access::visible(&api, &caller).await?;
+    sql.push_str(&format!(" AND {}", visible.sql_filter("e.entity_ref")));
     sql.push_str(" ORDER BY e.kind, e.entity_ref");
     let rows = json_rows(&api, &sql).await?;
     Ok(cached_json(&headers, &json!({"entities": rows})))
@@ -1483,13 +1510,20 @@ async fn intake(
     if let Some(answer) = duplicate(&api, &stream, delivery.as_deref()).await? {
         return Ok(answer);
     }
+    // Items that are not objects are quarantined with the rest of the
+    // delivery's bad records (their position kept), never dropped.
+    let mut not_objects = Vec::new();
     let records: Vec<Map<String, Value>> = match body {
         Value::Object(mut map) => match map.remove("records") {
             Some(Value::Array(items)) => items
                 .into_iter()
-                .filter_map(|v| match v {
+                .enumerate()
+                .filter_map(|(i, v)| match v {
                     Value::Object(m) => Some(m),
-                    _ => None,
+                    other => {
+                        not_objects.push((i, other));
+                        None
+                    }
                 })
                 .collect(),
             Some(_) => {
@@ -1512,7 +1546,7 @@ async fn intake(
             ));
         }
     };
-    if records.is_empty() {
+    if records.is_empty() && not_objects.is_empty() {
         return Err(ApiError::bad_request("no records"));
     }
     let refs: Vec<&Map<String, Value>> = records.iter().collect();
@@ -1520,8 +1554,26 @@ async fn intake(
         "intake {}",
         delivery.as_deref().unwrap_or("(no delivery id)")
     );
-    let (batch, rejected) = fathom_ingest::import::json_rows_to_batch(def, &refs, &location)
-        .map_err(ApiError::bad_request)?;
+    let (batch, mut rejected) = if refs.is_empty() {
+        (None, Vec::new())
+    } else {
+        fathom_ingest::import::json_rows_to_batch(def, &refs, &location)
+            .map_err(ApiError::bad_request)?
+    };
+    rejected.extend(not_objects.into_iter().map(|(i, value)| {
+        let raw = value.to_string();
+        fathom_ingest::import::Rejection {
+            location: location.clone(),
+            line_number: i as i64 + 1,
+            column: None,
+            reason: format!(
+                "record {} of `records` is {}, not a JSON object",
+                i + 1,
+                json_kind(&value)
+            ),
+            raw_record: raw,
+        }
+    }));
     let accepted = batch.as_ref().map_or(0, RecordBatch::num_rows);
     if let Some(batch) = batch {
         api.warehouse.merge(def, &[batch]).await?;
@@ -1538,7 +1590,20 @@ async fn intake(
             .merge(&fathom_models::tables::QUARANTINE, &[quarantine])
             .await?;
     }
-    delivered(&api, &stream, delivery.as_deref()).await?;
+    // A delivery is done only when something of it was accepted: a
+    // corrected retry of a refused one (same id) must still be applied.
+    if accepted > 0 {
+        delivered(&api, &stream, delivery.as_deref()).await?;
+    }
+    audit_delivery(
+        &api,
+        &caller.actor,
+        &stream,
+        delivery.as_deref(),
+        accepted,
+        rejected.len(),
+    )
+    .await;
     let rejections: Vec<Value> = rejected
         .iter()
         .map(|r| json!({"record": r.line_number, "column": r.column, "reason": r.reason}))
@@ -1558,6 +1623,34 @@ async fn intake(
         })),
     )
         .into_response())
+}
+
+/// The kind of a JSON value, for messages.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Records a delivery in the audit log (who sent what, and what became of
+/// it); a failure to write it is logged, not answered.
+async fn audit_delivery(
+    api: &Api,
+    actor: &str,
+    stream: &str,
+    delivery: Option<&str>,
+    accepted: usize,
+    quarantined: usize,
+) {
+    let detail = json!({"delivery": delivery, "accepted": accepted, "quarantined": quarantined});
+    if let Err(e) = api.state.audit(actor, stream, delivery, &detail).await {
+        tracing::warn!(error = %e, "cannot write the audit log");
+    }
 }
 
 /// The answer to a delivery of `stream` already applied, if `id` is one.
@@ -1642,6 +1735,15 @@ async fn github_webhook(
     .await
     .map_err(ApiError::internal)?;
     delivered(&api, stream, Some(delivery)).await?;
+    audit_delivery(
+        &api,
+        &format!("github:{}", hook.source.name()),
+        stream,
+        Some(delivery),
+        report.rows.values().sum(),
+        report.quarantined,
+    )
+    .await;
     Ok(axum::Json(json!({
         "delivery": delivery,
         "source": hook.source.name(),
@@ -1719,7 +1821,18 @@ async fn intake_events(
     )
     .await
     .map_err(ApiError::internal)?;
-    delivered(&api, stream, delivery.as_deref()).await?;
+    if posted.accepted > 0 || posted.quarantined == 0 {
+        delivered(&api, stream, delivery.as_deref()).await?;
+    }
+    audit_delivery(
+        &api,
+        &caller.actor,
+        stream,
+        delivery.as_deref(),
+        posted.accepted,
+        posted.quarantined,
+    )
+    .await;
     let status = if posted.accepted == 0 && posted.quarantined > 0 {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -1768,12 +1881,15 @@ struct PanelQuery {
     window: Option<String>,
     env: Option<String>,
     scope: Option<String>,
+    /// CSV cells exactly as stored (`true`), not spreadsheet-safe.
+    raw: Option<bool>,
 }
 
 /// `GET /api/v1/panels/{id}?window=30d&env=all&scope=…`: a panel's rows for
 /// the filters, as JSON (`columns`, `rows`) or CSV (`Accept: text/csv`, the
-/// panel's export). Team-limited callers get only panels of one scope they
-/// may see.
+/// panel's export; text that a spreadsheet would run as a formula gets a
+/// leading `'` unless `raw=true`). Team-limited callers get only panels of
+/// one scope they may see.
 async fn panel_rows(
     State(api): State<Arc<Api>>,
     Path(id): Path<String>,
@@ -1794,7 +1910,11 @@ async fn panel_rows(
     if let Some(read) = panel.api.as_deref() {
         let (columns, rows) = pages::api_panel_rows(&api, &caller, read).await?;
         if wants_csv {
-            return Ok(csv_download(&panel.id, pages::csv_of(&columns, &rows)));
+            let safe = !params.raw.unwrap_or(false);
+            return Ok(csv_download(
+                &panel.id,
+                pages::csv_of(&columns, &rows, safe),
+            ));
         }
         return Ok(cached_json(
             &headers,
@@ -1812,9 +1932,14 @@ async fn panel_rows(
     let sql = panel
         .sql(&filters)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let ctx = read_only_session(&api.warehouse, api.config.query).await?;
+    let ctx = api.session().await?;
     let (schema, batches) = query(&ctx, &sql).await?;
     if wants_csv {
+        let batches = if params.raw.unwrap_or(false) {
+            batches
+        } else {
+            fathom_warehouse::query::neutralise_formulas(&batches)?
+        };
         let body = encode(&schema, &batches, OutputFormat::Csv)?;
         return Ok(csv_download(&panel.id, body));
     }
@@ -1837,88 +1962,4 @@ fn csv_download(panel: &str, body: impl Into<axum::body::Body>) -> Response {
             .insert(header::CONTENT_DISPOSITION, value);
     }
     response
-}
-
-/// The body of `POST /api/v1/sql`.
-#[derive(Debug, Deserialize)]
-struct SqlRequest {
-    sql: String,
-}
-
-/// `POST /api/v1/sql`: one read-only query, answered as JSON, CSV or Arrow
-/// IPC by `Accept`; audited.
-async fn sql(
-    State(api): State<Arc<Api>>,
-    headers: HeaderMap,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult<Response> {
-    let caller = caller(&api, &headers).await?;
-    if !matches!(caller.role, Role::Analyst | Role::Admin) || !caller.teams.is_empty() {
-        return Err(ApiError::forbidden(
-            "SQL is for analysts and admins not limited to teams",
-        ));
-    }
-    let request: SqlRequest = json_body(body)?;
-    ensure_read_only(&request.sql)?;
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    let (format, content_type) = if accept.contains("text/csv") {
-        (OutputFormat::Csv, "text/csv")
-    } else if accept.contains("application/vnd.apache.arrow.stream") {
-        (
-            OutputFormat::ArrowIpc,
-            "application/vnd.apache.arrow.stream",
-        )
-    } else {
-        (OutputFormat::Json, "application/json")
-    };
-    let started = Instant::now();
-    let ctx = read_only_session(&api.warehouse, api.config.query).await?;
-    let (schema, batches) =
-        tokio::time::timeout(api.config.query_timeout, query(&ctx, &request.sql))
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "query_timeout",
-                    format!(
-                        "the query ran longer than {} s",
-                        api.config.query_timeout.as_secs()
-                    ),
-                )
-            })??;
-    let mut rows = 0;
-    let mut kept = Vec::new();
-    for batch in batches {
-        let room = api.config.row_limit.saturating_sub(rows);
-        if room == 0 {
-            break;
-        }
-        let batch = if batch.num_rows() > room {
-            batch.slice(0, room)
-        } else {
-            batch
-        };
-        rows += batch.num_rows();
-        kept.push(batch);
-    }
-    let truncated = rows >= api.config.row_limit;
-    let body = encode(&schema, &kept, format)?;
-    let elapsed = started.elapsed();
-    api.state
-        .audit(
-            &caller.actor,
-            "sql",
-            None,
-            &json!({"sql": request.sql, "rows": rows, "milliseconds": elapsed.as_millis() as u64, "truncated": truncated}),
-        )
-        .await
-        .map_err(ApiError::internal)?;
-    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
-    if truncated && let Ok(v) = HeaderValue::from_str(&api.config.row_limit.to_string()) {
-        response.headers_mut().insert("x-fathom-row-limit", v);
-    }
-    Ok(response)
 }

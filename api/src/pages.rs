@@ -14,13 +14,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use fathom_dashboards::{Filters, PAGES, Panel};
 use fathom_transforms::tiers::Benchmark;
-use fathom_warehouse::query::{query, read_only_session};
+use fathom_warehouse::query::query;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    Api, ApiError, ApiResult, Caller, Role, authorize_scope, benchmark, benchmark_tiers,
-    cached_json, caller, freshness_rows, quoted, rows_as_json, run_rows, scope_ref, window_days,
+    Api, ApiError, ApiResult, Caller, Role, access, benchmark, benchmark_tiers, cached_json,
+    caller, freshness_rows, quoted, rows_as_json, run_rows, scope_ref, window_days,
 };
 
 /// `?window=&env=&benchmark=&scope=` of a page.
@@ -127,11 +127,15 @@ pub(crate) async fn api_panel_rows(
     Ok((columns_of(&rows), rows))
 }
 
-/// Rows as CSV (RFC 4180 quoting), for the export of API panels.
-pub(crate) fn csv_of(columns: &[String], rows: &[Value]) -> String {
+/// Rows as CSV (RFC 4180 quoting), for the export of API panels; with
+/// `safe`, text a spreadsheet would run as a formula gets a leading `'`.
+pub(crate) fn csv_of(columns: &[String], rows: &[Value], safe: bool) -> String {
     let field = |value: Option<&Value>| -> String {
         let text = match value {
             None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) if safe => {
+                fathom_warehouse::query::spreadsheet_safe(s).into_owned()
+            }
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
         };
@@ -215,7 +219,13 @@ pub(crate) async fn page_data(
         (None, Some(team)) => team.clone(),
         (None, None) => "org".to_owned(),
     };
-    authorize_scope(&api, &caller, &scope).await?;
+    let visible = access::visible(&api, &caller).await?;
+    if !visible.allows(&scope) {
+        return Err(ApiError::forbidden(format!(
+            "`{scope}` is outside the teams this caller may see (their teams, sub-teams and \
+             components only)"
+        )));
+    }
     let filters = Filters {
         window_days: window_days(params.window.as_deref())?,
         environment: params
@@ -226,7 +236,7 @@ pub(crate) async fn page_data(
         scope,
     };
     let benchmark = benchmark(params.benchmark.as_deref().filter(|b| !b.is_empty()))?;
-    let ctx = read_only_session(&api.warehouse, api.config.query).await?;
+    let ctx = api.session().await?;
     let environments = strings(
         &ctx,
         "SELECT DISTINCT environment FROM dora_metrics ORDER BY environment",
@@ -237,9 +247,7 @@ pub(crate) async fn page_data(
         "SELECT DISTINCT scope FROM dora_metrics WHERE scope_kind = 'group' ORDER BY scope",
     )
     .await?;
-    if !caller.teams.is_empty() {
-        teams.retain(|t| caller.teams.contains(t));
-    }
+    teams.retain(|t| visible.allows(t));
     let (schema, batches) = query(
         &ctx,
         "SELECT max(benchmark) AS benchmark, max(CAST(as_of AS VARCHAR)) AS as_of FROM dora_metrics",
@@ -400,7 +408,7 @@ pub(crate) async fn health_rows(
             )));
         }
     };
-    let ctx = read_only_session(&api.warehouse, api.config.query).await?;
+    let ctx = api.session().await?;
     let (schema, batches) = query(&ctx, &sql).await?;
     let mut items = rows_as_json(&schema, &batches)?;
     let truncated = items.len() > limit;
@@ -464,8 +472,18 @@ mod tests {
         let columns = columns_of(&rows);
         assert_eq!(columns, ["lag_seconds", "last_error", "source"]);
         assert_eq!(
-            csv_of(&columns, &rows),
+            csv_of(&columns, &rows, true),
             "lag_seconds,last_error,source\n60,\"github: 502, \"\"bad gateway\"\"\",github\n5,,sentry\n"
+        );
+        let formula = vec![json!({"title": "=HYPERLINK(\"http://x\",\"y\")", "n": -3})];
+        let columns = columns_of(&formula);
+        assert_eq!(
+            csv_of(&columns, &formula, true),
+            "n,title\n-3,\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"\n"
+        );
+        assert_eq!(
+            csv_of(&columns, &formula, false),
+            "n,title\n-3,\"=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"\n"
         );
     }
 

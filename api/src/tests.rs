@@ -32,6 +32,7 @@ async fn fixture(auth: AuthMode) -> Fixture {
         caches: Caches::default(),
         oidc: None,
         triggers: None,
+        guards: Guards::default(),
     };
     Fixture {
         api: Arc::new(api),

@@ -137,6 +137,37 @@ impl Default for Filters {
     }
 }
 
+/// `template` with each `{{name}}` of `values` replaced, in one pass over
+/// the template: a value is never searched for placeholders again (a filter
+/// `env={{scope}}` stays text). Unknown placeholders are left as they are.
+fn fill(template: &str, values: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let known = after.find("}}").and_then(|end| {
+            let name = &after[..end];
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, value)| (value, end))
+        });
+        match known {
+            Some((value, end)) => {
+                out.push_str(value);
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
@@ -172,22 +203,29 @@ impl Panel {
                 filters.window_days
             )));
         }
-        Ok(self
-            .sql
-            .replace("{{window_days}}", &filters.window_days.to_string())
-            .replace("{{window}}", &quoted(&format!("{}d", filters.window_days)))
-            .replace("{{environment}}", &quoted(&filters.environment))
-            .replace("{{scope}}", &quoted(&filters.scope)))
+        Ok(fill(
+            &self.sql,
+            &[
+                ("window_days", filters.window_days.to_string()),
+                ("window", quoted(&format!("{}d", filters.window_days))),
+                ("environment", quoted(&filters.environment)),
+                ("scope", quoted(&filters.scope)),
+            ],
+        ))
     }
 
     /// A drill-down path with the filters filled in (URL-encoded); the
     /// `{{row.<column>}}` placeholders are left for the page to fill per row.
     pub fn drill_path(template: &str, filters: &Filters) -> String {
-        template
-            .replace("{{window_days}}", &filters.window_days.to_string())
-            .replace("{{window}}", &format!("{}d", filters.window_days))
-            .replace("{{environment}}", &url_encoded(&filters.environment))
-            .replace("{{scope}}", &url_encoded(&filters.scope))
+        fill(
+            template,
+            &[
+                ("window_days", filters.window_days.to_string()),
+                ("window", format!("{}d", filters.window_days)),
+                ("environment", url_encoded(&filters.environment)),
+                ("scope", url_encoded(&filters.scope)),
+            ],
+        )
     }
 
     /// Whether it reads one scope (so callers limited to teams may see it

@@ -161,3 +161,28 @@ fn every_asset_is_embedded_and_references_no_network() {
     assert!(INDEX_HTML.contains("/assets/app.js"));
     assert!(asset("../Cargo.toml").is_none());
 }
+
+#[test]
+fn a_filter_value_is_never_expanded_again() {
+    let filters = Filters {
+        window_days: 30,
+        environment: "{{scope}}".to_owned(),
+        scope: "group:default/team-a".to_owned(),
+    };
+    let filled = fill(
+        "env={{environment}} scope={{scope}} other={{unknown}} {{",
+        &[
+            ("environment", quoted(&filters.environment)),
+            ("scope", quoted(&filters.scope)),
+        ],
+    );
+    assert_eq!(
+        filled,
+        "env='{{scope}}' scope='group:default/team-a' other={{unknown}} {{"
+    );
+    let path = Panel::drill_path("/rows?env={{environment}}&scope={{scope}}", &filters);
+    assert_eq!(
+        path,
+        "/rows?env=%7B%7Bscope%7D%7D&scope=group:default/team-a"
+    );
+}

@@ -231,9 +231,28 @@
     if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
     return body;
   }
-  async function downloadCsv(panel, f, scope) {
+  // A failed export (403, 500, …) is shown in the panel, never saved as
+  // if its error body were the CSV.
+  async function downloadCsv(panel, f, scope, section) {
     const q = new URLSearchParams({ window: f.window + 'd', env: f.env, scope: scope || 'org' });
-    const response = await fetch('/api/v1/panels/' + panel.id + '?' + q, { headers: headers('text/csv') });
+    const previous = section.querySelector('p.csv-error');
+    if (previous) previous.remove();
+    let response;
+    try {
+      response = await fetch('/api/v1/panels/' + panel.id + '?' + q, { headers: headers('text/csv') });
+    } catch (e) {
+      section.appendChild(el('p', { class: 'error csv-error', role: 'alert', text: 'CSV download failed: ' + e.message }));
+      return;
+    }
+    if (!response.ok) {
+      let message = response.statusText;
+      try {
+        const body = await response.json();
+        if (body.error) message = body.error.message;
+      } catch (_) { /* not JSON: keep the status text */ }
+      section.appendChild(el('p', { class: 'error csv-error', role: 'alert', text: 'CSV download failed: ' + message }));
+      return;
+    }
     const blob = await response.blob();
     const a = el('a', { href: URL.createObjectURL(blob), download: panel.id + '.csv' });
     document.body.appendChild(a);
@@ -693,10 +712,11 @@
     }
     for (const panel of data.panels) {
       const body = el('div', { class: 'body' });
-      const section = el('section', { class: 'panel kind-' + panel.chart.kind, 'data-panel': panel.id, 'aria-labelledby': 'h-' + panel.id },
+      let section = null;
+      section = el('section', { class: 'panel kind-' + panel.chart.kind, 'data-panel': panel.id, 'aria-labelledby': 'h-' + panel.id },
         el('header', {},
           el('h2', { id: 'h-' + panel.id, text: panel.title }),
-          panel.error ? null : el('button', { type: 'button', class: 'csv', 'aria-label': 'Download ' + panel.title + ' as CSV', text: 'CSV', onclick: () => downloadCsv(panel, f, data.filters.scope) })),
+          panel.error ? null : el('button', { type: 'button', class: 'csv', 'aria-label': 'Download ' + panel.title + ' as CSV', text: 'CSV', onclick: () => downloadCsv(panel, f, data.filters.scope, section) })),
         el('p', { class: 'desc', text: panel.description }),
         body);
       if (panel.error) body.appendChild(el('p', { class: 'error', text: panel.error.message }));

@@ -326,7 +326,14 @@ pub async fn ingest_delivery(
     }
     let mut decoded = decode_units(source, stream, &payloads);
     if stream == "pulls" {
-        keep_review_stages(warehouse, &mut decoded).await?;
+        let stale = keep_review_stages(warehouse, &payloads, &mut decoded).await?;
+        if stale > 0 {
+            report.ignored = Some(
+                "the pull request in this delivery is older than the stored one \
+                 (a replayed or out-of-order delivery): not applied"
+                    .to_owned(),
+            );
+        }
     }
     let identities = IdentityMap::load(warehouse)
         .await
@@ -346,10 +353,33 @@ pub async fn ingest_delivery(
     Ok(report)
 }
 
+/// The `updated_at` of each pull request in `payloads`, by number.
+fn updated_at_by_number(payloads: &[Payload]) -> BTreeMap<i64, DateTime<Utc>> {
+    payloads
+        .iter()
+        .filter_map(|p| serde_json::from_str::<Value>(&p.body).ok())
+        .filter_map(|pull| {
+            let number = pull.get("number")?.as_i64()?;
+            let updated = pull.get("updated_at")?.as_str()?;
+            let updated = DateTime::parse_from_rfc3339(updated).ok()?;
+            Some((number, updated.with_timezone(&Utc)))
+        })
+        .collect()
+}
+
 /// A pull request from a webhook has no commits or reviews, so its first
 /// commit and first review are unknown; keep what a poll already stored
-/// rather than merging nulls over it.
-async fn keep_review_stages(warehouse: &Warehouse, decoded: &mut Decoded) -> Result<()> {
+/// rather than merging nulls over it. And older upstream state never
+/// overwrites newer: a pull request whose `updated_at` is before the
+/// stored one's closing or merge is dropped (a replayed "opened" delivery
+/// under a new delivery id must not reopen it). Returns how many were
+/// dropped.
+async fn keep_review_stages(
+    warehouse: &Warehouse,
+    payloads: &[Payload],
+    decoded: &mut Decoded,
+) -> Result<usize> {
+    let updated = updated_at_by_number(payloads);
     let keys: Vec<(String, i64)> = decoded
         .rows
         .iter()
@@ -362,7 +392,7 @@ async fn keep_review_stages(warehouse: &Warehouse, decoded: &mut Decoded) -> Res
         })
         .collect();
     if keys.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let ctx = SessionContext::new();
     warehouse.register_table(&ctx, &PULL_REQUESTS).await?;
@@ -380,7 +410,8 @@ async fn keep_review_stages(warehouse: &Warehouse, decoded: &mut Decoded) -> Res
         .sql(&format!(
             "SELECT repository_id, number, \
              CAST(first_commit_at AS VARCHAR) AS first_commit_at, \
-             CAST(first_review_at AS VARCHAR) AS first_review_at \
+             CAST(first_review_at AS VARCHAR) AS first_review_at, \
+             CAST(greatest(closed_at, merged_at) AS VARCHAR) AS settled_at \
              FROM pull_requests WHERE {filter}"
         ))
         .await
@@ -389,16 +420,20 @@ async fn keep_review_stages(warehouse: &Warehouse, decoded: &mut Decoded) -> Res
         .await
         .map_err(fathom_warehouse::Error::from)?;
     let mut stored: BTreeMap<(String, i64), [Option<String>; 2]> = BTreeMap::new();
+    let mut settled: BTreeMap<(String, i64), DateTime<Utc>> = BTreeMap::new();
     for batch in &batches {
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        // Text columns come back as Utf8 or Utf8View depending on the
+        // engine's settings: read them as Utf8 either way.
+        let column = |name: &str| -> Option<StringArray> {
+            let column = batch.column_by_name(name)?;
+            let text = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8).ok()?;
+            text.as_any().downcast_ref::<StringArray>().cloned()
         };
-        let (Some(repos), Some(commits), Some(reviews)) = (
+        let (Some(repos), Some(commits), Some(reviews), Some(settles)) = (
             column("repository_id"),
             column("first_commit_at"),
             column("first_review_at"),
+            column("settled_at"),
         ) else {
             continue;
         };
@@ -410,12 +445,35 @@ async fn keep_review_stages(warehouse: &Warehouse, decoded: &mut Decoded) -> Res
         };
         for i in 0..batch.num_rows() {
             let value = |a: &StringArray| (!a.is_null(i)).then(|| a.value(i).to_owned());
-            stored.insert(
-                (repos.value(i).to_owned(), numbers.value(i)),
-                [value(commits), value(reviews)],
-            );
+            let key = (repos.value(i).to_owned(), numbers.value(i));
+            if let Some(at) = value(&settles).and_then(|t| stored_instant(&t)) {
+                settled.insert(key.clone(), at);
+            }
+            stored.insert(key, [value(&commits), value(&reviews)]);
         }
     }
+    let before = decoded.rows.len();
+    decoded.rows.retain(|row| {
+        if row.table.name != PULL_REQUESTS.name {
+            return true;
+        }
+        let key = (
+            row.values
+                .get("repository_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            row.values
+                .get("number")
+                .and_then(Value::as_i64)
+                .unwrap_or_default(),
+        );
+        match (updated.get(&key.1), settled.get(&key)) {
+            (Some(incoming), Some(stored)) => incoming >= stored,
+            _ => true,
+        }
+    });
+    let stale = before - decoded.rows.len();
     for row in &mut decoded.rows {
         if row.table.name != PULL_REQUESTS.name {
             continue;
@@ -442,7 +500,20 @@ async fn keep_review_stages(warehouse: &Warehouse, decoded: &mut Decoded) -> Res
             }
         }
     }
-    Ok(())
+    Ok(stale)
+}
+
+/// An instant as the engine prints a UTC timestamp (`2026-07-01T10:00:00`
+/// or with a zone).
+fn stored_instant(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                .ok()
+                .map(|t| t.and_utc())
+        })
 }
 
 #[cfg(test)]

@@ -20,6 +20,11 @@ pub(crate) struct Server {
 }
 
 impl Server {
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Asks the server to stop (SIGTERM) and waits until it has.
     pub(crate) fn terminate(mut self) -> Result<()> {
         let status = Command::new("kill")

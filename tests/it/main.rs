@@ -14,5 +14,6 @@ mod oidc;
 mod pgwire;
 mod s3;
 mod schedule;
+mod security;
 mod support;
 mod webhooks;

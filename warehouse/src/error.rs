@@ -33,6 +33,16 @@ pub enum Error {
     /// SQL that does not parse or plan (user error).
     #[error("SQL error: {0}")]
     Sql(String),
+    /// SQL past the size, depth or plan bounds (user error).
+    #[error("{0}")]
+    TooComplex(String),
+    /// A query that needs more memory than the server lets queries use
+    /// (user error: aggregate, filter or add LIMIT).
+    #[error(
+        "the query needs more memory than the server allows: {0}; aggregate, filter or add LIMIT \
+         (queries share `[query] memory_limit_mib`)"
+    )]
+    ResourcesExhausted(String),
     /// The Delta log or its files could not be read or written.
     #[error("Delta table `{table}`: {source}")]
     Delta {
@@ -72,6 +82,17 @@ impl Error {
         }
     }
 
+    /// An engine error, with "out of memory" told apart: the caller's
+    /// query asked for too much, the server did not fail.
+    pub fn from_engine(error: datafusion::error::DataFusionError) -> Self {
+        match error.find_root() {
+            datafusion::error::DataFusionError::ResourcesExhausted(message) => {
+                Self::ResourcesExhausted(message.clone())
+            }
+            _ => Self::DataFusion(error),
+        }
+    }
+
     /// True when the user can fix the cause (bad input, config or SQL), as
     /// opposed to a storage or internal failure.
     pub fn is_user_error(&self) -> bool {
@@ -82,6 +103,8 @@ impl Error {
                 | Self::SchemaMismatch { .. }
                 | Self::ReadOnly(_)
                 | Self::Sql(_)
+                | Self::TooComplex(_)
+                | Self::ResourcesExhausted(_)
         )
     }
 }

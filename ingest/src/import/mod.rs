@@ -4,8 +4,9 @@
 //! coerced to the table's schema column by column, and split into good rows
 //! and rejections. All good rows of all files are then merged in **one**
 //! commit — a load is all or nothing, and re-running it changes nothing —
-//! and the rejections are merged into `quarantine` keyed by a hash of the
-//! record, so re-importing the same bad file adds no second copy.
+//! after the rejections are merged into `quarantine` keyed by a hash of the
+//! record, so re-importing the same bad file adds no second copy (and a
+//! kill between the two commits loses nothing a re-run does not restore).
 
 mod coerce;
 mod read;
@@ -23,6 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::{Error, Result};
 
 pub use coerce::Rejection;
+pub use read::shown_names;
 
 /// Input file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,15 +162,19 @@ pub async fn import_files(
         rejections.extend(outcome.rejections);
         report.files.push(outcome.report);
     }
-    let rows: usize = accepted.iter().map(RecordBatch::num_rows).sum();
-    progress.writing(table.name, rows);
-    report.merge = warehouse.merge(table, &accepted).await?;
+    // Rejections are committed first: a process killed between the two
+    // commits leaves the rejected rows recorded and the load undone, and
+    // the next run of the same import completes it (both merges are
+    // idempotent). The other order would lose the rejected rows.
     if !rejections.is_empty() {
         progress.writing(QUARANTINE.name, rejections.len());
         let batch = quarantine_batch("import", table.name, run_id, &rejections)?;
         warehouse.merge(&QUARANTINE, &[batch]).await?;
         report.quarantined = rejections.len();
     }
+    let rows: usize = accepted.iter().map(RecordBatch::num_rows).sum();
+    progress.writing(table.name, rows);
+    report.merge = warehouse.merge(table, &accepted).await?;
     Ok(report)
 }
 
@@ -247,6 +253,25 @@ fn read_and_coerce(
     outcome
 }
 
+/// Longest quarantine reason kept, bytes: a reason quotes the bad value,
+/// and a 9 MiB value must not be copied into every viewer's Data health
+/// page (the whole record stays in `raw_record`, once).
+pub const MAX_REASON_BYTES: usize = 500;
+
+/// `reason` cut to [`MAX_REASON_BYTES`] at a character boundary, saying
+/// how much was left out.
+pub fn bounded_reason(reason: &str) -> String {
+    if reason.len() <= MAX_REASON_BYTES {
+        return reason.to_owned();
+    }
+    let cut = reason.floor_char_boundary(MAX_REASON_BYTES);
+    format!(
+        "{}… ({} more bytes; the whole record is in raw_record)",
+        &reason[..cut],
+        reason.len() - cut
+    )
+}
+
 /// Quarantine rows for `rejections` of `source`/`stream`, keyed by a hash of
 /// the record so re-reading the same bad record adds no second row.
 pub fn quarantine_batch(
@@ -275,6 +300,10 @@ pub fn quarantine_batch(
         })
         .collect();
     let n = rejections.len();
+    let reasons: StringArray = rejections
+        .iter()
+        .map(|r| Some(bounded_reason(&r.reason)))
+        .collect();
     let columns: Vec<(&str, ArrayRef)> = vec![
         ("quarantine_id", Arc::new(ids)),
         ("source", Arc::new(StringArray::from(vec![source; n]))),
@@ -306,15 +335,7 @@ pub fn quarantine_batch(
                     .collect::<StringArray>(),
             ),
         ),
-        (
-            "reason",
-            Arc::new(
-                rejections
-                    .iter()
-                    .map(|r| Some(r.reason.as_str()))
-                    .collect::<StringArray>(),
-            ),
-        ),
+        ("reason", Arc::new(reasons)),
         (
             "raw_record",
             Arc::new(

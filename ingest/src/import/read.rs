@@ -99,7 +99,9 @@ fn match_columns(
         if let Some(idx) = idx {
             if let Some(previous) = seen.insert(idx, name) {
                 return Err(format!(
-                    "columns `{previous}` and `{name}` both map to `{}`; keep one",
+                    "columns `{}` and `{}` both map to `{}`; keep one",
+                    shown_names(&[previous]),
+                    shown_names(&[name]),
                     table.columns[idx].name
                 ));
             }
@@ -136,9 +138,34 @@ fn require_columns(
             .collect::<Vec<_>>()
             .join(", "),
         table.name,
-        names.join(", "),
+        shown_names(names),
         table.name,
     ))
+}
+
+/// Column names as a message shows them: at most 20, each with control
+/// and non-ASCII bytes escaped and cut to 64 characters, then how many
+/// more there are. (A header of a million columns, or of binary bytes,
+/// must not become a megabyte of terminal noise.)
+pub fn shown_names<S: AsRef<str>>(names: &[S]) -> String {
+    const SHOWN: usize = 20;
+    const LONGEST: usize = 64;
+    let mut shown: Vec<String> = names
+        .iter()
+        .take(SHOWN)
+        .map(|name| {
+            let escaped: String = name.as_ref().escape_default().collect();
+            if escaped.chars().count() > LONGEST {
+                format!("{}…", escaped.chars().take(LONGEST).collect::<String>())
+            } else {
+                escaped
+            }
+        })
+        .collect();
+    if names.len() > SHOWN {
+        shown.push(format!("… {} more", names.len() - SHOWN));
+    }
+    shown.join(", ")
 }
 
 /// A chunk of text columns from rows given as JSON objects (strings as

@@ -235,11 +235,16 @@ impl StateDb {
             .connect(&url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self {
+        let db = Self {
             pool,
             backend,
             lock_scope: url,
-        })
+        };
+        let closed = db.abandon_dead_runs().await?;
+        if closed > 0 {
+            tracing::warn!(closed, "closed runs left running by killed processes");
+        }
+        Ok(db)
     }
 
     /// Which database this is.
@@ -296,7 +301,7 @@ impl StateDb {
     pub async fn start_run(&self, command: &str) -> Result<String> {
         let run_id = uuid::Uuid::now_v7().to_string();
         sqlx::query(
-            "INSERT INTO runs (run_id, command, started_at, status, row_counts, errors) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO runs (run_id, command, started_at, status, row_counts, errors, owner) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&run_id)
         .bind(command)
@@ -304,9 +309,56 @@ impl StateDb {
         .bind(RunStatus::Running.as_str())
         .bind("{}")
         .bind("[]")
+        .bind(this_process())
         .execute(&self.pool)
         .await?;
         Ok(run_id)
+    }
+
+    /// Closes the runs a process on this host left "running" when it was
+    /// killed (its pid is gone): they are marked failed, saying so. What
+    /// such a run committed is whole (every write is one commit); a re-run
+    /// completes it. Runs of other hosts are left alone (their processes
+    /// cannot be seen from here). Returns how many were closed.
+    pub async fn abandon_dead_runs(&self) -> Result<usize> {
+        let rows = sqlx::query("SELECT run_id, owner, errors FROM runs WHERE status = $1")
+            .bind(RunStatus::Running.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let host = format!("{}:", host_name());
+        let mut closed = 0;
+        for row in rows {
+            let run_id: String = row.try_get("run_id")?;
+            let owner: Option<String> = row.try_get("owner")?;
+            let Some(pid) = owner
+                .as_deref()
+                .and_then(|o| o.strip_prefix(&host))
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == std::process::id() || process_alive(pid) {
+                continue;
+            }
+            let mut errors: Vec<String> =
+                parse_json("run errors", &row.try_get::<String, _>("errors")?)?;
+            errors.push(format!(
+                "abandoned: process {pid} ended without recording the run's end (killed?); \
+                 what it committed is whole, and running the command again completes it"
+            ));
+            sqlx::query(
+                "UPDATE runs SET status = $1, finished_at = $2, errors = $3 WHERE run_id = $4 AND status = $5",
+            )
+            .bind(RunStatus::Failed.as_str())
+            .bind(timestamp_text(Utc::now()))
+            .bind(to_json("run errors", &errors)?)
+            .bind(&run_id)
+            .bind(RunStatus::Running.as_str())
+            .execute(&self.pool)
+            .await?;
+            closed += 1;
+        }
+        Ok(closed)
     }
 
     /// Records how a run ended, with its counts and errors.
@@ -559,3 +611,33 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// This host's name (for run owners).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// `host:pid` of this process.
+fn this_process() -> String {
+    format!("{}:{}", host_name(), std::process::id())
+}
+
+/// Whether process `pid` runs on this host (Linux: `/proc`; elsewhere every
+/// process is assumed alive, so nothing is closed wrongly).
+fn process_alive(pid: u32) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    // A zombie has finished: its run will not record an end either.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}

@@ -214,3 +214,50 @@ fn passwords_are_redacted() {
     );
     assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
 }
+
+#[tokio::test]
+async fn runs_of_killed_processes_are_closed_at_the_next_start() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| Error::CorruptState {
+        what: "tempdir",
+        detail: e.to_string(),
+    })?;
+    let url = format!("sqlite://{}/state.db", dir.path().display());
+    let db = StateDb::connect(&url).await?;
+    let ours = db.start_run("ingest").await?;
+    let dead = db.start_run("import deployments").await?;
+    let elsewhere = db.start_run("transform").await?;
+    // A process that no longer exists on this host, and one on another.
+    sqlx::query("UPDATE runs SET owner = $1 WHERE run_id = $2")
+        .bind(format!("{}:{}", host_name(), u32::MAX - 1))
+        .bind(&dead)
+        .execute(&db.pool)
+        .await?;
+    sqlx::query("UPDATE runs SET owner = $1 WHERE run_id = $2")
+        .bind("another-host:1")
+        .bind(&elsewhere)
+        .execute(&db.pool)
+        .await?;
+    db.close().await;
+    let reopened = StateDb::connect(&url).await?;
+    let status = |id: String| {
+        let db = &reopened;
+        async move { db.run(&id).await.map(|r| r.map(|r| (r.status, r.errors))) }
+    };
+    let (dead_status, dead_errors) = status(dead).await?.ok_or(Error::CorruptState {
+        what: "test",
+        detail: "run missing".into(),
+    })?;
+    assert_eq!(dead_status, RunStatus::Failed);
+    assert!(dead_errors.iter().any(|e| e.starts_with("abandoned")));
+    assert_eq!(
+        status(ours).await?.map(|r| r.0),
+        Some(RunStatus::Running),
+        "this process's own run is alive"
+    );
+    assert_eq!(
+        status(elsewhere).await?.map(|r| r.0),
+        Some(RunStatus::Running),
+        "another host's run is left alone"
+    );
+    Ok(())
+}

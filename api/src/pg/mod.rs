@@ -18,11 +18,9 @@ use async_trait::async_trait;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
-use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
@@ -50,6 +48,10 @@ use tokio::net::TcpListener;
 
 use crate::{Api, AuthMode, Error, Role, caller_for_secret};
 
+mod guard;
+pub use guard::CLIENT_SETTINGS;
+use guard::guard;
+
 /// How often the shared session picks up new table versions.
 pub const REFRESH: Duration = Duration::from_secs(15);
 
@@ -59,6 +61,11 @@ const CATALOG: &str = "fathom";
 
 /// Client metadata key holding who authenticated (for the audit log).
 const ACTOR: &str = "fathom.actor";
+
+/// Client metadata key holding the credential the connection signed in
+/// with, checked again before every statement (so a revoked token or an
+/// expired JWT ends its sessions). `SHOW` of `fathom.*` is refused.
+const CREDENTIAL: &str = "fathom.credential";
 
 /// Serves the PostgreSQL protocol on `listener` until `shutdown` completes.
 pub async fn serve_postgres(
@@ -114,20 +121,31 @@ pub async fn serve_postgres(
             }
         })
     };
+    // Connections are capped like HTTP's; a connection that does not
+    // finish signing in is dropped by the protocol library after 60 s.
+    let slots = Arc::new(tokio::sync::Semaphore::new(crate::serve::connection_cap()));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "PostgreSQL connection refused: at the connection cap");
+                        continue;
+                    };
                     let handlers = handlers.clone();
                     tokio::spawn(async move {
                         if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
                             tracing::debug!(%peer, error = %e, "PostgreSQL connection ended with an error");
                         }
+                        drop(permit);
                     });
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot accept a PostgreSQL connection"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a PostgreSQL connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             },
         }
     }
@@ -225,13 +243,16 @@ struct TokenLogin {
 }
 
 impl TokenLogin {
-    async fn admit<C>(&self, client: &mut C, actor: String) -> PgWireResult<()>
+    async fn admit<C>(&self, client: &mut C, actor: String, credential: String) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         client.metadata_mut().insert(ACTOR.to_owned(), actor);
+        client
+            .metadata_mut()
+            .insert(CREDENTIAL.to_owned(), credential);
         let (pid, secret_key) = self.pids.generate(client);
         client.set_pid_and_secret_key(pid, secret_key);
         finish_authentication(client, &self.parameters).await
@@ -255,7 +276,7 @@ impl StartupHandler for TokenLogin {
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 if self.api.config.auth == AuthMode::None {
-                    return self.admit(client, "local".to_owned()).await;
+                    return self.admit(client, "local".to_owned(), String::new()).await;
                 }
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
                 client
@@ -266,18 +287,32 @@ impl StartupHandler for TokenLogin {
             }
             PgWireFrontendMessage::PasswordMessageFamily(password) => {
                 let password = password.into_password()?;
-                let caller = caller_for_secret(&self.api, password.password.trim())
-                    .await
-                    .map_err(|e| {
-                        user_error(
+                let address = client.socket_addr().ip();
+                if let Err(wait) = self.api.guards.may_try(address) {
+                    return Err(user_error(
+                        "FATAL",
+                        "53300",
+                        format!(
+                            "too many failed sign-ins from this address; retry in {} s",
+                            wait.as_secs().max(1)
+                        ),
+                    ));
+                }
+                let secret = password.password.trim().to_owned();
+                let caller = match caller_for_secret(&self.api, &secret).await {
+                    Ok(caller) => caller,
+                    Err(e) => {
+                        self.api.guards.failed(address);
+                        return Err(user_error(
                             "FATAL",
                             "28P01",
                             format!(
                                 "password authentication failed: {} (the password is an API token from `fathom tokens create`)",
                                 e.message
                             ),
-                        )
-                    })?;
+                        ));
+                    }
+                };
                 if !matches!(caller.role, Role::Analyst | Role::Admin) || !caller.teams.is_empty() {
                     return Err(user_error(
                         "FATAL",
@@ -285,97 +320,12 @@ impl StartupHandler for TokenLogin {
                         "SQL is for analysts and admins not limited to teams; this token may not connect",
                     ));
                 }
-                self.admit(client, caller.actor).await?;
+                self.admit(client, caller.actor, secret).await?;
             }
             _ => {}
         }
         Ok(())
     }
-}
-
-/// The read-only guard: every statement of `sql` must be a query (checked
-/// on its plan, which also catches `SELECT … INTO`), `SHOW`, a harmless
-/// `SET` of a client setting, a cursor or a transaction marker.
-async fn guard(ctx: &SessionContext, sql: &str) -> PgWireResult<()> {
-    let statements = PostgresCompatibilityParser::new()
-        .parse(sql)
-        .map_err(|e| user_error("ERROR", "42601", e.to_string()))?;
-    for statement in statements {
-        guard_statement(ctx, statement).await?;
-    }
-    Ok(())
-}
-
-fn refused(what: &str) -> PgWireError {
-    user_error(
-        "ERROR",
-        "25006",
-        format!(
-            "{what} is refused: SQL over the warehouse is read-only (queries only); \
-             data is changed by `fathom import` and ingestion"
-        ),
-    )
-}
-
-async fn guard_statement(ctx: &SessionContext, statement: Statement) -> PgWireResult<()> {
-    match &statement {
-        Statement::Query(_) | Statement::Explain { .. } => {
-            ensure_read_only_plan(ctx, statement).await
-        }
-        Statement::Declare { stmts } => {
-            for declare in stmts {
-                if let Some(query) = &declare.for_query {
-                    ensure_read_only_plan(ctx, Statement::Query(query.clone())).await?;
-                }
-            }
-            Ok(())
-        }
-        // Settings of the shared engine (`datafusion.*`) would change every
-        // connection's session; client settings are kept per connection.
-        Statement::Set(_) => {
-            if statement
-                .to_string()
-                .to_ascii_lowercase()
-                .contains("datafusion.")
-            {
-                Err(refused("SET of an engine setting"))
-            } else {
-                Ok(())
-            }
-        }
-        Statement::ShowVariable { .. }
-        | Statement::ShowStatus { .. }
-        | Statement::ShowCatalogs { .. }
-        | Statement::ShowTables { .. }
-        | Statement::ShowColumns { .. }
-        | Statement::StartTransaction { .. }
-        | Statement::Commit { .. }
-        | Statement::Rollback { .. }
-        | Statement::Fetch { .. }
-        | Statement::Close { .. }
-        // Drivers and poolers clean up sessions with these (psycopg sends
-        // `DEALLOCATE ALL` after an error, poolers `DISCARD ALL`).
-        | Statement::Deallocate { .. }
-        | Statement::Discard { .. } => Ok(()),
-        other => Err(refused(&format!(
-            "`{}`",
-            fathom_warehouse::query::statement_keyword(&other.to_string())
-        ))),
-    }
-}
-
-async fn ensure_read_only_plan(ctx: &SessionContext, statement: Statement) -> PgWireResult<()> {
-    let plan = ctx
-        .state()
-        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
-        .await
-        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-    datafusion::execution::context::SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false)
-        .verify_plan(&plan)
-        .map_err(|e| refused(&format!("this statement ({e})")))
 }
 
 /// The query handlers of `datafusion-postgres`, behind the guard, the row
@@ -406,19 +356,88 @@ fn timed_out(limit: Duration) -> PgWireError {
     )
 }
 
-/// Audits a statement that never ran.
-async fn audit_refusal(api: &Api, actor: &str, sql: &str, error: &PgWireError) {
-    let detail = json!({"sql": sql, "protocol": "postgres", "outcome": "refused", "error": error.to_string()});
+/// Audits a statement that ended before it returned rows: refused,
+/// failed, timed out, or turned away by a revoked credential.
+async fn audit_outcome(api: &Api, actor: &str, sql: &str, outcome: &str, error: &PgWireError) {
+    let detail = json!({
+        "sql": crate::sql::audit_text(sql),
+        "protocol": "postgres",
+        "outcome": outcome,
+        "error": error.to_string(),
+    });
     if let Err(e) = api.state.audit(actor, "sql", None, &detail).await {
         tracing::warn!(error = %e, "cannot write the audit log");
     }
+}
+
+/// The outcome name of an error answered before any row.
+fn outcome_of(error: &PgWireError) -> &'static str {
+    match error {
+        PgWireError::UserError(info) if info.code == "57014" => "timeout",
+        PgWireError::UserError(info) if info.code == "53300" => "busy",
+        PgWireError::UserError(info) if info.code.starts_with("28") => "revoked",
+        PgWireError::UserError(info)
+            if ["25006", "42501", "54001", "42601"].contains(&info.code.as_str()) =>
+        {
+            "refused"
+        }
+        _ => "error",
+    }
+}
+
+/// Checks the connection's credential again (verified credentials are
+/// remembered for 10 s, as over HTTP): a revoked token or expired JWT gets
+/// a FATAL error, which closes the connection.
+async fn recheck(api: &Api, client: &(impl ClientInfo + ?Sized)) -> PgWireResult<()> {
+    if api.config.auth == AuthMode::None {
+        return Ok(());
+    }
+    let secret = client
+        .metadata()
+        .get(CREDENTIAL)
+        .cloned()
+        .unwrap_or_default();
+    let caller = caller_for_secret(api, &secret).await.map_err(|e| {
+        user_error(
+            "FATAL",
+            "28000",
+            format!(
+                "this session's credential is no longer valid ({}); the connection is closed",
+                e.message
+            ),
+        )
+    })?;
+    if !matches!(caller.role, Role::Analyst | Role::Admin) || !caller.teams.is_empty() {
+        return Err(user_error(
+            "FATAL",
+            "28000",
+            "this session's credential no longer allows SQL; the connection is closed",
+        ));
+    }
+    Ok(())
+}
+
+/// A slot among the server's concurrent queries (shared with HTTP).
+async fn slot(api: &Api) -> PgWireResult<Arc<tokio::sync::OwnedSemaphorePermit>> {
+    api.guards
+        .query_slot(api.config.concurrent_queries)
+        .await
+        .map(Arc::new)
+        .map_err(|e| user_error("ERROR", "53300", e.message))
 }
 
 impl GuardedSql {
     /// Wraps a result's rows: at most `row_limit` (one more is an error, not
     /// a silent truncation: the wire protocol has no way to say "partial"),
     /// the deadline, and the audit record once the rows end.
-    fn watch(&self, response: Response, actor: String, sql: String, started: Instant) -> Response {
+    fn watch(
+        &self,
+        response: Response,
+        actor: String,
+        sql: String,
+        started: Instant,
+        slot: Arc<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Response {
         let Response::Query(mut query) = response else {
             return response;
         };
@@ -431,6 +450,7 @@ impl GuardedSql {
             actor,
             sql,
             started,
+            _slot: slot,
         };
         let state = (rows, 0_usize, Some(audit));
         query.data_rows = Box::pin(futures::stream::unfold(
@@ -476,12 +496,14 @@ struct Audit {
     actor: String,
     sql: String,
     started: Instant,
+    /// The query's slot, freed when its rows end.
+    _slot: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Audit {
     async fn finish(self, rows: usize, outcome: &str) {
         let detail = json!({
-            "sql": self.sql,
+            "sql": crate::sql::audit_text(&self.sql),
             "protocol": "postgres",
             "rows": rows,
             "milliseconds": self.started.elapsed().as_millis() as u64,
@@ -508,10 +530,18 @@ impl SimpleQueryHandler for GuardedSql {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let actor = actor(client);
-        if let Err(e) = guard(&self.ctx, query).await {
-            audit_refusal(&self.api, &actor, query, &e).await;
-            return Err(e);
-        }
+        let ready = async {
+            recheck(&self.api, client).await?;
+            guard(&self.ctx, query, self.api.config.query.bounds).await?;
+            slot(&self.api).await
+        };
+        let slot = match ready.await {
+            Ok(slot) => slot,
+            Err(e) => {
+                audit_outcome(&self.api, &actor, query, outcome_of(&e), &e).await;
+                return Err(e);
+            }
+        };
         let started = Instant::now();
         let timeout = self.api.config.query_timeout;
         let responses = tokio::time::timeout(
@@ -519,10 +549,18 @@ impl SimpleQueryHandler for GuardedSql {
             SimpleQueryHandler::do_query(&*self.inner, client, query),
         )
         .await
-        .map_err(|_| timed_out(timeout))??;
+        .map_err(|_| timed_out(timeout))
+        .and_then(|r| r);
+        let responses = match responses {
+            Ok(responses) => responses,
+            Err(e) => {
+                audit_outcome(&self.api, &actor, query, outcome_of(&e), &e).await;
+                return Err(e);
+            }
+        };
         Ok(responses
             .into_iter()
-            .map(|r| self.watch(r, actor.clone(), query.to_owned(), started))
+            .map(|r| self.watch(r, actor.clone(), query.to_owned(), started, slot.clone()))
             .collect())
     }
 }
@@ -550,6 +588,19 @@ impl ExtendedQueryHandler for GuardedSql {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let sql = portal.statement.statement.0.clone();
+        let actor = actor(client);
+        let ready = async {
+            recheck(&self.api, client).await?;
+            slot(&self.api).await
+        };
+        let slot = match ready.await {
+            Ok(slot) => slot,
+            Err(e) => {
+                audit_outcome(&self.api, &actor, &sql, outcome_of(&e), &e).await;
+                return Err(e);
+            }
+        };
         let started = Instant::now();
         let timeout = self.api.config.query_timeout;
         let response = tokio::time::timeout(
@@ -557,9 +608,15 @@ impl ExtendedQueryHandler for GuardedSql {
             ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows),
         )
         .await
-        .map_err(|_| timed_out(timeout))??;
-        let sql = portal.statement.statement.0.clone();
-        Ok(self.watch(response, actor(client), sql, started))
+        .map_err(|_| timed_out(timeout))
+        .and_then(|r| r);
+        match response {
+            Ok(response) => Ok(self.watch(response, actor, sql, started, slot)),
+            Err(e) => {
+                audit_outcome(&self.api, &actor, &sql, outcome_of(&e), &e).await;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -584,8 +641,12 @@ impl QueryParser for GuardedParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        if let Err(e) = guard(&self.ctx, sql).await {
-            audit_refusal(&self.api, &actor(client), sql, &e).await;
+        let checked = async {
+            recheck(&self.api, client).await?;
+            guard(&self.ctx, sql, self.api.config.query.bounds).await
+        };
+        if let Err(e) = checked.await {
+            audit_outcome(&self.api, &actor(client), sql, outcome_of(&e), &e).await;
             return Err(e);
         }
         self.inner.parse_sql(client, sql, types).await
