@@ -16,6 +16,9 @@ use access::authorize_scope;
 pub use cache::Caches;
 mod guards;
 pub use guards::Guards;
+mod intake;
+mod metrics;
+pub use metrics::RequestMetrics;
 pub mod oidc;
 pub mod openapi;
 mod pages;
@@ -159,73 +162,6 @@ pub struct RunTrigger {
     pub requested_by: String,
 }
 
-/// Upper bounds (seconds) of the request latency histogram's buckets.
-const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
-
-/// Requests by (method, route, status): a latency histogram each.
-#[derive(Debug, Default)]
-pub struct RequestMetrics {
-    series: std::sync::Mutex<std::collections::BTreeMap<(String, String, u16), Histogram>>,
-}
-
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    buckets: [u64; LATENCY_BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl RequestMetrics {
-    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        // A poisoned lock only means another request panicked mid-update;
-        // the counts are still usable.
-        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        let h = series
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default();
-        h.count += 1;
-        h.sum += seconds;
-        for (bucket, bound) in h.buckets.iter_mut().zip(LATENCY_BUCKETS) {
-            if seconds <= bound {
-                *bucket += 1;
-            }
-        }
-    }
-
-    fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        out.push_str(
-            "# HELP fathom_http_request_duration_seconds API requests by route and status.\n",
-        );
-        out.push_str("# TYPE fathom_http_request_duration_seconds histogram\n");
-        for ((method, route, status), h) in series.iter() {
-            let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
-            for (count, bound) in h.buckets.iter().zip(LATENCY_BUCKETS) {
-                let _ = writeln!(
-                    out,
-                    "fathom_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "fathom_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "fathom_http_request_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "fathom_http_request_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
-        }
-    }
-}
-
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -275,22 +211,6 @@ pub fn router(api: Arc<Api>) -> Router {
     }
 }
 
-/// The label of a request method in `/metrics`: the standard methods by
-/// name, anything else as `other` (made-up methods must not make series).
-fn method_label(method: &axum::http::Method) -> &'static str {
-    use axum::http::Method;
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        _ => "other",
-    }
-}
-
 /// One structured line per request (method, path, status, duration), and
 /// the request counted in `/metrics` under its route template (never the
 /// raw path: entity refs would make unbounded series). A client address
@@ -301,7 +221,7 @@ async fn access_log(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let method = method_label(request.method());
+    let method = metrics::method_label(request.method());
     let path = request.uri().path().to_owned();
     let route = request
         .extensions()
@@ -362,7 +282,7 @@ fn routes(api: Arc<Api>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/entities", get(entities))
         .route("/api/v1/entities/{entity}", get(entity))
         .route("/api/v1/dora/{scope}", get(dora))
@@ -370,9 +290,9 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/dora/{scope}/{rows}", get(drill_down))
         .route("/api/v1/runs", get(runs).post(trigger_run))
         .route("/api/v1/freshness", get(freshness))
-        .route("/api/v1/intake/github", post(github_webhook))
-        .route("/api/v1/intake/events", post(intake_events))
-        .route("/api/v1/intake/{kind}", post(intake))
+        .route("/api/v1/intake/github", post(intake::github_webhook))
+        .route("/api/v1/intake/events", post(intake::intake_events))
+        .route("/api/v1/intake/{kind}", post(intake::intake))
         .route("/api/v1/sql", post(sql::sql))
         .route("/api/v1/panels", get(panel_list))
         .route("/api/v1/panels/{id}", get(panel_rows))
@@ -784,61 +704,6 @@ fn cached_json(headers: &HeaderMap, body: &Value) -> Response {
 
 async fn healthz() -> &'static str {
     "ok\n"
-}
-
-/// `GET /metrics` (Prometheus text format): request latencies by route and
-/// status, and the newest run of each command from the ledger (duration,
-/// rows written, errors, success).
-async fn metrics(State(api): State<Arc<Api>>) -> ApiResult<Response> {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    api.requests.render(&mut out);
-    let runs = api.state.runs(200).await.map_err(ApiError::internal)?;
-    let mut newest: std::collections::BTreeMap<&str, &fathom_warehouse::state::RunRecord> =
-        std::collections::BTreeMap::new();
-    for run in &runs {
-        newest.entry(run.command.as_str()).or_insert(run);
-    }
-    out.push_str(
-        "# HELP fathom_run_duration_seconds Duration of the newest run of each command.\n",
-    );
-    out.push_str("# TYPE fathom_run_duration_seconds gauge\n");
-    for (command, run) in &newest {
-        if let Some(finished) = run.finished_at {
-            let seconds = (finished - run.started_at).num_milliseconds() as f64 / 1000.0;
-            let _ = writeln!(
-                out,
-                "fathom_run_duration_seconds{{command=\"{command}\"}} {seconds}"
-            );
-        }
-    }
-    out.push_str("# HELP fathom_run_rows Rows written by the newest run of each command.\n");
-    out.push_str("# TYPE fathom_run_rows gauge\n");
-    for (command, run) in &newest {
-        let rows: i64 = run
-            .row_counts
-            .iter()
-            .filter(|(k, _)| k.ends_with(".rows") || k.ends_with(".loaded"))
-            .map(|(_, v)| *v)
-            .sum();
-        let _ = writeln!(out, "fathom_run_rows{{command=\"{command}\"}} {rows}");
-    }
-    out.push_str("# HELP fathom_run_errors Errors of the newest run of each command.\n");
-    out.push_str("# TYPE fathom_run_errors gauge\n");
-    for (command, run) in &newest {
-        let _ = writeln!(
-            out,
-            "fathom_run_errors{{command=\"{command}\"}} {}",
-            run.errors.len()
-        );
-    }
-    out.push_str("# HELP fathom_run_succeeded Whether the newest run of each command succeeded (1) or not (0).\n");
-    out.push_str("# TYPE fathom_run_succeeded gauge\n");
-    for (command, run) in &newest {
-        let ok = u8::from(run.status == fathom_warehouse::state::RunStatus::Succeeded);
-        let _ = writeln!(out, "fathom_run_succeeded{{command=\"{command}\"}} {ok}");
-    }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
 /// Ready when the warehouse and the state database answer. The answer is
@@ -1472,381 +1337,6 @@ pub(crate) async fn freshness_rows(api: &Api) -> ApiResult<Vec<Value>> {
         })
         .collect();
     Ok(sources)
-}
-
-/// `POST /api/v1/intake/deployments` and `/intake/incidents`: records
-/// from any CI/CD or incident tool in the generic format (the columns of
-/// the `deployments` or `incidents` table, as `fathom import` reads them:
-/// one object, an array, or `{"records": [...]}`). Durable before the
-/// answer: the good records are merged (by primary key, so a re-sent
-/// record changes nothing) and the bad ones quarantined with their reason
-/// before `200`. A delivery seen before (`X-Delivery-Id`) is acknowledged
-/// without being applied again. Admins only.
-async fn intake(
-    State(api): State<Arc<Api>>,
-    Path(kind): Path<String>,
-    headers: HeaderMap,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult<Response> {
-    let caller = caller(&api, &headers).await?;
-    if caller.role != Role::Admin {
-        return Err(ApiError::forbidden("intake is for admin tokens"));
-    }
-    let body: Value = json_body(body)?;
-    let def = match kind.as_str() {
-        "deployments" => &fathom_models::tables::DEPLOYMENTS,
-        "incidents" => &fathom_models::tables::INCIDENTS,
-        other => {
-            return Err(ApiError::not_found(format!(
-                "no intake `{other}`; intakes: deployments, incidents"
-            )));
-        }
-    };
-    let delivery = headers
-        .get("x-delivery-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let stream = format!("intake:{kind}");
-    if let Some(answer) = duplicate(&api, &stream, delivery.as_deref()).await? {
-        return Ok(answer);
-    }
-    // Items that are not objects are quarantined with the rest of the
-    // delivery's bad records (their position kept), never dropped.
-    let mut not_objects = Vec::new();
-    let records: Vec<Map<String, Value>> = match body {
-        Value::Object(mut map) => match map.remove("records") {
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, v)| match v {
-                    Value::Object(m) => Some(m),
-                    other => {
-                        not_objects.push((i, other));
-                        None
-                    }
-                })
-                .collect(),
-            Some(_) => {
-                return Err(ApiError::bad_request(
-                    "`records` must be an array of objects",
-                ));
-            }
-            None => vec![map],
-        },
-        Value::Array(items) => items
-            .into_iter()
-            .map(|v| match v {
-                Value::Object(m) => Ok(m),
-                _ => Err(ApiError::bad_request("every record must be a JSON object")),
-            })
-            .collect::<ApiResult<_>>()?,
-        _ => {
-            return Err(ApiError::bad_request(
-                "send a record, an array of records, or {\"records\": [...]}",
-            ));
-        }
-    };
-    if records.is_empty() && not_objects.is_empty() {
-        return Err(ApiError::bad_request("no records"));
-    }
-    let refs: Vec<&Map<String, Value>> = records.iter().collect();
-    let location = format!(
-        "intake {}",
-        delivery.as_deref().unwrap_or("(no delivery id)")
-    );
-    let (batch, mut rejected) = if refs.is_empty() {
-        (None, Vec::new())
-    } else {
-        fathom_ingest::import::json_rows_to_batch(def, &refs, &location)
-            .map_err(ApiError::bad_request)?
-    };
-    rejected.extend(not_objects.into_iter().map(|(i, value)| {
-        let raw = value.to_string();
-        fathom_ingest::import::Rejection {
-            location: location.clone(),
-            line_number: i as i64 + 1,
-            column: None,
-            reason: format!(
-                "record {} of `records` is {}, not a JSON object",
-                i + 1,
-                json_kind(&value)
-            ),
-            raw_record: raw,
-        }
-    }));
-    let accepted = batch.as_ref().map_or(0, RecordBatch::num_rows);
-    if let Some(batch) = batch {
-        api.warehouse.merge(def, &[batch]).await?;
-    }
-    if !rejected.is_empty() {
-        let quarantine = fathom_ingest::import::quarantine_batch(
-            "intake",
-            &kind,
-            delivery.as_deref().unwrap_or("intake"),
-            &rejected,
-        )
-        .map_err(ApiError::internal)?;
-        api.warehouse
-            .merge(&fathom_models::tables::QUARANTINE, &[quarantine])
-            .await?;
-    }
-    // A delivery is done only when something of it was accepted: a
-    // corrected retry of a refused one (same id) must still be applied.
-    if accepted > 0 {
-        delivered(&api, &stream, delivery.as_deref()).await?;
-    }
-    audit_delivery(
-        &api,
-        &caller.actor,
-        &stream,
-        delivery.as_deref(),
-        accepted,
-        rejected.len(),
-    )
-    .await;
-    let rejections: Vec<Value> = rejected
-        .iter()
-        .map(|r| json!({"record": r.line_number, "column": r.column, "reason": r.reason}))
-        .collect();
-    let status = if accepted == 0 {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        axum::Json(json!({
-            "delivery": delivery,
-            "accepted": accepted,
-            "quarantined": rejected.len(),
-            "rejections": rejections,
-        })),
-    )
-        .into_response())
-}
-
-/// The kind of a JSON value, for messages.
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Records a delivery in the audit log (who sent what, and what became of
-/// it); a failure to write it is logged, not answered.
-async fn audit_delivery(
-    api: &Api,
-    actor: &str,
-    stream: &str,
-    delivery: Option<&str>,
-    accepted: usize,
-    quarantined: usize,
-) {
-    let detail = json!({"delivery": delivery, "accepted": accepted, "quarantined": quarantined});
-    if let Err(e) = api.state.audit(actor, stream, delivery, &detail).await {
-        tracing::warn!(error = %e, "cannot write the audit log");
-    }
-}
-
-/// The answer to a delivery of `stream` already applied, if `id` is one.
-/// (Ids are kept in the state database's cursor table.)
-async fn duplicate(api: &Api, stream: &str, id: Option<&str>) -> ApiResult<Option<Response>> {
-    let Some(id) = id else {
-        return Ok(None);
-    };
-    let seen = api
-        .state
-        .cursor(stream, id)
-        .await
-        .map_err(ApiError::internal)?
-        .is_some();
-    Ok(seen.then(|| axum::Json(json!({"delivery": id, "duplicate": true})).into_response()))
-}
-
-/// Records delivery `id` of `stream` as applied (after its data committed).
-async fn delivered(api: &Api, stream: &str, id: Option<&str>) -> ApiResult<()> {
-    if let Some(id) = id {
-        api.state
-            .set_cursor(stream, id, &chrono::Utc::now().to_rfc3339())
-            .await
-            .map_err(ApiError::internal)?;
-    }
-    Ok(())
-}
-
-/// `POST /api/v1/intake/github`: a GitHub webhook delivery. The signature
-/// (`X-Hub-Signature-256`) is the authentication: a delivery no configured
-/// secret signed is refused before anything is stored. Deliveries are
-/// applied once by `X-GitHub-Delivery`, and are in the warehouse before the
-/// answer.
-async fn github_webhook(
-    State(api): State<Arc<Api>>,
-    headers: HeaderMap,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult<Response> {
-    let body = body_bytes(body)?;
-    if api.config.github_webhooks.is_empty() {
-        return Err(ApiError::not_found(
-            "no GitHub source accepts webhooks: set `webhook_secret_env` on a github source",
-        ));
-    }
-    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let signature = header_text("x-hub-signature-256");
-    let mut refusal = None;
-    let mut matched = None;
-    for hook in &api.config.github_webhooks {
-        match fathom_ingest::webhooks::verify_signature(hook.secret.as_bytes(), &body, signature) {
-            Ok(()) => {
-                matched = Some(hook);
-                break;
-            }
-            Err(e) => refusal = Some(e),
-        }
-    }
-    let Some(hook) = matched else {
-        let message = refusal.map_or_else(|| "bad signature".to_owned(), |e| e.to_string());
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "bad_signature",
-            message,
-        ));
-    };
-    let event = header_text("x-github-event")
-        .ok_or_else(|| ApiError::bad_request("the X-GitHub-Event header is missing"))?;
-    let delivery = header_text("x-github-delivery")
-        .ok_or_else(|| ApiError::bad_request("the X-GitHub-Delivery header is missing"))?;
-    let stream = "intake:github";
-    if let Some(answer) = duplicate(&api, stream, Some(delivery)).await? {
-        return Ok(answer);
-    }
-    let report = fathom_ingest::webhooks::ingest_delivery(
-        &api.warehouse,
-        &hook.source,
-        event,
-        delivery,
-        &body,
-        chrono::Utc::now(),
-    )
-    .await
-    .map_err(ApiError::internal)?;
-    delivered(&api, stream, Some(delivery)).await?;
-    audit_delivery(
-        &api,
-        &format!("github:{}", hook.source.name()),
-        stream,
-        Some(delivery),
-        report.rows.values().sum(),
-        report.quarantined,
-    )
-    .await;
-    Ok(axum::Json(json!({
-        "delivery": delivery,
-        "source": hook.source.name(),
-        "event": report.event,
-        "action": report.action,
-        "stream": report.stream,
-        "rows": report.rows,
-        "quarantined": report.quarantined,
-        "ignored": report.ignored,
-    }))
-    .into_response())
-}
-
-/// `POST /api/v1/intake/events` (admin): Backstage analytics events — a
-/// JSON event, an array of events, or NDJSON — pseudonymized as event files
-/// are (the user is stored only as a keyed hash), committed before the
-/// answer, applied once per `X-Delivery-Id`.
-async fn intake_events(
-    State(api): State<Arc<Api>>,
-    headers: HeaderMap,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult<Response> {
-    let body = body_bytes(body)?;
-    let caller = caller(&api, &headers).await?;
-    if caller.role != Role::Admin {
-        return Err(ApiError::forbidden("intake is for admin tokens"));
-    }
-    let Some(events) = &api.config.events else {
-        return Err(ApiError::not_found(
-            "no portal_events source: configure one (with its pseudonymize_key_env) to accept events",
-        ));
-    };
-    let delivery = headers
-        .get("x-delivery-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let stream = "intake:events";
-    if let Some(answer) = duplicate(&api, stream, delivery.as_deref()).await? {
-        return Ok(answer);
-    }
-    // One event per line, whatever shape it came in. A body that is not
-    // JSON at all is decoded line by line, so each bad line is quarantined
-    // with its reason (and never copied: it may hold a user id).
-    let ndjson: Vec<u8> = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Array(items)) => items
-            .iter()
-            .map(Value::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-            .into_bytes(),
-        Ok(Value::Object(mut map)) => match map.remove("events") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(Value::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-                .into_bytes(),
-            Some(other) => {
-                map.insert("events".to_owned(), other);
-                Value::Object(map).to_string().into_bytes()
-            }
-            None => Value::Object(map).to_string().into_bytes(),
-        },
-        _ => body.to_vec(),
-    };
-    let id = delivery
-        .clone()
-        .unwrap_or_else(|| "(no delivery id)".to_owned());
-    let posted = fathom_ingest::files::events::ingest_posted(
-        &api.warehouse,
-        &events.source,
-        &events.pseudonymizer,
-        &ndjson,
-        &id,
-    )
-    .await
-    .map_err(ApiError::internal)?;
-    if posted.accepted > 0 || posted.quarantined == 0 {
-        delivered(&api, stream, delivery.as_deref()).await?;
-    }
-    audit_delivery(
-        &api,
-        &caller.actor,
-        stream,
-        delivery.as_deref(),
-        posted.accepted,
-        posted.quarantined,
-    )
-    .await;
-    let status = if posted.accepted == 0 && posted.quarantined > 0 {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        axum::Json(json!({
-            "delivery": delivery,
-            "accepted": posted.accepted,
-            "quarantined": posted.quarantined,
-        })),
-    )
-        .into_response())
 }
 
 /// `GET /api/v1/panels`: the dashboard panels (id, page, title, chart).

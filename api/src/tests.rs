@@ -225,3 +225,16 @@ async fn rate_limiter_allows_bursts_then_paces() {
     assert!(limiter.admit("b", 3).is_ok());
     assert!(limiter.admit("a", 0).is_ok());
 }
+
+#[tokio::test]
+async fn internal_errors_answer_an_id_not_the_internal_text() {
+    let error = ApiError::internal("cannot open /var/lib/fathom/state.db: disk I/O error");
+    assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(!error.message.contains("/var/lib"), "{}", error.message);
+    assert!(error.message.contains("error id"), "{}", error.message);
+    let other = ApiError::internal("x");
+    assert_ne!(
+        error.message, other.message,
+        "every failure gets its own id"
+    );
+}

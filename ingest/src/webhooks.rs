@@ -457,17 +457,7 @@ async fn keep_review_stages(
         if row.table.name != PULL_REQUESTS.name {
             return true;
         }
-        let key = (
-            row.values
-                .get("repository_id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            row.values
-                .get("number")
-                .and_then(Value::as_i64)
-                .unwrap_or_default(),
-        );
+        let key = pull_key(row);
         match (updated.get(&key.1), settled.get(&key)) {
             (Some(incoming), Some(stored)) => incoming >= stored,
             _ => true,
@@ -478,17 +468,7 @@ async fn keep_review_stages(
         if row.table.name != PULL_REQUESTS.name {
             continue;
         }
-        let key = (
-            row.values
-                .get("repository_id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            row.values
-                .get("number")
-                .and_then(Value::as_i64)
-                .unwrap_or_default(),
-        );
+        let key = pull_key(row);
         let Some(known) = stored.get(&key) else {
             continue;
         };
@@ -501,6 +481,21 @@ async fn keep_review_stages(
         }
     }
     Ok(stale)
+}
+
+/// The key of a decoded pull request row: repository and number.
+fn pull_key(row: &crate::source::Row) -> (String, i64) {
+    (
+        row.values
+            .get("repository_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        row.values
+            .get("number")
+            .and_then(Value::as_i64)
+            .unwrap_or_default(),
+    )
 }
 
 /// An instant as the engine prints a UTC timestamp (`2026-07-01T10:00:00`
