@@ -58,7 +58,8 @@ async fn unauthenticated_clients_cannot_grow_or_starve_the_server() -> Result<()
     let started = Instant::now();
     let answer = http.get(format!("{base}/healthz")).send().await?;
     assert_eq!(answer.status(), 200);
-    assert!(started.elapsed() < Duration::from_millis(500));
+    // Served while they wait (not after their 2-second timeout).
+    assert!(started.elapsed() < Duration::from_millis(1_500));
     tokio::time::sleep(Duration::from_secs(3)).await;
     for socket in &mut half_open {
         socket.set_read_timeout(Some(Duration::from_secs(5)))?;
