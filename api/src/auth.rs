@@ -90,10 +90,25 @@ pub struct RateLimiter {
     buckets: std::sync::Mutex<HashMap<String, (f64, Instant)>>,
 }
 
+/// Buckets kept before the full ones are dropped (a full bucket carries no
+/// state: it is what a new key starts with), so keys from many client
+/// addresses cannot grow the map without bound.
+const MAX_BUCKETS: usize = 10_000;
+
 impl RateLimiter {
-    /// Takes one request from `actor`'s bucket, or says how long until one
+    /// Takes one request from `key`'s bucket, or says how long until one
     /// is available. `per_minute = 0` admits everything.
-    pub(crate) fn admit(&self, actor: &str, per_minute: u32) -> Result<(), Duration> {
+    pub(crate) fn admit(&self, key: &str, per_minute: u32) -> Result<(), Duration> {
+        self.bucket(key, per_minute, true)
+    }
+
+    /// Whether `key`'s bucket has a request left, without taking it (the
+    /// failed-authentication budget: only failures take from it).
+    pub(crate) fn check(&self, key: &str, per_minute: u32) -> Result<(), Duration> {
+        self.bucket(key, per_minute, false)
+    }
+
+    fn bucket(&self, key: &str, per_minute: u32, take: bool) -> Result<(), Duration> {
         if per_minute == 0 {
             return Ok(());
         }
@@ -101,11 +116,17 @@ impl RateLimiter {
         let per_second = capacity / 60.0;
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last) = buckets.entry(actor.to_owned()).or_insert((capacity, now));
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
+            // Refilled by now: the same as absent.
+            buckets.retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(60));
+        }
+        let (tokens, last) = buckets.entry(key.to_owned()).or_insert((capacity, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_second).min(capacity);
         *last = now;
         if *tokens >= 1.0 {
-            *tokens -= 1.0;
+            if take {
+                *tokens -= 1.0;
+            }
             Ok(())
         } else {
             Err(Duration::from_secs_f64((1.0 - *tokens) / per_second))

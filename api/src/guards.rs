@@ -3,7 +3,6 @@
 //! running at once, a cached readiness answer, and a budget of failed
 //! authentications per client address.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -13,7 +12,7 @@ use datafusion::prelude::SessionContext;
 use fathom_warehouse::query::{QueryLimits, query_runtime, read_only_session_on};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::{Api, ApiError, ApiResult};
+use crate::{Api, ApiError, ApiResult, RateLimiter};
 
 /// Callers' SQL queries (HTTP and PostgreSQL together) running at once by
 /// default (`[query] concurrent_queries`); more wait up to [`QUEUE_WAIT`].
@@ -36,7 +35,8 @@ pub struct Guards {
     runtime: OnceLock<Arc<RuntimeEnv>>,
     queries: OnceLock<Arc<Semaphore>>,
     readiness: Mutex<Option<(Instant, bool, serde_json::Value)>>,
-    failures: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    /// Failed authentications per client address.
+    failures: RateLimiter,
 }
 
 impl Guards {
@@ -51,7 +51,7 @@ impl Guards {
     }
 
     /// A slot for one caller's query, or 503 when none frees up in time.
-    pub(crate) async fn query_slot(&self, slots: usize) -> ApiResult<OwnedSemaphorePermit> {
+    async fn query_slot(&self, slots: usize) -> ApiResult<OwnedSemaphorePermit> {
         let slots = self
             .queries
             .get_or_init(|| Arc::new(Semaphore::new(slots.max(1))))
@@ -85,34 +85,15 @@ impl Guards {
     /// [`FAILED_AUTH_PER_MINUTE`] times in the last minute, continuously
     /// refilled); the wait otherwise.
     pub(crate) fn may_try(&self, address: IpAddr) -> Result<(), Duration> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((tokens, last)) = failures.get(&address) else {
-            return Ok(());
-        };
-        let per_second = f64::from(FAILED_AUTH_PER_MINUTE) / 60.0;
-        let now_tokens = (tokens + last.elapsed().as_secs_f64() * per_second)
-            .min(f64::from(FAILED_AUTH_PER_MINUTE));
-        if now_tokens >= 1.0 {
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - now_tokens) / per_second))
-        }
+        self.failures
+            .check(&address.to_string(), FAILED_AUTH_PER_MINUTE)
     }
 
     /// Counts a failed authentication from `address`.
     pub(crate) fn failed(&self, address: IpAddr) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        // Bounded: addresses whose budget is full again carry no state.
-        if failures.len() > 10_000 {
-            failures.retain(|_, (_, last)| last.elapsed() < Duration::from_secs(60));
-        }
-        let per_second = f64::from(FAILED_AUTH_PER_MINUTE) / 60.0;
-        let capacity = f64::from(FAILED_AUTH_PER_MINUTE);
-        let now = Instant::now();
-        let (tokens, last) = failures.entry(address).or_insert((capacity, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_second).min(capacity);
-        *tokens = (*tokens - 1.0).max(0.0);
-        *last = now;
+        let _ = self
+            .failures
+            .admit(&address.to_string(), FAILED_AUTH_PER_MINUTE);
     }
 }
 
@@ -122,6 +103,13 @@ impl Api {
     pub(crate) async fn session(&self) -> ApiResult<SessionContext> {
         let runtime = self.guards.runtime(self.config.query)?;
         Ok(read_only_session_on(&self.warehouse, runtime).await?)
+    }
+
+    /// A slot among the server's `[query] concurrent_queries` for one
+    /// caller's query (HTTP and PostgreSQL share them), or 503 `busy` when
+    /// none frees up in time.
+    pub(crate) async fn query_slot(&self) -> ApiResult<OwnedSemaphorePermit> {
+        self.guards.query_slot(self.config.concurrent_queries).await
     }
 }
 

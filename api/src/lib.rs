@@ -237,16 +237,17 @@ async fn access_log(
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let started = Instant::now();
-    let known_credential = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|secret| api.caches.caller(secret.trim()).is_some());
-    let throttled = match peer {
-        Some(peer) if !known_credential => api.guards.may_try(peer).err(),
-        _ => None,
-    };
+    // Only an address over its budget pays for looking up the credential.
+    let throttled = peer
+        .and_then(|peer| api.guards.may_try(peer).err())
+        .filter(|_| {
+            let secret = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            secret.is_none_or(|secret| api.caches.caller(secret.trim()).is_none())
+        });
     let response = match throttled {
         Some(wait) => {
             let seconds = wait.as_secs().max(1);

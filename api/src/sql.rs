@@ -129,7 +129,7 @@ async fn answer(
     } else {
         (OutputFormat::Json, "application/json")
     };
-    let _slot = api.guards.query_slot(api.config.concurrent_queries).await?;
+    let _slot = api.query_slot().await?;
     let ctx = api.session().await?;
     let limit = api.config.row_limit;
     let timeout = api.config.query_timeout;

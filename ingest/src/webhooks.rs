@@ -326,7 +326,7 @@ pub async fn ingest_delivery(
     }
     let mut decoded = decode_units(source, stream, &payloads);
     if stream == "pulls" {
-        let stale = keep_review_stages(warehouse, &payloads, &mut decoded).await?;
+        let stale = reconcile_with_stored(warehouse, &payloads, &mut decoded).await?;
         if stale > 0 {
             report.ignored = Some(
                 "the pull request in this delivery is older than the stored one \
@@ -374,7 +374,7 @@ fn updated_at_by_number(payloads: &[Payload]) -> BTreeMap<i64, DateTime<Utc>> {
 /// stored one's closing or merge is dropped (a replayed "opened" delivery
 /// under a new delivery id must not reopen it). Returns how many were
 /// dropped.
-async fn keep_review_stages(
+async fn reconcile_with_stored(
     warehouse: &Warehouse,
     payloads: &[Payload],
     decoded: &mut Decoded,

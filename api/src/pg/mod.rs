@@ -419,8 +419,7 @@ async fn recheck(api: &Api, client: &(impl ClientInfo + ?Sized)) -> PgWireResult
 
 /// A slot among the server's concurrent queries (shared with HTTP).
 async fn slot(api: &Api) -> PgWireResult<Arc<tokio::sync::OwnedSemaphorePermit>> {
-    api.guards
-        .query_slot(api.config.concurrent_queries)
+    api.query_slot()
         .await
         .map(Arc::new)
         .map_err(|e| user_error("ERROR", "53300", e.message))

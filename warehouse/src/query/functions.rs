@@ -83,7 +83,7 @@ impl Bounded {
         let arg = |i: usize| args.args.get(i);
         match self.growth {
             Growth::Repeat => {
-                let text = arg(0).map_or(0, |v| text_bytes(v, rows));
+                let text = arg(0).map_or(0, text_bytes);
                 text.saturating_mul(arg(1).map_or(0, max_integer))
             }
             Growth::Pad => {
@@ -91,7 +91,7 @@ impl Bounded {
                 each.saturating_mul(broadcast_rows(arg(0), rows))
             }
             Growth::Replace => {
-                let text = arg(0).map_or(0, |v| text_bytes(v, rows));
+                let text = arg(0).map_or(0, text_bytes);
                 let to = arg(2).map_or(0, max_text_len);
                 text.saturating_mul(to.saturating_add(1))
             }
@@ -172,7 +172,7 @@ fn broadcast_rows(first: Option<&ColumnarValue>, rows: u64) -> u64 {
 }
 
 /// Total bytes of a text argument over the call (a constant counts once).
-fn text_bytes(value: &ColumnarValue, _rows: u64) -> u64 {
+fn text_bytes(value: &ColumnarValue) -> u64 {
     match value {
         ColumnarValue::Scalar(s) => scalar_text_len(s),
         ColumnarValue::Array(a) => array_text_bytes(a),
