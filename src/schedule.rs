@@ -25,7 +25,6 @@ use fathom_warehouse::state::{RunStatus, StateDb};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
-use crate::cli::{recorded_ingest, recorded_transform};
 use crate::config::Config;
 
 /// `[schedule]`.
@@ -308,8 +307,9 @@ async fn abandon(state: &StateDb, open: &OpenRuns) {
     }
 }
 
-/// Ingests one source, then brings the marts up to date, each under its
-/// job lock.
+/// Every pipeline stage for one source (see
+/// [`fathom_pipeline::Pipeline::refresh`]); the open run is kept in `open`
+/// so a shutdown can mark it abandoned.
 async fn run_job(
     config: &Config,
     warehouse: &Warehouse,
@@ -317,67 +317,26 @@ async fn run_job(
     source: &str,
     open: OpenRuns,
 ) -> Outcome {
-    let result = async {
-        let Some(lock) = state.try_lock_job(&format!("ingest:{source}")).await? else {
-            tracing::info!(%source, "skipped: another runner is ingesting it");
-            return Ok(Outcome::Skipped);
-        };
-        let run_id = state
-            .start_run(&format!("ingest --source {source} (scheduled)"))
-            .await?;
+    let started = |run_id: &str| {
         if let Ok(mut runs) = open.lock() {
-            runs.push(run_id.clone());
+            *runs = vec![run_id.to_owned()];
         }
-        let options = fathom_ingest::runner::IngestOptions {
-            source: Some(source.to_owned()),
-            since: None,
-            full: false,
-        };
-        let report = recorded_ingest(
-            config,
-            warehouse,
-            state,
-            &run_id,
-            &options,
-            Arc::new(fathom_ingest::runner::NoIngestProgress),
-        )
+    };
+    let outcome = crate::cli::pipeline(config, warehouse, state)
+        .refresh(source, &started)
         .await;
-        lock.release().await?;
-        let report = report?;
-        if let Ok(mut runs) = open.lock() {
-            runs.clear();
-        }
-        let degraded = report.sources.iter().any(|s| s.degraded);
-        tracing::info!(%source, %run_id, degraded, rows = ?report.counts(), "scheduled ingest finished");
-        if let Some(lock) = state.try_lock_job("transform").await? {
-            let run_id = state.start_run("transform (scheduled)").await?;
-            if let Ok(mut runs) = open.lock() {
-                runs.push(run_id.clone());
-            }
-            let outcome = recorded_transform(
-                config,
-                warehouse,
-                state,
-                &run_id,
-                None,
-                fathom_transforms::default_as_of(),
-                false,
-                &fathom_transforms::NoProgress,
-            )
-            .await;
-            lock.release().await?;
-            outcome?;
-        } else {
-            tracing::info!("transform skipped: another runner is transforming");
-        }
-        Ok::<_, anyhow::Error>(if degraded {
-            Outcome::Failed(report.errors().join("; "))
-        } else {
-            Outcome::Done
-        })
+    if let Ok(mut runs) = open.lock() {
+        runs.clear();
     }
-    .await;
-    result.unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
+    match outcome {
+        Ok(fathom_pipeline::Refreshed::Skipped) => Outcome::Skipped,
+        Ok(fathom_pipeline::Refreshed::Done {
+            degraded: Some(errors),
+            ..
+        }) => Outcome::Failed(errors),
+        Ok(fathom_pipeline::Refreshed::Done { degraded: None, .. }) => Outcome::Done,
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -21,16 +21,24 @@ pub(crate) enum Role {
     Admin,
 }
 
+/// Every role, as tokens and OIDC group mappings name them, least trusted
+/// first.
+pub const ROLES: [&str; 5] = ["contractor", "viewer", "cost-viewer", "analyst", "admin"];
+
 impl Role {
+    const ALL: [Self; 5] = [
+        Self::Contractor,
+        Self::Viewer,
+        Self::CostViewer,
+        Self::Analyst,
+        Self::Admin,
+    ];
+
     pub(crate) fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "contractor" => Self::Contractor,
-            "viewer" => Self::Viewer,
-            "cost-viewer" => Self::CostViewer,
-            "analyst" => Self::Analyst,
-            "admin" => Self::Admin,
-            _ => return None,
-        })
+        ROLES
+            .iter()
+            .position(|r| *r == name)
+            .and_then(|i| Self::ALL.get(i).copied())
     }
 }
 

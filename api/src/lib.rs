@@ -12,8 +12,8 @@
 
 mod access;
 mod auth;
-pub use auth::RateLimiter;
 use auth::{Caller, Role, caller, caller_for_secret};
+pub use auth::{ROLES, RateLimiter};
 mod cache;
 mod dora;
 use dora::{benchmark, benchmark_tiers, window_days};
@@ -285,7 +285,10 @@ async fn access_log(
 }
 
 fn routes(api: Arc<Api>) -> Router {
-    Router::new()
+    let shells = fathom_dashboards::shell_paths().fold(Router::new(), |router, path| {
+        router.route(path, get(pages::shell))
+    });
+    shells
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
@@ -305,12 +308,6 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/dashboards/grafana.json", get(panels::grafana))
         .route("/api/v1/pages/{page}", get(pages::page_data))
         .route("/api/v1/health/{rows}", get(pages::health_rows))
-        .route("/", get(pages::shell))
-        .route("/teams", get(pages::shell))
-        .route("/team", get(pages::shell))
-        .route("/service", get(pages::shell))
-        .route("/health", get(pages::shell))
-        .route("/rows", get(pages::shell))
         .route("/assets/{file}", get(pages::asset))
         .route(
             "/api/v1/openapi.json",

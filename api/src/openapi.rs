@@ -358,7 +358,8 @@ pub const OPERATIONS: &[Operation] = &[
                 location: In::Path,
                 required: true,
                 description: "The page.",
-                schema: r#"{"type": "string", "enum": ["overview", "teams", "team", "service", "health"]}"#,
+                // The names are filled in from the dashboards' page list.
+                schema: r#"{"type": "string", "enum": []}"#,
             },
             WINDOW,
             ENV,
@@ -625,7 +626,11 @@ pub fn document() -> Value {
                     "in": match p.location { In::Path => "path", In::Query => "query", In::Header => "header" },
                     "required": p.required,
                     "description": p.description,
-                    "schema": schema(p.schema),
+                    "schema": if op.path == "/api/v1/pages/{page}" && p.name == "page" {
+                        json!({"type": "string", "enum": fathom_dashboards::PAGES.iter().map(|page| page.name).collect::<Vec<_>>()})
+                    } else {
+                        schema(p.schema)
+                    },
                 })
             })
             .collect();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use fathom_dashboards::{Filters, PAGES, Panel};
+use fathom_dashboards::{Filters, Panel};
 use fathom_transforms::tiers::Benchmark;
 use fathom_warehouse::query::query;
 use serde::Deserialize;
@@ -203,10 +203,10 @@ pub(crate) async fn page_data(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let caller = caller(&api, &headers).await?;
-    if !PAGES.contains(&page.as_str()) {
+    if fathom_dashboards::page(&page).is_none() {
         return Err(ApiError::not_found(format!(
             "no page `{page}`: the pages are {}",
-            PAGES.join(", ")
+            fathom_dashboards::page_names()
         )));
     }
     // Callers limited to teams start on their first team, not the
@@ -433,7 +433,7 @@ pub(crate) async fn shell() -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "no-referrer"),
         ],
-        fathom_dashboards::INDEX_HTML,
+        fathom_dashboards::index_html(),
     )
         .into_response()
 }

@@ -14,12 +14,62 @@
 //! (`dashboards/web/`, see [`asset`]); the script asks the API for a page's
 //! panels in one call and draws them as SVG.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 include!(concat!(env!("OUT_DIR"), "/panels.rs"));
 
-/// The pages a panel can sit on.
-pub const PAGES: [&str; 5] = ["overview", "teams", "team", "service", "health"];
+/// A dashboard page: the one place a page is named. The API routes its
+/// path to the shell, the shell hands the list to the script (navigation,
+/// titles), panels name the pages they sit on, and the OpenAPI document
+/// lists the names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Page {
+    /// Its name in panel files and `/api/v1/pages/{page}`.
+    pub name: &'static str,
+    /// Its path in the browser.
+    pub path: &'static str,
+    /// Its title in the navigation.
+    pub title: &'static str,
+}
+
+/// The pages, in navigation order.
+pub const PAGES: &[Page] = &[
+    Page {
+        name: "overview",
+        path: "/",
+        title: "Overview",
+    },
+    Page {
+        name: "teams",
+        path: "/teams",
+        title: "Teams",
+    },
+    Page {
+        name: "team",
+        path: "/team",
+        title: "Team",
+    },
+    Page {
+        name: "service",
+        path: "/service",
+        title: "Service",
+    },
+    Page {
+        name: "health",
+        path: "/health",
+        title: "Data health",
+    },
+];
+
+/// The page named `name`.
+pub fn page(name: &str) -> Option<&'static Page> {
+    PAGES.iter().find(|p| p.name == name)
+}
+
+/// The pages' names, comma-separated, for messages.
+pub fn page_names() -> String {
+    PAGES.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+}
 
 /// How a panel draws its rows.
 pub const CHART_KINDS: [&str; 7] = [
@@ -246,8 +296,8 @@ impl Panel {
             return Err(fail("`pages` is empty".to_owned()));
         }
         for page in &self.pages {
-            if !PAGES.contains(&page.as_str()) {
-                return Err(fail(format!("page `{page}`: use one of {PAGES:?}")));
+            if self::page(page).is_none() {
+                return Err(fail(format!("page `{page}`: use one of {}", page_names())));
             }
         }
         match (self.sql.trim().is_empty(), &self.api) {
@@ -420,11 +470,25 @@ const ASSETS: [(&str, &str, &str); 3] = [
 ];
 
 /// The HTML shell every page path answers with (the script draws the page
-/// named by the path).
-pub const INDEX_HTML: &str = include_str!("../web/index.html");
+/// named by the path), the page list in the body's `data-pages`.
+pub fn index_html() -> &'static str {
+    static HTML: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        // JSON in a single-quoted attribute: names and titles are ours and
+        // hold no quote, but escape anyway.
+        let pages = serde_json::to_string(PAGES)
+            .unwrap_or_default()
+            .replace('&', "&amp;")
+            .replace('\'', "&#39;");
+        include_str!("../web/index.html").replace("{{pages}}", &pages)
+    });
+    &HTML
+}
 
-/// The page paths the shell answers (besides `/`, the Overview).
-pub const PAGE_PATHS: [&str; 5] = ["/teams", "/team", "/service", "/health", "/rows"];
+/// The paths the shell answers: every page's, and `/rows` (the rows
+/// behind a number, opened from a page).
+pub fn shell_paths() -> impl Iterator<Item = &'static str> {
+    PAGES.iter().map(|p| p.path).chain(["/rows"])
+}
 
 /// An embedded asset by file name: `(content type, body)`.
 pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {

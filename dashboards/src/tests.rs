@@ -10,8 +10,11 @@ fn every_panel_file_is_valid_and_each_page_has_panels() {
     assert_eq!(panels.len(), PANEL_FILES.len());
     for page in PAGES {
         assert!(
-            panels.iter().any(|p| p.pages.iter().any(|x| x == page)),
-            "no panel on {page}"
+            panels
+                .iter()
+                .any(|p| p.pages.iter().any(|x| x == page.name)),
+            "no panel on {}",
+            page.name
         );
     }
 }
@@ -158,7 +161,7 @@ fn every_asset_is_embedded_and_references_no_network() {
             assert!(!text.contains(needle), "{name} references `{needle}`");
         }
     }
-    assert!(INDEX_HTML.contains("/assets/app.js"));
+    assert!(index_html().contains("/assets/app.js"));
     assert!(asset("../Cargo.toml").is_none());
 }
 
@@ -185,4 +188,18 @@ fn a_filter_value_is_never_expanded_again() {
         path,
         "/rows?env=%7B%7Bscope%7D%7D&scope=group:default/team-a"
     );
+}
+
+#[test]
+fn the_shell_carries_the_page_list() {
+    let html = index_html();
+    assert!(!html.contains("{{pages}}"));
+    let start = html.find("data-pages='").map(|i| i + "data-pages='".len());
+    let list = start.and_then(|s| html[s..].find('\'').map(|e| &html[s..s + e]));
+    let pages: Vec<serde_json::Value> =
+        serde_json::from_str(list.unwrap_or("")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pages.len(), PAGES.len());
+    assert_eq!(pages[4]["title"], "Data health");
+    assert_eq!(pages[0]["path"], "/");
+    assert_eq!(shell_paths().last(), Some("/rows"));
 }

@@ -6,13 +6,8 @@
 'use strict';
 (function () {
   const SVG = 'http://www.w3.org/2000/svg';
-  const PAGES = [
-    ['overview', '/', 'Overview'],
-    ['teams', '/teams', 'Teams'],
-    ['team', '/team', 'Team'],
-    ['service', '/service', 'Service'],
-    ['health', '/health', 'Data health'],
-  ];
+  // The pages as the server declares them: [name, path, title].
+  const PAGES = JSON.parse(document.body.dataset.pages || '[]').map((p) => [p.name, p.path, p.title]);
   const LABELS = {
     deployments_per_week: 'Deployment frequency',
     lead_time_p50_seconds: 'Lead time (median)',

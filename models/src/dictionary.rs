@@ -14,8 +14,13 @@ fn key_and_partition(table: &TableDef) -> (String, String) {
     (key, partition)
 }
 
+/// Where a table's rows come from, beyond its description: for a mart,
+/// its SQL file, what it reads and how it is refreshed (the declarations
+/// live with the transforms, which this crate does not know).
+pub type Lineage<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// Markdown for the given tables (all of them for `docs/schema.md`).
-pub fn markdown(tables: &[&TableDef]) -> String {
+pub fn markdown(tables: &[&TableDef], lineage: Lineage<'_>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Fathom data dictionary\n");
     let _ = writeln!(
@@ -26,10 +31,11 @@ pub fn markdown(tables: &[&TableDef]) -> String {
     for table in tables {
         let (key, partition) = key_and_partition(table);
         let _ = writeln!(out, "## `{}`\n\n{}\n", table.name, table.description);
-        let _ = writeln!(
-            out,
-            "- Primary key: `{key}`\n- Partitioned by: {partition}\n"
-        );
+        let _ = writeln!(out, "- Primary key: `{key}`\n- Partitioned by: {partition}");
+        if let Some(line) = lineage(table.name) {
+            let _ = writeln!(out, "- {line}");
+        }
+        out.push('\n');
         let _ = writeln!(
             out,
             "| column | type | null | description |\n|---|---|---|---|"
@@ -51,7 +57,7 @@ pub fn markdown(tables: &[&TableDef]) -> String {
 }
 
 /// Plain text for the terminal.
-pub fn text(tables: &[&TableDef]) -> String {
+pub fn text(tables: &[&TableDef], lineage: Lineage<'_>) -> String {
     let mut out = String::new();
     for table in tables {
         let (key, partition) = key_and_partition(table);
@@ -60,6 +66,9 @@ pub fn text(tables: &[&TableDef]) -> String {
             "{}\n  {}\n  key: {key}; partitioned by: {partition}",
             table.name, table.description
         );
+        if let Some(line) = lineage(table.name) {
+            let _ = writeln!(out, "  {line}");
+        }
         let width = table
             .columns
             .iter()

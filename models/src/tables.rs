@@ -948,7 +948,7 @@ pub const RAW_OPENCOST: TableDef = raw_table(
 /// they failed.
 pub const DORA_DEPLOYMENTS: TableDef = TableDef {
     name: "dora_deployments",
-    description: "Mart (transforms/sql/dora_deployments.sql): one row per production deployment job — completed or not — with its place in its service's series, the changes it shipped first, whether it failed (linked incident or rolled back), its recovery time and whether it was rework.",
+    description: "Mart: one row per production deployment job — completed or not — with its place in its service's series, the changes it shipped first, whether it failed (linked incident or rolled back), its recovery time and whether it was rework.",
     columns: &[
         req(
             "deployment_id",
@@ -1027,7 +1027,7 @@ pub const DORA_DEPLOYMENTS: TableDef = TableDef {
 /// DORA mart: changes with their lead time and pull-request stages.
 pub const DORA_CHANGES: TableDef = TableDef {
     name: "dora_changes",
-    description: "Mart (transforms/sql/dora_changes.sql): one row per change — a merged pull request or a commit pushed straight to the default branch — with the production deployment that shipped it first, its lead time and its pull-request stages. Changes not yet deployed have null deploy fields.",
+    description: "Mart: one row per change — a merged pull request or a commit pushed straight to the default branch — with the production deployment that shipped it first, its lead time and its pull-request stages. Changes not yet deployed have null deploy fields.",
     columns: &[
         req(
             "change_id",
@@ -1100,7 +1100,7 @@ pub const DORA_CHANGES: TableDef = TableDef {
 /// DORA mart: the components of each scope.
 pub const DORA_SCOPE_MEMBERS: TableDef = TableDef {
     name: "dora_scope_members",
-    description: "Mart (transforms/sql/dora_scope_members.sql): the components that make up each scope — a component itself, a group with every group below it, a system, a domain through its systems, and `org`.",
+    description: "Mart: the components that make up each scope — a component itself, a group with every group below it, a system, a domain through its systems, and `org`.",
     columns: &[
         req("scope", Utf8, "Entity ref of the scope, or `org`."),
         req(
@@ -1223,7 +1223,7 @@ macro_rules! dora_key_columns {
 /// DORA mart: the five keys per scope and window.
 pub const DORA_METRICS: TableDef = TableDef {
     name: "dora_metrics",
-    description: "Mart (transforms/sql/dora_metrics.sql): the five keys per scope (component, group with its sub-groups, system, domain, org), rolling window (7/30/90/365 days ending at `as_of`) and production environment (`all` for every one together), with the counts each metric was computed from and the tiers of the configured benchmark. Empty inputs give null rates and tiers, never 0.",
+    description: "Mart: the five keys per scope (component, group with its sub-groups, system, domain, org), rolling window (7/30/90/365 days ending at `as_of`) and production environment (`all` for every one together), with the counts each metric was computed from and the tiers of the configured benchmark. Empty inputs give null rates and tiers, never 0.",
     columns: dora_key_columns!(
         req("scope", Utf8, "Entity ref of the scope, or `org`."),
         req(
@@ -1248,7 +1248,7 @@ pub const DORA_METRICS: TableDef = TableDef {
 /// DORA mart: the five keys per calendar week and month.
 pub const DORA_TRENDS: TableDef = TableDef {
     name: "dora_trends",
-    description: "Mart (transforms/sql/dora_trends.sql): the keys of `dora_metrics` per scope, production environment and calendar week (Monday start, UTC) or month, the last 52 weeks and 12 months up to `as_of`.",
+    description: "Mart: the keys of `dora_metrics` per scope, production environment and calendar week (Monday start, UTC) or month, the last 52 weeks and 12 months up to `as_of`.",
     columns: dora_key_columns!(
         req("scope", Utf8, "Entity ref of the scope, or `org`."),
         req(

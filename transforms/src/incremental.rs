@@ -31,26 +31,11 @@ use arrow::array::{Array, StringArray, TimestampMicrosecondArray};
 use chrono::{DateTime, Utc};
 use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::prelude::SessionContext;
-use fathom_models::TableDef;
-use fathom_models::tables::{
-    CATALOG_ENTITIES, COMMITS, DEPLOYMENT_CHANGES, DEPLOYMENTS, INCIDENTS, PULL_REQUEST_COMMITS,
-    PULL_REQUESTS,
-};
 use fathom_warehouse::Warehouse;
 use serde::{Deserialize, Serialize};
 
+use crate::marts::{self, Mart, Refresh};
 use crate::{Error, Parameters, Result};
-
-/// Every table the marts read, besides the marts themselves.
-pub const INPUTS: [&TableDef; 7] = [
-    &DEPLOYMENTS,
-    &DEPLOYMENT_CHANGES,
-    &INCIDENTS,
-    &PULL_REQUESTS,
-    &PULL_REQUEST_COMMITS,
-    &COMMITS,
-    &CATALOG_ENTITIES,
-];
 
 /// Where one input stood when a run read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,17 +69,102 @@ pub(crate) struct Affected {
     pub repositories: BTreeSet<String>,
 }
 
+/// The tables the component analysis follows: rows of these name the
+/// components they touch. A change to any other input (the catalog, say)
+/// recomputes the marts reading it whole.
+const FOLLOWED: [&str; 6] = [
+    "deployments",
+    "deployment_changes",
+    "incidents",
+    "pull_requests",
+    "pull_request_commits",
+    "commits",
+];
+
 /// What a run recomputes.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Plan {
     /// Every mart, whole.
     Full(String),
-    /// Some components, and the metrics of their scopes.
+    /// The marts whose inputs changed, each as its refresh allows.
     Partial {
+        /// Inputs whose version moved by appends and merges only.
+        appended: BTreeSet<String>,
+        /// Inputs with rows deleted or overwritten since.
+        rewritten: BTreeSet<String>,
+        /// The components the appended rows touch.
         affected: Affected,
-        /// `None`: the metrics marts whole (the windows moved).
+        /// `None`: the windows' end moved.
         scopes: Option<BTreeSet<String>>,
     },
+}
+
+/// What one mart recomputes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Step<'a> {
+    /// Every row.
+    Whole,
+    /// Nothing it reads changed.
+    Unchanged,
+    /// The rows of these components.
+    Components(&'a Affected),
+    /// The rows of these scopes.
+    Scopes(&'a BTreeSet<String>),
+}
+
+impl Plan {
+    /// The step of each mart of `order` (dependency order), decided from
+    /// what its inputs did and the steps of the marts it reads.
+    pub fn steps<'p>(&'p self, order: &[&'static Mart]) -> Vec<Step<'p>> {
+        let Self::Partial {
+            appended,
+            rewritten,
+            affected,
+            scopes,
+        } = self
+        else {
+            return vec![Step::Whole; order.len()];
+        };
+        let mut steps: Vec<Step<'p>> = Vec::with_capacity(order.len());
+        for mart in order {
+            let upstream = |wanted: fn(&Step<'_>) -> bool| {
+                mart.reads.iter().any(|def| {
+                    order
+                        .iter()
+                        .position(|m| m.def.name == def.name)
+                        .and_then(|i| steps.get(i))
+                        .is_some_and(wanted)
+                })
+            };
+            let reads = |set: &BTreeSet<String>| mart.reads.iter().any(|d| set.contains(d.name));
+            let rewrote = reads(rewritten) || upstream(|s| matches!(s, Step::Whole));
+            let touched = rewrote
+                || reads(appended)
+                || upstream(|s| !matches!(s, Step::Unchanged))
+                || (scopes.is_none() && mart.depends_on_as_of());
+            let unfollowed = mart
+                .reads
+                .iter()
+                .any(|d| appended.contains(d.name) && !FOLLOWED.contains(&d.name));
+            let step = if !touched {
+                Step::Unchanged
+            } else {
+                match mart.refresh {
+                    Refresh::Whole => Step::Whole,
+                    _ if rewrote || unfollowed => Step::Whole,
+                    Refresh::ByComponent if affected.is_empty() => Step::Unchanged,
+                    Refresh::ByComponent => Step::Components(affected),
+                    Refresh::ByScope => match scopes {
+                        None => Step::Whole,
+                        Some(scopes) if scopes.is_empty() => Step::Unchanged,
+                        Some(scopes) => Step::Scopes(scopes),
+                    },
+                }
+            };
+            steps.push(step);
+        }
+        steps
+    }
 }
 
 impl Plan {
@@ -102,7 +172,15 @@ impl Plan {
     pub fn describe(&self) -> String {
         match self {
             Self::Full(reason) => format!("full recompute ({reason})"),
-            Self::Partial { affected, scopes } => {
+            Self::Partial {
+                affected,
+                scopes,
+                appended,
+                rewritten,
+            } => {
+                if appended.is_empty() && rewritten.is_empty() && scopes.is_some() {
+                    return "incremental: nothing changed".to_owned();
+                }
                 let mut text = format!(
                     "incremental: {} component(s){}",
                     affected.components.len(),
@@ -115,6 +193,12 @@ impl Plan {
                 match scopes {
                     Some(scopes) => text.push_str(&format!(", {} scope(s)", scopes.len())),
                     None => text.push_str(", every scope (the windows moved)"),
+                }
+                if !rewritten.is_empty() {
+                    text.push_str(&format!(
+                        "; rewritten: {}",
+                        rewritten.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ));
                 }
                 text
             }
@@ -156,7 +240,7 @@ pub(crate) async fn marks(
     ctx: &SessionContext,
 ) -> Result<BTreeMap<String, InputMark>> {
     let mut out = BTreeMap::new();
-    for def in INPUTS {
+    for def in marts::inputs() {
         let batches = ctx
             .sql(&format!(
                 "SELECT CAST(max(updated_at) AS TIMESTAMP(6)) FROM {}",
@@ -280,7 +364,8 @@ pub(crate) async fn plan(
     }
     let margin = i64::from(parameters.change_margin_minutes) * 60_000_000;
     let mut changed = BTreeMap::new();
-    for def in INPUTS {
+    let mut rewritten = BTreeSet::new();
+    for def in marts::inputs() {
         let now = current.get(def.name).copied().unwrap_or(InputMark {
             version: None,
             max_updated_at: None,
@@ -297,13 +382,8 @@ pub(crate) async fn plan(
         if let Some(version) = before.version
             && warehouse.removed_rows_since(def, version).await?
         {
-            return Ok(Plan::Full(format!(
-                "rows of `{}` were deleted or overwritten",
-                def.name
-            )));
-        }
-        if def.name == CATALOG_ENTITIES.name {
-            return Ok(Plan::Full("the catalog changed".to_owned()));
+            rewritten.insert(def.name.to_owned());
+            continue;
         }
         let since = before
             .max_updated_at
@@ -313,7 +393,7 @@ pub(crate) async fn plan(
 
     let mut affected = Affected::default();
     let newer = |table: &str, alias: &str| {
-        changed.get(table).map(|since| {
+        changed.get(table).map(|since: &i64| {
             format!(
                 "{alias}.updated_at >= CAST(to_timestamp_micros({since}) AS TIMESTAMP(6))",
                 since = (*since).max(0)
@@ -419,7 +499,12 @@ pub(crate) async fn plan(
             .collect(),
         )
     };
-    Ok(Plan::Partial { affected, scopes })
+    Ok(Plan::Partial {
+        appended: changed.keys().map(|t| (*t).to_owned()).collect(),
+        rewritten,
+        affected,
+        scopes,
+    })
 }
 
 /// Replaces `name` in `ctx` by its rows matching `filter` (SQL over the

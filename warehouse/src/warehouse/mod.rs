@@ -444,6 +444,15 @@ impl Warehouse {
         Ok(matching)
     }
 
+    /// How many rows of `def` match `predicate` (0 for a table never
+    /// written).
+    pub async fn count_matching(&self, def: &TableDef, predicate: &Expr) -> Result<u64> {
+        match self.open_table(def).await? {
+            Some(table) => self.count_where(def, &table, predicate).await,
+            None => Ok(0),
+        }
+    }
+
     async fn count_where(
         &self,
         def: &TableDef,

@@ -1,0 +1,253 @@
+//! `fathom demo`: a simulated organisation end to end, then the dashboards.
+
+use super::ingest::ingest_progress;
+use super::ingest::print_ingest_report;
+use super::serve::serve;
+use super::{Config, WorldArgs, open_state, open_warehouse};
+use anyhow::Context;
+use anyhow::Result;
+use fathom_models::ALL_TABLES;
+use fathom_warehouse::WarehouseLocation;
+use fathom_warehouse::query::QueryLimits;
+use std::process::ExitCode;
+
+pub(super) async fn demo(
+    world: WorldArgs,
+    dir: &std::path::Path,
+    no_serve: bool,
+) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the demo directory `{}`", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve `{}`", dir.display()))?;
+    let generated = fathom_sim::World::generate(world.config());
+    let world_end = generated.config.end();
+    println!(
+        "generated {} teams, {} components, {} days of history (seed {})",
+        generated.org.teams.len(),
+        generated.org.components.len(),
+        generated.config.days,
+        generated.config.seed
+    );
+    // The demo's Argo CD keeps its whole history, as if Fathom had been
+    // polling all along; `fathom sim serve` keeps Argo CD's default of 10.
+    // A first backfill of the default world takes about 15,000 GitHub
+    // requests (three per pull request: the pull, its commits, its
+    // reviews). With a personal token's 5,000/hour a real first run stops
+    // when the budget is spent, reports GitHub degraded, and the next run
+    // resumes from the cursors; the demo's token gets enough budget to
+    // finish in one go. (Once caught up, an idle hour costs nothing: the
+    // conditional requests answer 304, which GitHub does not count.)
+    // The AWS cost report and the portal events are delivered as files,
+    // into the demo directory.
+    let exports = dir.join("exports");
+    let exports_url = exports.display().to_string();
+    let (store, root) = WarehouseLocation::parse(&exports_url)?
+        .object_store(&fathom_warehouse::StorageOptions::default())?;
+    let options = fathom_sim::serve::SimOptions {
+        argocd_history_limit: usize::MAX,
+        github_rate: fathom_sim::serve::github::RateBudget {
+            limit: 30_000,
+            window_seconds: 3_600,
+        },
+        export: Some(fathom_sim::serve::ExportTarget {
+            store,
+            root,
+            url: exports_url,
+        }),
+        ..fathom_sim::serve::SimOptions::default()
+    };
+    let state = fathom_sim::serve::SimState::new(generated, options);
+    if let Some(delivery) = state.deliver().await? {
+        println!(
+            "delivered {} billing period(s) of AWS cost report and {} day(s) of portal events to {}",
+            delivery.cur.len(),
+            delivery.events.files_written + delivery.events.files_present,
+            exports.display()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(fathom_sim::serve::serve(listener, state.clone(), async {
+        let _ = stopped.await;
+    }));
+    let config_text = format!(
+        "# Written by `fathom demo`. The sources point at simulators that stop\n# with the demo; the warehouse stays.\n[warehouse]\nurl = \"{}\"\n\n{}",
+        dir.join("data").display(),
+        state.sources_snippet(addr)
+    );
+    let config_path = dir.join("fathom.toml");
+    std::fs::write(&config_path, &config_text)
+        .with_context(|| format!("cannot write `{}`", config_path.display()))?;
+    let config = Config::load(Some(&config_path), std::iter::empty())?;
+    println!(
+        "simulated upstreams at http://{addr}; ingesting into {}",
+        dir.join("data").display()
+    );
+
+    let warehouse = open_warehouse(&config)?;
+    let state_db = open_state(&config).await?;
+    let run_id = state_db.start_run("demo ingest").await?;
+    let progress = ingest_progress(false);
+    let pipeline = super::pipeline(&config, &warehouse, &state_db);
+    let report = pipeline
+        .ingest(
+            &run_id,
+            &fathom_ingest::runner::IngestOptions::default(),
+            progress,
+        )
+        .await;
+    let _ = stop.send(());
+    let _ = server.await;
+    let report = report.context("the demo ingest failed")?;
+    print_ingest_report(&report);
+    let ingest_seconds = started.elapsed().as_secs_f64();
+
+    // The metrics, as of the world's last day (its history ends there).
+    println!(
+        "\ncomputing the marts (DORA as of the world's end, {}):",
+        world_end.date_naive()
+    );
+    let run_id = state_db.start_run("demo transform").await?;
+    let request = fathom_pipeline::TransformRequest {
+        only: None,
+        as_of: world_end,
+        full: true,
+    };
+    pipeline
+        .transform(
+            &run_id,
+            &request,
+            &super::transform::TransformLines { quiet: false },
+        )
+        .await
+        .context("the demo transform failed")?;
+
+    println!("\nwhat landed:");
+    let session =
+        fathom_warehouse::query::read_only_session(&warehouse, QueryLimits::default()).await?;
+    println!("{:<24} {:>9} {:>13}", "table", "rows", "unattributed");
+    for table in ALL_TABLES {
+        if table.name.starts_with("raw_") {
+            continue;
+        }
+        // A portal event's entity is the page's context, not an
+        // attribution that could fail.
+        let has_entity = table.column("entity_ref").is_some() && table.name != "portal_events";
+        let sql = if has_entity {
+            format!(
+                "SELECT count(*), count(*) - count(entity_ref) FROM {}",
+                table.name
+            )
+        } else {
+            format!("SELECT count(*), 0 FROM {}", table.name)
+        };
+        let (_, batches) = fathom_warehouse::query::query(&session, &sql).await?;
+        let cell = |column: usize| -> String {
+            batches
+                .first()
+                .filter(|b| b.num_rows() > 0)
+                .and_then(|b| {
+                    arrow::util::display::ArrayFormatter::try_new(
+                        b.column(column).as_ref(),
+                        &Default::default(),
+                    )
+                    .ok()
+                    .map(|f| f.value(0).to_string())
+                })
+                .unwrap_or_else(|| "0".to_owned())
+        };
+        let rows = cell(0);
+        if rows == "0" {
+            continue;
+        }
+        println!(
+            "{:<24} {:>9} {:>13}",
+            table.name,
+            rows,
+            if has_entity { cell(1) } else { "-".to_owned() }
+        );
+    }
+    let sample = "SELECT e.owner_ref AS team, count(*) AS production_deployments, \
+                  count(DISTINCT d.entity_ref) AS services \
+                  FROM deployments d JOIN catalog_entities e ON e.entity_ref = d.entity_ref \
+                  WHERE d.status = 'success' AND regexp_like(d.environment, '^prod(uction)?([-_].*)?$', 'i') \
+                  GROUP BY 1 ORDER BY 2 DESC";
+    println!("\na sample query — production deployments per team:\n  {sample}\n");
+    let (_, batches) = fathom_warehouse::query::query(&session, sample).await?;
+    println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+    let dora = "SELECT scope, deployments, round(deployments_per_week, 1) AS per_week, \
+                round(lead_time_p50_seconds / 3600, 1) AS lead_time_p50_hours, \
+                round(change_failure_rate * 100, 1) AS cfr_percent, \
+                round(failed_deployment_recovery_p50_seconds / 3600, 1) AS recovery_p50_hours, \
+                overall_tier \
+                FROM dora_metrics WHERE window_days = 30 AND environment = 'all' \
+                AND scope_kind IN ('org', 'group') \
+                ORDER BY scope_kind DESC, scope";
+    println!("DORA over the world's last 30 days (dora_metrics):");
+    let (_, batches) = fathom_warehouse::query::query(&session, dora).await?;
+    println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+
+    // The generator computes DORA with its own implementation of the
+    // definitions: every scope and window must agree.
+    let truth = fathom_sim::truth::Truth::compute(state.world());
+    let (_, batches) = fathom_warehouse::query::query(
+        &session,
+        &format!(
+            "SELECT {} FROM dora_metrics WHERE environment = 'all'",
+            fathom_sim::truth::DoraTruth::COLUMNS
+        ),
+    )
+    .await?;
+    let ours: Vec<fathom_sim::truth::DoraTruth> = fathom_warehouse::query::text_rows(&batches)?
+        .iter()
+        .filter_map(|row| fathom_sim::truth::DoraTruth::from_texts(row))
+        .collect();
+    let (agreed, differences) = fathom_sim::truth::compare_dora(&truth.dora, &ours);
+    println!(
+        "checked against the world's own DORA computation: {agreed} of {} scope × window rows agree",
+        truth.dora.len()
+    );
+    for difference in differences.iter().take(5) {
+        println!("  differs: {difference}");
+    }
+    println!(
+        "\ningested and computed in {:.1}s (ingest {ingest_seconds:.1}s). Query it further with:\n  fathom --config {} sql \"SELECT * FROM dora_metrics LIMIT 10\"\n  fathom --config {} explain dora --scope org --metric lead_time --window 30d",
+        started.elapsed().as_secs_f64(),
+        config_path.display(),
+        config_path.display()
+    );
+    if no_serve {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Serve what was computed. The simulators are gone, so nothing is
+    // scheduled; an analyst token opens SQL over HTTP and psql.
+    let http = free_or_any("127.0.0.1:8080").await?;
+    let postgres = free_or_any("127.0.0.1:5433").await?;
+    let (_, secret) = state_db.create_token("demo", "analyst", &[], None).await?;
+    let port = postgres.rsplit(':').next().unwrap_or("5433");
+    println!(
+        "
+serving the results. API docs: http://{http}/api/v1/docs
+Dashboards (signed in with an analyst token made for the demo): http://{http}/#token={secret}
+SQL from psql (the password is an analyst token made for the demo):
+  PGPASSWORD={} psql \"host=127.0.0.1 port={port} dbname=fathom user=demo sslmode=disable\" -c \"SELECT scope, deployments, overall_tier FROM dora_metrics WHERE window_days = 30 AND environment = 'all' AND scope_kind = 'group'\"\nCtrl-C stops.",
+        secret.expose(),
+        secret = secret.expose()
+    );
+    let mut config = config;
+    config.schedule.enabled = false;
+    serve(&config, Some(&http), Some(&postgres)).await
+}
+
+/// `preferred` when it is free, else a free port on loopback.
+pub(super) async fn free_or_any(preferred: &str) -> Result<String> {
+    let listener = match tokio::net::TcpListener::bind(preferred).await {
+        Ok(listener) => listener,
+        Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+    };
+    Ok(listener.local_addr()?.to_string())
+}

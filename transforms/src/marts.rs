@@ -1,0 +1,382 @@
+//! The marts, declared: each is one SQL file in `transforms/sql/` named
+//! after its table, the tables it reads and how it is brought up to date.
+//! The runner's order, the incremental planner's inputs, `fathom transform
+//! --mart` and the lineage lines of `docs/schema.md` all come from
+//! [`MARTS`]; its key, partitioning and columns come from its
+//! [`TableDef`]. A mart that reads a table its declaration does not list is
+//! refused when it runs (see [`check_reads`]), so an incremental run can
+//! never miss a change it was not told about.
+
+use std::collections::BTreeSet;
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::cte_worktable::CteWorkTable;
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::LogicalPlan;
+use fathom_models::TableDef;
+use fathom_models::tables::{
+    CATALOG_ENTITIES, COMMITS, DEPLOYMENT_CHANGES, DEPLOYMENTS, DORA_CHANGES, DORA_DEPLOYMENTS,
+    DORA_METRICS, DORA_SCOPE_MEMBERS, DORA_TRENDS, INCIDENTS, PULL_REQUEST_COMMITS, PULL_REQUESTS,
+};
+
+use crate::{Error, Periods, Result};
+
+/// How a mart is brought up to date when tables it reads changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// Recomputed whole.
+    Whole,
+    /// Recomputed for the components new rows touched, closed over shared
+    /// repositories (the DORA deployment and change marts: see
+    /// [`crate::incremental`]); whole when a table it reads was rewritten
+    /// or is not one the component analysis follows.
+    ByComponent,
+    /// Recomputed for the scopes containing a touched component; whole when
+    /// the windows' end moved or a mart it reads was recomputed whole.
+    ByScope,
+}
+
+impl Refresh {
+    /// How `docs/schema.md` says it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Whole => "whole, when a table it reads changed",
+            Self::ByComponent => "by affected component, when a table it reads changed",
+            Self::ByScope => "by affected scope (whole when the windows' end moved)",
+        }
+    }
+}
+
+/// One mart: its table, its SQL, what it reads and how it is refreshed.
+#[derive(Debug, Clone, Copy)]
+pub struct Mart {
+    /// The table it writes: name, columns, key and partitioning.
+    pub def: &'static TableDef,
+    /// Its query, with `{{parameter}}` placeholders
+    /// (`transforms/sql/<name>.sql`).
+    pub sql: &'static str,
+    /// Every table its query reads, marts included. Checked against the
+    /// query's plan on every run and in the tests.
+    pub reads: &'static [&'static TableDef],
+    /// How it is brought up to date.
+    pub refresh: Refresh,
+    /// The periods its metrics cover.
+    pub periods: Periods,
+}
+
+impl Mart {
+    /// Its SQL file, relative to the repository root.
+    pub fn file(&self) -> String {
+        format!("transforms/sql/{}.sql", self.def.name)
+    }
+
+    /// Whether its rows depend on where the windows end (and so must be
+    /// recomputed when a run's `as_of` moves): read from the placeholders
+    /// its query uses.
+    pub fn depends_on_as_of(&self) -> bool {
+        ["{{as_of}}", "{{windows}}", "{{weeks}}", "{{dora_metrics}}"]
+            .iter()
+            .any(|p| self.sql.contains(p))
+    }
+
+    /// The marts among the tables it reads.
+    fn upstream(&self) -> impl Iterator<Item = &'static Mart> + '_ {
+        self.reads.iter().filter_map(|def| named(def.name))
+    }
+}
+
+/// Every mart. The order here does not matter: [`ordered`] sorts them by
+/// what they read.
+pub const MARTS: &[Mart] = &[
+    Mart {
+        def: &DORA_DEPLOYMENTS,
+        sql: include_str!("../sql/dora_deployments.sql"),
+        reads: &[
+            &DEPLOYMENTS,
+            &DEPLOYMENT_CHANGES,
+            &INCIDENTS,
+            &PULL_REQUESTS,
+            &PULL_REQUEST_COMMITS,
+            &COMMITS,
+        ],
+        refresh: Refresh::ByComponent,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &DORA_CHANGES,
+        sql: include_str!("../sql/dora_changes.sql"),
+        reads: &[
+            &DORA_DEPLOYMENTS,
+            &DEPLOYMENT_CHANGES,
+            &PULL_REQUESTS,
+            &PULL_REQUEST_COMMITS,
+            &COMMITS,
+        ],
+        refresh: Refresh::ByComponent,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &DORA_SCOPE_MEMBERS,
+        sql: include_str!("../sql/dora_scope_members.sql"),
+        reads: &[&CATALOG_ENTITIES],
+        refresh: Refresh::Whole,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &DORA_METRICS,
+        sql: include_str!("../sql/dora_metrics.sql"),
+        reads: &[
+            &DORA_DEPLOYMENTS,
+            &DORA_CHANGES,
+            &DORA_SCOPE_MEMBERS,
+            &INCIDENTS,
+        ],
+        refresh: Refresh::ByScope,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &DORA_TRENDS,
+        sql: include_str!("../sql/dora_trends.sql"),
+        reads: &[
+            &DORA_DEPLOYMENTS,
+            &DORA_CHANGES,
+            &DORA_SCOPE_MEMBERS,
+            &INCIDENTS,
+        ],
+        refresh: Refresh::ByScope,
+        periods: Periods::Calendar,
+    },
+];
+
+/// The mart writing table `name`, if any.
+pub fn named(name: &str) -> Option<&'static Mart> {
+    MARTS.iter().find(|m| m.def.name == name)
+}
+
+/// The marts in dependency order: every mart after the marts it reads
+/// (ties in declaration order, so the order is stable).
+pub fn ordered() -> Result<Vec<&'static Mart>> {
+    let mut done: Vec<&'static Mart> = Vec::with_capacity(MARTS.len());
+    while done.len() < MARTS.len() {
+        let ready = MARTS.iter().find(|m| {
+            !done.iter().any(|d| d.def.name == m.def.name)
+                && m.upstream()
+                    .all(|u| done.iter().any(|d| d.def.name == u.def.name))
+        });
+        match ready {
+            Some(mart) => done.push(mart),
+            None => {
+                let left: Vec<&str> = MARTS
+                    .iter()
+                    .filter(|m| !done.iter().any(|d| d.def.name == m.def.name))
+                    .map(|m| m.def.name)
+                    .collect();
+                return Err(Error::Declaration(format!(
+                    "the marts {} read each other in a cycle",
+                    left.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// The tables the marts read that no mart writes: what an incremental run
+/// follows, by name.
+pub fn inputs() -> Vec<&'static TableDef> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for mart in MARTS {
+        for def in mart.reads {
+            if named(def.name).is_none() && seen.insert(def.name) {
+                out.push(*def);
+            }
+        }
+    }
+    out.sort_by_key(|d| d.name);
+    out
+}
+
+/// The tables a plan scans, subqueries included (a recursive CTE's scan
+/// of its own rows is not a table).
+pub fn tables_scanned(plan: &LogicalPlan) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    // The closure never fails; the walk's own result carries nothing.
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let work_table = source_as_provider(&scan.source).is_ok_and(|p| p.is::<CteWorkTable>());
+            if !work_table {
+                out.insert(scan.table_name.table().to_owned());
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    out
+}
+
+/// Refuses a plan of `mart` that reads a table its declaration does not
+/// list: the incremental planner would not know to recompute it.
+pub fn check_reads(mart: &Mart, plan: &LogicalPlan) -> Result<()> {
+    let undeclared: Vec<String> = tables_scanned(plan)
+        .into_iter()
+        .filter(|t| !mart.reads.iter().any(|d| d.name == t))
+        .collect();
+    if undeclared.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Declaration(format!(
+            "mart `{}` reads {}, which its declaration in transforms/src/marts.rs does not list",
+            mart.def.name,
+            undeclared
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+}
+
+/// One line per mart for the data dictionary: its SQL file, what it reads
+/// and how it is refreshed.
+pub fn lineage(name: &str) -> Option<String> {
+    let mart = named(name)?;
+    let reads = mart
+        .reads
+        .iter()
+        .map(|d| format!("`{}`", d.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "Computed by `{}` from {reads}; refreshed {}.",
+        mart.file(),
+        mart.refresh.describe()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::datasource::MemTable;
+
+    use super::*;
+    use crate::Parameters;
+
+    /// A mart session with every table registered, empty.
+    fn empty_warehouse() -> Result<datafusion::prelude::SessionContext> {
+        let ctx = crate::mart_session();
+        for def in fathom_models::ALL_TABLES {
+            let table = MemTable::try_new(def.arrow_schema(), vec![vec![]])
+                .map_err(|e| Error::Declaration(e.to_string()))?;
+            ctx.register_table(def.name, Arc::new(table))
+                .map_err(|e| Error::Declaration(e.to_string()))?;
+        }
+        Ok(ctx)
+    }
+
+    /// Each declaration lists exactly the tables its query reads: one too
+    /// few and incremental runs go stale, one too many and they recompute
+    /// for nothing.
+    #[tokio::test]
+    async fn every_mart_reads_exactly_what_it_declares() -> Result<()> {
+        let ctx = empty_warehouse()?;
+        for mart in MARTS {
+            let sql = Parameters::default().fill_periods(
+                mart.sql,
+                crate::default_as_of(),
+                mart.periods,
+            )?;
+            let plan = ctx
+                .state()
+                .create_logical_plan(&sql)
+                .await
+                .map_err(|source| Error::Sql {
+                    mart: mart.def.name,
+                    source,
+                })?;
+            let scanned = tables_scanned(&plan);
+            let declared: BTreeSet<String> = mart.reads.iter().map(|d| d.name.to_owned()).collect();
+            assert_eq!(scanned, declared, "{}", mart.def.name);
+            check_reads(mart, &plan)?;
+        }
+        Ok(())
+    }
+
+    /// A declaration missing a table is refused with the mart and the
+    /// table named.
+    #[tokio::test]
+    async fn an_undeclared_read_is_refused() -> Result<()> {
+        let ctx = empty_warehouse()?;
+        let plan = ctx
+            .state()
+            .create_logical_plan(
+                "SELECT d.deployment_id FROM dora_deployments d JOIN incidents i ON true",
+            )
+            .await
+            .map_err(|source| Error::Sql {
+                mart: "test",
+                source,
+            })?;
+        let mart = Mart {
+            reads: &[&DORA_DEPLOYMENTS],
+            ..MARTS[1]
+        };
+        let error = check_reads(&mart, &plan).err().map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some(
+                "mart `dora_changes` reads `incidents`, which its declaration in transforms/src/marts.rs does not list"
+            )
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn marts_run_after_what_they_read() -> Result<()> {
+        let order: Vec<&str> = ordered()?.iter().map(|m| m.def.name).collect();
+        assert_eq!(
+            order,
+            [
+                "dora_deployments",
+                "dora_changes",
+                "dora_scope_members",
+                "dora_metrics",
+                "dora_trends"
+            ]
+        );
+        for (i, mart) in ordered()?.iter().enumerate() {
+            for upstream in mart.upstream() {
+                assert!(order[..i].contains(&upstream.def.name), "{}", mart.def.name);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn each_sql_file_is_named_after_its_mart() {
+        for mart in MARTS {
+            let path = format!("{}/sql/{}.sql", env!("CARGO_MANIFEST_DIR"), mart.def.name);
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            assert_eq!(text, mart.sql, "{path}");
+        }
+    }
+
+    #[test]
+    fn inputs_are_the_tables_no_mart_writes() {
+        let names: Vec<&str> = inputs().iter().map(|d| d.name).collect();
+        assert_eq!(
+            names,
+            [
+                "catalog_entities",
+                "commits",
+                "deployment_changes",
+                "deployments",
+                "incidents",
+                "pull_request_commits",
+                "pull_requests"
+            ]
+        );
+        assert!(MARTS[3].depends_on_as_of() && MARTS[4].depends_on_as_of());
+        assert!(!MARTS[0].depends_on_as_of() && !MARTS[2].depends_on_as_of());
+    }
+}

@@ -1,0 +1,280 @@
+//! The definitions' parameters (`[transforms]` in `fathom.toml`) and the
+//! periods the metrics marts cover, filled into the marts' SQL.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, tiers};
+
+/// The definitions' parameters (`[transforms]` in `fathom.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Parameters {
+    /// Regular expression (case-insensitive) of production environments.
+    /// Default `^prod(uction)?([-_].*)?$`.
+    pub production_pattern: String,
+    /// How long after a deployment an incident without an explicit link is
+    /// blamed on it, days. Default 7.
+    pub incident_gap_days: u32,
+    /// The benchmark table of the tiers: `dora-2021`, `dora-2023` (default)
+    /// or `dora-2024`.
+    pub benchmark: String,
+    /// Incremental runs re-read rows written up to this many minutes
+    /// before the previous run's newest, for writers whose commit lands
+    /// after a run read the tables. Default 10.
+    pub change_margin_minutes: u32,
+}
+
+impl Default for Parameters {
+    fn default() -> Self {
+        Self {
+            production_pattern: "^prod(uction)?([-_].*)?$".to_owned(),
+            incident_gap_days: 7,
+            benchmark: tiers::DEFAULT_BENCHMARK.to_owned(),
+            change_margin_minutes: 10,
+        }
+    }
+}
+
+/// The rolling windows, days.
+pub const WINDOWS: [u32; 4] = [7, 30, 90, 365];
+
+fn timestamp_literal(at: DateTime<Utc>) -> String {
+    format!(
+        "CAST('{}' AS TIMESTAMP)",
+        at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    )
+}
+
+/// Which periods a metrics query covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Periods {
+    /// The rolling windows of [`WINDOWS`] days ending at `as_of`.
+    Rolling,
+    /// The last 52 calendar weeks (Monday start) and 12 calendar months,
+    /// the current ones ending at `as_of`.
+    Calendar,
+}
+
+/// One period of a metrics query.
+#[derive(Debug, Clone, PartialEq)]
+struct Period {
+    label: String,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+fn midnight(date: NaiveDate) -> DateTime<Utc> {
+    date.and_hms_opt(0, 0, 0)
+        .map_or(DateTime::<Utc>::MIN_UTC, |t| t.and_utc())
+}
+
+fn periods(kind: Periods, as_of: DateTime<Utc>) -> Vec<Period> {
+    match kind {
+        Periods::Rolling => WINDOWS
+            .iter()
+            .map(|days| Period {
+                label: format!("{days}d"),
+                start: as_of - Duration::days(i64::from(*days)),
+                end: as_of,
+            })
+            .collect(),
+        Periods::Calendar => {
+            let mut out = Vec::new();
+            let last = (as_of - Duration::seconds(1)).date_naive();
+            let monday = last - Duration::days(i64::from(last.weekday().num_days_from_monday()));
+            for k in 0..52 {
+                let start = midnight(monday - Duration::weeks(k));
+                out.push(Period {
+                    label: "week".to_owned(),
+                    start,
+                    end: (start + Duration::weeks(1)).min(as_of),
+                });
+            }
+            let mut first = last.with_day(1).unwrap_or(last);
+            for _ in 0..12 {
+                let next = first
+                    .checked_add_months(chrono::Months::new(1))
+                    .unwrap_or(first);
+                out.push(Period {
+                    label: "month".to_owned(),
+                    start: midnight(first),
+                    end: midnight(next).min(as_of),
+                });
+                first = first
+                    .checked_sub_months(chrono::Months::new(1))
+                    .unwrap_or(first);
+            }
+            out
+        }
+    }
+}
+
+/// `(window_id, period, window_days, window_start, window_end)` rows for
+/// SQL `VALUES`.
+fn windows_values(periods: &[Period]) -> String {
+    periods
+        .iter()
+        .enumerate()
+        .map(|(id, p)| {
+            let seconds = (p.end - p.start).num_seconds().max(1);
+            let days = (seconds + 86_399) / 86_400;
+            format!(
+                "({id}, '{}', {days}, {}, {})",
+                p.label,
+                timestamp_literal(p.start),
+                timestamp_literal(p.end)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `(window_id, week_start, week_end)` rows: the calendar weeks (Monday
+/// start, UTC) intersecting each period, clipped to it.
+fn weeks_values(periods: &[Period]) -> String {
+    let date = |d: NaiveDate| format!("CAST('{d}' AS DATE)");
+    let mut rows = Vec::new();
+    for (id, period) in periods.iter().enumerate() {
+        let start = period.start.date_naive();
+        let end = period.end.date_naive();
+        let mut monday = start - Duration::days(i64::from(start.weekday().num_days_from_monday()));
+        while monday < end {
+            let next = monday + Duration::days(7);
+            rows.push(format!(
+                "({id}, {}, {})",
+                date(monday.max(start)),
+                date(next.min(end))
+            ));
+            monday = next;
+        }
+    }
+    rows.join(", ")
+}
+
+impl Parameters {
+    /// `sql` with its `{{name}}` placeholders filled in, windows ending at
+    /// `as_of`.
+    pub fn fill(&self, sql: &str, as_of: DateTime<Utc>) -> Result<String> {
+        self.fill_periods(sql, as_of, Periods::Rolling)
+    }
+
+    /// `sql` with its placeholders filled in for `kind` of periods ending at
+    /// `as_of`.
+    pub fn fill_periods(&self, sql: &str, as_of: DateTime<Utc>, kind: Periods) -> Result<String> {
+        let periods = periods(kind, as_of);
+        let sql = sql.replace("{{dora_metrics}}", include_str!("../sql/dora_metrics.sql"));
+        // DataFusion's regexp_like uses the same engine: a pattern that does
+        // not compile here would fail inside the mart's SQL with an error
+        // that does not name the setting.
+        if let Err(e) = regex::Regex::new(&self.production_pattern) {
+            return Err(Error::Parameter {
+                name: "production_pattern",
+                message: format!("not a valid regular expression: {e}"),
+            });
+        }
+        let Some(benchmark) = tiers::Benchmark::named(&self.benchmark) else {
+            return Err(Error::Parameter {
+                name: "benchmark",
+                message: format!(
+                    "`{}` is not one of {}",
+                    self.benchmark,
+                    tiers::Benchmark::names()
+                ),
+            });
+        };
+        let recovery = match benchmark.recovery_metric {
+            tiers::RecoveryMetric::TimeToRestore => "time_to_restore_p50_seconds",
+            tiers::RecoveryMetric::FailedDeploymentRecovery => {
+                "failed_deployment_recovery_p50_seconds"
+            }
+        };
+        Ok(sql
+            .replace("{{benchmark}}", benchmark.name)
+            .replace("{{recovery}}", recovery)
+            .replace(
+                "{{production_pattern}}",
+                &self.production_pattern.replace('\'', "''"),
+            )
+            .replace("{{incident_gap_days}}", &self.incident_gap_days.to_string())
+            .replace("{{windows}}", &windows_values(&periods))
+            .replace("{{weeks}}", &weeks_values(&periods))
+            .replace(
+                "{{as_of}}",
+                &as_of.to_rfc3339_opts(SecondsFormat::Secs, true),
+            ))
+    }
+}
+
+/// The end of the windows by default: the end of the current UTC day, so
+/// today's deployments count.
+pub fn default_as_of() -> DateTime<Utc> {
+    let tomorrow = Utc::now().date_naive() + Duration::days(1);
+    tomorrow
+        .and_hms_opt(0, 0, 0)
+        .map_or_else(Utc::now, |t| t.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_fill_and_quote() -> Result<()> {
+        let parameters = Parameters {
+            production_pattern: "^prod'x$".to_owned(),
+            incident_gap_days: 3,
+            benchmark: "dora-2021".to_owned(),
+            ..Parameters::default()
+        };
+        let as_of = DateTime::parse_from_rfc3339("2026-07-01T00:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| Error::Parameter {
+                name: "as_of",
+                message: e.to_string(),
+            })?;
+        assert_eq!(
+            parameters.fill(
+                "regexp_like(e, '{{production_pattern}}') {{incident_gap_days}} {{as_of}} {{benchmark}} {{recovery}}",
+                as_of
+            )?,
+            "regexp_like(e, '^prod''x$') 3 2026-07-01T00:00:00Z dora-2021 time_to_restore_p50_seconds"
+        );
+        // 2026-06-24 is a Wednesday: the 7-day window meets two weeks.
+        let rolling = periods(Periods::Rolling, as_of);
+        assert_eq!(
+            weeks_values(&rolling)
+                .split("), (")
+                .take(2)
+                .collect::<Vec<_>>(),
+            [
+                "(0, CAST('2026-06-24' AS DATE), CAST('2026-06-29' AS DATE)",
+                "0, CAST('2026-06-29' AS DATE), CAST('2026-07-01' AS DATE)"
+            ]
+        );
+        // Calendar periods: the current week (Monday 06-29, cut at 07-01)
+        // first; June, which as_of ends, is the first month.
+        let calendar = periods(Periods::Calendar, as_of);
+        assert_eq!(calendar.len(), 64);
+        assert_eq!(calendar[0].start.to_rfc3339(), "2026-06-29T00:00:00+00:00");
+        assert_eq!(calendar[0].end, as_of);
+        assert_eq!(calendar[52].label, "month");
+        assert_eq!(calendar[52].start.to_rfc3339(), "2026-06-01T00:00:00+00:00");
+        assert_eq!(calendar[63].start.to_rfc3339(), "2025-07-01T00:00:00+00:00");
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_production_pattern_is_named() {
+        let parameters = Parameters {
+            production_pattern: "^prod(".to_owned(),
+            ..Parameters::default()
+        };
+        let error = parameters
+            .fill("{{production_pattern}}", default_as_of())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("production_pattern"), "{error}");
+    }
+}
