@@ -2,9 +2,11 @@
 //! (`[[sources]]` with a `type`), fetches payloads from its upstream, and
 //! decodes them — with no I/O — into rows of core tables.
 //!
-//! The registry is closed: [`SourceConfig`] lists every source type, so
-//! adding one is adding a variant, and the compiler finds every place that
-//! must learn about it.
+//! Every source implements [`Source`] (and an upstream API also
+//! [`ApiSource`], with the [`api_source!`] line in its module); the registry
+//! (`registry!` below) lists each type once — the `[[sources]]` enum and
+//! the dispatch come from it. What one source alone offers (GitHub's
+//! webhooks, the portal events' intake key) is asked of its variant.
 
 use chrono::{DateTime, Utc};
 use fathom_models::TableDef;
@@ -16,112 +18,193 @@ use crate::files::{cost_report, events};
 use crate::http::{HttpClient, HttpError, HttpPolicy};
 use crate::sources::{argocd, backstage, datadog, github, opencost, sentry};
 
-/// One configured source (`[[sources]]` in `fathom.toml`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum SourceConfig {
+/// Every source: what the registry and the runner ask of each.
+pub trait Source: Send + Sync {
+    /// The name set in its configuration, if any.
+    fn configured_name(&self) -> Option<&str>;
+    /// Its streams, in the order they run.
+    fn streams(&self) -> &'static [&'static str];
+    /// Its upstream API; `None` for a source reading delivered files (no
+    /// raw layer: the files are kept by whoever delivers them).
+    fn api(&self) -> Option<&dyn ApiSource> {
+        None
+    }
+}
+
+/// The future of [`ApiSource::fetch`].
+pub type FetchFuture<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<Option<String>, SourceError>> + Send + 'a>>;
+
+/// What the runner drives on an upstream API source. A source module
+/// implements it (and [`Source`]) with one line, [`api_source!`], over its
+/// `STREAMS`, `client`, `fetch` and `decode`.
+pub trait ApiSource: Send + Sync {
+    /// Settings every API source has.
+    fn common(&self) -> &CommonConfig;
+    /// Where its raw payloads are kept.
+    fn raw_table(&self) -> &'static TableDef;
+    /// The HTTP client, with its credentials; `name` is the source's name.
+    fn client(&self, name: &str) -> Result<HttpClient, SourceError>;
+    /// Decodes the payloads of one unit of `stream`. Pure: the same
+    /// payloads always give the same rows, which is what makes
+    /// `fathom reprocess` possible.
+    fn decode(&self, stream: &str, payloads: &[Payload]) -> Decoded;
+    /// Fetches `stream` from `cursor` on, sending payloads and checkpoints
+    /// to `out`; returns the cursor to store once everything sent is
+    /// committed.
+    fn fetch<'a>(
+        &'a self,
+        client: &'a HttpClient,
+        stream: &'a str,
+        cursor: Option<&'a str>,
+        ctx: &'a FetchContext,
+        out: &'a Collector,
+    ) -> FetchFuture<'a>;
+}
+
+/// Implements [`Source`] and [`ApiSource`] for an API source's config type
+/// from the functions of its module (`STREAMS`, `client`, `fetch`,
+/// `decode`) and its raw table. Invoked once in each source module.
+macro_rules! api_source {
+    ($config:ty, $raw:expr) => {
+        impl $crate::source::Source for $config {
+            fn configured_name(&self) -> Option<&str> {
+                self.common.name.as_deref()
+            }
+
+            fn streams(&self) -> &'static [&'static str] {
+                STREAMS
+            }
+
+            fn api(&self) -> Option<&dyn $crate::source::ApiSource> {
+                Some(self)
+            }
+        }
+
+        impl $crate::source::ApiSource for $config {
+            fn common(&self) -> &$crate::source::CommonConfig {
+                &self.common
+            }
+
+            fn raw_table(&self) -> &'static fathom_models::TableDef {
+                &$raw
+            }
+
+            fn client(
+                &self,
+                name: &str,
+            ) -> Result<$crate::http::HttpClient, $crate::source::SourceError> {
+                client(self, name)
+            }
+
+            fn decode(
+                &self,
+                stream: &str,
+                payloads: &[$crate::source::Payload],
+            ) -> $crate::source::Decoded {
+                decode(self, stream, payloads)
+            }
+
+            fn fetch<'a>(
+                &'a self,
+                client: &'a $crate::http::HttpClient,
+                stream: &'a str,
+                cursor: Option<&'a str>,
+                ctx: &'a $crate::source::FetchContext,
+                out: &'a $crate::source::Collector,
+            ) -> $crate::source::FetchFuture<'a> {
+                Box::pin(fetch(self, client, stream, cursor, ctx, out))
+            }
+        }
+    };
+}
+pub(crate) use api_source;
+
+/// Declares the registry: the `[[sources]]` enum (one variant per `type`),
+/// the list of types, and the one dispatch to each source's [`Source`].
+macro_rules! registry {
+    ($( $(#[$doc:meta])* $variant:ident($config:ty) = $kind:literal, )*) => {
+        /// One configured source (`[[sources]]` in `fathom.toml`), by its
+        /// `type`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum SourceConfig {
+            $( $(#[$doc])* #[serde(rename = $kind)] $variant($config), )*
+        }
+
+        /// Every source type, as written in `type = "…"`.
+        pub const SOURCE_TYPES: &[&str] = &[$($kind),*];
+
+        impl SourceConfig {
+            /// The source's type, as written in config.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $( Self::$variant(_) => $kind, )*
+                }
+            }
+
+            /// The source behind the configuration.
+            pub fn source(&self) -> &dyn Source {
+                match self {
+                    $( Self::$variant(config) => config, )*
+                }
+            }
+        }
+    };
+}
+
+// The registry: adding a source is its module and one line here.
+registry! {
     /// A Backstage software catalog.
-    Backstage(backstage::BackstageConfig),
+    Backstage(backstage::BackstageConfig) = "backstage",
     /// GitHub (or GitHub Enterprise) organisations.
-    Github(github::GithubConfig),
+    Github(github::GithubConfig) = "github",
     /// An Argo CD instance.
-    Argocd(argocd::ArgoCdConfig),
+    Argocd(argocd::ArgoCdConfig) = "argocd",
     /// A Datadog organisation.
-    Datadog(datadog::DatadogConfig),
+    Datadog(datadog::DatadogConfig) = "datadog",
     /// An OpenCost instance (one cluster).
-    Opencost(opencost::OpenCostConfig),
+    Opencost(opencost::OpenCostConfig) = "opencost",
     /// A Sentry organisation.
-    Sentry(sentry::SentryConfig),
+    Sentry(sentry::SentryConfig) = "sentry",
     /// A cloud cost export (AWS CUR 2.0 or FOCUS) in an object store.
-    #[serde(rename = "cost_report")]
-    CostReport(cost_report::CostReportConfig),
+    CostReport(cost_report::CostReportConfig) = "cost_report",
     /// Portal analytics events as NDJSON files in an object store.
-    #[serde(rename = "portal_events")]
-    PortalEvents(events::EventsConfig),
+    PortalEvents(events::EventsConfig) = "portal_events",
 }
 
 impl SourceConfig {
     /// The source's name: as configured, else its type.
     pub fn name(&self) -> &str {
-        match self {
-            Self::Backstage(c) => c.common.name.as_deref().unwrap_or("backstage"),
-            Self::Github(c) => c.common.name.as_deref().unwrap_or("github"),
-            Self::Argocd(c) => c.common.name.as_deref().unwrap_or("argocd"),
-            Self::Datadog(c) => c.common.name.as_deref().unwrap_or("datadog"),
-            Self::Opencost(c) => c.common.name.as_deref().unwrap_or("opencost"),
-            Self::Sentry(c) => c.common.name.as_deref().unwrap_or("sentry"),
-            Self::CostReport(c) => c.files.name.as_deref().unwrap_or("cost_report"),
-            Self::PortalEvents(c) => c.files.name.as_deref().unwrap_or("portal_events"),
-        }
+        self.source().configured_name().unwrap_or(self.kind())
     }
 
-    /// The source's type, as written in config.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Backstage(_) => "backstage",
-            Self::Github(_) => "github",
-            Self::Argocd(_) => "argocd",
-            Self::Datadog(_) => "datadog",
-            Self::Opencost(_) => "opencost",
-            Self::Sentry(_) => "sentry",
-            Self::CostReport(_) => "cost_report",
-            Self::PortalEvents(_) => "portal_events",
-        }
-    }
-
-    /// Whether it reads delivered files (no API, no raw layer: the files
-    /// are kept by whoever delivers them).
+    /// Whether it reads delivered files (no API, no raw layer).
     pub fn reads_files(&self) -> bool {
-        matches!(self, Self::CostReport(_) | Self::PortalEvents(_))
+        self.source().api().is_none()
     }
 
     /// Where its raw payloads are kept (`None`: file sources).
     pub fn raw_table(&self) -> Option<&'static TableDef> {
-        Some(match self {
-            Self::Backstage(_) => &fathom_models::tables::RAW_BACKSTAGE,
-            Self::Github(_) => &fathom_models::tables::RAW_GITHUB,
-            Self::Argocd(_) => &fathom_models::tables::RAW_ARGOCD,
-            Self::Datadog(_) => &fathom_models::tables::RAW_DATADOG,
-            Self::Opencost(_) => &fathom_models::tables::RAW_OPENCOST,
-            Self::Sentry(_) => &fathom_models::tables::RAW_SENTRY,
-            Self::CostReport(_) | Self::PortalEvents(_) => return None,
-        })
+        self.source().api().map(|api| api.raw_table())
     }
 
     /// Its streams, in the order they run.
     pub fn streams(&self) -> &'static [&'static str] {
-        match self {
-            Self::Backstage(_) => backstage::STREAMS,
-            Self::Github(_) => github::STREAMS,
-            Self::Argocd(_) => argocd::STREAMS,
-            Self::Datadog(_) => datadog::STREAMS,
-            Self::Opencost(_) => opencost::STREAMS,
-            Self::Sentry(_) => sentry::STREAMS,
-            Self::CostReport(_) => &[cost_report::STREAM],
-            Self::PortalEvents(_) => &[events::STREAM],
-        }
+        self.source().streams()
     }
 
-    /// Decodes the payloads of one unit of `stream`. Pure: the same
-    /// payloads always give the same rows, which is what makes
-    /// `fathom reprocess` possible.
+    /// Decodes the payloads of one unit of `stream` (see
+    /// [`ApiSource::decode`]). File sources decode whole files in their own
+    /// run (`files::cost_report`, `files::events`) and send no payloads.
     pub fn decode(&self, stream: &str, payloads: &[Payload]) -> Decoded {
-        match self {
-            Self::Backstage(c) => backstage::decode(c, stream, payloads),
-            Self::Github(c) => github::decode(c, stream, payloads),
-            Self::Argocd(c) => argocd::decode(c, stream, payloads),
-            Self::Datadog(c) => datadog::decode(c, stream, payloads),
-            Self::Opencost(c) => opencost::decode(c, stream, payloads),
-            Self::Sentry(c) => sentry::decode(c, stream, payloads),
-            // File sources decode whole files in their own run
-            // (`files::cost_report`, `files::events`); they send no payloads.
-            Self::CostReport(_) | Self::PortalEvents(_) => Decoded::default(),
-        }
+        self.source()
+            .api()
+            .map(|api| api.decode(stream, payloads))
+            .unwrap_or_default()
     }
 
-    /// Fetches `stream` from `cursor` on, sending payloads and checkpoints
-    /// to `out`; returns the cursor to store once everything sent is
-    /// committed.
+    /// Fetches `stream` (see [`ApiSource::fetch`]).
     pub async fn fetch(
         &self,
         client: &HttpClient,
@@ -130,27 +213,17 @@ impl SourceConfig {
         ctx: &FetchContext,
         out: &Collector,
     ) -> Result<Option<String>, SourceError> {
-        match self {
-            Self::Backstage(c) => backstage::fetch(c, client, stream, cursor, ctx, out).await,
-            Self::Github(c) => github::fetch(c, client, stream, cursor, ctx, out).await,
-            Self::Argocd(c) => argocd::fetch(c, client, stream, cursor, ctx, out).await,
-            Self::Datadog(c) => datadog::fetch(c, client, stream, cursor, ctx, out).await,
-            Self::Opencost(c) => opencost::fetch(c, client, stream, cursor, ctx, out).await,
-            Self::Sentry(c) => sentry::fetch(c, client, stream, cursor, ctx, out).await,
-            Self::CostReport(_) | Self::PortalEvents(_) => Err(self.not_an_api()),
+        match self.source().api() {
+            Some(api) => api.fetch(client, stream, cursor, ctx, out).await,
+            None => Err(self.not_an_api()),
         }
     }
 
     /// The HTTP client for the source, with its credentials.
     pub fn client(&self) -> Result<HttpClient, SourceError> {
-        match self {
-            Self::Backstage(c) => backstage::client(c, self.name()),
-            Self::Github(c) => github::client(c, self.name()),
-            Self::Argocd(c) => argocd::client(c, self.name()),
-            Self::Datadog(c) => datadog::client(c, self.name()),
-            Self::Opencost(c) => opencost::client(c, self.name()),
-            Self::Sentry(c) => sentry::client(c, self.name()),
-            Self::CostReport(_) | Self::PortalEvents(_) => Err(self.not_an_api()),
+        match self.source().api() {
+            Some(api) => api.client(self.name()),
+            None => Err(self.not_an_api()),
         }
     }
 
@@ -163,15 +236,7 @@ impl SourceConfig {
 
     /// Settings every API source has (`None` for file sources).
     pub fn common(&self) -> Option<&CommonConfig> {
-        Some(match self {
-            Self::Backstage(c) => &c.common,
-            Self::Github(c) => &c.common,
-            Self::Argocd(c) => &c.common,
-            Self::Datadog(c) => &c.common,
-            Self::Opencost(c) => &c.common,
-            Self::Sentry(c) => &c.common,
-            Self::CostReport(_) | Self::PortalEvents(_) => return None,
-        })
+        self.source().api().map(|api| api.common())
     }
 }
 
@@ -421,13 +486,25 @@ pub struct Decoded {
 }
 
 impl Decoded {
-    /// Adds a row.
+    /// Adds a row. Its keys are the decoder's own (never copied from a
+    /// payload), so a key that is no column of `table` is a misspelling
+    /// that would silently become null: debug builds (the tests) stop on
+    /// it.
     pub fn row(
         &mut self,
         table: &'static TableDef,
         values: Map<String, Value>,
         identity: Vec<Identity>,
     ) {
+        debug_assert!(
+            values.keys().all(|k| table.column(k).is_some()),
+            "a decoder emitted {:?} for `{}`, which has no such column",
+            values
+                .keys()
+                .filter(|k| table.column(k).is_none())
+                .collect::<Vec<_>>(),
+            table.name
+        );
         self.rows.push(Row {
             table,
             values,

@@ -1,15 +1,15 @@
 //! `fathom demo`: a simulated organisation end to end, then the dashboards.
 
-use super::ingest::ingest_progress;
-use super::ingest::print_ingest_report;
-use super::serve::serve;
-use super::{Config, WorldArgs, open_state, open_warehouse};
-use anyhow::Context;
-use anyhow::Result;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
 use fathom_models::ALL_TABLES;
 use fathom_warehouse::WarehouseLocation;
 use fathom_warehouse::query::QueryLimits;
-use std::process::ExitCode;
+
+use super::ingest::{ingest_progress, print_ingest_report};
+use super::serve::serve;
+use super::{Config, WorldArgs, open_state, open_warehouse};
 
 pub(super) async fn demo(
     world: WorldArgs,

@@ -1,15 +1,14 @@
 //! `fathom import`: files into a table, one commit, bad rows quarantined.
 
-use super::{Config, ImportFormat, lookup_table, open_state, open_warehouse, pipeline};
-use crate::progress::ImportBars;
-use anyhow::Context;
-use anyhow::Result;
-use fathom_ingest::FileFormat;
-use fathom_ingest::ImportProgress;
-use fathom_ingest::NoProgress;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use fathom_ingest::{FileFormat, ImportProgress, NoProgress};
+
+use super::{Config, ImportFormat, lookup_table, open_state, open_warehouse, pipeline};
+use crate::progress::ImportBars;
 
 pub(super) async fn import(
     config: &Config,

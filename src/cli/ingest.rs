@@ -1,10 +1,11 @@
 //! `fathom ingest` and `fathom reprocess`, and their reports.
 
-use super::{Config, open_state, open_warehouse, pipeline};
-use anyhow::Result;
-use anyhow::bail;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+use anyhow::{Result, bail};
+
+use super::{Config, open_state, open_warehouse, pipeline};
 
 pub(super) async fn ingest(
     config: &Config,

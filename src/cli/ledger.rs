@@ -1,8 +1,10 @@
 //! `fathom audit` and `fathom runs`: the audit log and the run ledger.
 
-use super::{Config, open_state};
-use anyhow::Result;
 use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::{Config, open_state};
 
 /// `fathom audit`.
 pub(super) async fn audit(config: &Config, limit: i64, json: bool) -> Result<ExitCode> {

@@ -1,10 +1,12 @@
-//! Warehouse upkeep: `fathom optimize`, `fathom warehouse retain`, `fathom vacuum`.
+//! Warehouse upkeep: `fathom optimize`, `fathom warehouse retain`, `fathom
+//! vacuum`.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
 
 use super::query::selected_tables;
 use super::{Config, open_warehouse};
-use anyhow::Result;
-use anyhow::bail;
-use std::process::ExitCode;
 
 pub(super) async fn optimize(config: &Config, table: Option<&str>) -> Result<ExitCode> {
     let warehouse = open_warehouse(config)?;

@@ -1,15 +1,13 @@
 //! `fathom sql` and `fathom schema`: queries and the data dictionary.
 
-use super::{Config, SchemaFormat, SqlFormat, lookup_table, open_warehouse};
 use std::io::Write;
+use std::process::ExitCode;
 
 use anyhow::Result;
-use fathom_models::ALL_TABLES;
-use fathom_models::TableDef;
-use fathom_models::dictionary;
-use fathom_warehouse::query::OutputFormat;
-use fathom_warehouse::query::QueryLimits;
-use std::process::ExitCode;
+use fathom_models::{ALL_TABLES, TableDef, dictionary};
+use fathom_warehouse::query::{OutputFormat, QueryLimits};
+
+use super::{Config, SchemaFormat, SqlFormat, lookup_table, open_warehouse};
 
 pub(super) async fn sql(config: &Config, query: &str, format: SqlFormat) -> Result<ExitCode> {
     // Refuse writes before touching storage, so the message is immediate.

@@ -1,11 +1,12 @@
 //! `fathom serve`: the API, the PostgreSQL endpoint and the scheduler.
 
-use super::{Config, open_state, open_warehouse};
-use anyhow::Context;
-use anyhow::Result;
-use fathom_warehouse::query::QueryLimits;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use fathom_warehouse::query::QueryLimits;
+
+use super::{Config, open_state, open_warehouse};
 
 /// `fathom serve`: the API until Ctrl-C (or SIGTERM); requests in flight
 /// finish first.

@@ -1,10 +1,11 @@
 //! `fathom sim`: the simulated organisation, served or exported.
 
-use super::{Config, SimCommand};
-use anyhow::Context;
-use anyhow::Result;
-use fathom_warehouse::WarehouseLocation;
 use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use fathom_warehouse::WarehouseLocation;
+
+use super::{Config, SimCommand};
 
 pub(super) async fn sim(settings: &Config, command: SimCommand) -> Result<ExitCode> {
     match command {

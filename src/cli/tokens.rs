@@ -1,9 +1,10 @@
 //! `fathom tokens`: API tokens, created and revoked with an audit record.
 
-use super::{Config, TokensCommand, local_actor, open_state};
-use anyhow::Result;
-use anyhow::bail;
 use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+use super::{Config, TokensCommand, local_actor, open_state};
 
 /// `fathom tokens …`.
 pub(super) async fn tokens(config: &Config, command: TokensCommand) -> Result<ExitCode> {

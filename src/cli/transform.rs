@@ -1,9 +1,10 @@
 //! `fathom transform`: the marts, with a line per mart as it is written.
 
-use super::{Config, open_state, open_warehouse, pipeline};
-use anyhow::Context;
-use anyhow::Result;
 use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use super::{Config, open_state, open_warehouse, pipeline};
 
 /// Prints each mart as it is written.
 pub(super) struct TransformLines {

@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod dora;
 mod files;
+mod golden;
 mod import;
 mod ingest;
 mod interop;

@@ -680,5 +680,15 @@ pub(crate) async fn run(
     Ok(report)
 }
 
+impl crate::source::Source for CostReportConfig {
+    fn configured_name(&self) -> Option<&str> {
+        self.files.name.as_deref()
+    }
+
+    fn streams(&self) -> &'static [&'static str] {
+        &[STREAM]
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -393,5 +393,15 @@ async fn flush(
     ctx.save_cursor(cursor).await
 }
 
+impl crate::source::Source for EventsConfig {
+    fn configured_name(&self) -> Option<&str> {
+        self.files.name.as_deref()
+    }
+
+    fn streams(&self) -> &'static [&'static str] {
+        &[STREAM]
+    }
+}
+
 #[cfg(test)]
 mod tests;

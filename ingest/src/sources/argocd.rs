@@ -350,3 +350,5 @@ fn application(config: &ArgoCdConfig, app: &Value, decoded: &mut Decoded) -> Res
     }
     Ok(())
 }
+
+crate::source::api_source!(ArgoCdConfig, fathom_models::tables::RAW_ARGOCD);

@@ -234,3 +234,5 @@ pub(crate) fn entity(item: &Value, decoded: &mut Decoded, origin: &str) -> Resul
     }
     Ok(())
 }
+
+crate::source::api_source!(BackstageConfig, fathom_models::tables::RAW_BACKSTAGE);

@@ -613,3 +613,5 @@ fn decode_metrics(config: &DatadogConfig, payloads: &[Payload]) -> Decoded {
     }
     decoded
 }
+
+crate::source::api_source!(DatadogConfig, fathom_models::tables::RAW_DATADOG);

@@ -285,3 +285,5 @@ fn allocation_row(
     };
     Ok((values, identity))
 }
+
+crate::source::api_source!(OpenCostConfig, fathom_models::tables::RAW_OPENCOST);

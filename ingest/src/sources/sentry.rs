@@ -562,3 +562,5 @@ fn deploy_row(
         .unwrap_or_default();
     Ok((values, identity))
 }
+
+crate::source::api_source!(SentryConfig, fathom_models::tables::RAW_SENTRY);

@@ -637,3 +637,15 @@ fn sentry_payloads_decode() {
         );
     }
 }
+
+/// A decoder key that is no column of its table (a misspelling) stops a
+/// debug build instead of becoming a silent null.
+#[test]
+#[should_panic(expected = "has no such column")]
+fn a_key_that_is_no_column_is_refused_in_debug_builds() {
+    let mut decoded = Decoded::default();
+    let mut values = serde_json::Map::new();
+    values.insert("deployment_id".to_owned(), json!("d1"));
+    values.insert("finshed_at".to_owned(), json!("2026-07-01T00:00:00Z"));
+    decoded.row(&fathom_models::tables::DEPLOYMENTS, values, Vec::new());
+}

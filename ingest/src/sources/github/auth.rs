@@ -1,17 +1,12 @@
-//! The GitHub client: token or GitHub App authentication (installation tokens minted and renewed).
+//! The GitHub client: token or GitHub App authentication (installation tokens
+//! minted and renewed).
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
 
 use super::{DEFAULT_BASE, GithubConfig};
-use crate::http::HttpClient;
-use crate::http::HttpError;
-use crate::http::MintFuture;
-use crate::http::MintedToken;
-use crate::http::ResetStyle;
-use crate::http::TokenSource;
+use crate::http::{HttpClient, HttpError, MintFuture, MintedToken, ResetStyle, TokenSource};
 use crate::source::SourceError;
-use chrono::DateTime;
-use chrono::Utc;
-use serde_json::Value;
-use serde_json::json;
 
 pub(crate) fn client(config: &GithubConfig, name: &str) -> Result<HttpClient, SourceError> {
     if config.orgs.is_empty() {

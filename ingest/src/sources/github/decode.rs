@@ -1,21 +1,14 @@
-//! Decoding GitHub payloads into rows: the dispatch by stream, repositories, commits and catalog descriptors.
+//! Decoding GitHub payloads into rows: the dispatch by stream, repositories,
+//! commits and catalog descriptors.
+
+use fathom_models::tables::{COMMITS, REPOSITORIES};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
 
 use super::GithubConfig;
 use super::deploys::{decode_changes, decode_deployments, decode_workflow_runs};
 use super::pulls::decode_pulls;
-use crate::source::Decoded;
-use crate::source::Identity;
-use crate::source::Payload;
-use crate::source::json_kind;
-use crate::source::opt_str;
-use crate::source::req_str;
-use crate::source::require_keys;
-use fathom_models::tables::COMMITS;
-use fathom_models::tables::REPOSITORIES;
-use serde::Deserialize;
-use serde_json::Map;
-use serde_json::Value;
-use serde_json::json;
+use crate::source::{Decoded, Identity, Payload, json_kind, opt_str, req_str, require_keys};
 
 /// The path of a request after the API base, e.g. `/repos/a/b/pulls/3`.
 pub(super) fn request_path(payload: &Payload) -> &str {

@@ -1,23 +1,15 @@
 //! Decoding deployments with their statuses, change sets and workflow runs.
 
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::DateTime;
+use fathom_models::tables::{DEPLOYMENT_CHANGES, DEPLOYMENTS};
+use serde_json::{Map, Value, json};
+
 use super::GithubConfig;
 use super::decode::{each, repo_of, request_path};
 use super::fetch::{is_final, time_at};
-use crate::source::Decoded;
-use crate::source::Identity;
-use crate::source::Payload;
-use crate::source::opt_str;
-use crate::source::req_i64;
-use crate::source::req_str;
-use crate::source::require_keys;
-use chrono::DateTime;
-use fathom_models::tables::DEPLOYMENT_CHANGES;
-use fathom_models::tables::DEPLOYMENTS;
-use serde_json::Map;
-use serde_json::Value;
-use serde_json::json;
-use std::collections::BTreeSet;
-use std::collections::HashMap;
+use crate::source::{Decoded, Identity, Payload, opt_str, req_i64, req_str, require_keys};
 
 pub(super) fn decode_deployments(bodies: &[(&Payload, Value)], decoded: &mut Decoded) {
     // Statuses by deployment id (from the request path), newest first.

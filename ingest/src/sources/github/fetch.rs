@@ -1,20 +1,15 @@
-//! Fetching: repositories, commits, pull requests, deployments, workflow runs and change sets, with conditional requests and per-repository cursors.
+//! Fetching: repositories, commits, pull requests, deployments, workflow runs
+//! and change sets, with conditional requests and per-repository cursors.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{DEFAULT_BASE, GithubConfig};
-use crate::http::HttpClient;
-use crate::http::HttpError;
-use crate::source::Collector;
-use crate::source::FetchContext;
-use crate::source::SourceError;
-use crate::source::next_link;
-use crate::source::send;
-use chrono::DateTime;
-use chrono::Utc;
-use serde::Deserialize;
-use serde::Serialize;
-use serde_json::Value;
-use std::collections::BTreeMap;
-use std::collections::BTreeSet;
+use crate::http::{HttpClient, HttpError};
+use crate::source::{Collector, FetchContext, SourceError, next_link, send};
 
 /// Per-repository progress of a stream.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -148,3 +148,5 @@ impl GithubConfig {
 }
 
 const DEFAULT_BASE: &str = "https://api.github.com";
+
+crate::source::api_source!(GithubConfig, fathom_models::tables::RAW_GITHUB);

@@ -1,25 +1,17 @@
-//! Decoding pull requests with their commits and reviews (the coding, pickup and review stages).
+//! Decoding pull requests with their commits and reviews (the coding, pickup
+//! and review stages).
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use fathom_models::tables::{PULL_REQUEST_COMMITS, PULL_REQUEST_REVIEWS, PULL_REQUESTS};
+use serde_json::{Map, Value, json};
 
 use super::decode::{each, repo_of, request_path};
 use super::fetch::time_at;
-use crate::source::Decoded;
-use crate::source::Identity;
-use crate::source::Payload;
-use crate::source::json_kind;
-use crate::source::opt_str;
-use crate::source::req_i64;
-use crate::source::req_str;
-use crate::source::require_keys;
-use chrono::DateTime;
-use chrono::Utc;
-use fathom_models::tables::PULL_REQUEST_COMMITS;
-use fathom_models::tables::PULL_REQUEST_REVIEWS;
-use fathom_models::tables::PULL_REQUESTS;
-use serde_json::Map;
-use serde_json::Value;
-use serde_json::json;
-use std::collections::BTreeSet;
-use std::collections::HashMap;
+use crate::source::{
+    Decoded, Identity, Payload, json_kind, opt_str, req_i64, req_str, require_keys,
+};
 
 /// What a `/pulls…` request was for.
 pub(super) enum PullPart {
