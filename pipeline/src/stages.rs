@@ -144,6 +144,14 @@ async fn record<T: Recorded, E>(
     }
 }
 
+/// The error of an ingest-side stage, named after it.
+fn failed(stage: &'static str) -> impl FnOnce(fathom_ingest::Error) -> Error {
+    move |e| Error::Ingest {
+        stage,
+        source: Box::new(e),
+    }
+}
+
 /// What a transform run is asked to do.
 #[derive(Debug, Clone)]
 pub struct TransformRequest {
@@ -182,11 +190,7 @@ impl Pipeline<'_> {
             progress,
         )
         .await;
-        record(self.state, run_id, outcome, |e| Error::Ingest {
-            stage: "ingest",
-            source: Box::new(e),
-        })
-        .await
+        record(self.state, run_id, outcome, failed("ingest")).await
     }
 
     /// Rebuilds the core tables from the raw layer under `run_id`. Rows may
@@ -208,11 +212,7 @@ impl Pipeline<'_> {
             progress,
         )
         .await;
-        record(self.state, run_id, outcome, |e| Error::Ingest {
-            stage: "reprocess",
-            source: Box::new(e),
-        })
-        .await
+        record(self.state, run_id, outcome, failed("reprocess")).await
     }
 
     /// Imports files into `table` under `run_id`: all of them in one
@@ -228,11 +228,7 @@ impl Pipeline<'_> {
         let outcome =
             fathom_ingest::import_files(self.warehouse, table, files, format, run_id, progress)
                 .await;
-        record(self.state, run_id, outcome, |e| Error::Ingest {
-            stage: "import",
-            source: Box::new(e),
-        })
-        .await
+        record(self.state, run_id, outcome, failed("import")).await
     }
 
     /// Brings the marts up to date under `run_id`: incrementally from the

@@ -52,6 +52,87 @@ fn rows_in(decoded: &Decoded, table: &str) -> Vec<serde_json::Map<String, Value>
         .collect()
 }
 
+/// Every row a test decoded — table, all values, identity hints — and
+/// every reject, compared with `src/sources/snapshots/<test>.txt`: a
+/// decoder change shows as a reviewed diff. The files keep each row's
+/// columns and a digest of its values (the recorded payloads are not
+/// copied into the project); a mismatch prints the decoded row in full.
+/// `FATHOM_UPDATE_GOLDEN=1` rewrites them.
+struct Snapshot {
+    name: &'static str,
+    /// (line kept in the file, the row in full).
+    lines: Vec<(String, String)>,
+}
+
+impl Snapshot {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            lines: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, decoded: &Decoded) {
+        use sha2::Digest as _;
+        for row in &decoded.rows {
+            let full = format!(
+                "{}\t{}\t{:?}",
+                row.table.name,
+                Value::Object(row.values.clone()),
+                row.identity
+            );
+            let digest = hex::encode(&sha2::Sha256::digest(full.as_bytes())[..12]);
+            let columns: Vec<&str> = row.values.keys().map(String::as_str).collect();
+            self.lines.push((
+                format!("{}\t{digest}\t{}", row.table.name, columns.join(",")),
+                full,
+            ));
+        }
+        for reject in &decoded.rejects {
+            let line = format!("reject\t{}\t{}", reject.location, reject.reason);
+            self.lines.push((line.clone(), line));
+        }
+    }
+
+    fn check(&self) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/sources/snapshots")
+            .join(format!("{}.txt", self.name));
+        let text: String = self.lines.iter().map(|(l, _)| format!("{l}\n")).collect();
+        if std::env::var_os("FATHOM_UPDATE_GOLDEN").is_some() {
+            let written = path
+                .parent()
+                .map(std::fs::create_dir_all)
+                .and_then(Result::ok)
+                .map(|()| std::fs::write(&path, &text));
+            assert!(
+                matches!(written, Some(Ok(()))),
+                "cannot write {}",
+                path.display()
+            );
+            return;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        let first = expected
+            .lines()
+            .zip(text.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| expected.lines().count().min(text.lines().count()));
+        assert!(
+            expected == text,
+            "{}: decoded rows differ from {} at line {} ({} lines expected, {} decoded); the row now decodes as\n{}\nreview, then FATHOM_UPDATE_GOLDEN=1",
+            self.name,
+            path.display(),
+            first + 1,
+            expected.lines().count(),
+            self.lines.len(),
+            self.lines
+                .get(first)
+                .map_or("(none)", |(_, full)| full.as_str())
+        );
+    }
+}
+
 fn assert_clean(decoded: &Decoded) {
     assert!(
         decoded.rejects.is_empty(),
@@ -62,6 +143,7 @@ fn assert_clean(decoded: &Decoded) {
 
 #[test]
 fn github_replays_decode() {
+    let mut snap = Snapshot::new("github_replays_decode");
     let Some(dir) = fixtures_dir() else { return };
     let source = github();
 
@@ -70,6 +152,7 @@ fn github_replays_decode() {
         .map(|(path, body)| payload("repos", "BeaverSoftware", path, body))
         .collect();
     let decoded = source.decode("repos", &repos);
+    snap.add(&decoded);
     assert_clean(&decoded);
     assert_eq!(rows_in(&decoded, "repositories").len(), 2);
 
@@ -79,6 +162,7 @@ fn github_replays_decode() {
         .map(|(path, body)| payload("commits", "PyGithub/PyGithub", path, body))
         .collect();
     let decoded = source.decode("commits", &commits);
+    snap.add(&decoded);
     assert_clean(&decoded);
     let rows = rows_in(&decoded, "commits");
     assert_eq!(rows.len(), 90);
@@ -92,6 +176,7 @@ fn github_replays_decode() {
         .map(|(path, body)| payload("commits", "PyGithub/PyGithub", path, body))
         .collect();
     let decoded = source.decode("commits", &commits);
+    snap.add(&decoded);
     assert_clean(&decoded);
     assert_eq!(rows_in(&decoded, "commits").len(), 47);
 
@@ -112,6 +197,7 @@ fn github_replays_decode() {
             .map(|(path, body)| payload("pulls", "PyGithub/PyGithub", path, body)),
     );
     let decoded = source.decode("pulls", &pulls);
+    snap.add(&decoded);
     assert_clean(&decoded);
     let prs = rows_in(&decoded, "pull_requests");
     assert_eq!(prs.len(), 1);
@@ -131,6 +217,7 @@ fn github_replays_decode() {
             .map(|(path, body)| payload("deployments", "PyGithub/PyGithub", path, body)),
     );
     let decoded = source.decode("deployments", &deployments);
+    snap.add(&decoded);
     assert_clean(&decoded);
     let rows = rows_in(&decoded, "deployments");
     assert_eq!(rows.len(), 1);
@@ -138,10 +225,12 @@ fn github_replays_decode() {
         rows[0]["deployment_id"],
         "github:pygithub/pygithub:263877258"
     );
+    snap.check();
 }
 
 #[test]
 fn workflow_runs_decode_as_deployments_when_asked() {
+    let mut snap = Snapshot::new("workflow_runs_decode_as_deployments_when_asked");
     let Some(dir) = fixtures_dir() else { return };
     let runs: Vec<Payload> = replay(&dir, "Repository.testGetWorkflowRuns.json")
         .iter()
@@ -162,6 +251,7 @@ fn workflow_runs_decode_as_deployments_when_asked() {
     )
     .unwrap();
     let decoded = every.decode("workflow_runs", &runs);
+    snap.add(&decoded);
     assert_clean(&decoded);
     let rows = rows_in(&decoded, "deployments");
     assert_eq!(rows.len(), count);
@@ -171,12 +261,15 @@ fn workflow_runs_decode_as_deployments_when_asked() {
     );
     // Not configured: nothing.
     let decoded = github().decode("workflow_runs", &runs);
+    snap.add(&decoded);
     assert_clean(&decoded);
     assert!(decoded.rows.is_empty());
+    snap.check();
 }
 
 #[test]
 fn octocrab_bodies_decode() {
+    let mut snap = Snapshot::new("octocrab_bodies_decode");
     let Some(dir) = fixtures_dir() else { return };
     let source = github();
     // Commit authors may be `{}` (no linked account).
@@ -189,6 +282,7 @@ fn octocrab_bodies_decode() {
             "pulls",
             &[payload("pulls", "o/r", "/repos/o/r/pulls/7/commits", &body)],
         );
+        snap.add(&decoded);
         assert_clean(&decoded);
         assert_eq!(
             rows_in(&decoded, "pull_request_commits").len(),
@@ -200,6 +294,7 @@ fn octocrab_bodies_decode() {
         "pulls",
         &[payload("pulls", "o/r", "/repos/o/r/pulls", &list)],
     );
+    snap.add(&decoded);
     assert_clean(&decoded);
 
     let compare = read(&dir, "github/octocrab__repo_compare_commits.json");
@@ -211,6 +306,7 @@ fn octocrab_bodies_decode() {
     );
     changes.unit = "argocd:app:4".to_owned();
     let decoded = source.decode("changes", &[changes]);
+    snap.add(&decoded);
     assert_clean(&decoded);
     let rows = rows_in(&decoded, "deployment_changes");
     assert_eq!(
@@ -238,12 +334,15 @@ fn octocrab_bodies_decode() {
             ),
         ],
     );
+    snap.add(&decoded);
     assert_clean(&decoded);
     assert_eq!(rows_in(&decoded, "deployments").len(), 1);
+    snap.check();
 }
 
 #[test]
 fn argocd_captures_decode() {
+    let mut snap = Snapshot::new("argocd_captures_decode");
     let Some(dir) = fixtures_dir() else { return };
     let source: SourceConfig =
         serde_json::from_value(json!({"type": "argocd", "base_url": "http://argo", "token": "x"}))
@@ -258,6 +357,7 @@ fn argocd_captures_decode() {
             &json!({"items": [captured]}),
         )],
     );
+    snap.add(&decoded);
     assert_clean(&decoded);
     let rows = rows_in(&decoded, "deployments");
     let history = captured["status"]["history"].as_array().map_or(0, Vec::len);
@@ -281,6 +381,7 @@ fn argocd_captures_decode() {
             &json!({"items": [captured]}),
         )],
     );
+    snap.add(&decoded);
     let app = captured["metadata"]["name"].as_str().unwrap();
     assert!(rows_in(&decoded, "deployments").iter().all(|r| {
         r["deployment_id"]
@@ -303,6 +404,7 @@ fn argocd_captures_decode() {
                 &body,
             )],
         );
+        snap.add(&decoded);
         assert_clean(&decoded);
     }
     for name in [
@@ -321,12 +423,15 @@ fn argocd_captures_decode() {
                 &json!({"items": [app]}),
             )],
         );
+        snap.add(&decoded);
         assert_clean(&decoded);
     }
+    snap.check();
 }
 
 #[test]
 fn backstage_entities_decode() {
+    let mut snap = Snapshot::new("backstage_entities_decode");
     let Some(dir) = fixtures_dir() else { return };
     let source: SourceConfig = serde_json::from_value(
         json!({"type": "backstage", "base_url": "http://backstage", "token": "x"}),
@@ -350,6 +455,7 @@ fn backstage_entities_decode() {
             &json!({"items": items}),
         )],
     );
+    snap.add(&decoded);
     assert_clean(&decoded);
     let entities = rows_in(&decoded, "catalog_entities");
     assert_eq!(entities.len(), 4);
@@ -358,10 +464,12 @@ fn backstage_entities_decode() {
             .as_object()
             .is_some_and(|a| a.contains_key("argocd/app-name"))
     }));
+    snap.check();
 }
 
 #[test]
 fn catalog_descriptors_decode() {
+    let mut snap = Snapshot::new("catalog_descriptors_decode");
     use base64::Engine as _;
     let Some(dir) = fixtures_dir() else { return };
     let examples = dir.join("backstage/catalog-model-examples");
@@ -392,6 +500,7 @@ fn catalog_descriptors_decode() {
         c.discovery = true;
     }
     let decoded = config.decode("catalog", &payloads);
+    snap.add(&decoded);
     assert_clean(&decoded);
     let entities = rows_in(&decoded, "catalog_entities");
     assert_eq!(entities.len(), documents);
@@ -404,10 +513,12 @@ fn catalog_descriptors_decode() {
             .filter(|e| e["kind"] == "component")
             .all(|e| e["annotations"]["github.com/project-slug"].is_string())
     );
+    snap.check();
 }
 
 #[test]
 fn datadog_incident_lists_decode() {
+    let mut snap = Snapshot::new("datadog_incident_lists_decode");
     let Some(dir) = fixtures_dir() else { return };
     let source: SourceConfig =
         serde_json::from_value(json!({"type": "datadog", "token": "k", "application_key": "a"}))
@@ -429,6 +540,7 @@ fn datadog_incident_lists_decode() {
                 &body,
             )],
         );
+        snap.add(&decoded);
         assert_clean(&decoded);
         let rows = rows_in(&decoded, "incidents");
         assert_eq!(rows.len(), body["data"].as_array().map_or(0, Vec::len));
@@ -439,10 +551,12 @@ fn datadog_incident_lists_decode() {
         }));
     }
     assert!(total > 0);
+    snap.check();
 }
 
 #[test]
 fn opencost_examples_decode() {
+    let mut snap = Snapshot::new("opencost_examples_decode");
     let Some(dir) = fixtures_dir() else { return };
     let source: SourceConfig =
         serde_json::from_value(json!({"type": "opencost", "base_url": "http://opencost:9003"}))
@@ -464,6 +578,7 @@ fn opencost_examples_decode() {
             "allocations",
             &[payload("allocations", "day", "/allocation/compute", &body)],
         );
+        snap.add(&decoded);
         assert_clean(&decoded);
         let rows = rows_in(&decoded, "cost_allocations_daily");
         assert_eq!(rows.len(), expected, "{name}");
@@ -479,10 +594,12 @@ fn opencost_examples_decode() {
                 .all(|r| r.identity.is_empty())
         );
     }
+    snap.check();
 }
 
 #[test]
 fn datadog_monitor_pages_decode() {
+    let mut snap = Snapshot::new("datadog_monitor_pages_decode");
     let Some(dir) = fixtures_dir() else { return };
     let source: SourceConfig =
         serde_json::from_value(json!({"type": "datadog", "token": "k", "application_key": "a"}))
@@ -496,6 +613,7 @@ fn datadog_monitor_pages_decode() {
             "monitors",
             &[payload("monitors", "monitors", "/api/v1/monitor", &body)],
         );
+        snap.add(&decoded);
         assert_clean(&decoded);
         let rows = rows_in(&decoded, "monitor_states");
         assert_eq!(rows.len(), body.as_array().map_or(0, Vec::len));
@@ -504,10 +622,12 @@ fn datadog_monitor_pages_decode() {
                 .all(|r| r["state"].is_string() && r["state_changed_at"].is_string())
         );
     }
+    snap.check();
 }
 
 #[test]
 fn datadog_query_answers_decode_by_service() {
+    let mut snap = Snapshot::new("datadog_query_answers_decode_by_service");
     let Some(dir) = fixtures_dir() else { return };
     let source: SourceConfig = serde_json::from_value(json!({
         "type": "datadog", "token": "k", "application_key": "a",
@@ -536,6 +656,7 @@ fn datadog_query_answers_decode_by_service() {
         ..request(asked)
     };
     let decoded = source.decode("metrics", &[recorded]);
+    snap.add(&decoded);
     assert_eq!(decoded.rejects.len(), 1);
     assert!(decoded.rows.is_empty());
     // The same answer grouped by service: one row per service and day.
@@ -548,14 +669,17 @@ fn datadog_query_answers_decode_by_service() {
         ..request(asked)
     };
     let decoded = source.decode("metrics", &[grouped]);
+    snap.add(&decoded);
     assert_clean(&decoded);
     let rows = rows_in(&decoded, "service_metrics_daily");
     assert!(points > 0 && !rows.is_empty() && rows.len() <= 2);
     assert!(rows.iter().all(|r| r["service_name"] == "web"));
+    snap.check();
 }
 
 #[test]
 fn sentry_payloads_decode() {
+    let mut snap = Snapshot::new("sentry_payloads_decode");
     let Some(dir) = fixtures_dir() else { return };
     let source: SourceConfig =
         serde_json::from_value(json!({"type": "sentry", "token": "t", "organization": "acme"}))
@@ -580,6 +704,7 @@ fn sentry_payloads_decode() {
     ] {
         let body = read(&dir, &format!("sentry/{name}"));
         let decoded = source.decode("issues", &[sentry("/api/0/projects/acme/p/issues/", &body)]);
+        snap.add(&decoded);
         assert_clean(&decoded);
         let rows = rows_in(&decoded, "error_issues_daily");
         assert_eq!(!rows.is_empty(), with_stats, "{name}");
@@ -628,6 +753,7 @@ fn sentry_payloads_decode() {
                 },
             ],
         );
+        snap.add(&decoded);
         assert_clean(&decoded);
         let rows = rows_in(&decoded, "release_deploys");
         assert_eq!(rows.len(), deploys.as_array().map_or(0, Vec::len), "{name}");
@@ -636,6 +762,7 @@ fn sentry_payloads_decode() {
                 .all(|r| r["release_version"] == version.as_str())
         );
     }
+    snap.check();
 }
 
 /// A decoder key that is no column of its table (a misspelling) stops a
