@@ -451,11 +451,16 @@ pub fn grafana_dashboard(panels: &[Panel]) -> serde_json::Value {
 
 /// The page shell, script and stylesheet, embedded (no CDN, no external
 /// fonts): `(path under /assets/, content type, body)`.
-const ASSETS: [(&str, &str, &str); 3] = [
+const ASSETS: [(&str, &str, &str); 4] = [
     (
         "app.js",
         "text/javascript; charset=utf-8",
         include_str!("../web/app.js"),
+    ),
+    (
+        "draw.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/draw.js"),
     ),
     (
         "app.css",

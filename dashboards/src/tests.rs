@@ -151,7 +151,7 @@ fn drill_paths_are_url_encoded_and_keep_row_placeholders() {
 
 #[test]
 fn every_asset_is_embedded_and_references_no_network() {
-    for name in ["index.html", "app.js", "app.css"] {
+    for name in ["index.html", "app.js", "draw.js", "app.css"] {
         let (_, body) = asset(name).unwrap_or_else(|| panic!("no {name}"));
         assert!(!body.is_empty(), "{name} is empty");
         // Offline: nothing is fetched from another origin (the SVG
