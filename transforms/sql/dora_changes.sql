@@ -93,9 +93,9 @@ changes AS (
 )
 SELECT change_id, entity_ref, kind, repository_id, pull_request_number, sha,
        first_commit_at, opened_at, first_review_at, merged_at, deployment_id, environment, deployed_at,
-       CAST(date_part('epoch', deployed_at) - date_part('epoch', first_commit_at) AS DOUBLE) AS lead_time_seconds,
-       nonnegative(CAST(date_part('epoch', opened_at) - date_part('epoch', first_commit_at) AS DOUBLE)) AS coding_seconds,
-       nonnegative(CAST(date_part('epoch', first_review_at) - date_part('epoch', opened_at) AS DOUBLE)) AS pickup_seconds,
-       nonnegative(CAST(date_part('epoch', merged_at) - date_part('epoch', first_review_at) AS DOUBLE)) AS review_seconds,
-       nonnegative(CAST(date_part('epoch', deployed_at) - date_part('epoch', merged_at) AS DOUBLE)) AS deploy_seconds
+       seconds_between(first_commit_at, deployed_at) AS lead_time_seconds,
+       nonnegative(seconds_between(first_commit_at, opened_at)) AS coding_seconds,
+       nonnegative(seconds_between(opened_at, first_review_at)) AS pickup_seconds,
+       nonnegative(seconds_between(first_review_at, merged_at)) AS review_seconds,
+       nonnegative(seconds_between(merged_at, deployed_at)) AS deploy_seconds
 FROM changes

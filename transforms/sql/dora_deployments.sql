@@ -143,9 +143,9 @@ SELECT c.deployment_id,
        l.incident_ids,
        CASE
            WHEN l.last_resolved_at IS NOT NULL
-               THEN CAST(date_part('epoch', l.last_resolved_at) - date_part('epoch', c.finished_at) AS DOUBLE)
+               THEN seconds_between(c.finished_at, l.last_resolved_at)
            WHEN coalesce(c.next_is_rollback, false)
-               THEN CAST(date_part('epoch', c.next_finished_at) - date_part('epoch', c.finished_at) AS DOUBLE)
+               THEN seconds_between(c.finished_at, c.next_finished_at)
        END AS recovery_seconds,
        (h.deployment_id IS NOT NULL OR o.deployment_id IS NOT NULL) AS rework
 FROM completed c

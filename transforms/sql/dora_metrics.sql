@@ -122,13 +122,13 @@ incident_links AS (
 ),
 incidents_by_env AS (
     SELECT i.entity_ref || '' AS entity_ref, l.environment, i.created_at + INTERVAL '0 seconds' AS created_at,
-           CAST(date_part('epoch', i.resolved_at) - date_part('epoch', i.created_at) AS DOUBLE) AS restore_seconds
+           seconds_between(i.created_at, i.resolved_at) AS restore_seconds
     FROM incidents i
     JOIN incident_links l ON l.incident_id = i.incident_id
     WHERE i.resolved_at IS NOT NULL
     UNION ALL
     SELECT entity_ref || '', 'all', created_at + INTERVAL '0 seconds',
-           CAST(date_part('epoch', resolved_at) - date_part('epoch', created_at) AS DOUBLE)
+           seconds_between(created_at, resolved_at)
     FROM incidents
     WHERE resolved_at IS NOT NULL
 ),

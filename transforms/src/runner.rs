@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float64Array};
-use arrow::datatypes::DataType;
+use arrow::array::{Array, ArrayRef, Float64Array, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, TimeUnit};
 use chrono::{DateTime, Utc};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
@@ -51,6 +51,38 @@ pub struct NoProgress;
 impl TransformProgress for NoProgress {
     fn mart_started(&self, _: &str) {}
     fn mart_finished(&self, _: &MartReport) {}
+}
+
+/// `seconds_between(start, end)`: the time from `start` to `end` in
+/// seconds (negative when `end` comes first; null when either is null) —
+/// the one duration the marts compute, exact to the microsecond.
+fn seconds_between_udf() -> datafusion::logical_expr::ScalarUDF {
+    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    create_udf(
+        "seconds_between",
+        vec![utc.clone(), utc],
+        DataType::Float64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let timestamps = |i: usize| {
+                arrays
+                    .get(i)
+                    .and_then(|a| a.as_any().downcast_ref::<TimestampMicrosecondArray>())
+            };
+            let (Some(start), Some(end)) = (timestamps(0), timestamps(1)) else {
+                return Err(DataFusionError::Internal(
+                    "seconds_between takes two timestamps".to_owned(),
+                ));
+            };
+            let out: Float64Array = start
+                .iter()
+                .zip(end.iter())
+                .map(|(s, e)| Some((e? - s?) as f64 / 1e6))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+        }),
+    )
 }
 
 /// `nonnegative(x)`: `x`, or null when it is negative (a stage that ends
@@ -103,6 +135,7 @@ fn mart_session_on(runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>)
     );
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udf(nonnegative_udf());
+    ctx.register_udf(seconds_between_udf());
     ctx.register_udf(tiers::dora_tier_udf());
     ctx.register_udf(tiers::dora_overall_tier_udf());
     ctx
@@ -332,6 +365,39 @@ async fn run_mart(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn seconds_between_measures_to_the_microsecond() -> Result<()> {
+        let ctx = mart_session();
+        let sql_error = |source| Error::Sql {
+            mart: "test",
+            source,
+        };
+        let batches = ctx
+            .sql(
+                "SELECT seconds_between(a, b) AS s FROM (VALUES \
+                 (TIMESTAMP '2026-07-01T00:00:00Z', TIMESTAMP '2026-07-01T01:00:00.5Z'), \
+                 (TIMESTAMP '2026-07-02T00:00:00Z', TIMESTAMP '2026-07-01T00:00:00Z'), \
+                 (TIMESTAMP '2026-07-01T00:00:00Z', NULL)) AS t(a, b)",
+            )
+            .await
+            .map_err(sql_error)?
+            .collect()
+            .await
+            .map_err(sql_error)?;
+        let values: Vec<Option<f64>> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .map(|a| a.iter().collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(values, [Some(3600.5), Some(-86_400.0), None]);
+        Ok(())
+    }
 
     #[tokio::test]
     async fn nonnegative_nulls_negative_durations() -> Result<()> {
