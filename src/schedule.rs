@@ -332,9 +332,8 @@ async fn run_job(
         Ok(fathom_pipeline::Refreshed::Skipped) => Outcome::Skipped,
         Ok(fathom_pipeline::Refreshed::Done {
             degraded: Some(errors),
-            ..
         }) => Outcome::Failed(errors),
-        Ok(fathom_pipeline::Refreshed::Done { degraded: None, .. }) => Outcome::Done,
+        Ok(fathom_pipeline::Refreshed::Done { degraded: None }) => Outcome::Done,
         Err(e) => Outcome::Failed(e.to_string()),
     }
 }

@@ -92,13 +92,12 @@ pub struct Pipeline<'a> {
 pub enum Refreshed {
     /// Another runner holds the source's ingest lock.
     Skipped,
-    /// The stages ran; `degraded` holds the errors when the source was
+    /// The stages ran (the transform is skipped, and logged, when another
+    /// runner holds it); `degraded` holds the errors when the source was
     /// down.
     Done {
         /// Errors of a degraded source.
         degraded: Option<String>,
-        /// Whether the transform was skipped (another runner holds it).
-        transform_skipped: bool,
     },
 }
 
@@ -114,7 +113,6 @@ impl Pipeline<'_> {
         started: &(dyn Fn(&str) + Sync),
     ) -> Result<Refreshed> {
         let mut degraded = None;
-        let mut transform_skipped = false;
         for stage in STAGES {
             match stage {
                 Stage::Ingest => {
@@ -151,7 +149,6 @@ impl Pipeline<'_> {
                 Stage::Transform => {
                     let Some(lock) = self.state.try_lock_job(stage.name()).await? else {
                         tracing::info!("transform skipped: another runner is transforming");
-                        transform_skipped = true;
                         continue;
                     };
                     let run_id = self.state.start_run("transform (scheduled)").await?;
@@ -168,9 +165,6 @@ impl Pipeline<'_> {
                 }
             }
         }
-        Ok(Refreshed::Done {
-            degraded,
-            transform_skipped,
-        })
+        Ok(Refreshed::Done { degraded })
     }
 }

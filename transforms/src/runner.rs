@@ -158,6 +158,24 @@ pub async fn compute(
     frame.collect().await.map_err(sql_error)
 }
 
+/// The logical plan of `mart` over the tables registered in `ctx`
+/// (planned, not run).
+pub(crate) async fn plan(
+    ctx: &SessionContext,
+    mart: &Mart,
+    parameters: &Parameters,
+    as_of: DateTime<Utc>,
+) -> Result<datafusion::logical_expr::LogicalPlan> {
+    let sql = parameters.fill_periods(mart.sql, as_of, mart.periods)?;
+    ctx.state()
+        .create_logical_plan(&sql)
+        .await
+        .map_err(|source| Error::Sql {
+            mart: mart.def.name,
+            source,
+        })
+}
+
 /// How to run the marts.
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions<'a> {
@@ -313,16 +331,7 @@ async fn run_mart(
     // Checked on the whole tables (an incremental step reads restricted
     // views of them): a read the declaration does not list is refused
     // before anything is written.
-    let sql = parameters.fill_periods(mart.sql, as_of, mart.periods)?;
-    let plan = base
-        .state()
-        .create_logical_plan(&sql)
-        .await
-        .map_err(|source| Error::Sql {
-            mart: mart.def.name,
-            source,
-        })?;
-    marts::check_reads(mart, &plan)?;
+    marts::check_reads(mart, &plan(base, mart, parameters, as_of).await?)?;
     let ctx = fork(base).await?;
     let (recomputed, stats) = match step {
         Step::Unchanged => ("unchanged".to_owned(), Default::default()),
@@ -366,26 +375,20 @@ async fn run_mart(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn seconds_between_measures_to_the_microsecond() -> Result<()> {
-        let ctx = mart_session();
+    /// The first column of `sql`'s rows, as doubles.
+    async fn doubles(ctx: &SessionContext, sql: &str) -> Result<Vec<Option<f64>>> {
         let sql_error = |source| Error::Sql {
             mart: "test",
             source,
         };
         let batches = ctx
-            .sql(
-                "SELECT seconds_between(a, b) AS s FROM (VALUES \
-                 (TIMESTAMP '2026-07-01T00:00:00Z', TIMESTAMP '2026-07-01T01:00:00.5Z'), \
-                 (TIMESTAMP '2026-07-02T00:00:00Z', TIMESTAMP '2026-07-01T00:00:00Z'), \
-                 (TIMESTAMP '2026-07-01T00:00:00Z', NULL)) AS t(a, b)",
-            )
+            .sql(sql)
             .await
             .map_err(sql_error)?
             .collect()
             .await
             .map_err(sql_error)?;
-        let values: Vec<Option<f64>> = batches
+        Ok(batches
             .iter()
             .flat_map(|b| {
                 b.column(0)
@@ -394,7 +397,19 @@ mod tests {
                     .map(|a| a.iter().collect::<Vec<_>>())
                     .unwrap_or_default()
             })
-            .collect();
+            .collect())
+    }
+
+    #[tokio::test]
+    async fn seconds_between_measures_to_the_microsecond() -> Result<()> {
+        let values = doubles(
+            &mart_session(),
+            "SELECT seconds_between(a, b) AS s FROM (VALUES \
+             (TIMESTAMP '2026-07-01T00:00:00Z', TIMESTAMP '2026-07-01T01:00:00.5Z'), \
+             (TIMESTAMP '2026-07-02T00:00:00Z', TIMESTAMP '2026-07-01T00:00:00Z'), \
+             (TIMESTAMP '2026-07-01T00:00:00Z', NULL)) AS t(a, b)",
+        )
+        .await?;
         assert_eq!(values, [Some(3600.5), Some(-86_400.0), None]);
         Ok(())
     }
@@ -403,29 +418,11 @@ mod tests {
     async fn nonnegative_nulls_negative_durations() -> Result<()> {
         let ctx = SessionContext::new();
         ctx.register_udf(nonnegative_udf());
-        let batches = ctx
-            .sql("SELECT nonnegative(x) AS y FROM (VALUES (1.5), (-2.0), (0.0), (NULL)) AS t(x)")
-            .await
-            .map_err(|source| Error::Sql {
-                mart: "test",
-                source,
-            })?
-            .collect()
-            .await
-            .map_err(|source| Error::Sql {
-                mart: "test",
-                source,
-            })?;
-        let values: Vec<Option<f64>> = batches
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<Float64Array>()
-                    .map(|a| a.iter().collect::<Vec<_>>())
-                    .unwrap_or_default()
-            })
-            .collect();
+        let values = doubles(
+            &ctx,
+            "SELECT nonnegative(x) AS y FROM (VALUES (1.5), (-2.0), (0.0), (NULL)) AS t(x)",
+        )
+        .await?;
         assert_eq!(values, [Some(1.5), None, Some(0.0), None]);
         Ok(())
     }
