@@ -21,6 +21,9 @@ pub struct Config {
     pub log: LogConfig,
     /// Metric definitions' parameters.
     pub transforms: fathom_transforms::Parameters,
+    /// The cost marts' parameters (carried into `transforms.cost` on load,
+    /// so the watermark sees a change of them).
+    pub cost: fathom_transforms::CostParameters,
     /// `fathom serve`.
     pub api: ApiSection,
     /// The scheduler of `fathom serve`.
@@ -225,9 +228,13 @@ impl Config {
             || "the environment".to_owned(),
             |p| format!("`{}` and the environment", p.display()),
         );
-        let config: Config = toml::Value::Table(document)
+        let mut config: Config = toml::Value::Table(document)
             .try_into()
             .with_context(|| format!("invalid configuration in {source}"))?;
+        if config.transforms.cost != fathom_transforms::CostParameters::default() {
+            bail!("the cost parameters go in `[cost]`, not `[transforms.cost]` ({source})");
+        }
+        config.transforms.cost = config.cost.clone();
         let mut names = std::collections::BTreeSet::new();
         for configured in &config.sources {
             if !names.insert(configured.name()) {

@@ -15,6 +15,7 @@ mod auth;
 use auth::{Caller, Role, caller, caller_for_secret};
 pub use auth::{ROLES, RateLimiter};
 mod cache;
+mod cost;
 mod dora;
 use dora::{benchmark, benchmark_tiers, window_days};
 mod entities;
@@ -294,6 +295,7 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/entities", get(entities::entities))
         .route("/api/v1/entities/{entity}", get(entities::entity))
+        .route("/api/v1/cost/{scope}", get(cost::cost))
         .route("/api/v1/dora/{scope}", get(dora::dora))
         .route("/api/v1/dora/{scope}/trend", get(dora::trend))
         .route("/api/v1/dora/{scope}/{rows}", get(dora::drill_down))

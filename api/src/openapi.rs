@@ -236,6 +236,48 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/api/v1/cost/{scope}",
+        tag: "cost",
+        summary: "Cost of a scope per day or month, its breakdown and month-over-month change",
+        description: "`series` (period, currency, cost), `breakdown` (by cost source, service category, charge category and attribution) and `months` (from `cost_monthly`: change, `significant`, `driver`), over `from`–`to` ending at the last day with cost. `org` includes shared cost. Readable by the cost-viewer, analyst and admin roles.",
+        authenticated: true,
+        params: &[
+            SCOPE,
+            Param {
+                name: "period",
+                location: In::Query,
+                required: false,
+                description: "Days (`30d`) or calendar months (`12m`) back from the last day with cost. Default 30d by day, 12m by month.",
+                schema: r#"{"type": "string", "pattern": "^[0-9]+[dm]$"}"#,
+            },
+            Param {
+                name: "granularity",
+                location: In::Query,
+                required: false,
+                description: "Series per day or per billing month. Default month.",
+                schema: r#"{"type": "string", "enum": ["day", "month"], "default": "month"}"#,
+            },
+            Param {
+                name: "basis",
+                location: In::Query,
+                required: false,
+                description: "Billed (the invoice) or effective (amortized) cost. Default effective.",
+                schema: r#"{"type": "string", "enum": ["billed", "effective"], "default": "effective"}"#,
+            },
+        ],
+        body: None,
+        responses: &[
+            (200, "`series`, `breakdown`, `months`."),
+            (400, "Bad parameter."),
+            (
+                403,
+                "A role that may not see cost, or outside the caller's teams.",
+            ),
+            (404, "No such scope, or no cost computed yet."),
+        ],
+    },
+    Operation {
+        method: "get",
         path: "/api/v1/dora/{scope}/trend",
         tag: "dora",
         summary: "DORA per calendar week or month",
@@ -686,6 +728,7 @@ pub fn document() -> Value {
         "tags": [
             {"name": "portal", "description": "Entities by Backstage ref."},
             {"name": "dora", "description": "DORA metrics, trends and the rows behind them."},
+            {"name": "cost", "description": "Cost per scope: series, breakdown, month over month."},
             {"name": "sql", "description": "SQL over the warehouse (also over the PostgreSQL protocol)."},
             {"name": "intake", "description": "Data pushed in."},
             {"name": "dashboards", "description": "The panels of the dashboards, as data and CSV."},

@@ -1284,6 +1284,145 @@ pub const RAW_SENTRY: TableDef = raw_table(
     "Every payload fetched from Sentry, as received; `fathom reprocess` re-decodes from here.",
 );
 
+/// Cost mart: what each component cost per day, and the shared cost.
+pub const COST_DAILY: TableDef = TableDef {
+    name: "cost_daily",
+    description: "Mart: cost per component, day, cost source, provider, service category, charge category and currency — Kubernetes allocations (OpenCost) mapped to components plus cloud lines tagged to them. Shared cost is never dropped: rows with `entity_ref` null say why in `attribution`, or, under a spreading policy (`[cost] shared`), it is spread onto components as rows with `allocated` true. Per day and currency the rows add up to the sources' totals.",
+    columns: &[
+        req("date", Date, "UTC day of the charge."),
+        req(
+            "billing_period",
+            Utf8,
+            "Billing month `YYYY-MM` the cost belongs to (partition): the bill's for cloud lines, the day's month for Kubernetes.",
+        ),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Component the cost is attributed or spread to; null for shared cost kept as its own rows.",
+        ),
+        req(
+            "cost_source",
+            Utf8,
+            "`kubernetes` (OpenCost allocations) or `cloud` (cost report lines).",
+        ),
+        req(
+            "provider",
+            Utf8,
+            "`kubernetes` for allocations, otherwise the cloud provider (`aws`, …).",
+        ),
+        req(
+            "service_category",
+            Utf8,
+            "FOCUS ServiceCategory (`Compute`, `Storage`, `Networking`, `Databases`, …; `Other` when unknown). Allocations split into Compute (CPU, memory, GPU), Storage (volumes), Networking and Other (the rest of their total).",
+        ),
+        req(
+            "charge_category",
+            Utf8,
+            "FOCUS ChargeCategory: usage, purchase, tax, credit, adjustment, refund (allocations are usage).",
+        ),
+        req(
+            "attribution",
+            Utf8,
+            "`direct` for a component's own cost; otherwise why the cost is shared: `idle` (cluster capacity nobody requested), `unallocated` (workloads OpenCost cannot aggregate), `unmapped` (a namespace no component claims), `untagged` (a cloud line without the component tag), `shared` (a line tagged as shared, e.g. network), `commitment` (a commitment fee not amortized into usage), `tax`, `credit` (credits and refunds).",
+        ),
+        req(
+            "allocated",
+            Boolean,
+            "True when a shared-cost policy spread this shared cost onto the component.",
+        ),
+        req(
+            "billing_currency",
+            Utf8,
+            "Currency of the amounts, as reported (`USD` when the source says none). Never summed across currencies.",
+        ),
+        req(
+            "billed_cost",
+            Float64,
+            "FOCUS BilledCost: what the invoice charges.",
+        ),
+        req(
+            "effective_cost",
+            Float64,
+            "FOCUS EffectiveCost: amortized, after commitment discounts.",
+        ),
+        opt(
+            "list_cost",
+            Float64,
+            "FOCUS ListCost: at public prices (allocations: their cost, priced at list by OpenCost).",
+        ),
+        req("lines", Int64, "Source rows behind this row."),
+        UPDATED_AT,
+    ],
+    primary_key: &[
+        "date",
+        "billing_period",
+        "entity_ref",
+        "cost_source",
+        "provider",
+        "service_category",
+        "charge_category",
+        "attribution",
+        "allocated",
+        "billing_currency",
+    ],
+    partition: Some(MonthPartition {
+        column: "billing_period",
+        source: "date",
+    }),
+};
+
+/// Cost mart: month over month per scope.
+pub const COST_MONTHLY: TableDef = TableDef {
+    name: "cost_monthly",
+    description: "Mart: cost per scope (component, group with its sub-groups, system, domain, org — the members of `dora_scope_members`; `org` includes shared cost) and billing month, with the previous month, the change, whether it is significant (both thresholds of `[cost]` met) and the driver that explains most of it. Amounts are effective (amortized) cost unless named billed.",
+    columns: &[
+        req("scope", Utf8, "Entity ref of the scope, or `org`."),
+        req(
+            "scope_kind",
+            Utf8,
+            "component, group, system, domain or org.",
+        ),
+        req("billing_period", Utf8, "Billing month `YYYY-MM`."),
+        req("billing_currency", Utf8, "Currency of the amounts."),
+        req("billed_cost", Float64, "BilledCost of the month."),
+        req("effective_cost", Float64, "EffectiveCost of the month."),
+        opt(
+            "previous_effective_cost",
+            Float64,
+            "EffectiveCost of the month before (0 when it had none); null for the first month of the data.",
+        ),
+        opt(
+            "change",
+            Float64,
+            "effective_cost − previous_effective_cost.",
+        ),
+        opt(
+            "change_ratio",
+            Float64,
+            "change / previous_effective_cost; null when the month before cost nothing.",
+        ),
+        req(
+            "significant",
+            Boolean,
+            "|change| ≥ `[cost] significant_change` and (the month before cost nothing or |change_ratio| ≥ `[cost] significant_ratio`), on complete months only.",
+        ),
+        req(
+            "complete",
+            Boolean,
+            "Whether the cost data reaches the month's last day.",
+        ),
+        opt(
+            "driver",
+            Utf8,
+            "What explains most of the change: for a component its service category, for a wider scope the component (or `unattributed:<reason>` for shared cost).",
+        ),
+        opt("driver_change", Float64, "The driver's own change."),
+        UPDATED_AT,
+    ],
+    primary_key: &["scope", "billing_period", "billing_currency"],
+    partition: None,
+};
+
 /// Every table, in dependency order for documentation.
 pub const ALL_TABLES: &[TableDef] = &[
     CATALOG_ENTITIES,
@@ -1309,6 +1448,8 @@ pub const ALL_TABLES: &[TableDef] = &[
     DORA_SCOPE_MEMBERS,
     DORA_METRICS,
     DORA_TRENDS,
+    COST_DAILY,
+    COST_MONTHLY,
     QUARANTINE,
     RAW_BACKSTAGE,
     RAW_GITHUB,
@@ -1334,6 +1475,11 @@ mod tests {
         assert_eq!(names.len(), ALL_TABLES.len());
     }
 
+    /// Key columns that may be null: a mart replaced whole or by
+    /// partition (never merged on its key), where null is a value of the
+    /// key — shared cost belongs to no component.
+    const NULLABLE_KEYS: &[(&str, &str)] = &[("cost_daily", "entity_ref")];
+
     #[test]
     fn every_table_is_well_formed() {
         for t in ALL_TABLES {
@@ -1348,7 +1494,7 @@ mod tests {
             for key in t.primary_key {
                 let column = t.column(key);
                 assert!(
-                    column.is_some_and(|c| !c.nullable),
+                    column.is_some_and(|c| !c.nullable || NULLABLE_KEYS.contains(&(t.name, *key))),
                     "{}: key {key} must be a required column",
                     t.name
                 );

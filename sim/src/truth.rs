@@ -44,6 +44,8 @@ use serde::Serialize;
 
 use crate::world::{Deployment, Org, ServiceHistory, World, WorldConfig};
 
+pub mod cost;
+
 /// The rolling windows, in days.
 pub const WINDOWS: [u32; 4] = [7, 30, 90, 365];
 

@@ -214,6 +214,7 @@ pub(super) async fn demo(
     for difference in differences.iter().take(5) {
         println!("  differs: {difference}");
     }
+    cost_summary(&session, &truth, state.world()).await?;
     println!(
         "\ningested and computed in {:.1}s (ingest {ingest_seconds:.1}s). Query it further with:\n  fathom --config {} sql \"SELECT * FROM dora_metrics LIMIT 10\"\n  fathom --config {} explain dora --scope org --metric lead_time --window 30d",
         started.elapsed().as_secs_f64(),
@@ -250,4 +251,95 @@ pub(super) async fn free_or_any(preferred: &str) -> Result<String> {
         Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await?,
     };
     Ok(listener.local_addr()?.to_string())
+}
+
+/// The organisation's cost of its last complete month, and how the cost
+/// marts agree with what the generator billed and allocated.
+async fn cost_summary(
+    session: &datafusion::prelude::SessionContext,
+    truth: &fathom_sim::truth::Truth,
+    world: &fathom_sim::world::World,
+) -> Result<()> {
+    use fathom_sim::truth::cost::{
+        CostKey, cloud_cost_totals, compare_cost_totals, kubernetes_cost_totals,
+    };
+    let (_, batches) = fathom_warehouse::query::query(
+        session,
+        "SELECT billing_period, billing_currency, round(effective_cost, 2), round(billed_cost, 2), \
+         round(change_ratio * 100, 1), driver \
+         FROM cost_monthly WHERE scope = 'org' AND complete \
+         ORDER BY billing_period DESC, billing_currency LIMIT 1",
+    )
+    .await?;
+    let rows = fathom_warehouse::query::text_rows(&batches)?;
+    if let Some(row) = rows.first() {
+        let text = |i: usize| row.get(i).map(String::as_str).unwrap_or_default();
+        let change = if text(4).is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {}% on the month before (most of it: {})",
+                text(4),
+                text(5)
+            )
+        };
+        println!(
+            "\ncost of the organisation in {} (cost_monthly): {} {} effective, {} billed{change}",
+            text(0),
+            text(2),
+            text(1),
+            text(3)
+        );
+    }
+    let landed = |sql: &str| {
+        let sql = sql.to_owned();
+        async move {
+            let (_, batches) = fathom_warehouse::query::query(session, &sql).await?;
+            let mut out: std::collections::BTreeMap<CostKey, [f64; 3]> = Default::default();
+            for row in fathom_warehouse::query::text_rows(&batches)? {
+                let amount = |i: usize| {
+                    row.get(i)
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or(0.0)
+                };
+                let text = |i: usize| row.get(i).cloned().unwrap_or_default();
+                out.insert(
+                    (text(0), text(1), text(2)),
+                    [amount(3), amount(4), amount(5)],
+                );
+            }
+            anyhow::Ok(out)
+        }
+    };
+    let cloud = landed(
+        "SELECT billing_period, coalesce(entity_ref, ''), charge_category, sum(billed_cost), \
+         sum(effective_cost), sum(coalesce(list_cost, 0)) FROM cost_daily \
+         WHERE cost_source = 'cloud' AND NOT allocated GROUP BY 1, 2, 3",
+    )
+    .await?;
+    let kubernetes = landed(
+        "SELECT billing_period, entity_ref, charge_category, sum(billed_cost), \
+         sum(effective_cost), sum(list_cost) FROM cost_daily \
+         WHERE cost_source = 'kubernetes' AND attribution = 'direct' AND NOT allocated \
+         GROUP BY 1, 2, 3",
+    )
+    .await?;
+    let cloud_truth = cloud_cost_totals(&truth.cloud_costs);
+    let kubernetes_truth = kubernetes_cost_totals(world);
+    let (cloud_agreed, cloud_differences) = compare_cost_totals(&cloud_truth, &cloud);
+    let (kubernetes_agreed, kubernetes_differences) =
+        compare_cost_totals(&kubernetes_truth, &kubernetes);
+    println!(
+        "checked against what the world billed: {cloud_agreed} of {} billing period × owner × category rows agree (cloud), {kubernetes_agreed} of {} month × component rows (Kubernetes)",
+        cloud_truth.len(),
+        kubernetes_truth.len()
+    );
+    for difference in cloud_differences
+        .iter()
+        .chain(&kubernetes_differences)
+        .take(5)
+    {
+        println!("  differs: {difference}");
+    }
+    Ok(())
 }

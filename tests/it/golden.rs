@@ -1,5 +1,5 @@
 //! Golden files: every mart's full rows on the worked example of
-//! `docs/metrics.md`, as CSV under `tests/golden/worked_example/`. A change
+//! `docs/metrics.md` (with a cost example beside it), as CSV under `tests/golden/worked_example/`. A change
 //! to any mart's output shows as a diff of those files, to be reviewed and
 //! committed: `FATHOM_UPDATE_GOLDEN=1 cargo test --test it golden` rewrites
 //! them.
@@ -10,10 +10,38 @@ use fathom_warehouse::query::{QueryLimits, query, read_only_session};
 use crate::dora::{WORKED_EXAMPLE, load_and_transform};
 use crate::support::local_warehouse;
 
+/// Cost beside the DORA example: the worked example's component with
+/// Kubernetes and cloud cost, idle capacity, a namespace nobody claims,
+/// untagged usage, a credit, tax, a commitment fee charged on 31 May for
+/// June's bill, and a line billed in euros.
+pub(crate) const COST_EXAMPLE: [(&str, &str, &str); 2] = [
+    (
+        "cost_allocations_daily",
+        "allocations.csv",
+        "date,cluster,allocation_name,namespace,entity_ref,cpu_cost_usd,ram_cost_usd,pv_cost_usd,network_cost_usd,total_cost_usd\n\
+         2026-05-31,c1,payments/deployment:api,payments,payments-api,4.5,1.5,4,0,10\n\
+         2026-05-31,c1,__idle__,,,8,0,0,0,8\n\
+         2026-05-31,c1,legacy/deployment:batch,legacy,,2,0,0,0,2.5\n\
+         2026-06-30,c1,payments/deployment:api,payments,payments-api,150,50,0,0,200\n",
+    ),
+    (
+        "cloud_costs_daily",
+        "cloud.csv",
+        "billing_period,line_item_id,date,provider,charge_category,service_category,entity_ref,billed_cost_usd,effective_cost_usd,list_cost_usd,billing_currency\n\
+         2026-05,l1,2026-05-31,aws,usage,Compute,payments-api,20,14.4,20,USD\n\
+         2026-05,l2,2026-05-31,aws,usage,Storage,,5,5,5,USD\n\
+         2026-05,l3,2026-05-01,aws,credit,,,-10,-10,,USD\n\
+         2026-05,l4,2026-05-31,aws,tax,,,3,3,,USD\n\
+         2026-06,l5,2026-05-31,aws,purchase,Compute,,30,2,,USD\n\
+         2026-06,l6,2026-06-30,aws,usage,Compute,payments-api,25,25,25,EUR\n",
+    ),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mart_matches_its_golden_file() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    load_and_transform(dir.path(), &WORKED_EXAMPLE)?;
+    let files: Vec<(&str, &str, &str)> = WORKED_EXAMPLE.into_iter().chain(COST_EXAMPLE).collect();
+    load_and_transform(dir.path(), &files)?;
     let warehouse = local_warehouse(&dir.path().join("data"))?;
     let session = read_only_session(&warehouse, QueryLimits::default()).await?;
     let golden =

@@ -4,6 +4,7 @@ mod api;
 mod browser;
 mod cdp;
 mod cli;
+mod cost;
 mod crash;
 mod dora;
 mod files;

@@ -94,13 +94,16 @@ pub(crate) enum Plan {
         rewritten: BTreeSet<String>,
         /// The components the appended rows touch.
         affected: Affected,
+        /// The months (partitions) whose rows changed, per moved input
+        /// that marts refreshed by month read, where the log tells.
+        months: BTreeMap<String, BTreeSet<String>>,
         /// `None`: the windows' end moved.
         scopes: Option<BTreeSet<String>>,
     },
 }
 
 /// What one mart recomputes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Step<'a> {
     /// Every row.
     Whole,
@@ -110,6 +113,8 @@ pub(crate) enum Step<'a> {
     Components(&'a Affected),
     /// The rows of these scopes.
     Scopes(&'a BTreeSet<String>),
+    /// The rows of these months (partitions).
+    Months(BTreeSet<String>),
 }
 
 impl Plan {
@@ -121,6 +126,7 @@ impl Plan {
             rewritten,
             affected,
             scopes,
+            months,
         } = self
         else {
             return vec![Step::Whole; order.len()];
@@ -151,6 +157,8 @@ impl Plan {
             } else {
                 match mart.refresh {
                     Refresh::Whole => Step::Whole,
+                    Refresh::ByMonth if upstream(|s| !matches!(s, Step::Unchanged)) => Step::Whole,
+                    Refresh::ByMonth => changed_months(mart, appended, rewritten, months),
                     _ if rewrote || unfollowed => Step::Whole,
                     Refresh::ByComponent if affected.is_empty() => Step::Unchanged,
                     Refresh::ByComponent => Step::Components(affected),
@@ -167,6 +175,32 @@ impl Plan {
     }
 }
 
+/// The months a mart refreshed by month recomputes: those whose rows
+/// changed in the inputs it reads that moved; every month when one of
+/// them cannot tell.
+fn changed_months(
+    mart: &Mart,
+    appended: &BTreeSet<String>,
+    rewritten: &BTreeSet<String>,
+    months: &BTreeMap<String, BTreeSet<String>>,
+) -> Step<'static> {
+    let mut out = BTreeSet::new();
+    for def in mart.reads {
+        if !appended.contains(def.name) && !rewritten.contains(def.name) {
+            continue;
+        }
+        match months.get(def.name) {
+            Some(changed) => out.extend(changed.iter().cloned()),
+            None => return Step::Whole,
+        }
+    }
+    if out.is_empty() {
+        Step::Unchanged
+    } else {
+        Step::Months(out)
+    }
+}
+
 impl Plan {
     /// One line for the run's report.
     pub fn describe(&self) -> String {
@@ -177,6 +211,7 @@ impl Plan {
                 scopes,
                 appended,
                 rewritten,
+                months,
             } => {
                 if appended.is_empty() && rewritten.is_empty() && scopes.is_some() {
                     return "incremental: nothing changed".to_owned();
@@ -193,6 +228,10 @@ impl Plan {
                 match scopes {
                     Some(scopes) => text.push_str(&format!(", {} scope(s)", scopes.len())),
                     None => text.push_str(", every scope (the windows moved)"),
+                }
+                let months: BTreeSet<&String> = months.values().flatten().collect();
+                if !months.is_empty() {
+                    text.push_str(&format!(", {} month(s) of daily marts", months.len()));
                 }
                 if !rewritten.is_empty() {
                     text.push_str(&format!(
@@ -365,6 +404,12 @@ pub(crate) async fn plan(
     let margin = i64::from(parameters.change_margin_minutes) * 60_000_000;
     let mut changed = BTreeMap::new();
     let mut rewritten = BTreeSet::new();
+    let mut months = BTreeMap::new();
+    let by_month: BTreeSet<&str> = marts::MARTS
+        .iter()
+        .filter(|m| m.refresh == Refresh::ByMonth)
+        .flat_map(|m| m.reads.iter().map(|d| d.name))
+        .collect();
     for def in marts::inputs() {
         let now = current.get(def.name).copied().unwrap_or(InputMark {
             version: None,
@@ -378,6 +423,13 @@ pub(crate) async fn plan(
         };
         if now.version == before.version {
             continue;
+        }
+        if by_month.contains(def.name)
+            && let Some(partitions) = warehouse
+                .changed_partitions_since(def, before.version)
+                .await?
+        {
+            months.insert(def.name.to_owned(), partitions);
         }
         if let Some(version) = before.version
             && warehouse.removed_rows_since(def, version).await?
@@ -504,6 +556,7 @@ pub(crate) async fn plan(
         rewritten,
         affected,
         scopes,
+        months,
     })
 }
 
@@ -550,6 +603,20 @@ pub(crate) async fn restrict_to_components(
         restrict(ctx, table, &format!("{entities} OR {repositories}")).await?;
     }
     restrict(ctx, "pull_request_commits", &repositories).await?;
+    Ok(())
+}
+
+/// Restricts the month-partitioned tables `mart` reads to `months`.
+pub(crate) async fn restrict_to_months(
+    ctx: &SessionContext,
+    mart: &Mart,
+    months: &BTreeSet<String>,
+) -> Result<()> {
+    for def in mart.reads {
+        if let Some(partition) = def.partition {
+            restrict(ctx, def.name, &in_list(partition.column, months)).await?;
+        }
+    }
     Ok(())
 }
 

@@ -27,7 +27,9 @@ pub mod tiers;
 pub use explain::{ExplainedMetric, explain_period_sql, explain_sql};
 pub use incremental::Watermark;
 pub use marts::{MARTS, Mart, Refresh};
-pub use parameters::{Parameters, Periods, WINDOWS, default_as_of};
+pub use parameters::{
+    CostParameters, Parameters, Periods, SHARED_POLICIES, WINDOWS, default_as_of,
+};
 pub use runner::{
     MartReport, NoProgress, RunOptions, RunOutcome, TransformProgress, compute, mart_session, run,
 };
@@ -76,3 +78,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod properties;
+
+#[cfg(test)]
+mod cost_tests;

@@ -18,6 +18,7 @@ use fathom_models::tables::{
     CATALOG_ENTITIES, COMMITS, DEPLOYMENT_CHANGES, DEPLOYMENTS, DORA_CHANGES, DORA_DEPLOYMENTS,
     DORA_METRICS, DORA_SCOPE_MEMBERS, DORA_TRENDS, INCIDENTS, PULL_REQUEST_COMMITS, PULL_REQUESTS,
 };
+use fathom_models::tables::{CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY, COST_DAILY, COST_MONTHLY};
 
 use crate::{Error, Periods, Result};
 
@@ -34,6 +35,12 @@ pub enum Refresh {
     /// Recomputed for the scopes containing a touched component; whole when
     /// the windows' end moved or a mart it reads was recomputed whole.
     ByScope,
+    /// Recomputed for the months (values of its partition column) whose
+    /// rows changed in the tables it reads, each partitioned by the same
+    /// month (daily marts such as cost): the partitions Delta's log says
+    /// were added to, rewritten or removed since the last run. Whole when
+    /// that cannot be told, or a table it reads is not partitioned by month.
+    ByMonth,
 }
 
 impl Refresh {
@@ -43,6 +50,7 @@ impl Refresh {
             Self::Whole => "whole, when a table it reads changed",
             Self::ByComponent => "by affected component, when a table it reads changed",
             Self::ByScope => "by affected scope (whole when the windows' end moved)",
+            Self::ByMonth => "by affected month (partition), when a table it reads changed",
         }
     }
 }
@@ -144,6 +152,20 @@ pub const MARTS: &[Mart] = &[
         reads: METRICS_READS,
         refresh: Refresh::ByScope,
         periods: Periods::Calendar,
+    },
+    Mart {
+        def: &COST_DAILY,
+        sql: include_str!("../sql/cost_daily.sql"),
+        reads: &[&COST_ALLOCATIONS_DAILY, &CLOUD_COSTS_DAILY],
+        refresh: Refresh::ByMonth,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &COST_MONTHLY,
+        sql: include_str!("../sql/cost_monthly.sql"),
+        reads: &[&COST_DAILY, &DORA_SCOPE_MEMBERS],
+        refresh: Refresh::Whole,
+        periods: Periods::Rolling,
     },
 ];
 
@@ -330,7 +352,9 @@ mod tests {
                 "dora_changes",
                 "dora_scope_members",
                 "dora_metrics",
-                "dora_trends"
+                "dora_trends",
+                "cost_daily",
+                "cost_monthly"
             ]
         );
         for (i, mart) in ordered()?.iter().enumerate() {
@@ -357,7 +381,9 @@ mod tests {
             names,
             [
                 "catalog_entities",
+                "cloud_costs_daily",
                 "commits",
+                "cost_allocations_daily",
                 "deployment_changes",
                 "deployments",
                 "incidents",
@@ -367,5 +393,23 @@ mod tests {
         );
         assert!(MARTS[3].depends_on_as_of() && MARTS[4].depends_on_as_of());
         assert!(!MARTS[0].depends_on_as_of() && !MARTS[2].depends_on_as_of());
+    }
+
+    /// A mart refreshed by month is partitioned by month, and so is every
+    /// table it reads: a changed partition of an input is then the same
+    /// month of the mart.
+    #[test]
+    fn marts_refreshed_by_month_read_tables_partitioned_by_month() {
+        for mart in MARTS.iter().filter(|m| m.refresh == Refresh::ByMonth) {
+            assert!(mart.def.partition.is_some(), "{}", mart.def.name);
+            for def in mart.reads {
+                assert!(
+                    def.partition.is_some(),
+                    "{} reads {}",
+                    mart.def.name,
+                    def.name
+                );
+            }
+        }
     }
 }

@@ -23,7 +23,38 @@ pub struct Parameters {
     /// before the previous run's newest, for writers whose commit lands
     /// after a run read the tables. Default 10.
     pub change_margin_minutes: u32,
+    /// The cost marts' parameters (`[cost]` in `fathom.toml`).
+    pub cost: CostParameters,
 }
+
+/// The cost marts' parameters (`[cost]` in `fathom.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CostParameters {
+    /// What happens to shared cost (idle, unallocated, untagged, tax, …):
+    /// `none` keeps it as rows of its own (default), `proportional`
+    /// spreads it onto the components in proportion to their own cost,
+    /// `even` in equal parts.
+    pub shared: String,
+    /// A month-over-month change is significant when at least this much
+    /// (in the billing currency) … Default 100.
+    pub significant_change: f64,
+    /// … and at least this share of the month before. Default 0.2.
+    pub significant_ratio: f64,
+}
+
+impl Default for CostParameters {
+    fn default() -> Self {
+        Self {
+            shared: "none".to_owned(),
+            significant_change: 100.0,
+            significant_ratio: 0.2,
+        }
+    }
+}
+
+/// The shared-cost policies `[cost] shared` accepts.
+pub const SHARED_POLICIES: [&str; 3] = ["none", "proportional", "even"];
 
 impl Default for Parameters {
     fn default() -> Self {
@@ -32,6 +63,7 @@ impl Default for Parameters {
             incident_gap_days: 7,
             benchmark: tiers::DEFAULT_BENCHMARK.to_owned(),
             change_margin_minutes: 10,
+            cost: CostParameters::default(),
         }
     }
 }
@@ -189,7 +221,37 @@ impl Parameters {
                 "failed_deployment_recovery_p50_seconds"
             }
         };
+        if !SHARED_POLICIES.contains(&self.cost.shared.as_str()) {
+            return Err(Error::Parameter {
+                name: "cost.shared",
+                message: format!(
+                    "`{}` is not one of {}",
+                    self.cost.shared,
+                    SHARED_POLICIES.join(", ")
+                ),
+            });
+        }
+        for (name, value) in [
+            ("cost.significant_change", self.cost.significant_change),
+            ("cost.significant_ratio", self.cost.significant_ratio),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(Error::Parameter {
+                    name,
+                    message: format!("{value} is not a number ≥ 0"),
+                });
+            }
+        }
         Ok(sql
+            .replace("{{cost_shared}}", &self.cost.shared)
+            .replace(
+                "{{cost_significant_change}}",
+                &format!("{:?}", self.cost.significant_change),
+            )
+            .replace(
+                "{{cost_significant_ratio}}",
+                &format!("{:?}", self.cost.significant_ratio),
+            )
             .replace("{{benchmark}}", benchmark.name)
             .replace("{{recovery}}", recovery)
             .replace(

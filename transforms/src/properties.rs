@@ -120,6 +120,15 @@ fn rows(
 async fn load(
     tables: &BTreeMap<&'static str, Vec<Map<String, Value>>>,
 ) -> Result<SessionContext, String> {
+    let ctx = register(tables)?;
+    compute_all(&ctx).await?;
+    Ok(ctx)
+}
+
+/// A mart session over `tables` (every other table empty), in memory.
+pub(crate) fn register(
+    tables: &BTreeMap<&'static str, Vec<Map<String, Value>>>,
+) -> Result<SessionContext, String> {
     let ctx = mart_session();
     for def in fathom_models::ALL_TABLES {
         let rows: Vec<&Map<String, Value>> = tables
@@ -130,7 +139,11 @@ async fn load(
         if !rejected.is_empty() {
             return Err(format!("{}: {rejected:?}", def.name));
         }
-        let batches: Vec<RecordBatch> = batch.into_iter().collect();
+        // Conformed as the warehouse writes them: partition columns too.
+        let batches: Vec<RecordBatch> = batch
+            .iter()
+            .map(|b| fathom_warehouse::prepare_batch(def, b, 0).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
         let schema = batches
             .first()
             .map_or_else(|| def.arrow_schema(), RecordBatch::schema);
@@ -138,7 +151,6 @@ async fn load(
         ctx.register_table(def.name, Arc::new(table))
             .map_err(|e| e.to_string())?;
     }
-    compute_all(&ctx).await?;
     Ok(ctx)
 }
 
@@ -313,7 +325,7 @@ proptest! {
 }
 
 /// Writes `tables`' rows into the warehouse, as an ingest would.
-async fn land(
+pub(crate) async fn land(
     warehouse: &fathom_warehouse::Warehouse,
     tables: &BTreeMap<&'static str, Vec<Map<String, Value>>>,
 ) -> Result<(), String> {

@@ -350,6 +350,15 @@ async fn run_mart(
                 .await?;
             (format!("{} component(s)", affected.components.len()), stats)
         }
+        Step::Months(months) => {
+            incremental::restrict_to_months(&ctx, mart, months).await?;
+            let batches = compute(&ctx, mart, parameters, as_of).await?;
+            let listed: Vec<String> = months.iter().cloned().collect();
+            let stats = warehouse
+                .replace_partitions(mart.def, &listed, &batches)
+                .await?;
+            (format!("{} month(s)", months.len()), stats)
+        }
         Step::Scopes(scopes) => {
             incremental::restrict_to_scopes(&ctx, scopes).await?;
             let batches = compute(&ctx, mart, parameters, as_of).await?;

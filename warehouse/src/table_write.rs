@@ -55,37 +55,35 @@ fn mismatch(def: &TableDef, reason: String) -> Error {
 
 /// Conforms `batch` to the table's schema: columns in model order and type,
 /// missing nullable columns as nulls, the partition column derived from its
-/// source, and `updated_at` filled with `now_micros` where absent.
+/// source where the batch does not give it, and `updated_at` filled with `now_micros` where absent.
 pub fn prepare_batch(def: &TableDef, batch: &RecordBatch, now_micros: i64) -> Result<RecordBatch> {
     let schema = def.arrow_schema();
     let n_rows = batch.num_rows();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(def.columns.len());
     for (column, field) in def.columns.iter().zip(schema.fields()) {
-        let is_partition = def.partition.is_some_and(|p| p.column == column.name);
-        let array = if is_partition {
-            // Filled in below, once its source column is conformed.
-            new_null_array(field.data_type(), n_rows)
-        } else {
-            match batch.column_by_name(column.name) {
-                Some(array) if array.data_type() == field.data_type() => array.clone(),
-                Some(array) => cast(array, field.data_type()).map_err(|e| {
-                    mismatch(
-                        def,
-                        format!(
-                            "column `{}` cannot be read as {}: {e}",
-                            column.name,
-                            field.data_type()
-                        ),
-                    )
-                })?,
-                None if column.name == "updated_at" => new_null_array(field.data_type(), n_rows),
-                None if column.nullable => new_null_array(field.data_type(), n_rows),
-                None => {
-                    return Err(mismatch(
-                        def,
-                        format!("required column `{}` is missing", column.name),
-                    ));
-                }
+        let array = match batch.column_by_name(column.name) {
+            Some(array) if array.data_type() == field.data_type() => array.clone(),
+            Some(array) => cast(array, field.data_type()).map_err(|e| {
+                mismatch(
+                    def,
+                    format!(
+                        "column `{}` cannot be read as {}: {e}",
+                        column.name,
+                        field.data_type()
+                    ),
+                )
+            })?,
+            None if column.name == "updated_at" => new_null_array(field.data_type(), n_rows),
+            // Derived below where absent, once its source is conformed.
+            None if def.partition.is_some_and(|p| p.column == column.name) => {
+                new_null_array(field.data_type(), n_rows)
+            }
+            None if column.nullable => new_null_array(field.data_type(), n_rows),
+            None => {
+                return Err(mismatch(
+                    def,
+                    format!("required column `{}` is missing", column.name),
+                ));
             }
         };
         columns.push(array);
@@ -93,8 +91,18 @@ pub fn prepare_batch(def: &TableDef, batch: &RecordBatch, now_micros: i64) -> Re
     if let Some(partition) = def.partition {
         let source_idx = column_index(def, partition.source)?;
         let partition_idx = column_index(def, partition.column)?;
-        columns[partition_idx] =
-            month_of(&columns[source_idx]).map_err(|reason| mismatch(def, reason))?;
+        // A row may name its month (a cloud line's billing period, which
+        // can differ from its charge day's); otherwise it is the source's.
+        let derived = month_of(&columns[source_idx]).map_err(|reason| mismatch(def, reason))?;
+        let given = &columns[partition_idx];
+        columns[partition_idx] = if given.null_count() == 0 {
+            given.clone()
+        } else if given.null_count() == n_rows {
+            derived
+        } else {
+            let named: BooleanArray = (0..n_rows).map(|i| Some(given.is_valid(i))).collect();
+            arrow::compute::kernels::zip::zip(&named, given, &derived)?
+        };
     }
     if let Some(idx) = def.columns.iter().position(|c| c.name == "updated_at") {
         columns[idx] = fill_timestamp(&columns[idx], now_micros);

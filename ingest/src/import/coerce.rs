@@ -46,15 +46,15 @@ pub(crate) struct Coerced {
     pub rejections: Vec<Rejection>,
 }
 
-/// The columns a load supplies: all but the derived partition column, all
-/// nullable here (the warehouse re-checks required columns on write).
+/// The columns a load supplies, all nullable here (the warehouse re-checks
+/// required columns on write, and derives the partition column where a
+/// row does not name it: a cloud line's billing period may differ from
+/// its charge day's month).
 pub(crate) fn load_schema(table: &TableDef) -> Arc<Schema> {
-    let partition = table.partition.map(|p| p.column);
     Arc::new(Schema::new(
         table
             .columns
             .iter()
-            .filter(|c| Some(c.name) != partition)
             .map(|c| Field::new(c.name, c.column_type.arrow_type(), true))
             .collect::<Vec<_>>(),
     ))
@@ -75,11 +75,7 @@ pub(crate) fn coerce_chunk(
     let schema = load_schema(table);
     let mut row_errors: HashMap<usize, Vec<(&'static str, String)>> = HashMap::new();
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    let partition = table.partition.map(|p| p.column);
     for (idx, column) in table.columns.iter().enumerate() {
-        if Some(column.name) == partition {
-            continue;
-        }
         let target = column.column_type.arrow_type();
         let (array, errors) = match &chunk.columns[idx] {
             None => (new_null_array(&target, n_rows), Vec::new()),

@@ -1,6 +1,6 @@
 //! The warehouse: one Delta table per model under a root location.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -395,6 +395,69 @@ impl Warehouse {
         }))
     }
 
+    /// The partitions (values of the table's partition column) whose rows
+    /// any commit after `version` (every commit, for `None`: the table did
+    /// not exist) added, removed or rewrote, read from the actions of those
+    /// commits. `None` when that cannot be told: the table is not
+    /// partitioned or is behind `version`, a commit is no longer in the
+    /// log, or an action names no partition. Readers that recompute by
+    /// partition recompute exactly these.
+    pub async fn changed_partitions_since(
+        &self,
+        def: &TableDef,
+        version: Option<u64>,
+    ) -> Result<Option<BTreeSet<String>>> {
+        let Some(partition) = def.partition else {
+            return Ok(None);
+        };
+        let Some(table) = self.open_table(def).await? else {
+            return Ok(None);
+        };
+        let Some(current) = table.version() else {
+            return Ok(None);
+        };
+        let first = match version {
+            Some(version) if current < version => return Ok(None),
+            Some(version) => version + 1,
+            None => 0,
+        };
+        let store = table.log_store();
+        let mut changed = BTreeSet::new();
+        for commit in first..=current {
+            let Some(bytes) = store
+                .read_commit_entry(commit)
+                .await
+                .map_err(|e| Error::delta(def.name, e))?
+            else {
+                return Ok(None);
+            };
+            for line in bytes.split(|b| *b == b'\n') {
+                let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
+                    continue;
+                };
+                for kind in ["add", "remove"] {
+                    // Compaction moves rows without changing them.
+                    let Some(file) = action.get(kind).filter(|f| {
+                        f.get("dataChange").and_then(serde_json::Value::as_bool) != Some(false)
+                    }) else {
+                        continue;
+                    };
+                    match file
+                        .get("partitionValues")
+                        .and_then(|v| v.get(partition.column))
+                        .and_then(serde_json::Value::as_str)
+                    {
+                        Some(value) => {
+                            changed.insert(value.to_owned());
+                        }
+                        None => return Ok(None),
+                    }
+                }
+            }
+        }
+        Ok(Some(changed))
+    }
+
     /// Replaces the whole table with `batches` in one commit (marts
     /// recomputed in full): readers see the old table or the new one.
     pub async fn replace_all(
@@ -581,7 +644,7 @@ impl Warehouse {
                 table
                     .update_datafusion_session(&ctx.state())
                     .map_err(|e| Error::delta(def.name, e))?;
-                let provider = table.table_provider().await?;
+                let provider = plain_provider(def.name, &table, table.table_provider().await?)?;
                 ctx.register_table(def.name, provider)?;
             }
             None => {
@@ -591,6 +654,38 @@ impl Warehouse {
         }
         Ok(())
     }
+}
+
+/// `provider` (the table's) reading the same files with the same types,
+/// but without the column comments: queries see plain columns, so a union
+/// of two tables' columns or a comparison needs no casts to drop them. The
+/// comments stay in the Delta schema for other engines, and in the data
+/// dictionary.
+fn plain_provider(
+    name: &str,
+    table: &DeltaTable,
+    provider: Arc<dyn datafusion::catalog::TableProvider>,
+) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    let schema = provider.schema();
+    if schema.fields().iter().all(|f| f.metadata().is_empty()) {
+        return Ok(provider);
+    }
+    let plain: Vec<arrow::datatypes::Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_metadata(Default::default()))
+        .collect();
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| Error::delta(name, e))?
+        .snapshot()
+        .clone();
+    let scan = deltalake::delta_datafusion::DeltaScanNext::new(
+        snapshot,
+        deltalake::delta_datafusion::DeltaScanConfig::new()
+            .with_schema(Arc::new(arrow::datatypes::Schema::new(plain))),
+    )?;
+    Ok(Arc::new(scan))
 }
 
 /// Non-empty batches conformed to the table, stamped with one `updated_at`.

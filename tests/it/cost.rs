@@ -1,0 +1,119 @@
+//! The cost endpoint on the worked example with its cost beside it: the
+//! numbers of the golden files, by day and by month, billed and
+//! effective; only the roles that may see cost, only in their scopes.
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use crate::api::{serve, token};
+use crate::dora::{WORKED_EXAMPLE, load_and_transform};
+use crate::golden::COST_EXAMPLE;
+
+const PAYMENTS: &str = "component%3Adefault%2Fpayments-api";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_endpoint_serves_the_worked_example_to_cost_roles() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let files: Vec<(&str, &str, &str)> = WORKED_EXAMPLE.into_iter().chain(COST_EXAMPLE).collect();
+    load_and_transform(dir.path(), &files)?;
+    let viewer = token(dir.path(), "viewer", "")?;
+    let contractor = token(dir.path(), "contractor", "team-payments")?;
+    let cost_viewer = token(dir.path(), "cost-viewer", "")?;
+    let analyst = token(dir.path(), "analyst", "")?;
+    let server = serve(dir.path(), &[], "127.0.0.1:0")?;
+    let http = reqwest::Client::new();
+    let get = |path: String, secret: &str| {
+        http.get(format!("{}{path}", server.base))
+            .bearer_auth(secret)
+            .send()
+    };
+
+    // Cost is not for viewers and contractors, even in their own team.
+    for (secret, path) in [
+        (&viewer, "/api/v1/cost/org".to_owned()),
+        (&contractor, format!("/api/v1/cost/{PAYMENTS}")),
+    ] {
+        let response = get(path.clone(), secret).await?;
+        assert_eq!(response.status(), 403, "{path}");
+    }
+
+    // By month, effective: May's 24.4 (6 + 4 in Kubernetes, 14.4 of the
+    // cloud line's 20 billed), June in two currencies, never summed.
+    let body: Value = get(format!("/api/v1/cost/{PAYMENTS}"), &cost_viewer)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(body["from"], "2025-07-01");
+    assert_eq!(body["to"], "2026-06-30");
+    assert_eq!(
+        body["series"],
+        json!([
+            {"period": "2026-05", "currency": "USD", "cost": 24.4},
+            {"period": "2026-06", "currency": "EUR", "cost": 25.0},
+            {"period": "2026-06", "currency": "USD", "cost": 200.0},
+        ])
+    );
+    let june = body["months"]
+        .as_array()
+        .and_then(|m| {
+            m.iter()
+                .find(|r| r["month"] == "2026-06" && r["currency"] == "USD")
+        })
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(june["previous_effective_cost"], 24.4);
+    assert_eq!(june["significant"], true);
+    assert_eq!(june["driver"], "Compute");
+
+    // The organisation, billed: shared cost included (the idle cluster, a
+    // namespace nobody claims, untagged usage, the credit and tax in May;
+    // the commitment fee in June's bill).
+    let org: Value = get("/api/v1/cost/org?basis=billed".to_owned(), &analyst)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        org["series"],
+        json!([
+            {"period": "2026-05", "currency": "USD", "cost": 38.5},
+            {"period": "2026-06", "currency": "EUR", "cost": 25.0},
+            {"period": "2026-06", "currency": "USD", "cost": 230.0},
+        ])
+    );
+    let idle = org["breakdown"]
+        .as_array()
+        .and_then(|b| b.iter().find(|r| r["attribution"] == "idle"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(idle["cost"], 8.0);
+
+    // By day over the last 30 days: June only; the fee charged on 31 May
+    // for June's bill is May 31's.
+    let days: Value = get(
+        format!("/api/v1/cost/org?granularity=day&period=31d&basis=billed"),
+        &analyst,
+    )
+    .await?
+    .json()
+    .await?;
+    assert_eq!(days["from"], "2026-05-31");
+    assert_eq!(
+        days["series"],
+        json!([
+            {"period": "2026-05-31", "currency": "USD", "cost": 78.5},
+            {"period": "2026-06-30", "currency": "EUR", "cost": 25.0},
+            {"period": "2026-06-30", "currency": "USD", "cost": 200.0},
+        ])
+    );
+
+    for (path, status) in [
+        (format!("/api/v1/cost/{PAYMENTS}?granularity=week"), 400),
+        (format!("/api/v1/cost/{PAYMENTS}?basis=list"), 400),
+        (format!("/api/v1/cost/{PAYMENTS}?period=40m"), 400),
+        ("/api/v1/cost/component%3Adefault%2Fnobody".to_owned(), 404),
+    ] {
+        let response = get(path.clone(), &analyst).await?;
+        assert_eq!(response.status(), status, "{path}");
+    }
+    Ok(())
+}
