@@ -19,17 +19,12 @@ WITH completed AS (
 commit_pr AS (
     SELECT repository_id, sha, min(pull_request_number) AS pull_request_number
     FROM (
-        -- (Casts: union branches must agree exactly, column comments too.)
-        SELECT CAST(repository_id AS VARCHAR) AS repository_id, CAST(sha AS VARCHAR) AS sha,
-               CAST(pull_request_number AS BIGINT) AS pull_request_number
-        FROM pull_request_commits
+        SELECT repository_id, sha, pull_request_number FROM pull_request_commits
         UNION ALL
-        SELECT CAST(repository_id AS VARCHAR), CAST(merge_commit_sha AS VARCHAR),
-               CAST(number AS BIGINT)
+        SELECT repository_id, merge_commit_sha, number
         FROM pull_requests WHERE merge_commit_sha IS NOT NULL
         UNION ALL
-        SELECT CAST(repository_id AS VARCHAR), CAST(sha AS VARCHAR),
-               CAST(pull_request_number AS BIGINT)
+        SELECT repository_id, sha, pull_request_number
         FROM commits WHERE pull_request_number IS NOT NULL
     ) candidates
     GROUP BY repository_id, sha
@@ -60,28 +55,19 @@ merged_prs AS (
     WHERE merged_at IS NOT NULL
 ),
 pr_changes AS (
-    SELECT CAST(m.change_id AS VARCHAR) AS change_id, CAST(m.entity_ref AS VARCHAR) AS entity_ref,
-           'pull_request' AS kind, CAST(m.repository_id AS VARCHAR) AS repository_id,
-           CAST(m.number AS BIGINT) AS pull_request_number, CAST(NULL AS VARCHAR) AS sha,
-           m.first_commit_at + INTERVAL '0 seconds' AS first_commit_at,
-           m.created_at + INTERVAL '0 seconds' AS opened_at,
-           m.first_review_at + INTERVAL '0 seconds' AS first_review_at,
-           m.merged_at + INTERVAL '0 seconds' AS merged_at,
-           CAST(f.deployment_id AS VARCHAR) AS deployment_id,
-           CAST(f.environment AS VARCHAR) AS environment,
-           f.finished_at + INTERVAL '0 seconds' AS deployed_at
+    SELECT m.change_id, m.entity_ref, 'pull_request' AS kind, m.repository_id,
+           m.number AS pull_request_number, CAST(NULL AS VARCHAR) AS sha,
+           m.first_commit_at, m.created_at AS opened_at, m.first_review_at, m.merged_at,
+           f.deployment_id, f.environment, f.finished_at AS deployed_at
     FROM merged_prs m
     LEFT JOIN first_deployed f ON f.change_id = m.change_id
 ),
 push_changes AS (
-    SELECT CAST(f.change_id AS VARCHAR), CAST(c.entity_ref AS VARCHAR), 'push',
-           CAST(f.repository_id AS VARCHAR), CAST(NULL AS BIGINT), CAST(f.sha AS VARCHAR),
-           c.authored_at + INTERVAL '0 seconds',
+    SELECT f.change_id, c.entity_ref, 'push', f.repository_id, CAST(NULL AS BIGINT), f.sha,
+           c.authored_at,
            CASE WHEN false THEN c.authored_at END AS opened_at,
            CASE WHEN false THEN c.authored_at END AS first_review_at,
-           c.committed_at + INTERVAL '0 seconds',
-           CAST(f.deployment_id AS VARCHAR), CAST(f.environment AS VARCHAR),
-           f.finished_at + INTERVAL '0 seconds'
+           c.committed_at, f.deployment_id, f.environment, f.finished_at
     FROM first_deployed f
     JOIN commits c ON c.repository_id = f.repository_id AND c.sha = f.sha
     WHERE f.pull_request_number IS NULL

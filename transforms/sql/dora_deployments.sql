@@ -52,10 +52,9 @@ nearest_links AS (
     WHERE rank = 1
 ),
 links AS (
-    SELECT CAST(incident_id AS VARCHAR) AS incident_id, CAST(deployment_id AS VARCHAR) AS deployment_id
-    FROM explicit_links
+    SELECT incident_id, deployment_id FROM explicit_links
     UNION ALL
-    SELECT CAST(incident_id AS VARCHAR), CAST(deployment_id AS VARCHAR) FROM nearest_links
+    SELECT incident_id, deployment_id FROM nearest_links
 ),
 linked AS (
     SELECT l.deployment_id,
@@ -70,17 +69,12 @@ linked AS (
 commit_pr AS (
     SELECT repository_id, sha, min(pull_request_number) AS pull_request_number
     FROM (
-        -- (Casts: union branches must agree exactly, column comments too.)
-        SELECT CAST(repository_id AS VARCHAR) AS repository_id, CAST(sha AS VARCHAR) AS sha,
-               CAST(pull_request_number AS BIGINT) AS pull_request_number
-        FROM pull_request_commits
+        SELECT repository_id, sha, pull_request_number FROM pull_request_commits
         UNION ALL
-        SELECT CAST(repository_id AS VARCHAR), CAST(merge_commit_sha AS VARCHAR),
-               CAST(number AS BIGINT)
+        SELECT repository_id, merge_commit_sha, number
         FROM pull_requests WHERE merge_commit_sha IS NOT NULL
         UNION ALL
-        SELECT CAST(repository_id AS VARCHAR), CAST(sha AS VARCHAR),
-               CAST(pull_request_number AS BIGINT)
+        SELECT repository_id, sha, pull_request_number
         FROM commits WHERE pull_request_number IS NOT NULL
     ) candidates
     GROUP BY repository_id, sha

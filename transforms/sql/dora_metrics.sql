@@ -33,15 +33,12 @@ windows AS (
 weeks AS (
     SELECT * FROM (VALUES {{weeks}}) AS w(window_id, week_start, week_end)
 ),
--- Every deployment twice: in its own environment and in `all`. (`|| ''`
--- drops the column comment, which union branches must agree on.)
+-- Every deployment twice: in its own environment and in `all`.
 deployments_by_env AS (
-    SELECT entity_ref || '' AS entity_ref, environment || '' AS environment, completed, failed,
-           rework, recovery_seconds, finished_at + INTERVAL '0 seconds' AS finished_at
+    SELECT entity_ref, environment, completed, failed, rework, recovery_seconds, finished_at
     FROM dora_deployments
     UNION ALL
-    SELECT entity_ref || '', 'all', completed, failed, rework, recovery_seconds,
-           finished_at + INTERVAL '0 seconds'
+    SELECT entity_ref, 'all', completed, failed, rework, recovery_seconds, finished_at
     FROM dora_deployments
 ),
 scope_envs AS (

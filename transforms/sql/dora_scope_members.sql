@@ -4,15 +4,11 @@
 -- by any group below it (`spec.parent`, any depth); every system; every
 -- domain (through its systems); `org`. Metrics of a scope are computed from
 -- the union of its members' events.
---
--- (Entity refs are stored lower-case; `lower()` changes no value but gives
--- union branches plain columns, without the tables' column comments, which
--- unions require to agree.)
 WITH RECURSIVE ancestors (group_ref, ancestor_ref, depth) AS (
-    SELECT lower(entity_ref) AS group_ref, lower(entity_ref) AS ancestor_ref, 0 AS depth
+    SELECT entity_ref AS group_ref, entity_ref AS ancestor_ref, 0 AS depth
     FROM catalog_entities WHERE kind = 'group'
     UNION ALL
-    SELECT a.group_ref, lower(g.parent_ref), a.depth + 1
+    SELECT a.group_ref, g.parent_ref, a.depth + 1
     FROM ancestors a
     JOIN catalog_entities g ON g.entity_ref = a.ancestor_ref
     WHERE g.parent_ref IS NOT NULL AND a.depth < 32
@@ -21,24 +17,24 @@ components AS (
     SELECT entity_ref, owner_ref, system_ref FROM catalog_entities WHERE kind = 'component'
 ),
 members AS (
-    SELECT lower(entity_ref) AS scope, 'component' AS scope_kind,
-           lower(entity_ref) AS entity_ref
+    SELECT entity_ref AS scope, 'component' AS scope_kind,
+           entity_ref
     FROM components
     UNION ALL
     SELECT DISTINCT a.ancestor_ref AS scope, 'group' AS scope_kind,
-           lower(c.entity_ref) AS entity_ref
+           c.entity_ref
     FROM components c JOIN ancestors a ON a.group_ref = c.owner_ref
     UNION ALL
-    SELECT lower(c.system_ref) AS scope, 'system' AS scope_kind,
-           lower(c.entity_ref) AS entity_ref
+    SELECT c.system_ref AS scope, 'system' AS scope_kind,
+           c.entity_ref
     FROM components c WHERE c.system_ref IS NOT NULL
     UNION ALL
-    SELECT lower(s.domain_ref) AS scope, 'domain' AS scope_kind,
-           lower(c.entity_ref) AS entity_ref
+    SELECT s.domain_ref AS scope, 'domain' AS scope_kind,
+           c.entity_ref
     FROM components c JOIN catalog_entities s ON s.entity_ref = c.system_ref
     WHERE s.domain_ref IS NOT NULL
     UNION ALL
-    SELECT 'org' AS scope, 'org' AS scope_kind, lower(entity_ref) AS entity_ref
+    SELECT 'org' AS scope, 'org' AS scope_kind, entity_ref
     FROM components
 )
 SELECT DISTINCT scope, scope_kind, entity_ref FROM members

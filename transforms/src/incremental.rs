@@ -379,12 +379,10 @@ impl Affected {
 }
 
 /// (component, repository) of every row that ties a component to a
-/// repository. (`|| ''` drops column comments, which union branches must
-/// agree on.)
-const REPOSITORY_ROWS: &str = "SELECT entity_ref || '' AS entity_ref, repository_id || '' AS repository_id \
-     FROM deployments \
-     UNION ALL SELECT entity_ref || '', repository_id || '' FROM pull_requests \
-     UNION ALL SELECT entity_ref || '', repository_id || '' FROM commits";
+/// repository.
+const REPOSITORY_ROWS: &str = "SELECT entity_ref, repository_id FROM deployments \
+     UNION ALL SELECT entity_ref, repository_id FROM pull_requests \
+     UNION ALL SELECT entity_ref, repository_id FROM commits";
 
 /// Decides what this run recomputes.
 pub(crate) async fn plan(
@@ -520,7 +518,7 @@ pub(crate) async fn plan(
             ctx,
             &format!(
                 "SELECT DISTINCT entity_ref FROM ({REPOSITORY_ROWS} \
-                 UNION ALL SELECT entity_ref || '', repository_id || '' FROM dora_changes) r \
+                 UNION ALL SELECT entity_ref, repository_id FROM dora_changes) r \
                  WHERE {}",
                 in_list("repository_id", &affected.repositories)
             ),

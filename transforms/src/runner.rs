@@ -126,14 +126,8 @@ pub fn mart_session() -> SessionContext {
 /// A mart session sharing `runtime` (and so the object stores registered
 /// in it) with another session.
 fn mart_session_on(runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>) -> SessionContext {
-    // Column comments travel as field metadata; a union of two tables'
-    // columns then differs only in comments, which the aggregate planner's
-    // schema check would refuse.
-    let config = datafusion::prelude::SessionConfig::new().set_bool(
-        "datafusion.execution.skip_physical_aggregate_schema_check",
-        true,
-    );
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let ctx =
+        SessionContext::new_with_config_rt(datafusion::prelude::SessionConfig::new(), runtime);
     ctx.register_udf(nonnegative_udf());
     ctx.register_udf(seconds_between_udf());
     ctx.register_udf(tiers::dora_tier_udf());
