@@ -90,7 +90,7 @@ async fn the_cost_endpoint_serves_the_worked_example_to_cost_roles() -> Result<(
     // By day over the last 30 days: June only; the fee charged on 31 May
     // for June's bill is May 31's.
     let days: Value = get(
-        format!("/api/v1/cost/org?granularity=day&period=31d&basis=billed"),
+        "/api/v1/cost/org?granularity=day&period=31d&basis=billed".to_owned(),
         &analyst,
     )
     .await?
