@@ -200,6 +200,59 @@ pub(crate) async fn cost(
     Ok(cached_json(&headers, &body))
 }
 
+/// `GET /api/v1/cost/{component}/benchmark`: the component's unit costs
+/// per month, and its peer group in the latest month.
+pub(crate) async fn benchmark(
+    State(api): State<Arc<Api>>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = cost_caller(&api, &headers).await?;
+    let scope = scope_ref(&raw)?;
+    authorize_scope(&api, &caller, &scope).await?;
+    if !scope.starts_with("component:") {
+        return Err(ApiError::bad_request(format!(
+            "`{scope}`: benchmarks compare components with their peers; ask for a component"
+        )));
+    }
+    let months = json_rows(
+        &api,
+        &format!(
+            "SELECT billing_period AS month, billing_currency AS currency, effective_cost, \
+             requests, deployments, cost_per_1k_requests, cost_per_deployment, cpu_efficiency, \
+             ram_efficiency, peer_group, peers, percentile, peer_median, gap_to_peer_median \
+             FROM cost_benchmarks WHERE entity_ref = {} ORDER BY 1, 2",
+            quoted(&scope)
+        ),
+    )
+    .await?;
+    let Some(latest) = months.last().cloned() else {
+        return Err(ApiError::not_found(format!(
+            "no cost benchmark for `{scope}` yet (it needs cost in `cost_daily`)"
+        )));
+    };
+    let text = |key: &str| latest.get(key).and_then(Value::as_str).unwrap_or_default();
+    let peers = json_rows(
+        &api,
+        &format!(
+            "SELECT entity_ref, effective_cost, requests, cost_per_1k_requests, percentile \
+             FROM cost_benchmarks WHERE billing_period = {} AND billing_currency = {} \
+             AND peer_group = {} ORDER BY percentile, entity_ref",
+            quoted(text("month")),
+            quoted(text("currency")),
+            quoted(text("peer_group"))
+        ),
+    )
+    .await?;
+    let body = json!({
+        "scope": scope,
+        "latest": latest,
+        "peers": peers,
+        "months": months,
+    });
+    Ok(cached_json(&headers, &body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

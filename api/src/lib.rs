@@ -296,6 +296,7 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/entities", get(entities::entities))
         .route("/api/v1/entities/{entity}", get(entities::entity))
         .route("/api/v1/cost/{scope}", get(cost::cost))
+        .route("/api/v1/cost/{scope}/benchmark", get(cost::benchmark))
         .route("/api/v1/dora/{scope}", get(dora::dora))
         .route("/api/v1/dora/{scope}/trend", get(dora::trend))
         .route("/api/v1/dora/{scope}/{rows}", get(dora::drill_down))

@@ -278,6 +278,25 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/api/v1/cost/{scope}/benchmark",
+        tag: "cost",
+        summary: "A component's unit costs and its place among its peers",
+        description: "`months` (from `cost_benchmarks`: cost per 1,000 requests, per deployment, CPU and memory efficiency, peer group, percentile, peer median, gap to it), `latest` (the last of them) and `peers` (the components of its group in that month, cheapest first). Readable by the cost-viewer, analyst and admin roles.",
+        authenticated: true,
+        params: &[SCOPE],
+        body: None,
+        responses: &[
+            (200, "`latest`, `peers`, `months`."),
+            (400, "Not a component."),
+            (
+                403,
+                "A role that may not see cost, or outside the caller's teams.",
+            ),
+            (404, "No benchmark for it yet."),
+        ],
+    },
+    Operation {
+        method: "get",
         path: "/api/v1/dora/{scope}/trend",
         tag: "dora",
         summary: "DORA per calendar week or month",

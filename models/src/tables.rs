@@ -1423,6 +1423,76 @@ pub const COST_MONTHLY: TableDef = TableDef {
     partition: None,
 };
 
+/// Cost mart: unit costs per component and month, against peers.
+pub const COST_BENCHMARKS: TableDef = TableDef {
+    name: "cost_benchmarks",
+    description: "Mart: per component, billing month and currency, effective cost per 1,000 requests, per completed production deployment, CPU and memory efficiency, and the component's place among its peers (same type, lifecycle and traffic band): percentile, peer median and the gap to it.",
+    columns: &[
+        req("entity_ref", EntityRef(Some("component")), "The component."),
+        req("billing_period", Utf8, "Billing month `YYYY-MM`."),
+        req("billing_currency", Utf8, "Currency of the amounts."),
+        req("effective_cost", Float64, "EffectiveCost of the month."),
+        req(
+            "requests",
+            Int64,
+            "Requests served in the month (`service_metrics_daily`).",
+        ),
+        req(
+            "deployments",
+            Int64,
+            "Completed production deployments finished in the month.",
+        ),
+        opt(
+            "cost_per_1k_requests",
+            Float64,
+            "effective_cost ÷ (requests ÷ 1,000); null without requests.",
+        ),
+        opt(
+            "cost_per_deployment",
+            Float64,
+            "effective_cost ÷ deployments; null without deployments.",
+        ),
+        opt(
+            "cpu_efficiency",
+            Float64,
+            "CPU used ÷ requested over the month's allocations.",
+        ),
+        opt(
+            "ram_efficiency",
+            Float64,
+            "Memory used ÷ requested over the month's allocations.",
+        ),
+        req(
+            "peer_group",
+            Utf8,
+            "`type/lifecycle/band`: the catalog's type and lifecycle (`unknown` when absent) and the power of ten of the month's requests (`1e4` = 10,000–99,999; `none` without traffic).",
+        ),
+        req(
+            "peers",
+            Int64,
+            "Components in the group, this one included.",
+        ),
+        req(
+            "percentile",
+            Float64,
+            "Rank in the group on cost per 1,000 requests (on cost in a `none` band): 0 the cheapest, 1 the dearest.",
+        ),
+        opt(
+            "peer_median",
+            Float64,
+            "The group's median of that measure.",
+        ),
+        opt(
+            "gap_to_peer_median",
+            Float64,
+            "What the component would save at the peer median, in the billing currency (negative: it costs less).",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["entity_ref", "billing_period", "billing_currency"],
+    partition: None,
+};
+
 /// Every table, in dependency order for documentation.
 pub const ALL_TABLES: &[TableDef] = &[
     CATALOG_ENTITIES,
@@ -1450,6 +1520,7 @@ pub const ALL_TABLES: &[TableDef] = &[
     DORA_TRENDS,
     COST_DAILY,
     COST_MONTHLY,
+    COST_BENCHMARKS,
     QUARANTINE,
     RAW_BACKSTAGE,
     RAW_GITHUB,

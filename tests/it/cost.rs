@@ -32,6 +32,8 @@ async fn the_cost_endpoint_serves_the_worked_example_to_cost_roles() -> Result<(
     for (secret, path) in [
         (&viewer, "/api/v1/cost/org".to_owned()),
         (&contractor, format!("/api/v1/cost/{PAYMENTS}")),
+        (&viewer, format!("/api/v1/cost/{PAYMENTS}/benchmark")),
+        (&contractor, format!("/api/v1/cost/{PAYMENTS}/benchmark")),
     ] {
         let response = get(path.clone(), secret).await?;
         assert_eq!(response.status(), 403, "{path}");
@@ -106,7 +108,32 @@ async fn the_cost_endpoint_serves_the_worked_example_to_cost_roles() -> Result<(
         ])
     );
 
+    // Its unit costs: June's 200 (USD) over 50,000 requests and the four
+    // completed production deployments of the DORA example (its baseline
+    // included).
+    let benchmark: Value = get(format!("/api/v1/cost/{PAYMENTS}/benchmark"), &cost_viewer)
+        .await?
+        .json()
+        .await?;
+    let june = benchmark["months"]
+        .as_array()
+        .and_then(|m| {
+            m.iter()
+                .find(|r| r["month"] == "2026-06" && r["currency"] == "USD")
+        })
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(june["cost_per_1k_requests"], 4.0);
+    assert_eq!(june["cost_per_deployment"], 50.0);
+    assert_eq!(june["peer_group"], "unknown/unknown/1e4");
+    assert_eq!(june["peers"], 1);
+    assert_eq!(
+        benchmark["peers"][0]["entity_ref"],
+        "component:default/payments-api"
+    );
+
     for (path, status) in [
+        ("/api/v1/cost/org/benchmark".to_owned(), 400),
         (format!("/api/v1/cost/{PAYMENTS}?granularity=week"), 400),
         (format!("/api/v1/cost/{PAYMENTS}?basis=list"), 400),
         (format!("/api/v1/cost/{PAYMENTS}?period=40m"), 400),

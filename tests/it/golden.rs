@@ -13,8 +13,8 @@ use crate::support::local_warehouse;
 /// Cost beside the DORA example: the worked example's component with
 /// Kubernetes and cloud cost, idle capacity, a namespace nobody claims,
 /// untagged usage, a credit, tax, a commitment fee charged on 31 May for
-/// June's bill, and a line billed in euros.
-pub(crate) const COST_EXAMPLE: [(&str, &str, &str); 2] = [
+/// June's bill, a line billed in euros, and its traffic.
+pub(crate) const COST_EXAMPLE: [(&str, &str, &str); 3] = [
     (
         "cost_allocations_daily",
         "allocations.csv",
@@ -34,6 +34,13 @@ pub(crate) const COST_EXAMPLE: [(&str, &str, &str); 2] = [
          2026-05,l4,2026-05-31,aws,tax,,,3,3,,USD\n\
          2026-06,l5,2026-05-31,aws,purchase,Compute,,30,2,,USD\n\
          2026-06,l6,2026-06-30,aws,usage,Compute,payments-api,25,25,25,EUR\n",
+    ),
+    (
+        "service_metrics_daily",
+        "traffic.csv",
+        "date,source,service_name,entity_ref,request_count\n\
+         2026-05-31,datadog,payments-api,payments-api,10000\n\
+         2026-06-30,datadog,payments-api,payments-api,50000\n",
     ),
 ];
 

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration, NaiveDate};
-use fathom_models::tables::{CATALOG_ENTITIES, CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY};
+use fathom_models::tables::{
+    CATALOG_ENTITIES, CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY, SERVICE_METRICS_DAILY,
+};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -319,6 +321,109 @@ async fn each_policy_attributes_the_worked_example_as_computed_by_hand() -> Resu
     )
     .await?;
     assert_eq!(may, [["4"]]);
+    Ok(())
+}
+
+/// Three services of one peer group (10,000–99,999 requests in May) at
+/// 1.0, 1.5 and 3.0 per 1,000 requests, and a website alone in its group.
+#[tokio::test]
+async fn benchmarks_rank_components_among_their_peers() -> Result<(), String> {
+    let mut tables = Tables::new();
+    let day = first_day() + Duration::days(10);
+    for (name, kind, cost, requests) in [
+        ("a", "service", 10.0, 10_000),
+        ("b", "service", 30.0, 20_000),
+        ("c", "service", 90.0, 30_000),
+        ("w", "website", 5.0, 500),
+    ] {
+        push(
+            &mut tables,
+            CATALOG_ENTITIES.name,
+            json!({"entity_ref": format!("component:default/{name}"), "kind": "component",
+                   "namespace": "default", "name": name, "entity_type": kind, "lifecycle": "production"}),
+        );
+        allocation(
+            &mut tables,
+            day,
+            &format!("ns/deployment:{name}"),
+            Some(name),
+            cost,
+            0.0,
+        );
+        push(
+            &mut tables,
+            SERVICE_METRICS_DAILY.name,
+            json!({"date": day.to_string(), "month": "2026-05", "source": "datadog", "service_name": name,
+                   "entity_ref": format!("component:default/{name}"), "request_count": requests}),
+        );
+    }
+    let ctx = register(&tables)?;
+    for name in ["dora_deployments", "cost_daily", "cost_benchmarks"] {
+        let mart = MARTS
+            .iter()
+            .find(|m| m.def.name == name)
+            .ok_or("no such mart")?;
+        let batches = compute(&ctx, mart, &parameters("none"), crate::default_as_of())
+            .await
+            .map_err(|e| e.to_string())?;
+        let schema = batches.first().map_or_else(
+            || mart.def.arrow_schema(),
+            arrow::array::RecordBatch::schema,
+        );
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
+            .map_err(|e| e.to_string())?;
+        ctx.deregister_table(name).map_err(|e| e.to_string())?;
+        ctx.register_table(name, std::sync::Arc::new(table))
+            .map_err(|e| e.to_string())?;
+    }
+    let rows = texts(
+        &ctx,
+        "SELECT entity_ref, peer_group, peers, CAST(cost_per_1k_requests AS DOUBLE), \
+         CAST(percentile AS DOUBLE), CAST(peer_median AS DOUBLE), CAST(round(gap_to_peer_median, 6) AS DOUBLE) \
+         FROM cost_benchmarks ORDER BY entity_ref",
+    )
+    .await?;
+    assert_eq!(
+        rows,
+        [
+            [
+                "component:default/a",
+                "service/production/1e4",
+                "3",
+                "1.0",
+                "0.0",
+                "1.5",
+                "-5.0"
+            ],
+            [
+                "component:default/b",
+                "service/production/1e4",
+                "3",
+                "1.5",
+                "0.5",
+                "1.5",
+                "0.0"
+            ],
+            [
+                "component:default/c",
+                "service/production/1e4",
+                "3",
+                "3.0",
+                "1.0",
+                "1.5",
+                "45.0"
+            ],
+            [
+                "component:default/w",
+                "website/production/1e2",
+                "1",
+                "10.0",
+                "0.0",
+                "10.0",
+                "0.0"
+            ],
+        ]
+    );
     Ok(())
 }
 

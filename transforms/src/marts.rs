@@ -18,7 +18,10 @@ use fathom_models::tables::{
     CATALOG_ENTITIES, COMMITS, DEPLOYMENT_CHANGES, DEPLOYMENTS, DORA_CHANGES, DORA_DEPLOYMENTS,
     DORA_METRICS, DORA_SCOPE_MEMBERS, DORA_TRENDS, INCIDENTS, PULL_REQUEST_COMMITS, PULL_REQUESTS,
 };
-use fathom_models::tables::{CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY, COST_DAILY, COST_MONTHLY};
+use fathom_models::tables::{
+    CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY, COST_BENCHMARKS, COST_DAILY, COST_MONTHLY,
+    SERVICE_METRICS_DAILY,
+};
 
 use crate::{Error, Periods, Result};
 
@@ -164,6 +167,19 @@ pub const MARTS: &[Mart] = &[
         def: &COST_MONTHLY,
         sql: include_str!("../sql/cost_monthly.sql"),
         reads: &[&COST_DAILY, &DORA_SCOPE_MEMBERS],
+        refresh: Refresh::Whole,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &COST_BENCHMARKS,
+        sql: include_str!("../sql/cost_benchmarks.sql"),
+        reads: &[
+            &COST_DAILY,
+            &SERVICE_METRICS_DAILY,
+            &DORA_DEPLOYMENTS,
+            &COST_ALLOCATIONS_DAILY,
+            &CATALOG_ENTITIES,
+        ],
         refresh: Refresh::Whole,
         periods: Periods::Rolling,
     },
@@ -354,7 +370,8 @@ mod tests {
                 "dora_metrics",
                 "dora_trends",
                 "cost_daily",
-                "cost_monthly"
+                "cost_monthly",
+                "cost_benchmarks"
             ]
         );
         for (i, mart) in ordered()?.iter().enumerate() {
@@ -388,7 +405,8 @@ mod tests {
                 "deployments",
                 "incidents",
                 "pull_request_commits",
-                "pull_requests"
+                "pull_requests",
+                "service_metrics_daily"
             ]
         );
         assert!(MARTS[3].depends_on_as_of() && MARTS[4].depends_on_as_of());
