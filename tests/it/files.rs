@@ -28,6 +28,73 @@ fn sim_with_exports(world: WorldConfig, dir: &Path) -> Result<std::sync::Arc<Sim
     ))
 }
 
+/// FOCUS lines of June 2026 for `provider`'s billing account: one per
+/// amount, charged on the 30th.
+fn focus_csv(provider: &str, amounts: &[f64]) -> String {
+    let mut out = "BillingPeriodStart,ChargePeriodStart,BilledCost,EffectiveCost,ChargeCategory,ProviderName,BillingAccountId,BillingCurrency,ResourceId\n".to_owned();
+    for (i, amount) in amounts.iter().enumerate() {
+        out.push_str(&format!(
+            "2026-06-01T00:00:00Z,2026-06-30T00:00:00Z,{amount},{amount},Usage,{provider},{provider}-001,USD,{provider}-r{i}\n"
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_providers_of_one_month_do_not_replace_each_other_and_gzip_is_read() -> Result<()> {
+    use std::io::Write;
+    let dir = tempfile::tempdir()?;
+    let exports = dir.path().join("exports");
+    let folder = |provider: &str| exports.join(format!("{provider}/data/BILLING_PERIOD=2026-06"));
+    for provider in ["azure", "gcp"] {
+        std::fs::create_dir_all(folder(provider))?;
+    }
+    std::fs::write(
+        folder("azure").join("part-0.csv"),
+        focus_csv("Microsoft", &[1.0, 2.0, 3.0]),
+    )?;
+    // GCP's export arrives compressed, as export services write CSV.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(focus_csv("Google Cloud", &[10.0, 20.0]).as_bytes())?;
+    std::fs::write(folder("gcp").join("part-0.csv.gz"), gz.finish()?)?;
+    std::fs::write(folder("gcp").join("part-1.csv.zip"), b"zip")?;
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[sources]]\ntype = \"cost_report\"\nlocation = \"{}\"\n",
+            exports.display()
+        ),
+    )?;
+    let report = ingest_ok(&config, &[])?;
+    // The file nobody reads is said.
+    assert!(report.to_string().contains("part-1.csv.zip"), "{report}");
+    let warehouse_dir = dir.path().join("data");
+    let by_provider = |warehouse: fathom_warehouse::Warehouse| async move {
+        rows(
+            &warehouse,
+            "SELECT provider, CAST(count(*) AS VARCHAR), CAST(sum(billed_cost_usd) AS VARCHAR) \
+             FROM cloud_costs_daily WHERE billing_period = '2026-06' GROUP BY 1 ORDER BY 1",
+        )
+        .await
+    };
+    assert_eq!(
+        by_provider(local_warehouse(&warehouse_dir)?).await?,
+        [["google cloud", "2", "30.0"], ["microsoft", "3", "6.0"]]
+    );
+
+    // Azure rewrites June: its lines are replaced, Google's stay.
+    std::fs::write(
+        folder("azure").join("part-0.csv"),
+        focus_csv("Microsoft", &[4.0]),
+    )?;
+    ingest_ok(&config, &[])?;
+    assert_eq!(
+        by_provider(local_warehouse(&warehouse_dir)?).await?,
+        [["google cloud", "2", "30.0"], ["microsoft", "1", "4.0"]]
+    );
+    Ok(())
+}
+
 fn write_config(dir: &Path, sources: &str) -> Result<std::path::PathBuf> {
     let path = dir.join("fathom.toml");
     std::fs::write(

@@ -141,7 +141,29 @@ pub(crate) struct Group {
 
 fn is_data_file(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    lower.ends_with(".parquet") || lower.ends_with(".csv")
+    lower.ends_with(".parquet") || lower.ends_with(".csv") || lower.ends_with(".csv.gz")
+}
+
+/// The most a compressed CSV file may inflate to: a real month of one
+/// account is far below it; a file past it is refused with its reason
+/// rather than exhausting memory.
+const MAX_INFLATED_BYTES: u64 = 2 << 30;
+
+/// The bytes of a gzip file, inflated (bounded by [`MAX_INFLATED_BYTES`]).
+fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(MAX_INFLATED_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("not a readable gzip file: {e}"))?;
+    if out.len() as u64 > MAX_INFLATED_BYTES {
+        return Err(format!(
+            "inflates to more than {} GiB; split the export into smaller files",
+            MAX_INFLATED_BYTES >> 30
+        ));
+    }
+    Ok(out)
 }
 
 /// `(folder up to the BILLING_PERIOD segment, period)`.
@@ -245,7 +267,10 @@ pub(crate) fn file_rows(
     path: &str,
     bytes: bytes::Bytes,
 ) -> Result<Vec<Map<String, Value>>, String> {
-    if path.to_ascii_lowercase().ends_with(".csv") {
+    let lower = path.to_ascii_lowercase();
+    if lower.ends_with(".csv.gz") {
+        csv_rows(&gunzip(&bytes)?)
+    } else if lower.ends_with(".csv") {
         csv_rows(&bytes)
     } else {
         parquet_rows(bytes)
@@ -581,8 +606,13 @@ fn focus_row(
     Ok(values)
 }
 
+/// A delivery replaces its billing periods for the providers and billing
+/// accounts it carries: another provider's, export's or payer's lines of
+/// the same month stay.
+const REPLACED_WITHIN: &[&str] = &["provider", "billing_account_id"];
+
 /// Reads the deliveries that changed since the cursor and replaces their
-/// billing periods.
+/// billing periods (for their providers and billing accounts).
 pub(crate) async fn run(
     ctx: &super::FileRun<'_>,
     config: &CostReportConfig,
@@ -613,6 +643,23 @@ pub(crate) async fn run(
             None => report.warnings.push(format!(
                 "{path}: not a manifest with `dataFiles`; the folder is listed instead"
             )),
+        }
+    }
+    // A file in a billing period's folder that is neither data nor a
+    // manifest is said, not silently passed over (a new compression, say).
+    for file in &listed {
+        let path = file.path.to_string();
+        if period_folder(&path).is_some()
+            && !is_data_file(&path)
+            && !path.ends_with("Manifest.json")
+            && config
+                .export_name
+                .as_deref()
+                .is_none_or(|name| path.split('/').any(|s| s == name))
+        {
+            report.warnings.push(format!(
+                "{path}: not a file the cost report reader reads (.parquet, .csv, .csv.gz); skipped"
+            ));
         }
     }
     let groups = group(&listed, config.export_name.as_deref(), &manifests);
@@ -672,7 +719,11 @@ pub(crate) async fn run(
                 .map(str::to_owned),
         );
         let periods: Vec<String> = periods.into_iter().collect();
-        let written = ctx.write(STREAM, decoded, Some(&periods)).await?;
+        let replace = crate::runner::Replace {
+            partitions: &periods,
+            within: REPLACED_WITHIN,
+        };
+        let written = ctx.write(STREAM, decoded, Some(replace)).await?;
         super::add_written(&mut report, written);
         cursor.insert(group.key.clone(), group.fingerprint.clone());
         ctx.save_cursor(&cursor).await?;

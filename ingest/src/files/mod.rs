@@ -322,7 +322,7 @@ impl FileRun<'_> {
         &self,
         stream: &str,
         decoded: crate::source::Decoded,
-        replace: Option<&[String]>,
+        replace: Option<crate::runner::Replace<'_>>,
     ) -> crate::Result<crate::runner::Written> {
         crate::runner::write_decoded(
             self.warehouse,

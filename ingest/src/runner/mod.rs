@@ -30,7 +30,7 @@ mod write;
 pub use self::report::{IngestReport, SourceReport, StreamReport};
 pub use self::reprocess::reprocess;
 use self::write::{Flushed, flush, text};
-pub(crate) use self::write::{Written, decode_units, raw_batch, write_decoded};
+pub(crate) use self::write::{Replace, Written, decode_units, raw_batch, write_decoded};
 
 /// What to run.
 #[derive(Debug, Clone, Default)]

@@ -123,7 +123,7 @@ pub(crate) async fn write_decoded(
     decoded: Decoded,
     identities: &IdentityMap,
     run_id: &str,
-    replace: Option<&[String]>,
+    replace: Option<Replace<'_>>,
 ) -> Result<Written> {
     let mut written = Written::default();
     let mut by_table: BTreeMap<&'static str, TableRows> = BTreeMap::new();
@@ -174,9 +174,9 @@ pub(crate) async fn write_decoded(
         let Some(batch) = batch else { continue };
         written.rows.insert(name.to_owned(), batch.num_rows());
         let changed = match replace {
-            Some(partitions) => {
+            Some(Replace { partitions, within }) => {
                 let stats = warehouse
-                    .replace_partitions(table, partitions, &[batch])
+                    .replace_partitions_within(table, partitions, within, &[batch])
                     .await?;
                 stats.rows_written
             }
@@ -193,6 +193,17 @@ pub(crate) async fn write_decoded(
         warehouse.merge(&QUARANTINE, &[batch]).await?;
     }
     Ok(written)
+}
+
+/// What a write replaces instead of merging: the rows of these partitions
+/// that share the `within` columns' values with a written row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Replace<'a> {
+    /// Partition values (`YYYY-MM`).
+    pub partitions: &'a [String],
+    /// Columns bounding the replacement inside a partition; none: the
+    /// whole partition.
+    pub within: &'static [&'static str],
 }
 
 /// Raw-layer rows for `payloads`.

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, RecordBatch};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{Expr, Operator, binary_expr, col};
 use datafusion::prelude::SessionContext;
@@ -311,6 +311,88 @@ impl Warehouse {
             false,
         );
         self.replace_where(def, in_partitions, batches).await
+    }
+
+    /// Like [`Self::replace_partitions`], but only the rows of those
+    /// partitions that share the values of the `within` columns with a row
+    /// of `batches` (a cloud bill's month for the providers and billing
+    /// accounts a delivery carries: two providers' or two accounts'
+    /// exports of one month do not replace each other). Without rows,
+    /// nothing is replaced: an empty delivery cannot say whose month it
+    /// empties.
+    pub async fn replace_partitions_within(
+        &self,
+        def: &TableDef,
+        partitions: &[String],
+        within: &[&str],
+        batches: &[RecordBatch],
+    ) -> Result<ReplaceStats> {
+        if within.is_empty() {
+            return self.replace_partitions(def, partitions, batches).await;
+        }
+        let Some(partition) = def.partition else {
+            return Err(Error::SchemaMismatch {
+                table: def.name.to_owned(),
+                reason: "the table is not partitioned; partitions cannot be replaced".to_owned(),
+            });
+        };
+        let mut tuples: BTreeSet<Vec<Option<String>>> = BTreeSet::new();
+        for batch in batches {
+            let columns = within
+                .iter()
+                .map(|name| {
+                    let column =
+                        batch
+                            .column_by_name(name)
+                            .ok_or_else(|| Error::SchemaMismatch {
+                                table: def.name.to_owned(),
+                                reason: format!("column `{name}` is missing"),
+                            })?;
+                    Ok(arrow::compute::cast(
+                        column,
+                        &arrow::datatypes::DataType::Utf8,
+                    )?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for row in 0..batch.num_rows() {
+                tuples.insert(
+                    columns
+                        .iter()
+                        .map(|c| {
+                            c.as_any()
+                                .downcast_ref::<arrow::array::StringArray>()
+                                .filter(|a| a.is_valid(row))
+                                .map(|a| a.value(row).to_owned())
+                        })
+                        .collect(),
+                );
+            }
+        }
+        let Some(owners) = tuples
+            .into_iter()
+            .filter_map(|tuple| {
+                within
+                    .iter()
+                    .zip(tuple)
+                    .map(|(name, value)| match value {
+                        Some(value) => col(*name).eq(datafusion::logical_expr::lit(value)),
+                        None => col(*name).is_null(),
+                    })
+                    .reduce(Expr::and)
+            })
+            .reduce(Expr::or)
+        else {
+            return Ok(ReplaceStats::default());
+        };
+        let in_partitions = col(partition.column).in_list(
+            partitions
+                .iter()
+                .map(|p| datafusion::logical_expr::lit(p.clone()))
+                .collect(),
+            false,
+        );
+        self.replace_where(def, in_partitions.and(owners), batches)
+            .await
     }
 
     /// Replaces every row matching `predicate` with `batches`, in one

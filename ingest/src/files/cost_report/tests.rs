@@ -396,3 +396,29 @@ fn periods_group_files_and_manifests_choose_them() {
         Some(vec!["r/cur/x/data/BILLING_PERIOD=2026-06/x-00001.snappy.parquet".to_owned()])
     );
 }
+
+#[test]
+fn gzip_csv_deliveries_read_like_plain_ones() -> Result<(), String> {
+    use std::io::Write;
+    let csv = "ChargePeriodStart,BilledCost,ChargeCategory,ProviderName\n\
+               2026-06-01T00:00:00Z,1.5,Usage,Microsoft\n\
+               2026-06-02T00:00:00Z,2.5,Tax,Microsoft\n";
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder
+        .write_all(csv.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let gz = encoder.finish().map_err(|e| e.to_string())?;
+    assert!(is_data_file("data/BILLING_PERIOD=2026-06/part-0.csv.gz"));
+    let plain = file_rows("part-0.csv", bytes::Bytes::from(csv))?;
+    let inflated = file_rows("part-0.CSV.GZ", bytes::Bytes::from(gz))?;
+    assert_eq!(inflated, plain);
+    assert_eq!(decode(&inflated).rows.len(), 2);
+    let broken = file_rows("part-1.csv.gz", bytes::Bytes::from_static(b"not gzip"));
+    assert!(
+        broken
+            .err()
+            .is_some_and(|e| e.starts_with("not a readable gzip file")),
+        "a broken file is refused with its reason"
+    );
+    Ok(())
+}
