@@ -23,6 +23,13 @@ pub(crate) struct CostQuery {
     basis: Option<String>,
 }
 
+/// `?period=&month=` of the coverage endpoint.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CoverageQuery {
+    period: Option<String>,
+    month: Option<String>,
+}
+
 /// How far back the period reaches, ending at the last day with cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Period {
@@ -249,6 +256,85 @@ pub(crate) async fn benchmark(
         "latest": latest,
         "peers": peers,
         "months": months,
+    });
+    Ok(cached_json(&headers, &body))
+}
+
+/// `GET /api/v1/cost/coverage?period=12m&month=`: tag coverage per month,
+/// and the unmapped resources of the latest month (or `month`), largest
+/// first — the work list of whoever owns tagging.
+pub(crate) async fn coverage(
+    State(api): State<Arc<Api>>,
+    Query(params): Query<CoverageQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = cost_caller(&api, &headers).await?;
+    // Coverage is the whole organisation's.
+    authorize_scope(&api, &caller, "org").await?;
+    let period = Period::parse(params.period.as_deref().unwrap_or("12m"))?;
+    let months = json_rows(
+        &api,
+        "SELECT billing_period AS month, cost_source, provider, billing_currency AS currency, \
+         taggable_cost, mapped_cost, unmapped_cost, coverage, unmapped_resources \
+         FROM cost_coverage ORDER BY 1, 2, 3, 4",
+    )
+    .await?;
+    let Some(latest) = months
+        .iter()
+        .filter_map(|m| m.get("month").and_then(Value::as_str))
+        .max()
+        .map(str::to_owned)
+    else {
+        return Err(ApiError::not_found(
+            "no cost yet: the cost marts are computed by `fathom transform` from OpenCost and cost report data",
+        ));
+    };
+    let last = NaiveDate::parse_from_str(&format!("{latest}-01"), "%Y-%m-%d")
+        .map_err(|e| ApiError::internal(format!("month `{latest}`: {e}")))?;
+    let since = period.start(last).format("%Y-%m").to_string();
+    let months: Vec<_> = months
+        .into_iter()
+        .filter(|m| m.get("month").and_then(Value::as_str) >= Some(since.as_str()))
+        .collect();
+    let listed = match params.month {
+        Some(month)
+            if months
+                .iter()
+                .any(|m| m.get("month").and_then(Value::as_str) == Some(month.as_str())) =>
+        {
+            month
+        }
+        Some(month) => {
+            return Err(ApiError::not_found(format!(
+                "no cost coverage for month `{month}` (months are `YYYY-MM` within the period)"
+            )));
+        }
+        None => latest.clone(),
+    };
+    let unmapped = json_rows(
+        &api,
+        &format!(
+            "SELECT cost_source, provider, resource, billing_currency AS currency, \
+             sum(cost) AS unmapped_cost FROM ( \
+                 SELECT 'cloud' AS cost_source, provider, coalesce(resource_id, line_item_id) AS resource, \
+                        coalesce(billing_currency, 'USD') AS billing_currency, effective_cost_usd AS cost \
+                 FROM cloud_costs_daily \
+                 WHERE billing_period = {month} AND charge_category = 'usage' AND entity_ref IS NULL \
+                 UNION ALL \
+                 SELECT 'kubernetes', 'kubernetes', allocation_name, 'USD', total_cost_usd \
+                 FROM cost_allocations_daily \
+                 WHERE month = {month} AND entity_ref IS NULL AND strpos(allocation_name, '__idle__') = 0 \
+             ) u GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC, 3 LIMIT 100",
+            month = quoted(&listed)
+        ),
+    )
+    .await?;
+    let body = json!({
+        "from": since,
+        "to": latest,
+        "months": months,
+        "unmapped_month": listed,
+        "unmapped": unmapped,
     });
     Ok(cached_json(&headers, &body))
 }

@@ -295,6 +295,7 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/entities", get(entities::entities))
         .route("/api/v1/entities/{entity}", get(entities::entity))
+        .route("/api/v1/cost/coverage", get(cost::coverage))
         .route("/api/v1/cost/{scope}", get(cost::cost))
         .route("/api/v1/cost/{scope}/benchmark", get(cost::benchmark))
         .route("/api/v1/dora/{scope}", get(dora::dora))

@@ -236,6 +236,37 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/api/v1/cost/coverage",
+        tag: "cost",
+        summary: "Tag coverage per month, and the unmapped resources",
+        description: "`months` (from `cost_coverage`: taggable, mapped and unmapped cost, coverage, unmapped resources per cost source, provider and currency) over `from`–`to`, and `unmapped`: the latest month's resources with cost that maps to no component, largest first (at most 100). Readable by the cost-viewer, analyst and admin roles.",
+        authenticated: true,
+        params: &[
+            Param {
+                name: "period",
+                location: In::Query,
+                required: false,
+                description: "Calendar months (`12m`) back from the latest. Default 12m.",
+                schema: r#"{"type": "string", "pattern": "^[0-9]+[dm]$"}"#,
+            },
+            Param {
+                name: "month",
+                location: In::Query,
+                required: false,
+                description: "The month (`YYYY-MM`) whose unmapped resources to list. Default the latest.",
+                schema: r#"{"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}"#,
+            },
+        ],
+        body: None,
+        responses: &[
+            (200, "`months`, `unmapped`."),
+            (400, "Bad parameter."),
+            (403, "A role that may not see cost."),
+            (404, "No cost computed yet."),
+        ],
+    },
+    Operation {
+        method: "get",
         path: "/api/v1/cost/{scope}",
         tag: "cost",
         summary: "Cost of a scope per day or month, its breakdown and month-over-month change",

@@ -1493,6 +1493,51 @@ pub const COST_BENCHMARKS: TableDef = TableDef {
     partition: None,
 };
 
+/// Cost mart: tag coverage per month.
+pub const COST_COVERAGE: TableDef = TableDef {
+    name: "cost_coverage",
+    description: "Mart: per billing month, cost source, provider and currency, the taggable cost (cloud usage lines; Kubernetes allocations but idle capacity) and how much of it maps to a component — the tag coverage — with the unmapped cost and how many resources carry it.",
+    columns: &[
+        req(
+            "billing_period",
+            Utf8,
+            "Billing month `YYYY-MM` (partition).",
+        ),
+        req("cost_source", Utf8, "`kubernetes` or `cloud`."),
+        req("provider", Utf8, "`kubernetes`, or the cloud provider."),
+        req("billing_currency", Utf8, "Currency of the amounts."),
+        req("period_start", Date, "First day of the billing month."),
+        req(
+            "taggable_cost",
+            Float64,
+            "Effective cost that a tag or namespace could attribute.",
+        ),
+        req("mapped_cost", Float64, "Of it, what maps to a component."),
+        req("unmapped_cost", Float64, "Of it, what maps to none."),
+        opt(
+            "coverage",
+            Float64,
+            "mapped_cost ÷ taggable_cost; null when it is 0.",
+        ),
+        req(
+            "unmapped_resources",
+            Int64,
+            "Distinct resources (cloud resource ids, Kubernetes allocations) with unmapped cost.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &[
+        "billing_period",
+        "cost_source",
+        "provider",
+        "billing_currency",
+    ],
+    partition: Some(MonthPartition {
+        column: "billing_period",
+        source: "period_start",
+    }),
+};
+
 /// Every table, in dependency order for documentation.
 pub const ALL_TABLES: &[TableDef] = &[
     CATALOG_ENTITIES,
@@ -1521,6 +1566,7 @@ pub const ALL_TABLES: &[TableDef] = &[
     COST_DAILY,
     COST_MONTHLY,
     COST_BENCHMARKS,
+    COST_COVERAGE,
     QUARANTINE,
     RAW_BACKSTAGE,
     RAW_GITHUB,

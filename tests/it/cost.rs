@@ -132,7 +132,47 @@ async fn the_cost_endpoint_serves_the_worked_example_to_cost_roles() -> Result<(
         "component:default/payments-api"
     );
 
+    // Tag coverage: May's cloud usage 14.4 of 19.4 mapped, Kubernetes 10
+    // of 12.5 (idle capacity is not taggable); the work list of May.
+    let coverage: Value = get(
+        "/api/v1/cost/coverage?month=2026-05".to_owned(),
+        &cost_viewer,
+    )
+    .await?
+    .json()
+    .await?;
+    let may: Vec<(String, f64, f64)> = coverage["months"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["month"] == "2026-05")
+        .map(|m| {
+            (
+                m["cost_source"].as_str().unwrap_or_default().to_owned(),
+                m["taggable_cost"].as_f64().unwrap_or_default(),
+                m["mapped_cost"].as_f64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        may,
+        [
+            ("cloud".to_owned(), 19.4, 14.4),
+            ("kubernetes".to_owned(), 12.5, 10.0)
+        ]
+    );
+    assert_eq!(
+        coverage["unmapped"],
+        json!([
+            {"cost_source": "cloud", "provider": "aws", "resource": "l2", "currency": "USD", "unmapped_cost": 5.0},
+            {"cost_source": "kubernetes", "provider": "kubernetes", "resource": "legacy/deployment:batch", "currency": "USD", "unmapped_cost": 2.5},
+        ])
+    );
+    let viewer_coverage = get("/api/v1/cost/coverage".to_owned(), &viewer).await?;
+    assert_eq!(viewer_coverage.status(), 403);
+
     for (path, status) in [
+        ("/api/v1/cost/coverage?month=1999-01".to_owned(), 404),
         ("/api/v1/cost/org/benchmark".to_owned(), 400),
         (format!("/api/v1/cost/{PAYMENTS}?granularity=week"), 400),
         (format!("/api/v1/cost/{PAYMENTS}?basis=list"), 400),

@@ -19,8 +19,8 @@ use fathom_models::tables::{
     DORA_METRICS, DORA_SCOPE_MEMBERS, DORA_TRENDS, INCIDENTS, PULL_REQUEST_COMMITS, PULL_REQUESTS,
 };
 use fathom_models::tables::{
-    CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY, COST_BENCHMARKS, COST_DAILY, COST_MONTHLY,
-    SERVICE_METRICS_DAILY,
+    CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY, COST_BENCHMARKS, COST_COVERAGE, COST_DAILY,
+    COST_MONTHLY, SERVICE_METRICS_DAILY,
 };
 
 use crate::{Error, Periods, Result};
@@ -181,6 +181,13 @@ pub const MARTS: &[Mart] = &[
             &CATALOG_ENTITIES,
         ],
         refresh: Refresh::Whole,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &COST_COVERAGE,
+        sql: include_str!("../sql/cost_coverage.sql"),
+        reads: &[&COST_ALLOCATIONS_DAILY, &CLOUD_COSTS_DAILY],
+        refresh: Refresh::ByMonth,
         periods: Periods::Rolling,
     },
 ];
@@ -371,7 +378,8 @@ mod tests {
                 "dora_trends",
                 "cost_daily",
                 "cost_monthly",
-                "cost_benchmarks"
+                "cost_benchmarks",
+                "cost_coverage"
             ]
         );
         for (i, mart) in ordered()?.iter().enumerate() {
