@@ -1,9 +1,9 @@
 //! The warehouse: one Delta table per model under a root location.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{Expr, Operator, binary_expr, col};
 use datafusion::prelude::SessionContext;
@@ -14,8 +14,11 @@ use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStore};
 use fathom_models::{ALL_TABLES, TableDef};
 use tracing::{debug, info};
 
-use crate::table_write::{MergeStats, ReplaceStats, dedupe_last_wins, now_micros, prepare_batch};
+use crate::table_write::{MergeStats, dedupe_last_wins, now_micros, prepare_batch};
 use crate::{Error, Result, StorageOptions, WarehouseLocation};
+
+mod changes;
+mod replace;
 
 /// What `optimize` did to one table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -282,293 +285,9 @@ impl Warehouse {
         })
     }
 
-    /// Replaces every row of the given partitions (`YYYY-MM` values of the
-    /// table's partition column) with `batches`, in one commit: readers see
-    /// the old month or the new one, never both or neither. For sources
-    /// that rewrite a whole period (a cloud bill's open month). Rows of
-    /// `batches` outside `partitions` are refused; a partition listed
-    /// without rows is emptied.
-    pub async fn replace_partitions(
-        &self,
-        def: &TableDef,
-        partitions: &[String],
-        batches: &[RecordBatch],
-    ) -> Result<ReplaceStats> {
-        let Some(partition) = def.partition else {
-            return Err(Error::SchemaMismatch {
-                table: def.name.to_owned(),
-                reason: "the table is not partitioned; partitions cannot be replaced".to_owned(),
-            });
-        };
-        if partitions.is_empty() {
-            return Ok(ReplaceStats::default());
-        }
-        let in_partitions = col(partition.column).in_list(
-            partitions
-                .iter()
-                .map(|p| datafusion::logical_expr::lit(p.clone()))
-                .collect(),
-            false,
-        );
-        self.replace_where(def, in_partitions, batches).await
-    }
-
-    /// Like [`Self::replace_partitions`], but only the rows of those
-    /// partitions that share the values of the `within` columns with a row
-    /// of `batches` (a cloud bill's month for the providers and billing
-    /// accounts a delivery carries: two providers' or two accounts'
-    /// exports of one month do not replace each other). Without rows,
-    /// nothing is replaced: an empty delivery cannot say whose month it
-    /// empties.
-    pub async fn replace_partitions_within(
-        &self,
-        def: &TableDef,
-        partitions: &[String],
-        within: &[&str],
-        batches: &[RecordBatch],
-    ) -> Result<ReplaceStats> {
-        if within.is_empty() {
-            return self.replace_partitions(def, partitions, batches).await;
-        }
-        let Some(partition) = def.partition else {
-            return Err(Error::SchemaMismatch {
-                table: def.name.to_owned(),
-                reason: "the table is not partitioned; partitions cannot be replaced".to_owned(),
-            });
-        };
-        let mut tuples: BTreeSet<Vec<Option<String>>> = BTreeSet::new();
-        for batch in batches {
-            let columns = within
-                .iter()
-                .map(|name| {
-                    let column =
-                        batch
-                            .column_by_name(name)
-                            .ok_or_else(|| Error::SchemaMismatch {
-                                table: def.name.to_owned(),
-                                reason: format!("column `{name}` is missing"),
-                            })?;
-                    Ok(arrow::compute::cast(
-                        column,
-                        &arrow::datatypes::DataType::Utf8,
-                    )?)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            for row in 0..batch.num_rows() {
-                tuples.insert(
-                    columns
-                        .iter()
-                        .map(|c| {
-                            c.as_any()
-                                .downcast_ref::<arrow::array::StringArray>()
-                                .filter(|a| a.is_valid(row))
-                                .map(|a| a.value(row).to_owned())
-                        })
-                        .collect(),
-                );
-            }
-        }
-        let Some(owners) = tuples
-            .into_iter()
-            .filter_map(|tuple| {
-                within
-                    .iter()
-                    .zip(tuple)
-                    .map(|(name, value)| match value {
-                        Some(value) => col(*name).eq(datafusion::logical_expr::lit(value)),
-                        None => col(*name).is_null(),
-                    })
-                    .reduce(Expr::and)
-            })
-            .reduce(Expr::or)
-        else {
-            return Ok(ReplaceStats::default());
-        };
-        let in_partitions = col(partition.column).in_list(
-            partitions
-                .iter()
-                .map(|p| datafusion::logical_expr::lit(p.clone()))
-                .collect(),
-            false,
-        );
-        self.replace_where(def, in_partitions.and(owners), batches)
-            .await
-    }
-
-    /// Replaces every row matching `predicate` with `batches`, in one
-    /// commit: readers see the old rows or the new ones. For marts
-    /// recomputed for some components or scopes. Every row of `batches`
-    /// must match `predicate` (Delta refuses the commit otherwise).
-    pub async fn replace_where(
-        &self,
-        def: &TableDef,
-        predicate: Expr,
-        batches: &[RecordBatch],
-    ) -> Result<ReplaceStats> {
-        let prepared = prepare_all(def, batches)?;
-        let (source, _) = dedupe_last_wins(def, &prepared)?;
-        let rows_written = source.as_ref().map_or(0, RecordBatch::num_rows);
-        let table = self.ensure_table(def).await?;
-        let rows_removed = self.count_where(def, &table, &predicate).await?;
-        let table = match source {
-            Some(source) => table
-                .write(vec![source])
-                .with_save_mode(SaveMode::Overwrite)
-                .with_replace_where(predicate)
-                .with_partition_columns(def.partition_columns())
-                .await
-                .map_err(|e| Error::delta(def.name, e))?,
-            None if rows_removed == 0 => table,
-            None => {
-                table
-                    .delete()
-                    .with_predicate(predicate)
-                    .await
-                    .map_err(|e| Error::delta(def.name, e))?
-                    .0
-            }
-        };
-        Ok(ReplaceStats {
-            rows_removed,
-            rows_written,
-            version: table.version(),
-        })
-    }
-
     /// The table's latest version; `None` if it was never created.
     pub async fn version(&self, def: &TableDef) -> Result<Option<u64>> {
         Ok(self.open_table(def).await?.and_then(|t| t.version()))
-    }
-
-    /// Whether a commit after `version` may have removed rows without
-    /// writing them again (a delete, an overwrite, a table re-created):
-    /// readers that follow the table by `updated_at` must start over.
-    /// Merges and appends only add or update rows.
-    pub async fn removed_rows_since(&self, def: &TableDef, version: u64) -> Result<bool> {
-        let Some(table) = self.open_table(def).await? else {
-            return Ok(true);
-        };
-        let Some(current) = table.version() else {
-            return Ok(true);
-        };
-        if current < version {
-            return Ok(true);
-        }
-        let newer = usize::try_from(current - version).unwrap_or(usize::MAX);
-        if newer == 0 {
-            return Ok(false);
-        }
-        let commits: Vec<_> = futures::TryStreamExt::try_collect(table.history(Some(newer)))
-            .await
-            .map_err(|e| Error::delta(def.name, e))?;
-        Ok(commits.iter().any(|commit| {
-            let operation = commit.operation.as_deref().unwrap_or_default();
-            let mode = commit
-                .operation_parameters
-                .as_ref()
-                .and_then(|p| p.get("mode"))
-                .and_then(|m| m.as_str())
-                .unwrap_or_default();
-            match operation {
-                "MERGE" | "OPTIMIZE" | "VACUUM START" | "VACUUM END" | "SET TBLPROPERTIES" => false,
-                "WRITE" => mode.eq_ignore_ascii_case("overwrite"),
-                _ => true,
-            }
-        }))
-    }
-
-    /// The partitions (values of the table's partition column) whose rows
-    /// any commit after `version` (every commit, for `None`: the table did
-    /// not exist) added, removed or rewrote, read from the actions of those
-    /// commits. `None` when that cannot be told: the table is not
-    /// partitioned or is behind `version`, a commit is no longer in the
-    /// log, or an action names no partition. Readers that recompute by
-    /// partition recompute exactly these.
-    pub async fn changed_partitions_since(
-        &self,
-        def: &TableDef,
-        version: Option<u64>,
-    ) -> Result<Option<BTreeSet<String>>> {
-        let Some(partition) = def.partition else {
-            return Ok(None);
-        };
-        let Some(table) = self.open_table(def).await? else {
-            return Ok(None);
-        };
-        let Some(current) = table.version() else {
-            return Ok(None);
-        };
-        let first = match version {
-            Some(version) if current < version => return Ok(None),
-            Some(version) => version + 1,
-            None => 0,
-        };
-        let store = table.log_store();
-        let mut changed = BTreeSet::new();
-        for commit in first..=current {
-            let Some(bytes) = store
-                .read_commit_entry(commit)
-                .await
-                .map_err(|e| Error::delta(def.name, e))?
-            else {
-                return Ok(None);
-            };
-            for line in bytes.split(|b| *b == b'\n') {
-                let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
-                    continue;
-                };
-                for kind in ["add", "remove"] {
-                    // Compaction moves rows without changing them.
-                    let Some(file) = action.get(kind).filter(|f| {
-                        f.get("dataChange").and_then(serde_json::Value::as_bool) != Some(false)
-                    }) else {
-                        continue;
-                    };
-                    match file
-                        .get("partitionValues")
-                        .and_then(|v| v.get(partition.column))
-                        .and_then(serde_json::Value::as_str)
-                    {
-                        Some(value) => {
-                            changed.insert(value.to_owned());
-                        }
-                        None => return Ok(None),
-                    }
-                }
-            }
-        }
-        Ok(Some(changed))
-    }
-
-    /// Replaces the whole table with `batches` in one commit (marts
-    /// recomputed in full): readers see the old table or the new one.
-    pub async fn replace_all(
-        &self,
-        def: &TableDef,
-        batches: &[RecordBatch],
-    ) -> Result<ReplaceStats> {
-        let prepared = prepare_all(def, batches)?;
-        let (source, _) = dedupe_last_wins(def, &prepared)?;
-        let rows_written = source.as_ref().map_or(0, RecordBatch::num_rows);
-        let table = self.ensure_table(def).await?;
-        let rows_removed = self
-            .count_where(def, &table, &datafusion::logical_expr::lit(true))
-            .await?;
-        let batch = match source {
-            Some(batch) => batch,
-            None => RecordBatch::new_empty(def.arrow_schema()),
-        };
-        let table = table
-            .write(vec![batch])
-            .with_save_mode(SaveMode::Overwrite)
-            .with_partition_columns(def.partition_columns())
-            .await
-            .map_err(|e| Error::delta(def.name, e))?;
-        Ok(ReplaceStats {
-            rows_removed,
-            rows_written,
-            version: table.version(),
-        })
     }
 
     /// Deletes the rows matching `predicate` (retention), in one commit.
