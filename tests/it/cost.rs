@@ -55,14 +55,7 @@ async fn the_cost_endpoint_serves_the_worked_example_to_cost_roles() -> Result<(
             {"period": "2026-06", "currency": "USD", "cost": 200.0},
         ])
     );
-    let june = body["months"]
-        .as_array()
-        .and_then(|m| {
-            m.iter()
-                .find(|r| r["month"] == "2026-06" && r["currency"] == "USD")
-        })
-        .cloned()
-        .unwrap_or_default();
+    let june = june_in_dollars(&body["months"]);
     assert_eq!(june["previous_effective_cost"], 24.4);
     assert_eq!(june["significant"], true);
     assert_eq!(june["driver"], "Compute");
@@ -115,14 +108,7 @@ async fn the_cost_endpoint_serves_the_worked_example_to_cost_roles() -> Result<(
         .await?
         .json()
         .await?;
-    let june = benchmark["months"]
-        .as_array()
-        .and_then(|m| {
-            m.iter()
-                .find(|r| r["month"] == "2026-06" && r["currency"] == "USD")
-        })
-        .cloned()
-        .unwrap_or_default();
+    let june = june_in_dollars(&benchmark["months"]);
     assert_eq!(june["cost_per_1k_requests"], 4.0);
     assert_eq!(june["cost_per_deployment"], 50.0);
     assert_eq!(june["peer_group"], "unknown/unknown/1e4");
@@ -183,4 +169,16 @@ async fn the_cost_endpoint_serves_the_worked_example_to_cost_roles() -> Result<(
         assert_eq!(response.status(), status, "{path}");
     }
     Ok(())
+}
+
+/// The row of June 2026 in US dollars among `months`.
+fn june_in_dollars(months: &Value) -> Value {
+    months
+        .as_array()
+        .and_then(|m| {
+            m.iter()
+                .find(|r| r["month"] == "2026-06" && r["currency"] == "USD")
+        })
+        .cloned()
+        .unwrap_or_default()
 }

@@ -127,12 +127,28 @@ async fn cost_marts(
     parameters: &Parameters,
 ) -> Result<datafusion::prelude::SessionContext, String> {
     let ctx = register(tables)?;
-    for name in ["dora_scope_members", "cost_daily", "cost_monthly"] {
+    compute_in_memory(
+        &ctx,
+        &["dora_scope_members", "cost_daily", "cost_monthly"],
+        parameters,
+    )
+    .await?;
+    Ok(ctx)
+}
+
+/// Computes the marts `names`, in order, each registered in memory for
+/// the next.
+async fn compute_in_memory(
+    ctx: &datafusion::prelude::SessionContext,
+    names: &[&str],
+    parameters: &Parameters,
+) -> Result<(), String> {
+    for name in names {
         let mart = MARTS
             .iter()
-            .find(|m| m.def.name == name)
+            .find(|m| m.def.name == *name)
             .ok_or("no such mart")?;
-        let batches = compute(&ctx, mart, parameters, crate::default_as_of())
+        let batches = compute(ctx, mart, parameters, crate::default_as_of())
             .await
             .map_err(|e| e.to_string())?;
         let schema = batches.first().map_or_else(
@@ -141,11 +157,11 @@ async fn cost_marts(
         );
         let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
             .map_err(|e| e.to_string())?;
-        ctx.deregister_table(name).map_err(|e| e.to_string())?;
-        ctx.register_table(name, std::sync::Arc::new(table))
+        ctx.deregister_table(*name).map_err(|e| e.to_string())?;
+        ctx.register_table(*name, std::sync::Arc::new(table))
             .map_err(|e| e.to_string())?;
     }
-    Ok(ctx)
+    Ok(())
 }
 
 /// May 31: `a` 10 of CPU, `b` 30, 8 idle in the cluster; in the cloud `a`
@@ -358,24 +374,12 @@ async fn benchmarks_rank_components_among_their_peers() -> Result<(), String> {
         );
     }
     let ctx = register(&tables)?;
-    for name in ["dora_deployments", "cost_daily", "cost_benchmarks"] {
-        let mart = MARTS
-            .iter()
-            .find(|m| m.def.name == name)
-            .ok_or("no such mart")?;
-        let batches = compute(&ctx, mart, &parameters("none"), crate::default_as_of())
-            .await
-            .map_err(|e| e.to_string())?;
-        let schema = batches.first().map_or_else(
-            || mart.def.arrow_schema(),
-            arrow::array::RecordBatch::schema,
-        );
-        let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
-            .map_err(|e| e.to_string())?;
-        ctx.deregister_table(name).map_err(|e| e.to_string())?;
-        ctx.register_table(name, std::sync::Arc::new(table))
-            .map_err(|e| e.to_string())?;
-    }
+    compute_in_memory(
+        &ctx,
+        &["dora_deployments", "cost_daily", "cost_benchmarks"],
+        &parameters("none"),
+    )
+    .await?;
     let rows = texts(
         &ctx,
         "SELECT entity_ref, peer_group, peers, CAST(cost_per_1k_requests AS DOUBLE), \

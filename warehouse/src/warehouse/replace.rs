@@ -27,22 +27,10 @@ impl Warehouse {
         partitions: &[String],
         batches: &[RecordBatch],
     ) -> Result<ReplaceStats> {
-        let Some(partition) = def.partition else {
-            return Err(Error::SchemaMismatch {
-                table: def.name.to_owned(),
-                reason: "the table is not partitioned; partitions cannot be replaced".to_owned(),
-            });
-        };
         if partitions.is_empty() {
             return Ok(ReplaceStats::default());
         }
-        let in_partitions = col(partition.column).in_list(
-            partitions
-                .iter()
-                .map(|p| datafusion::logical_expr::lit(p.clone()))
-                .collect(),
-            false,
-        );
+        let in_partitions = in_partitions(def, partitions)?;
         self.replace_where(def, in_partitions, batches).await
     }
 
@@ -63,12 +51,7 @@ impl Warehouse {
         if within.is_empty() {
             return self.replace_partitions(def, partitions, batches).await;
         }
-        let Some(partition) = def.partition else {
-            return Err(Error::SchemaMismatch {
-                table: def.name.to_owned(),
-                reason: "the table is not partitioned; partitions cannot be replaced".to_owned(),
-            });
-        };
+        let in_partitions = in_partitions(def, partitions)?;
         let mut tuples: BTreeSet<Vec<Option<String>>> = BTreeSet::new();
         for batch in batches {
             let columns = within
@@ -117,13 +100,6 @@ impl Warehouse {
         else {
             return Ok(ReplaceStats::default());
         };
-        let in_partitions = col(partition.column).in_list(
-            partitions
-                .iter()
-                .map(|p| datafusion::logical_expr::lit(p.clone()))
-                .collect(),
-            false,
-        );
         self.replace_where(def, in_partitions.and(owners), batches)
             .await
     }
@@ -198,4 +174,22 @@ impl Warehouse {
             version: table.version(),
         })
     }
+}
+
+/// `partition IN (partitions)` over `def`'s partition column; an error for
+/// a table that is not partitioned.
+fn in_partitions(def: &TableDef, partitions: &[String]) -> Result<Expr> {
+    let Some(partition) = def.partition else {
+        return Err(Error::SchemaMismatch {
+            table: def.name.to_owned(),
+            reason: "the table is not partitioned; partitions cannot be replaced".to_owned(),
+        });
+    };
+    Ok(col(partition.column).in_list(
+        partitions
+            .iter()
+            .map(|p| datafusion::logical_expr::lit(p.clone()))
+            .collect(),
+        false,
+    ))
 }
