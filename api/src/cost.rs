@@ -226,7 +226,8 @@ pub(crate) async fn benchmark(
         &api,
         &format!(
             "SELECT billing_period AS month, billing_currency AS currency, effective_cost, \
-             requests, deployments, cost_per_1k_requests, cost_per_deployment, cpu_efficiency, \
+             requests, deployments, merged_pull_requests, cost_per_1k_requests, \
+             cost_per_deployment, cost_per_merged_pull_request, cost_in_engineers, cpu_efficiency, \
              ram_efficiency, peer_group, peers, percentile, peer_median, gap_to_peer_median \
              FROM cost_benchmarks WHERE entity_ref = {} ORDER BY 1, 2",
             quoted(&scope)

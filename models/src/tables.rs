@@ -1442,6 +1442,11 @@ pub const COST_BENCHMARKS: TableDef = TableDef {
             Int64,
             "Completed production deployments finished in the month.",
         ),
+        req(
+            "merged_pull_requests",
+            Int64,
+            "Pull requests of the component merged in the month.",
+        ),
         opt(
             "cost_per_1k_requests",
             Float64,
@@ -1451,6 +1456,16 @@ pub const COST_BENCHMARKS: TableDef = TableDef {
             "cost_per_deployment",
             Float64,
             "effective_cost ÷ deployments; null without deployments.",
+        ),
+        opt(
+            "cost_per_merged_pull_request",
+            Float64,
+            "effective_cost ÷ merged_pull_requests; null without any.",
+        ),
+        req(
+            "cost_in_engineers",
+            Float64,
+            "effective_cost ÷ (`[cost] engineer_cost` ÷ 12): how many engineers' monthly cost it is.",
         ),
         opt(
             "cpu_efficiency",

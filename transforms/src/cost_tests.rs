@@ -383,7 +383,8 @@ async fn benchmarks_rank_components_among_their_peers() -> Result<(), String> {
     let rows = texts(
         &ctx,
         "SELECT entity_ref, peer_group, peers, CAST(cost_per_1k_requests AS DOUBLE), \
-         CAST(percentile AS DOUBLE), CAST(peer_median AS DOUBLE), CAST(round(gap_to_peer_median, 6) AS DOUBLE) \
+         CAST(percentile AS DOUBLE), CAST(peer_median AS DOUBLE), CAST(round(gap_to_peer_median, 6) AS DOUBLE), \
+         CAST(round(cost_in_engineers * 1000, 6) AS DOUBLE) \
          FROM cost_benchmarks ORDER BY entity_ref",
     )
     .await?;
@@ -397,7 +398,8 @@ async fn benchmarks_rank_components_among_their_peers() -> Result<(), String> {
                 "1.0",
                 "0.0",
                 "1.5",
-                "-5.0"
+                "-5.0",
+                "0.6"
             ],
             [
                 "component:default/b",
@@ -406,7 +408,8 @@ async fn benchmarks_rank_components_among_their_peers() -> Result<(), String> {
                 "1.5",
                 "0.5",
                 "1.5",
-                "0.0"
+                "0.0",
+                "1.8"
             ],
             [
                 "component:default/c",
@@ -415,7 +418,8 @@ async fn benchmarks_rank_components_among_their_peers() -> Result<(), String> {
                 "3.0",
                 "1.0",
                 "1.5",
-                "45.0"
+                "45.0",
+                "5.4"
             ],
             [
                 "component:default/w",
@@ -424,7 +428,8 @@ async fn benchmarks_rank_components_among_their_peers() -> Result<(), String> {
                 "10.0",
                 "0.0",
                 "10.0",
-                "0.0"
+                "0.0",
+                "0.3"
             ],
         ]
     );

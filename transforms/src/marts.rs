@@ -179,6 +179,7 @@ pub const MARTS: &[Mart] = &[
             &DORA_DEPLOYMENTS,
             &COST_ALLOCATIONS_DAILY,
             &CATALOG_ENTITIES,
+            &PULL_REQUESTS,
         ],
         refresh: Refresh::Whole,
         periods: Periods::Rolling,

@@ -41,6 +41,9 @@ pub struct CostParameters {
     pub significant_change: f64,
     /// … and at least this share of the month before. Default 0.2.
     pub significant_ratio: f64,
+    /// What an engineer costs a year, for cost expressed in engineers (as
+    /// the Cost Insights plugin's `engineerCost`). Default 200,000.
+    pub engineer_cost: f64,
 }
 
 impl Default for CostParameters {
@@ -49,6 +52,7 @@ impl Default for CostParameters {
             shared: "none".to_owned(),
             significant_change: 100.0,
             significant_ratio: 0.2,
+            engineer_cost: 200_000.0,
         }
     }
 }
@@ -231,6 +235,12 @@ impl Parameters {
                 ),
             });
         }
+        if !(self.cost.engineer_cost.is_finite() && self.cost.engineer_cost > 0.0) {
+            return Err(Error::Parameter {
+                name: "cost.engineer_cost",
+                message: format!("{} is not a number > 0", self.cost.engineer_cost),
+            });
+        }
         for (name, value) in [
             ("cost.significant_change", self.cost.significant_change),
             ("cost.significant_ratio", self.cost.significant_ratio),
@@ -251,6 +261,10 @@ impl Parameters {
             .replace(
                 "{{cost_significant_ratio}}",
                 &format!("{:?}", self.cost.significant_ratio),
+            )
+            .replace(
+                "{{cost_engineer_cost}}",
+                &format!("{:?}", self.cost.engineer_cost),
             )
             .replace("{{benchmark}}", benchmark.name)
             .replace("{{recovery}}", recovery)
