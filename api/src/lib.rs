@@ -16,6 +16,7 @@ use auth::{Caller, Role, caller, caller_for_secret};
 pub use auth::{ROLES, RateLimiter};
 mod cache;
 mod cost;
+mod cost_insights;
 mod dora;
 use dora::{benchmark, benchmark_tiers, window_days};
 mod entities;
@@ -296,6 +297,22 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/entities", get(entities::entities))
         .route("/api/v1/entities/{entity}", get(entities::entity))
         .route("/api/v1/cost/coverage", get(cost::coverage))
+        .route(
+            "/api/v1/cost-insights/last-complete-billing-date",
+            get(cost_insights::last_complete_billing_date),
+        )
+        .route(
+            "/api/v1/cost-insights/groups/{group}/projects",
+            get(cost_insights::group_projects),
+        )
+        .route(
+            "/api/v1/cost-insights/daily-cost/{entity}",
+            get(cost_insights::entity_daily_cost),
+        )
+        .route(
+            "/api/v1/cost-insights/metrics/{metric}",
+            get(cost_insights::daily_metric),
+        )
         .route("/api/v1/cost/{scope}", get(cost::cost))
         .route("/api/v1/cost/{scope}/benchmark", get(cost::benchmark))
         .route("/api/v1/dora/{scope}", get(dora::dora))

@@ -182,3 +182,120 @@ fn june_in_dollars(months: &Value) -> Value {
         .cloned()
         .unwrap_or_default()
 }
+
+/// Whether `ours` has the keys and value types of `theirs` (a recorded
+/// Cost Insights payload): objects key by key, arrays by their first item.
+fn same_shape(ours: &Value, theirs: &Value, at: &str) -> Result<()> {
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => {
+            let (ka, kb): (Vec<_>, Vec<_>) = (a.keys().collect(), b.keys().collect());
+            anyhow::ensure!(ka == kb, "{at}: keys {ka:?}, the plugin's {kb:?}");
+            for (key, value) in a {
+                same_shape(value, &b[key], &format!("{at}.{key}"))?;
+            }
+            Ok(())
+        }
+        (Value::Array(a), Value::Array(b)) => match (a.first(), b.first()) {
+            (Some(x), Some(y)) => same_shape(x, y, &format!("{at}[0]")),
+            _ => Ok(()),
+        },
+        (Value::Number(_), Value::Number(_))
+        | (Value::String(_), Value::String(_))
+        | (Value::Bool(_), Value::Bool(_))
+        | (Value::Null, Value::Null) => Ok(()),
+        _ => anyhow::bail!("{at}: {ours} where the plugin has {theirs}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_insights_endpoints_answer_the_plugins_shapes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let files: Vec<(&str, &str, &str)> = WORKED_EXAMPLE.into_iter().chain(COST_EXAMPLE).collect();
+    load_and_transform(dir.path(), &files)?;
+    let viewer = token(dir.path(), "viewer", "")?;
+    let cost_viewer = token(dir.path(), "cost-viewer", "")?;
+    let server = serve(dir.path(), &[], "127.0.0.1:0")?;
+    let http = reqwest::Client::new();
+    let get = |path: &str, secret: &str| {
+        http.get(format!("{}/api/v1/cost-insights{path}", server.base))
+            .bearer_auth(secret)
+            .send()
+    };
+    let refused = get("/last-complete-billing-date", &viewer).await?;
+    assert_eq!(refused.status(), 403);
+
+    let date: Value = get("/last-complete-billing-date", &cost_viewer)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(date, "2026-06-29");
+    let projects: Value = get(
+        "/groups/group%3Adefault%2Fteam-payments/projects",
+        &cost_viewer,
+    )
+    .await?
+    .json()
+    .await?;
+    assert_eq!(projects, json!([{"id": "component:default/payments-api"}]));
+
+    // What the plugin asks after a last complete day of 30 June: two
+    // thirty-day periods, 1 May to 30 June. June's 200 against May 2–31's
+    // 24.4 (USD).
+    let cost: Value = get(
+        &format!("/daily-cost/{PAYMENTS}?intervals=R2/P30D/2026-07-01"),
+        &cost_viewer,
+    )
+    .await?
+    .json()
+    .await?;
+    let days = cost["aggregation"].as_array().cloned().unwrap_or_default();
+    assert_eq!(days.len(), 61);
+    assert_eq!(days[0], json!({"date": "2026-05-01", "amount": 0.0}));
+    assert_eq!(days[30], json!({"date": "2026-05-31", "amount": 24.4}));
+    assert_eq!(days[60], json!({"date": "2026-06-30", "amount": 200.0}));
+    let amount = cost["change"]["amount"].as_f64().unwrap_or_default();
+    assert!((amount - 175.6).abs() < 1e-9, "{cost}");
+    let metric: Value = get(
+        "/metrics/requests?intervals=R2/P30D/2026-07-01",
+        &cost_viewer,
+    )
+    .await?
+    .json()
+    .await?;
+    assert_eq!(
+        metric["aggregation"][60],
+        json!({"date": "2026-06-30", "amount": 50000.0})
+    );
+    assert_eq!(metric["change"], json!({"amount": 40000.0, "ratio": 4.0}));
+    let bad = get(
+        &format!("/daily-cost/{PAYMENTS}?intervals=R2/P1Y/2026-07-01"),
+        &cost_viewer,
+    )
+    .await?;
+    assert_eq!(bad.status(), 400);
+
+    // Key by key and type by type, the plugin's own example data.
+    if let Some(fixtures) = crate::webhooks::fixtures() {
+        let recorded = |name: &str| -> Result<Value> {
+            Ok(serde_json::from_slice(&std::fs::read(
+                fixtures.join("cost_insights").join(name),
+            )?)?)
+        };
+        same_shape(
+            &cost["aggregation"],
+            &recorded("community-plugins__mockData__MockAggregatedDailyCosts.json")?,
+            "aggregation",
+        )?;
+        same_shape(
+            &projects,
+            &recorded("community-plugins__example_client__getGroupProjects.json")?,
+            "projects",
+        )?;
+        same_shape(
+            &cost["change"],
+            &recorded("community-plugins__mockData__MockComputeEngineInsights.json")?["change"],
+            "change",
+        )?;
+    }
+    Ok(())
+}

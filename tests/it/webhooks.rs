@@ -14,7 +14,7 @@ use crate::support::{count, local_warehouse};
 const SECRET: &str = "webhook-test-secret";
 
 /// The recorded payloads, or `None` after a notice.
-fn fixtures() -> Option<PathBuf> {
+pub(crate) fn fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("FATHOM_FIXTURES_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
