@@ -1,6 +1,7 @@
 //! Endpoints answering what the Backstage Cost Insights plugin's client API
 //! returns, so a portal team's client is a few `fetch` calls: the last
-//! complete billing date, a group's projects (its components), daily cost
+//! complete billing date, a user's groups, a group's projects (its
+//! components), daily cost
 //! of a group, a project or any catalog entity, and daily metric data —
 //! over the plugin's ISO 8601 repeating intervals (`R2/P30D/2026-07-01`).
 //! Amounts are effective cost in one currency (`?currency=`, default USD).
@@ -212,6 +213,37 @@ pub(crate) async fn last_complete_billing_date(
     Ok(cached_json(
         &headers,
         &json!((newest - Duration::days(1)).to_string()),
+    ))
+}
+
+/// `getUserGroups`: the groups a user is a member of in the catalog, as
+/// `{id, name}` (the group's title, else its name). The user is a login
+/// id (`jdoe`, meaning `user:default/jdoe`) or a user ref.
+pub(crate) async fn user_groups(
+    State(api): State<Arc<Api>>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    cost_caller(&api, &headers).await?;
+    let user = if user.contains(':') {
+        scope_ref(&user)?
+    } else {
+        format!("user:default/{}", user.to_ascii_lowercase())
+    };
+    let rows = json_rows(
+        &api,
+        &format!(
+            "SELECT g.entity_ref AS id, coalesce(g.title, g.name) AS name \
+             FROM entity_relations r JOIN catalog_entities g ON g.entity_ref = r.target_ref \
+             WHERE r.source_ref = {} AND r.relation_type = 'memberOf' AND g.kind = 'group' \
+             ORDER BY 1",
+            quoted(&user)
+        ),
+    )
+    .await?;
+    Ok(cached_json(
+        &headers,
+        &Value::Array(rows.into_iter().map(Value::Object).collect()),
     ))
 }
 

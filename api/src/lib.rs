@@ -302,6 +302,10 @@ fn routes(api: Arc<Api>) -> Router {
             get(cost_insights::last_complete_billing_date),
         )
         .route(
+            "/api/v1/cost-insights/users/{user}/groups",
+            get(cost_insights::user_groups),
+        )
+        .route(
             "/api/v1/cost-insights/groups/{group}/projects",
             get(cost_insights::group_projects),
         )

@@ -210,7 +210,24 @@ fn same_shape(ours: &Value, theirs: &Value, at: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cost_insights_endpoints_answer_the_plugins_shapes() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let files: Vec<(&str, &str, &str)> = WORKED_EXAMPLE.into_iter().chain(COST_EXAMPLE).collect();
+    // A member of the payments team, as the catalog relates them.
+    let members = [
+        (
+            "catalog_entities",
+            "users.ndjson",
+            r#"{"entity_ref": "user:default/jdoe", "kind": "user", "namespace": "default", "name": "jdoe"}"#,
+        ),
+        (
+            "entity_relations",
+            "relations.csv",
+            "source_ref,relation_type,target_ref\nuser:default/jdoe,memberOf,group:default/team-payments\n",
+        ),
+    ];
+    let files: Vec<(&str, &str, &str)> = WORKED_EXAMPLE
+        .into_iter()
+        .chain(COST_EXAMPLE)
+        .chain(members)
+        .collect();
     load_and_transform(dir.path(), &files)?;
     let viewer = token(dir.path(), "viewer", "")?;
     let cost_viewer = token(dir.path(), "cost-viewer", "")?;
@@ -229,6 +246,14 @@ async fn cost_insights_endpoints_answer_the_plugins_shapes() -> Result<()> {
         .json()
         .await?;
     assert_eq!(date, "2026-06-29");
+    let groups: Value = get("/users/jdoe/groups", &cost_viewer)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        groups,
+        json!([{"id": "group:default/team-payments", "name": "team-payments"}])
+    );
     let projects: Value = get(
         "/groups/group%3Adefault%2Fteam-payments/projects",
         &cost_viewer,
@@ -285,6 +310,11 @@ async fn cost_insights_endpoints_answer_the_plugins_shapes() -> Result<()> {
             &cost["aggregation"],
             &recorded("community-plugins__mockData__MockAggregatedDailyCosts.json")?,
             "aggregation",
+        )?;
+        same_shape(
+            &groups,
+            &recorded("community-plugins__example_client__getUserGroups.json")?,
+            "groups",
         )?;
         same_shape(
             &projects,

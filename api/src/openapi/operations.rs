@@ -197,6 +197,23 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/api/v1/cost-insights/users/{user}/groups",
+        tag: "cost",
+        summary: "Cost Insights: a user's groups",
+        description: "`[{id, name}]`: the catalog groups the user is a member of (what `getUserGroups` returns).",
+        authenticated: true,
+        params: &[Param {
+            name: "user",
+            location: In::Path,
+            required: true,
+            description: "A login id (`jdoe` for `user:default/jdoe`) or a URL-encoded user ref.",
+            schema: r#"{"type": "string"}"#,
+        }],
+        body: None,
+        responses: &[(200, "The groups."), (403, "A role that may not see cost.")],
+    },
+    Operation {
+        method: "get",
         path: "/api/v1/cost-insights/groups/{group}/projects",
         tag: "cost",
         summary: "Cost Insights: a group's projects",
