@@ -80,9 +80,28 @@ pub(crate) async fn cost_caller(api: &Api, headers: &HeaderMap) -> ApiResult<cra
     }
 }
 
+/// The newest day with cost, if any.
+pub(crate) async fn newest_cost_day(api: &Api) -> ApiResult<Option<NaiveDate>> {
+    Ok(json_rows(
+        api,
+        "SELECT CAST(max(date) AS VARCHAR) AS newest FROM cost_daily",
+    )
+    .await?
+    .first()
+    .and_then(|row| row.get("newest").and_then(Value::as_str))
+    .and_then(|text| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()))
+}
+
+/// 404: the cost marts hold nothing yet.
+pub(crate) fn no_cost_yet() -> ApiError {
+    ApiError::not_found(
+        "no cost yet: the cost marts are computed by `fathom transform` from OpenCost and cost report data",
+    )
+}
+
 /// SQL: the `cost_daily` rows (alias `d`) of `scope` — for `org` every
 /// row, shared cost included.
-fn members(scope: &str) -> String {
+pub(crate) fn members(scope: &str) -> String {
     if scope == "org" {
         "true".to_owned()
     } else {
@@ -142,22 +161,8 @@ pub(crate) async fn cost(
             "no scope `{scope}` (scopes come from the catalog)"
         )));
     }
-    let last = json_rows(
-        &api,
-        "SELECT CAST(max(date) AS VARCHAR) AS last_day FROM cost_daily",
-    )
-    .await?
-    .first()
-    .and_then(|row| {
-        row.get("last_day")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    })
-    .and_then(|text| NaiveDate::parse_from_str(&text, "%Y-%m-%d").ok());
-    let Some(last) = last else {
-        return Err(ApiError::not_found(
-            "no cost yet: the cost marts are computed by `fathom transform` from OpenCost and cost report data",
-        ));
+    let Some(last) = newest_cost_day(&api).await? else {
+        return Err(no_cost_yet());
     };
     let start = period.start(last);
     let window = match period {
@@ -286,9 +291,7 @@ pub(crate) async fn coverage(
         .max()
         .map(str::to_owned)
     else {
-        return Err(ApiError::not_found(
-            "no cost yet: the cost marts are computed by `fathom transform` from OpenCost and cost report data",
-        ));
+        return Err(no_cost_yet());
     };
     let last = NaiveDate::parse_from_str(&format!("{latest}-01"), "%Y-%m-%d")
         .map_err(|e| ApiError::internal(format!("month `{latest}`: {e}")))?;

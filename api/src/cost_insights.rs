@@ -15,7 +15,7 @@ use chrono::{Datelike, Duration, Months, NaiveDate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::cost::cost_caller;
+use crate::cost::{cost_caller, members, newest_cost_day, no_cost_yet};
 use crate::{Api, ApiError, ApiResult, authorize_scope, cached_json, json_rows, quoted, scope_ref};
 
 /// The plugin's repeating interval: `count` periods of `period` ending
@@ -168,20 +168,13 @@ async fn daily_cost(
     intervals: Intervals,
     currency: &str,
 ) -> ApiResult<Value> {
-    let members = if scope == "org" {
-        "true".to_owned()
-    } else {
-        format!(
-            "entity_ref IN (SELECT entity_ref FROM dora_scope_members WHERE scope = {})",
-            quoted(scope)
-        )
-    };
     let rows = json_rows(
         api,
         &format!(
-            "SELECT CAST(date AS VARCHAR) AS date, sum(effective_cost) AS amount FROM cost_daily \
-             WHERE {members} AND billing_currency = {} AND date >= DATE '{}' AND date < DATE '{}' \
-             GROUP BY 1",
+            "SELECT CAST(d.date AS VARCHAR) AS date, sum(d.effective_cost) AS amount \
+             FROM cost_daily d WHERE {} AND d.billing_currency = {} \
+             AND d.date >= DATE '{}' AND d.date < DATE '{}' GROUP BY 1",
+            members(scope),
             quoted(currency),
             intervals.start(),
             intervals.end
@@ -199,16 +192,8 @@ pub(crate) async fn last_complete_billing_date(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     cost_caller(&api, &headers).await?;
-    let newest = json_rows(
-        &api,
-        "SELECT CAST(max(date) AS VARCHAR) AS newest FROM cost_daily",
-    )
-    .await?
-    .first()
-    .and_then(|r| r.get("newest").and_then(Value::as_str).map(str::to_owned))
-    .and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok());
-    let Some(newest) = newest else {
-        return Err(ApiError::not_found("no cost yet"));
+    let Some(newest) = newest_cost_day(&api).await? else {
+        return Err(no_cost_yet());
     };
     Ok(cached_json(
         &headers,

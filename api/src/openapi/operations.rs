@@ -53,6 +53,21 @@ const DELIVERY: Param = Param {
     schema: r#"{"type": "string"}"#,
 };
 
+/// The Cost Insights plugin's intervals and the currency of its amounts.
+const INTERVALS: Param = Param {
+    name: "intervals",
+    location: In::Query,
+    required: true,
+    description: "The Cost Insights plugin's ISO 8601 repeating interval, `R2/P30D/<exclusive end>` (durations P<n>D or P3M).",
+    schema: r#"{"type": "string"}"#,
+};
+const CURRENCY: Param = Param {
+    name: "currency",
+    location: In::Query,
+    required: false,
+    description: "Billing currency of the amounts. Default USD.",
+    schema: r#"{"type": "string", "default": "USD"}"#,
+};
 pub(super) const JSON: &str = "application/json";
 
 /// Every operation the router serves.
@@ -250,20 +265,8 @@ pub const OPERATIONS: &[Operation] = &[
                 description: "A URL-encoded entity ref (group, component, system, domain) or `org`.",
                 schema: r#"{"type": "string"}"#,
             },
-            Param {
-                name: "intervals",
-                location: In::Query,
-                required: true,
-                description: "The Cost Insights plugin's ISO 8601 repeating interval, `R2/P30D/<exclusive end>` (durations P<n>D or P3M).",
-                schema: r#"{"type": "string"}"#,
-            },
-            Param {
-                name: "currency",
-                location: In::Query,
-                required: false,
-                description: "Billing currency of the amounts. Default USD.",
-                schema: r#"{"type": "string", "default": "USD"}"#,
-            },
+            INTERVALS,
+            CURRENCY,
         ],
         body: None,
         responses: &[
@@ -290,20 +293,8 @@ pub const OPERATIONS: &[Operation] = &[
                 description: "The metric.",
                 schema: r#"{"type": "string", "enum": ["requests", "deployments"]}"#,
             },
-            Param {
-                name: "intervals",
-                location: In::Query,
-                required: true,
-                description: "The Cost Insights plugin's ISO 8601 repeating interval, `R2/P30D/<exclusive end>` (durations P<n>D or P3M).",
-                schema: r#"{"type": "string"}"#,
-            },
-            Param {
-                name: "currency",
-                location: In::Query,
-                required: false,
-                description: "Billing currency of the amounts. Default USD.",
-                schema: r#"{"type": "string", "default": "USD"}"#,
-            },
+            INTERVALS,
+            CURRENCY,
         ],
         body: None,
         responses: &[
