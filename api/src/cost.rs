@@ -333,12 +333,27 @@ pub(crate) async fn coverage(
         ),
     )
     .await?;
+    // Commitment discounts of the same months: utilization, waste and
+    // coverage per provider, account and type.
+    let commitments = json_rows(
+        &api,
+        &format!(
+            "SELECT billing_period AS month, provider, billing_account_id, \
+             commitment_discount_type AS commitment_type, billing_currency AS currency, commitments, \
+             used_commitment, unused_commitment, utilization, covered_list_cost, eligible_list_cost, \
+             coverage, savings, purchases_billed \
+             FROM cost_commitments WHERE billing_period >= {since} ORDER BY 1, 2, 3, 4, 5",
+            since = quoted(&since)
+        ),
+    )
+    .await?;
     let body = json!({
         "from": since,
         "to": latest,
         "months": months,
         "unmapped_month": listed,
         "unmapped": unmapped,
+        "commitments": commitments,
     });
     Ok(cached_json(&headers, &body))
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::SessionContext;
-use fathom_warehouse::query::{QueryLimits, query_runtime, read_only_session_on};
+use fathom_warehouse::query::{QueryLimits, query_runtime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{Api, ApiError, ApiResult, RateLimiter};
@@ -102,7 +102,7 @@ impl Api {
     /// shared memory pool.
     pub(crate) async fn session(&self) -> ApiResult<SessionContext> {
         let runtime = self.guards.runtime(self.config.query)?;
-        Ok(read_only_session_on(&self.warehouse, runtime).await?)
+        Ok(fathom_transforms::functions::analyst_session_on(&self.warehouse, runtime).await?)
     }
 
     /// A slot among the server's `[query] concurrent_queries` for one

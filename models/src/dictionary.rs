@@ -48,7 +48,7 @@ pub fn markdown(tables: &[&TableDef], lineage: Lineage<'_>) -> String {
                 c.name,
                 c.column_type.sql_name(),
                 null,
-                c.description.replace('|', "\\|")
+                c.documentation().replace('|', "\\|")
             );
         }
         out.push('\n');
@@ -89,7 +89,7 @@ pub fn text(tables: &[&TableDef], lineage: Lineage<'_>) -> String {
                 c.name,
                 c.column_type.sql_name(),
                 null,
-                c.description
+                c.documentation()
             );
         }
         out.push('\n');

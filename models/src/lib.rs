@@ -15,6 +15,6 @@ pub mod tables;
 pub use entity_ref::{EntityRef, EntityRefError};
 pub use schema::{
     ColumnDef, ColumnType, LIST_ITEM_FIELD, MAP_ENTRIES_FIELD, MAP_KEY_FIELD, MAP_VALUE_FIELD,
-    MonthPartition, TableDef, map_entries_field,
+    MonthPartition, TableDef, Vocabulary, map_entries_field,
 };
 pub use tables::{ALL_TABLES, table};

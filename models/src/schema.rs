@@ -100,6 +100,100 @@ pub struct ColumnDef {
     pub nullable: bool,
     /// What the column holds, for the data dictionary.
     pub description: &'static str,
+    /// The values a text column accepts, when it is a closed list: input
+    /// is normalised to them where rows enter, and an unknown value is
+    /// quarantined, never guessed.
+    pub vocabulary: Option<&'static Vocabulary>,
+}
+
+impl ColumnDef {
+    /// The column, accepting only `vocabulary`'s values.
+    pub const fn with_vocabulary(mut self, vocabulary: &'static Vocabulary) -> Self {
+        self.vocabulary = Some(vocabulary);
+        self
+    }
+
+    /// What the data dictionary says of it: its description, and its
+    /// values when they are a closed list.
+    pub fn documentation(&self) -> String {
+        match self.vocabulary {
+            None => self.description.to_owned(),
+            Some(vocabulary) => format!("{} {}", self.description, vocabulary.describe()),
+        }
+    }
+}
+
+/// The closed list of values of a text column, and the spellings upstream
+/// systems use for them (compared without case, `-`/space as `_`).
+#[derive(Debug, Clone, Copy)]
+pub struct Vocabulary {
+    /// What one value is, for messages (`deployment status`).
+    pub name: &'static str,
+    /// The values stored.
+    pub values: &'static [&'static str],
+    /// (spelling, value) for every other spelling accepted.
+    pub synonyms: &'static [(&'static str, &'static str)],
+}
+
+impl Vocabulary {
+    /// The stored value `text` stands for, if any.
+    pub fn normalise(&self, text: &str) -> Option<&'static str> {
+        let key: String = text
+            .trim()
+            .chars()
+            .map(|c| match c {
+                '-' | ' ' => '_',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect();
+        self.values
+            .iter()
+            .copied()
+            .find(|v| **v == key)
+            .or_else(|| {
+                self.synonyms
+                    .iter()
+                    .find(|(spelling, _)| *spelling == key)
+                    .map(|(_, value)| *value)
+            })
+    }
+
+    /// Why `text` was refused.
+    pub fn refusal(&self, text: &str) -> String {
+        format!(
+            "`{text}` is not a {}: expected one of {}",
+            self.name,
+            self.describe_values()
+        )
+    }
+
+    fn describe_values(&self) -> String {
+        self.values
+            .iter()
+            .map(|v| {
+                let others: Vec<&str> = self
+                    .synonyms
+                    .iter()
+                    .filter(|(_, value)| value == v)
+                    .map(|(spelling, _)| *spelling)
+                    .collect();
+                if others.is_empty() {
+                    (*v).to_owned()
+                } else {
+                    format!("{v} (or {})", others.join(", "))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The values and their accepted spellings, for the data dictionary.
+    pub fn describe(&self) -> String {
+        format!(
+            "Values: {}; case is ignored, anything else is quarantined.",
+            self.describe_values()
+        )
+    }
 }
 
 /// Monthly partitioning derived from an event-time column.

@@ -6,7 +6,7 @@
 //! `_seconds`, money in `_usd`, memory in `_bytes`, CPU in `_cores`.
 //! `updated_at` is when Fathom last wrote the row.
 
-use crate::schema::{ColumnDef, ColumnType, MonthPartition, TableDef};
+use crate::schema::{ColumnDef, ColumnType, MonthPartition, TableDef, Vocabulary};
 
 use ColumnType::{
     Boolean, Date, EntityRef, Float64, Int64, StringList, StringMap, Timestamp, Utf8,
@@ -19,6 +19,7 @@ const fn req(name: &'static str, column_type: ColumnType, description: &'static 
         column_type,
         nullable: false,
         description,
+        vocabulary: None,
     }
 }
 
@@ -29,6 +30,7 @@ const fn opt(name: &'static str, column_type: ColumnType, description: &'static 
         column_type,
         nullable: true,
         description,
+        vocabulary: None,
     }
 }
 
@@ -218,7 +220,7 @@ pub const PULL_REQUESTS: TableDef = TableDef {
         ),
         opt("title", Utf8, "Title."),
         opt("author_login", Utf8, "Login of the author."),
-        req("state", Utf8, "open, closed or merged."),
+        req("state", Utf8, "Where the pull request stands.").with_vocabulary(&PULL_REQUEST_STATE),
         opt("base_branch", Utf8, "Branch merged into."),
         opt("head_branch", Utf8, "Branch merged from."),
         req("created_at", Timestamp, "When the pull request was opened."),
@@ -301,6 +303,68 @@ pub const PULL_REQUEST_REVIEWS: TableDef = TableDef {
     }),
 };
 
+/// Deployment statuses, with the spellings of Argo CD, GitHub, GitLab,
+/// Jenkins, Spinnaker and Azure DevOps.
+pub const DEPLOYMENT_STATUS: Vocabulary = Vocabulary {
+    name: "deployment status",
+    values: &["success", "failure", "error", "in_progress", "cancelled"],
+    synonyms: &[
+        ("succeeded", "success"),
+        ("successful", "success"),
+        ("completed", "success"),
+        ("complete", "success"),
+        ("done", "success"),
+        ("passed", "success"),
+        ("failed", "failure"),
+        ("fail", "failure"),
+        ("unstable", "failure"),
+        ("terminal", "failure"),
+        ("errored", "error"),
+        ("running", "in_progress"),
+        ("inprogress", "in_progress"),
+        ("pending", "in_progress"),
+        ("queued", "in_progress"),
+        ("started", "in_progress"),
+        ("canceled", "cancelled"),
+        ("aborted", "cancelled"),
+        ("skipped", "cancelled"),
+        ("terminated", "cancelled"),
+    ],
+};
+
+/// FOCUS `PricingCategory` (1.1 names; 1.0's are accepted).
+pub const PRICING_CATEGORY: Vocabulary = Vocabulary {
+    name: "pricing category",
+    values: &["standard", "committed", "dynamic", "other"],
+    synonyms: &[
+        ("on_demand", "standard"),
+        ("ondemand", "standard"),
+        ("commitment_based", "committed"),
+        ("spot", "dynamic"),
+    ],
+};
+
+/// FOCUS `CommitmentDiscountCategory`.
+pub const COMMITMENT_DISCOUNT_CATEGORY: Vocabulary = Vocabulary {
+    name: "commitment discount category",
+    values: &["spend", "usage"],
+    synonyms: &[],
+};
+
+/// FOCUS `CommitmentDiscountStatus`.
+pub const COMMITMENT_DISCOUNT_STATUS: Vocabulary = Vocabulary {
+    name: "commitment discount status",
+    values: &["used", "unused"],
+    synonyms: &[],
+};
+
+/// Pull request states (GitHub's GraphQL spells them in capitals).
+pub const PULL_REQUEST_STATE: Vocabulary = Vocabulary {
+    name: "pull request state",
+    values: &["open", "closed", "merged"],
+    synonyms: &[("opened", "open")],
+};
+
 /// Deployments from every CD system.
 pub const DEPLOYMENTS: TableDef = TableDef {
     name: "deployments",
@@ -334,8 +398,9 @@ pub const DEPLOYMENTS: TableDef = TableDef {
         req(
             "status",
             Utf8,
-            "success, failure, error, in_progress, cancelled.",
-        ),
+            "How the deployment went; only `success` completes it.",
+        )
+        .with_vocabulary(&DEPLOYMENT_STATUS),
         opt("revision", Utf8, "Deployed commit SHA or revision."),
         opt("repository_id", Utf8, "Repository the revision belongs to."),
         req("started_at", Timestamp, "When the deployment started."),
@@ -364,6 +429,22 @@ pub const DEPLOYMENTS: TableDef = TableDef {
         column: "started_month",
         source: "started_at",
     }),
+};
+
+/// Files each commit changed.
+pub const COMMIT_FILES: TableDef = TableDef {
+    name: "commit_files",
+    description: "One row per file a commit changed (`git log --name-only`, or the provider's commit API): in a monorepo, which components a change touches (their `fathom.dev/source-paths`).",
+    columns: &[
+        req("repository_id", Utf8, "Repository of the commit."),
+        req("sha", Utf8, "Commit SHA."),
+        req("path", Utf8, "Path of the file from the repository root."),
+        opt("additions", Int64, "Lines added to the file."),
+        opt("deletions", Int64, "Lines deleted from the file."),
+        UPDATED_AT,
+    ],
+    primary_key: &["repository_id", "sha", "path"],
+    partition: None,
 };
 
 /// Which commits each deployment shipped.
@@ -429,6 +510,11 @@ pub const INCIDENTS: TableDef = TableDef {
             "caused_by_deployment_id",
             Utf8,
             "Explicit link to the deployment that caused it, when the source gives one.",
+        ),
+        opt(
+            "version",
+            Utf8,
+            "Version of the service the incident was seen on, when the source says (a Datadog incident's `version` field, a Sentry release): a deployed revision, or a release whose deploys name one.",
         ),
         opt("url", Utf8, "Link to the incident."),
         req("created_month", Utf8, "Partition: `YYYY-MM` of created_at."),
@@ -732,6 +818,34 @@ pub const CLOUD_COSTS_DAILY: TableDef = TableDef {
             "ListCost: at public on-demand prices.",
         ),
         opt(
+            "pricing_category",
+            Utf8,
+            "PricingCategory: how the line was priced.",
+        )
+        .with_vocabulary(&PRICING_CATEGORY),
+        opt(
+            "commitment_discount_id",
+            Utf8,
+            "CommitmentDiscountId: the Savings Plan or reservation (ARN) the line belongs to.",
+        ),
+        opt(
+            "commitment_discount_type",
+            Utf8,
+            "CommitmentDiscountType as the provider names it (Savings Plan, Reserved Instance, …).",
+        ),
+        opt(
+            "commitment_discount_category",
+            Utf8,
+            "CommitmentDiscountCategory: a commitment of spend or of usage.",
+        )
+        .with_vocabulary(&COMMITMENT_DISCOUNT_CATEGORY),
+        opt(
+            "commitment_discount_status",
+            Utf8,
+            "CommitmentDiscountStatus: `used` (usage the commitment covered, at its effective cost) or `unused` (the commitment nothing used: its effective cost is waste). For AWS CUR lines the recurring Savings Plan and reservation fees are `unused`: their effective cost is the unused part.",
+        )
+        .with_vocabulary(&COMMITMENT_DISCOUNT_STATUS),
+        opt(
             "billing_currency",
             Utf8,
             "BillingCurrency as reported (amounts are stored as reported in the `_usd` columns only when USD).",
@@ -988,12 +1102,22 @@ pub const DORA_DEPLOYMENTS: TableDef = TableDef {
         opt(
             "failed",
             Boolean,
-            "Caused an incident (linked) or was rolled back.",
+            "Caused an incident (linked), was rolled back, or (by default) shipped a change that was reverted.",
         ),
         opt(
             "rolled_back",
             Boolean,
             "The next completed deployment of the series was a rollback.",
+        ),
+        opt(
+            "failed_by_revert",
+            Boolean,
+            "Failed only because a change it shipped first was reverted (no linked incident, no rollback); `[transforms] reverts_are_failures`.",
+        ),
+        opt(
+            "reverted_by",
+            Utf8,
+            "The change (`pr:…` or `push:…`) that reverted a change this deployment shipped first, if any.",
         ),
         opt(
             "incident_ids",
@@ -1027,7 +1151,7 @@ pub const DORA_DEPLOYMENTS: TableDef = TableDef {
 /// DORA mart: changes with their lead time and pull-request stages.
 pub const DORA_CHANGES: TableDef = TableDef {
     name: "dora_changes",
-    description: "Mart: one row per change — a merged pull request or a commit pushed straight to the default branch — with the production deployment that shipped it first, its lead time and its pull-request stages. Changes not yet deployed have null deploy fields.",
+    description: "Mart: one row per change — a merged pull request or a commit pushed straight to the default branch — and component that shipped it (a monorepo change touching several components is a row for each), with the production deployment of that component that shipped it first, its lead time and its pull-request stages. Changes not yet deployed have null deploy fields.",
     columns: &[
         req(
             "change_id",
@@ -1037,7 +1161,7 @@ pub const DORA_CHANGES: TableDef = TableDef {
         opt(
             "entity_ref",
             EntityRef(Some("component")),
-            "Component of the repository.",
+            "Component whose deployment shipped it first; before it is deployed, the component of its repository.",
         ),
         req("kind", Utf8, "pull_request or push."),
         opt("repository_id", Utf8, "Repository."),
@@ -1069,7 +1193,12 @@ pub const DORA_CHANGES: TableDef = TableDef {
         opt(
             "lead_time_seconds",
             Float64,
-            "deployed_at − first_commit_at.",
+            "deployed_at − first_commit_at; null when unknown or negative.",
+        ),
+        req(
+            "lead_time_anomaly",
+            Boolean,
+            "The first commit is dated after the deployment that shipped it (rebased or cherry-picked history, clock skew): no lead time is measured, and the change is counted in `lead_time_anomalies`.",
         ),
         opt(
             "coding_seconds",
@@ -1093,7 +1222,7 @@ pub const DORA_CHANGES: TableDef = TableDef {
         ),
         UPDATED_AT,
     ],
-    primary_key: &["change_id"],
+    primary_key: &["change_id", "entity_ref"],
     partition: None,
 };
 
@@ -1155,9 +1284,19 @@ macro_rules! dora_key_columns {
                 "90th percentile lead time.",
             ),
             req(
+                "lead_time_anomalies",
+                Int64,
+                "Changes first deployed in the window whose first commit is dated after that deployment (rebased history, clock skew): counted in `changes`, left out of the lead-time percentiles.",
+            ),
+            req(
                 "failed_deployments",
                 Int64,
-                "Deployments that caused an incident or were rolled back.",
+                "Deployments that caused an incident, were rolled back, or shipped a change that was reverted.",
+            ),
+            req(
+                "failed_by_revert",
+                Int64,
+                "Of the failed deployments, those failed only by a revert (no incident, no rollback).",
             ),
             opt(
                 "change_failure_rate",
@@ -1553,6 +1692,81 @@ pub const COST_COVERAGE: TableDef = TableDef {
     }),
 };
 
+/// Cost mart: commitment discounts' utilization, waste and coverage.
+pub const COST_COMMITMENTS: TableDef = TableDef {
+    name: "cost_commitments",
+    description: "Mart: Savings Plans, reservations and other commitment discounts per billing month, provider, billing account, commitment type (`all` for every type together) and currency: used and unused commitment, utilization, coverage of eligible usage, savings and purchases (FinOps Foundation KPIs; docs/metrics.md).",
+    columns: &[
+        req(
+            "billing_period",
+            Utf8,
+            "Billing month `YYYY-MM` (partition).",
+        ),
+        req("period_start", Date, "First day of the billing month."),
+        req("provider", Utf8, "ProviderName, e.g. aws."),
+        opt("billing_account_id", Utf8, "BillingAccountId (payer)."),
+        req(
+            "commitment_discount_type",
+            Utf8,
+            "Savings Plan, Reserved Instance, … as the provider names them; `all` for every type together.",
+        ),
+        req("billing_currency", Utf8, "Currency of the amounts."),
+        req("commitments", Int64, "Distinct commitment discounts seen."),
+        req(
+            "used_commitment",
+            Float64,
+            "Effective cost of the usage the commitments covered.",
+        ),
+        req(
+            "unused_commitment",
+            Float64,
+            "Effective cost of the commitments nothing used: the waste.",
+        ),
+        opt(
+            "utilization",
+            Float64,
+            "used / (used + unused); null without commitment cost.",
+        ),
+        req(
+            "covered_list_cost",
+            Float64,
+            "List (on-demand) cost of the usage the commitments covered.",
+        ),
+        req(
+            "eligible_list_cost",
+            Float64,
+            "List cost of all eligible usage: usage lines of the service categories of the bill and account that carry a commitment.",
+        ),
+        opt(
+            "coverage",
+            Float64,
+            "covered_list_cost / eligible_list_cost (for `all`; a type's share of it otherwise); null without eligible usage.",
+        ),
+        req(
+            "savings",
+            Float64,
+            "covered_list_cost − used − unused: what the commitments saved against on-demand prices, net of waste.",
+        ),
+        req(
+            "purchases_billed",
+            Float64,
+            "Billed cost of the commitments' purchase lines (fees) in the month.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &[
+        "billing_period",
+        "provider",
+        "billing_account_id",
+        "commitment_discount_type",
+        "billing_currency",
+    ],
+    partition: Some(MonthPartition {
+        column: "billing_period",
+        source: "period_start",
+    }),
+};
+
 /// Every table, in dependency order for documentation.
 pub const ALL_TABLES: &[TableDef] = &[
     CATALOG_ENTITIES,
@@ -1564,6 +1778,7 @@ pub const ALL_TABLES: &[TableDef] = &[
     PULL_REQUEST_COMMITS,
     DEPLOYMENTS,
     DEPLOYMENT_CHANGES,
+    COMMIT_FILES,
     INCIDENTS,
     ERROR_ISSUES_DAILY,
     ERROR_COUNTS_DAILY,
@@ -1582,6 +1797,7 @@ pub const ALL_TABLES: &[TableDef] = &[
     COST_MONTHLY,
     COST_BENCHMARKS,
     COST_COVERAGE,
+    COST_COMMITMENTS,
     QUARANTINE,
     RAW_BACKSTAGE,
     RAW_GITHUB,
@@ -1609,8 +1825,13 @@ mod tests {
 
     /// Key columns that may be null: a mart replaced whole or by
     /// partition (never merged on its key), where null is a value of the
-    /// key — shared cost belongs to no component.
-    const NULLABLE_KEYS: &[(&str, &str)] = &[("cost_daily", "entity_ref")];
+    /// key — shared cost belongs to no component, nor does a merged pull
+    /// request of an unclaimed repository that no deployment shipped yet.
+    const NULLABLE_KEYS: &[(&str, &str)] = &[
+        ("cost_daily", "entity_ref"),
+        ("dora_changes", "entity_ref"),
+        ("cost_commitments", "billing_account_id"),
+    ];
 
     #[test]
     fn every_table_is_well_formed() {

@@ -64,6 +64,8 @@ pub(super) async fn import(
             "rows_updated": report.merge.rows_updated,
             "rows_unchanged": report.merge.rows_unchanged,
             "rows_rejected": rejected,
+            "entity_refs_derived": report.attribution.derived,
+            "unattributed": report.attribution.unattributed,
             "files": files,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -100,6 +102,18 @@ pub(super) async fn import(
             } else {
                 String::new()
             }
+        );
+    }
+    if !json && report.attribution.derived > 0 {
+        println!(
+            "  {} row(s) named no component: attributed from the catalog by repository or application",
+            report.attribution.derived
+        );
+    }
+    if report.attribution.unattributed > 0 {
+        eprintln!(
+            "warning: {} row(s) of `{}` name no component and none could be derived (their repository or application matches no catalog annotation: github.com/project-slug, argocd/app-name); they are kept and shown on Data health. Import the catalog first, or give them an entity_ref.",
+            report.attribution.unattributed, table.name
         );
     }
     Ok(if loaded == 0 {

@@ -67,6 +67,14 @@ enum Command {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+        /// The warehouse location to write into it: a directory,
+        /// file:///abs/path or s3://bucket/prefix (default ./fathom-data).
+        #[arg(long, value_name = "URL")]
+        warehouse: Option<String>,
+        /// The state database to write into it: sqlite://PATH or
+        /// postgres://… (default: state.db inside a local warehouse).
+        #[arg(long, value_name = "URL")]
+        state_url: Option<String>,
     },
     /// Bulk-load CSV, NDJSON or Parquet files into a table.
     ///
@@ -477,7 +485,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let config = Config::load(cli.config.as_deref(), std::env::vars())?;
     init_logging(&config, &cli);
     match cli.command {
-        Command::Init { path, force } => init(&path, force),
+        Command::Init {
+            path,
+            force,
+            warehouse,
+            state_url,
+        } => init(&path, force, warehouse.as_deref(), state_url.as_deref()),
         Command::Import {
             table,
             files,
@@ -559,17 +572,59 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn init(path: &std::path::Path, force: bool) -> Result<ExitCode> {
+fn init(
+    path: &std::path::Path,
+    force: bool,
+    warehouse: Option<&str>,
+    state_url: Option<&str>,
+) -> Result<ExitCode> {
     if path.exists() && !force {
         bail!(
             "`{}` already exists; pass --force to overwrite it",
             path.display()
         );
     }
-    std::fs::write(path, include_str!("../../fathom.example.toml"))
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    let mut text = include_str!("../../fathom.example.toml").to_owned();
+    if let Some(url) = warehouse {
+        WarehouseLocation::parse(url).with_context(|| format!("--warehouse `{url}`"))?;
+        text = set_setting(&text, "url = \"./fathom-data\"", "url", url)?;
+    }
+    if let Some(url) = state_url {
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
+            bail!("--state-url `{url}`: expected sqlite:PATH, postgres://… or postgresql://…");
+        }
+        // A password written into fathom.toml ends up in backups and
+        // repositories: it belongs in the environment or a secret file.
+        if let Some((_, rest)) = url.split_once("://")
+            && rest
+                .split_once('@')
+                .is_some_and(|(user, _)| user.contains(':'))
+        {
+            bail!(
+                "--state-url carries a password; leave it out and set FATHOM_STATE__DATABASE_URL or `database_url_file` instead"
+            );
+        }
+        text = set_setting(&text, "database_url = \"\"", "database_url", url)?;
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display()))?;
     println!("wrote {}", path.display());
+    println!(
+        "next: `fathom import <table> <files>` to load history (README, \"Import your history\"), or add [[sources]] and run `fathom ingest`"
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `text` with the example's `line` replaced by `key = "value"` (quoted as
+/// TOML wants).
+fn set_setting(text: &str, line: &str, key: &str, value: &str) -> Result<String> {
+    if !text.contains(line) {
+        bail!("the example configuration has no `{line}` line to set");
+    }
+    let quoted = toml::Value::String(value.to_owned()).to_string();
+    Ok(text.replacen(line, &format!("{key} = {quoted}"), 1))
 }
 
 /// Who runs a command on this machine, for the audit log.

@@ -17,7 +17,7 @@ pub(super) async fn sql(config: &Config, query: &str, format: SqlFormat) -> Resu
         memory_limit_bytes: Some(config.query.memory_limit_mib.saturating_mul(1 << 20)),
         ..QueryLimits::default()
     };
-    let ctx = fathom_warehouse::query::read_only_session(&warehouse, limits).await?;
+    let ctx = fathom_transforms::functions::analyst_session(&warehouse, limits).await?;
     let (schema, batches) = fathom_warehouse::query::query(&ctx, query).await?;
     let format = match format {
         SqlFormat::Table => OutputFormat::Table,

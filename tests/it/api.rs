@@ -453,6 +453,14 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
     .await?;
     assert_eq!(csv.status(), 200);
     assert_eq!(csv.text().await?, "scope,deployments\norg,4\n");
+    // Fathom's functions are there, as in the marts (docs/metrics.md).
+    let tier = sql(
+        &analyst,
+        "SELECT dora_tier('dora-2023', 'lead_time', lead_time_p50_seconds) AS tier FROM dora_metrics \
+         WHERE window_days = 30 AND environment = 'all' AND scope = 'org'",
+    )
+    .await?;
+    assert_eq!(tier.text().await?, "tier\nelite\n");
     assert_eq!(sql(&viewer, "SELECT 1").await?.status(), 403);
     let write = sql(&analyst, "DROP TABLE deployments").await?;
     assert_eq!(write.status(), 400);

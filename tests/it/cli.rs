@@ -159,6 +159,60 @@ fn init_writes_the_example_and_refuses_to_overwrite() -> Result<()> {
 }
 
 #[test]
+fn init_writes_the_warehouse_and_state_given() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("fathom.toml");
+    let path_text = path.display().to_string();
+    let output = fathom(
+        dir.path(),
+        &[
+            "init",
+            &path_text,
+            "--warehouse",
+            "s3://acme-analytics/fathom",
+            "--state-url",
+            "postgres://fathom@db.internal:5432/fathom",
+        ],
+    )?;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let written: toml::Value = toml::from_str(&std::fs::read_to_string(&path)?)?;
+    assert_eq!(
+        written["warehouse"]["url"].as_str(),
+        Some("s3://acme-analytics/fathom")
+    );
+    assert_eq!(
+        written["state"]["database_url"].as_str(),
+        Some("postgres://fathom@db.internal:5432/fathom")
+    );
+    // A password does not belong in the file; a bad location is named.
+    let secret = fathom(
+        dir.path(),
+        &[
+            "init",
+            &path_text,
+            "--force",
+            "--state-url",
+            "postgres://fathom:hunter2@db/fathom",
+        ],
+    )?;
+    assert!(!secret.status.success());
+    assert!(stderr(&secret).contains("FATHOM_STATE__DATABASE_URL"));
+    let bad = fathom(
+        dir.path(),
+        &[
+            "init",
+            &path_text,
+            "--force",
+            "--warehouse",
+            "ftp://nowhere",
+        ],
+    )?;
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("--warehouse"), "{}", stderr(&bad));
+    Ok(())
+}
+
+#[test]
 fn every_command_has_help() -> Result<()> {
     let dir = tempfile::tempdir()?;
     for command in [

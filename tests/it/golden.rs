@@ -12,8 +12,9 @@ use crate::support::local_warehouse;
 
 /// Cost beside the DORA example: the worked example's component with
 /// Kubernetes and cloud cost, idle capacity, a namespace nobody claims,
-/// untagged usage, a credit, tax, a commitment fee charged on 31 May for
-/// June's bill, a line billed in euros, and its traffic.
+/// untagged usage, a credit, tax, usage a Savings Plan covered, the
+/// plan's fee charged on 31 May for June's bill (its
+/// unused part), a line billed in euros, and its traffic.
 pub(crate) const COST_EXAMPLE: [(&str, &str, &str); 3] = [
     (
         "cost_allocations_daily",
@@ -27,13 +28,13 @@ pub(crate) const COST_EXAMPLE: [(&str, &str, &str); 3] = [
     (
         "cloud_costs_daily",
         "cloud.csv",
-        "billing_period,line_item_id,date,provider,charge_category,service_category,entity_ref,billed_cost_usd,effective_cost_usd,list_cost_usd,billing_currency\n\
-         2026-05,l1,2026-05-31,aws,usage,Compute,payments-api,20,14.4,20,USD\n\
-         2026-05,l2,2026-05-31,aws,usage,Storage,,5,5,5,USD\n\
-         2026-05,l3,2026-05-01,aws,credit,,,-10,-10,,USD\n\
-         2026-05,l4,2026-05-31,aws,tax,,,3,3,,USD\n\
-         2026-06,l5,2026-05-31,aws,purchase,Compute,,30,2,,USD\n\
-         2026-06,l6,2026-06-30,aws,usage,Compute,payments-api,25,25,25,EUR\n",
+        "billing_period,line_item_id,date,provider,charge_category,service_category,entity_ref,billed_cost_usd,effective_cost_usd,list_cost_usd,billing_currency,pricing_category,commitment_discount_id,commitment_discount_type,commitment_discount_category,commitment_discount_status\n\
+         2026-05,l1,2026-05-31,aws,usage,Compute,payments-api,20,14.4,20,USD,committed,sp-1,Savings Plan,spend,used\n\
+         2026-05,l2,2026-05-31,aws,usage,Storage,,5,5,5,USD,standard,,,,\n\
+         2026-05,l3,2026-05-01,aws,credit,,,-10,-10,,USD,,,,,\n\
+         2026-05,l4,2026-05-31,aws,tax,,,3,3,,USD,,,,,\n\
+         2026-06,l5,2026-05-31,aws,purchase,Compute,,30,2,,USD,standard,sp-1,Savings Plan,spend,unused\n\
+         2026-06,l6,2026-06-30,aws,usage,Compute,payments-api,25,25,25,EUR,standard,,,,\n",
     ),
     (
         "service_metrics_daily",

@@ -1,5 +1,6 @@
 //! End-to-end tests of Fathom, in one binary (linking the data stack once).
 
+mod accuracy;
 mod api;
 mod browser;
 mod cdp;

@@ -85,6 +85,13 @@ fn psql_reads_the_warehouse_with_a_token_as_password() -> Result<()> {
     assert!(out.parse::<u64>().is_ok_and(|n| n > 0), "{out}");
     let database = run_psql(&psql, port, &analyst, "SELECT current_database()")?;
     assert_eq!(text(&database).0, "fathom");
+    let tier = run_psql(
+        &psql,
+        port,
+        &analyst,
+        "SELECT dora_tier('dora-2023', 'lead_time', 172800.0)",
+    )?;
+    assert_eq!(text(&tier).0, "high", "{}", text(&tier).1);
 
     // Writes, files and engine settings are refused with a clean error.
     for statement in [

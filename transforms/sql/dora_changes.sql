@@ -5,83 +5,100 @@
 -- time and its pull-request stages.
 --
 -- Lead time = deployed_at − first commit authored (a pull request's first
--- commit; a push's own commit). Stages: coding (first commit → opened),
+-- commit; a push's own commit); a first commit dated after the deployment
+-- (rebased or cherry-picked history, clock skew) gives no lead time but a
+-- `lead_time_anomaly`, counted by dora_metrics. Stages: coding (first commit → opened),
 -- pickup (opened → first review), review (first review → merged), deploy
 -- (merged → deployed); a negative stage is null. Merged pull requests not
 -- deployed yet are present with null deploy fields.
-WITH completed AS (
-    SELECT deployment_id, environment, finished_at
+WITH counted AS (
+    SELECT deployment_id, entity_ref, environment, finished_at
     FROM dora_deployments
     WHERE completed AND NOT coalesce(is_baseline, false)
 ),
--- The pull request a default-branch commit belongs to: one of its commits,
--- its merge commit, or what the commit list said.
-commit_pr AS (
-    SELECT repository_id, sha, min(pull_request_number) AS pull_request_number
-    FROM (
-        SELECT repository_id, sha, pull_request_number FROM pull_request_commits
-        UNION ALL
-        SELECT repository_id, merge_commit_sha, number
-        FROM pull_requests WHERE merge_commit_sha IS NOT NULL
-        UNION ALL
-        SELECT repository_id, sha, pull_request_number
-        FROM commits WHERE pull_request_number IS NOT NULL
-    ) candidates
-    GROUP BY repository_id, sha
+{{shipped_first}},
+-- What a pull request's own row leaves out (files imported from another
+-- tool often do), derived: its first commit from its commits' author
+-- dates, its first review from reviews by someone other than its author.
+-- A value the row carries wins.
+pr_first_commit AS (
+    SELECT pc.repository_id, pc.pull_request_number, min(c.authored_at) AS first_commit_at
+    FROM pull_request_commits pc
+    JOIN commits c ON c.repository_id = pc.repository_id AND c.sha = pc.sha
+    GROUP BY pc.repository_id, pc.pull_request_number
 ),
-change_commits AS (
-    SELECT dc.repository_id, dc.sha, c.deployment_id, c.environment, c.finished_at,
-           p.pull_request_number,
-           CASE WHEN p.pull_request_number IS NOT NULL
-                THEN 'pr:' || dc.repository_id || '#' || CAST(p.pull_request_number AS VARCHAR)
-                ELSE 'push:' || dc.repository_id || '@' || dc.sha END AS change_id
-    FROM deployment_changes dc
-    JOIN completed c ON c.deployment_id = dc.deployment_id
-    LEFT JOIN commit_pr p ON p.repository_id = dc.repository_id AND p.sha = dc.sha
+pr_first_review AS (
+    SELECT r.repository_id, r.pull_request_number, min(r.submitted_at) AS first_review_at
+    FROM pull_request_reviews r
+    JOIN pull_requests p ON p.repository_id = r.repository_id AND p.number = r.pull_request_number
+    WHERE r.reviewer_login IS NULL OR p.author_login IS NULL OR r.reviewer_login <> p.author_login
+    GROUP BY r.repository_id, r.pull_request_number
 ),
-first_deployed AS (
-    SELECT change_id, repository_id, sha, pull_request_number, deployment_id, environment, finished_at
-    FROM (
-        SELECT *, row_number() OVER (PARTITION BY change_id
-                                     ORDER BY finished_at, deployment_id, sha) AS rank
-        FROM change_commits
-    ) ranked
-    WHERE rank = 1
+pulls AS (
+    SELECT p.repository_id, p.number, p.entity_ref, p.created_at, p.merged_at,
+           coalesce(p.first_commit_at, fc.first_commit_at) AS first_commit_at,
+           coalesce(p.first_review_at, fr.first_review_at) AS first_review_at
+    FROM pull_requests p
+    LEFT JOIN pr_first_commit fc
+        ON fc.repository_id = p.repository_id AND fc.pull_request_number = p.number
+    LEFT JOIN pr_first_review fr
+        ON fr.repository_id = p.repository_id AND fr.pull_request_number = p.number
 ),
-merged_prs AS (
-    SELECT 'pr:' || repository_id || '#' || CAST(number AS VARCHAR) AS change_id,
-           repository_id, number, entity_ref, first_commit_at, created_at, first_review_at, merged_at
-    FROM pull_requests
-    WHERE merged_at IS NOT NULL
+-- Shipped changes with what the pull request or commit tables say of them
+-- (either may be missing: the change set alone makes a change); a change
+-- belongs to the component whose deployment shipped it.
+shipped_prs AS (
+    SELECT f.change_id, coalesce(f.entity_ref, p.entity_ref) AS entity_ref,
+           'pull_request' AS kind, f.repository_id, f.pull_request_number,
+           CAST(NULL AS VARCHAR) AS sha, p.first_commit_at, p.created_at AS opened_at,
+           p.first_review_at, p.merged_at, f.deployment_id, f.environment,
+           f.finished_at AS deployed_at
+    FROM first_shipped f
+    LEFT JOIN pulls p
+        ON p.repository_id = f.repository_id AND p.number = f.pull_request_number
+    WHERE f.pull_request_number IS NOT NULL
 ),
-pr_changes AS (
-    SELECT m.change_id, m.entity_ref, 'pull_request' AS kind, m.repository_id,
-           m.number AS pull_request_number, CAST(NULL AS VARCHAR) AS sha,
-           m.first_commit_at, m.created_at AS opened_at, m.first_review_at, m.merged_at,
-           f.deployment_id, f.environment, f.finished_at AS deployed_at
-    FROM merged_prs m
-    LEFT JOIN first_deployed f ON f.change_id = m.change_id
+waiting_prs AS (
+    SELECT 'pr:' || p.repository_id || '#' || CAST(p.number AS VARCHAR) AS change_id,
+           p.entity_ref, 'pull_request' AS kind, p.repository_id,
+           p.number AS pull_request_number, CAST(NULL AS VARCHAR) AS sha, p.first_commit_at,
+           p.created_at AS opened_at, p.first_review_at, p.merged_at,
+           CAST(NULL AS VARCHAR) AS deployment_id, CAST(NULL AS VARCHAR) AS environment,
+           CASE WHEN false THEN p.merged_at END AS deployed_at
+    FROM pulls p
+    LEFT JOIN first_shipped f
+        ON f.change_id = 'pr:' || p.repository_id || '#' || CAST(p.number AS VARCHAR)
+    WHERE p.merged_at IS NOT NULL AND f.change_id IS NULL
 ),
-push_changes AS (
-    SELECT f.change_id, c.entity_ref, 'push', f.repository_id, CAST(NULL AS BIGINT), f.sha,
-           c.authored_at,
+pushes AS (
+    SELECT f.change_id, coalesce(f.entity_ref, c.entity_ref) AS entity_ref, 'push' AS kind,
+           f.repository_id, CAST(NULL AS BIGINT) AS pull_request_number, f.sha,
+           c.authored_at AS first_commit_at,
            CASE WHEN false THEN c.authored_at END AS opened_at,
            CASE WHEN false THEN c.authored_at END AS first_review_at,
-           c.committed_at, f.deployment_id, f.environment, f.finished_at
-    FROM first_deployed f
-    JOIN commits c ON c.repository_id = f.repository_id AND c.sha = f.sha
+           c.committed_at AS merged_at, f.deployment_id, f.environment,
+           f.finished_at AS deployed_at
+    FROM first_shipped f
+    LEFT JOIN commits c ON c.repository_id = f.repository_id AND c.sha = f.sha
     WHERE f.pull_request_number IS NULL
 ),
 changes AS (
-    SELECT * FROM pr_changes
+    SELECT * FROM shipped_prs
     UNION ALL
-    SELECT * FROM push_changes
+    SELECT * FROM waiting_prs
+    UNION ALL
+    SELECT * FROM pushes
+),
+timed AS (
+    SELECT *, seconds_between(first_commit_at, deployed_at) AS lead_time
+    FROM changes
 )
 SELECT change_id, entity_ref, kind, repository_id, pull_request_number, sha,
        first_commit_at, opened_at, first_review_at, merged_at, deployment_id, environment, deployed_at,
-       seconds_between(first_commit_at, deployed_at) AS lead_time_seconds,
+       nonnegative(lead_time) AS lead_time_seconds,
+       coalesce(lead_time < 0, false) AS lead_time_anomaly,
        nonnegative(seconds_between(first_commit_at, opened_at)) AS coding_seconds,
        nonnegative(seconds_between(opened_at, first_review_at)) AS pickup_seconds,
        nonnegative(seconds_between(first_review_at, merged_at)) AS review_seconds,
        nonnegative(seconds_between(merged_at, deployed_at)) AS deploy_seconds
-FROM changes
+FROM timed

@@ -35,10 +35,12 @@ weeks AS (
 ),
 -- Every deployment twice: in its own environment and in `all`.
 deployments_by_env AS (
-    SELECT entity_ref, environment, completed, failed, rework, recovery_seconds, finished_at
+    SELECT entity_ref, environment, completed, failed, failed_by_revert, rework,
+           recovery_seconds, finished_at
     FROM dora_deployments
     UNION ALL
-    SELECT entity_ref, 'all', completed, failed, rework, recovery_seconds, finished_at
+    SELECT entity_ref, 'all', completed, failed, failed_by_revert, rework,
+           recovery_seconds, finished_at
     FROM dora_deployments
 ),
 scope_envs AS (
@@ -50,7 +52,7 @@ scope_envs AS (
     SELECT scope, scope_kind, 'all' FROM scopes
 ),
 deployment_facts AS (
-    SELECT m.scope, d.environment, w.window_id, d.completed, d.failed, d.rework,
+    SELECT m.scope, d.environment, w.window_id, d.completed, d.failed, d.failed_by_revert, d.rework,
            d.recovery_seconds, CAST(d.finished_at AS DATE) AS day
     FROM deployments_by_env d
     JOIN members m ON m.entity_ref = d.entity_ref
@@ -62,6 +64,7 @@ deployment_stats AS (
            sum(CASE WHEN completed THEN 0 ELSE 1 END) AS failed_jobs,
            count(DISTINCT CASE WHEN completed THEN day END) AS deploy_days,
            sum(CASE WHEN completed AND failed THEN 1 ELSE 0 END) AS failed_deployments,
+           sum(CASE WHEN completed AND failed_by_revert THEN 1 ELSE 0 END) AS failed_by_revert,
            sum(CASE WHEN completed AND rework THEN 1 ELSE 0 END) AS rework_deployments,
            percentile_cont(0.5) WITHIN GROUP (
                ORDER BY CASE WHEN completed AND failed THEN recovery_seconds END
@@ -92,18 +95,21 @@ median_days AS (
 ),
 changes_by_env AS (
     SELECT entity_ref || '' AS entity_ref, environment || '' AS environment,
-           deployed_at + INTERVAL '0 seconds' AS deployed_at, lead_time_seconds + 0.0 AS lead_time_seconds
+           deployed_at + INTERVAL '0 seconds' AS deployed_at, lead_time_seconds + 0.0 AS lead_time_seconds,
+           lead_time_anomaly
     FROM dora_changes
     WHERE deployed_at IS NOT NULL
     UNION ALL
-    SELECT entity_ref || '', 'all', deployed_at + INTERVAL '0 seconds', lead_time_seconds + 0.0
+    SELECT entity_ref || '', 'all', deployed_at + INTERVAL '0 seconds', lead_time_seconds + 0.0,
+           lead_time_anomaly
     FROM dora_changes
     WHERE deployed_at IS NOT NULL
 ),
 change_stats AS (
     SELECT m.scope, c.environment, w.window_id, count(*) AS changes,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY c.lead_time_seconds) AS lead_time_p50_seconds,
-           percentile_cont(0.9) WITHIN GROUP (ORDER BY c.lead_time_seconds) AS lead_time_p90_seconds
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY c.lead_time_seconds) AS lead_time_p90_seconds,
+           sum(CASE WHEN c.lead_time_anomaly THEN 1 ELSE 0 END) AS lead_time_anomalies
     FROM changes_by_env c
     JOIN members m ON m.entity_ref = c.entity_ref
     JOIN windows w ON c.deployed_at >= w.window_start AND c.deployed_at < w.window_end
@@ -154,7 +160,9 @@ dora_keys AS (
            CAST(coalesce(c.changes, 0) AS BIGINT) AS changes,
            c.lead_time_p50_seconds,
            c.lead_time_p90_seconds,
+           CAST(coalesce(c.lead_time_anomalies, 0) AS BIGINT) AS lead_time_anomalies,
            CAST(coalesce(d.failed_deployments, 0) AS BIGINT) AS failed_deployments,
+           CAST(coalesce(d.failed_by_revert, 0) AS BIGINT) AS failed_by_revert,
            CASE WHEN d.deployments > 0 THEN CAST(d.failed_deployments AS DOUBLE) / d.deployments END AS change_failure_rate,
            d.failed_deployment_recovery_p50_seconds,
            CAST(coalesce(i.incidents, 0) AS BIGINT) AS incidents,

@@ -72,12 +72,15 @@ pub(crate) struct Affected {
 /// The tables the component analysis follows: rows of these name the
 /// components they touch. A change to any other input (the catalog, say)
 /// recomputes the marts reading it whole.
-const FOLLOWED: [&str; 6] = [
+const FOLLOWED: [&str; 9] = [
+    "commit_files",
+    "release_deploys",
     "deployments",
     "deployment_changes",
     "incidents",
     "pull_requests",
     "pull_request_commits",
+    "pull_request_reviews",
     "commits",
 ];
 
@@ -381,6 +384,8 @@ impl Affected {
 /// (component, repository) of every row that ties a component to a
 /// repository.
 const REPOSITORY_ROWS: &str = "SELECT entity_ref, repository_id FROM deployments \
+     UNION ALL SELECT d.entity_ref, dc.repository_id FROM deployment_changes dc \
+     JOIN deployments d ON d.deployment_id = dc.deployment_id \
      UNION ALL SELECT entity_ref, repository_id FROM pull_requests \
      UNION ALL SELECT entity_ref, repository_id FROM commits";
 
@@ -398,6 +403,14 @@ pub(crate) async fn plan(
     };
     if previous.parameters != *parameters {
         return Ok(Plan::Full("the parameters changed".to_owned()));
+    }
+    for mart in marts::MARTS {
+        if warehouse.columns_changed(mart.def).await? {
+            return Ok(Plan::Full(format!(
+                "`{}` has new columns (written by an earlier release)",
+                mart.def.name
+            )));
+        }
     }
     let margin = i64::from(parameters.change_margin_minutes) * 60_000_000;
     let mut changed = BTreeMap::new();
@@ -479,7 +492,12 @@ pub(crate) async fn plan(
              WHERE {when} AND array_has(d.incident_ids, n.incident_id)"
         ));
     }
-    for table in ["pull_requests", "commits", "pull_request_commits"] {
+    for table in [
+        "pull_requests",
+        "commits",
+        "pull_request_commits",
+        "pull_request_reviews",
+    ] {
         if let Some(when) = newer(table, "n") {
             queries.push(format!("SELECT n.entity_ref FROM {table} n WHERE {when}"));
             let repositories = texts(
@@ -491,6 +509,27 @@ pub(crate) async fn plan(
                 .repositories
                 .extend(repositories.into_iter().flatten());
         }
+    }
+    if let Some(when) = newer("release_deploys", "n") {
+        queries.push(format!(
+            "SELECT n.entity_ref FROM release_deploys n WHERE {when}"
+        ));
+        // An incident of another component may name the release.
+        queries.push(format!(
+            "SELECT i.entity_ref FROM release_deploys n JOIN incidents i \
+             ON i.version = n.release_version WHERE {when}"
+        ));
+    }
+    // A commit's files name no component: its repository's are touched.
+    if let Some(when) = newer("commit_files", "n") {
+        let repositories = texts(
+            ctx,
+            &format!("SELECT DISTINCT n.repository_id FROM commit_files n WHERE {when}"),
+        )
+        .await?;
+        affected
+            .repositories
+            .extend(repositories.into_iter().flatten());
     }
     for query in &queries {
         let refs = texts(ctx, query).await?;
@@ -601,6 +640,14 @@ pub(crate) async fn restrict_to_components(
         restrict(ctx, table, &format!("{entities} OR {repositories}")).await?;
     }
     restrict(ctx, "pull_request_commits", &repositories).await?;
+    restrict(ctx, "pull_request_reviews", &repositories).await?;
+    restrict(ctx, "commit_files", &repositories).await?;
+    restrict(
+        ctx,
+        "release_deploys",
+        &format!("{entities} OR entity_ref IS NULL"),
+    )
+    .await?;
     Ok(())
 }
 

@@ -18,6 +18,7 @@
 //! recompute would ([`incremental`]).
 
 mod explain;
+pub mod functions;
 pub mod incremental;
 pub mod marts;
 mod parameters;
@@ -79,5 +80,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod properties;
 
+#[cfg(test)]
+mod commitment_tests;
 #[cfg(test)]
 mod cost_tests;

@@ -15,12 +15,13 @@ use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::LogicalPlan;
 use fathom_models::TableDef;
 use fathom_models::tables::{
-    CATALOG_ENTITIES, COMMITS, DEPLOYMENT_CHANGES, DEPLOYMENTS, DORA_CHANGES, DORA_DEPLOYMENTS,
-    DORA_METRICS, DORA_SCOPE_MEMBERS, DORA_TRENDS, INCIDENTS, PULL_REQUEST_COMMITS, PULL_REQUESTS,
+    CATALOG_ENTITIES, COMMIT_FILES, COMMITS, DEPLOYMENT_CHANGES, DEPLOYMENTS, DORA_CHANGES,
+    DORA_DEPLOYMENTS, DORA_METRICS, DORA_SCOPE_MEMBERS, DORA_TRENDS, INCIDENTS,
+    PULL_REQUEST_COMMITS, PULL_REQUEST_REVIEWS, PULL_REQUESTS,
 };
 use fathom_models::tables::{
-    CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY, COST_BENCHMARKS, COST_COVERAGE, COST_DAILY,
-    COST_MONTHLY, SERVICE_METRICS_DAILY,
+    CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY, COST_BENCHMARKS, COST_COMMITMENTS, COST_COVERAGE,
+    COST_DAILY, COST_MONTHLY, RELEASE_DEPLOYS, SERVICE_METRICS_DAILY,
 };
 
 use crate::{Error, Periods, Result};
@@ -112,12 +113,15 @@ pub const MARTS: &[Mart] = &[
         def: &DORA_DEPLOYMENTS,
         sql: include_str!("../sql/dora_deployments.sql"),
         reads: &[
+            &CATALOG_ENTITIES,
+            &COMMIT_FILES,
             &DEPLOYMENTS,
             &DEPLOYMENT_CHANGES,
             &INCIDENTS,
             &PULL_REQUESTS,
             &PULL_REQUEST_COMMITS,
             &COMMITS,
+            &RELEASE_DEPLOYS,
         ],
         refresh: Refresh::ByComponent,
         periods: Periods::Rolling,
@@ -126,10 +130,13 @@ pub const MARTS: &[Mart] = &[
         def: &DORA_CHANGES,
         sql: include_str!("../sql/dora_changes.sql"),
         reads: &[
+            &CATALOG_ENTITIES,
+            &COMMIT_FILES,
             &DORA_DEPLOYMENTS,
             &DEPLOYMENT_CHANGES,
             &PULL_REQUESTS,
             &PULL_REQUEST_COMMITS,
+            &PULL_REQUEST_REVIEWS,
             &COMMITS,
         ],
         refresh: Refresh::ByComponent,
@@ -182,6 +189,13 @@ pub const MARTS: &[Mart] = &[
             &PULL_REQUESTS,
         ],
         refresh: Refresh::Whole,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &COST_COMMITMENTS,
+        sql: include_str!("../sql/cost_commitments.sql"),
+        reads: &[&CLOUD_COSTS_DAILY],
+        refresh: Refresh::ByMonth,
         periods: Periods::Rolling,
     },
     Mart {
@@ -380,6 +394,7 @@ mod tests {
                 "cost_daily",
                 "cost_monthly",
                 "cost_benchmarks",
+                "cost_commitments",
                 "cost_coverage"
             ]
         );
@@ -408,13 +423,16 @@ mod tests {
             [
                 "catalog_entities",
                 "cloud_costs_daily",
+                "commit_files",
                 "commits",
                 "cost_allocations_daily",
                 "deployment_changes",
                 "deployments",
                 "incidents",
                 "pull_request_commits",
+                "pull_request_reviews",
                 "pull_requests",
+                "release_deploys",
                 "service_metrics_daily"
             ]
         );

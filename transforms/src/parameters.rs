@@ -23,6 +23,10 @@ pub struct Parameters {
     /// before the previous run's newest, for writers whose commit lands
     /// after a run read the tables. Default 10.
     pub change_margin_minutes: u32,
+    /// Whether a merged revert marks the deployment that shipped the
+    /// reverted change as failed (when no incident or rollback already
+    /// did; counted apart as `failed_by_revert`). Default true.
+    pub reverts_are_failures: bool,
     /// The cost marts' parameters (`[cost]` in `fathom.toml`).
     pub cost: CostParameters,
 }
@@ -67,6 +71,7 @@ impl Default for Parameters {
             incident_gap_days: 7,
             benchmark: tiers::DEFAULT_BENCHMARK.to_owned(),
             change_margin_minutes: 10,
+            reverts_are_failures: true,
             cost: CostParameters::default(),
         }
     }
@@ -199,7 +204,12 @@ impl Parameters {
     /// `as_of`.
     pub fn fill_periods(&self, sql: &str, as_of: DateTime<Utc>, kind: Periods) -> Result<String> {
         let periods = periods(kind, as_of);
-        let sql = sql.replace("{{dora_metrics}}", include_str!("../sql/dora_metrics.sql"));
+        let sql = sql
+            .replace("{{dora_metrics}}", include_str!("../sql/dora_metrics.sql"))
+            .replace(
+                "{{shipped_first}}",
+                include_str!("../sql/shared/shipped_first.sql"),
+            );
         // DataFusion's regexp_like uses the same engine: a pattern that does
         // not compile here would fail inside the mart's SQL with an error
         // that does not name the setting.
@@ -273,6 +283,14 @@ impl Parameters {
                 &self.production_pattern.replace('\'', "''"),
             )
             .replace("{{incident_gap_days}}", &self.incident_gap_days.to_string())
+            .replace(
+                "{{reverts_are_failures}}",
+                if self.reverts_are_failures {
+                    "true"
+                } else {
+                    "false"
+                },
+            )
             .replace("{{windows}}", &windows_values(&periods))
             .replace("{{weeks}}", &weeks_values(&periods))
             .replace(

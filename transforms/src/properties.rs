@@ -1,15 +1,17 @@
 //! Invariants of the DORA marts on random histories (proptest, 100 cases):
 //! rates stay in [0, 1] and are null without deployments; lead times are
-//! never negative; a group's deployments are the sum of its services';
+//! never negative (a negative one is an anomaly); every deployment's
+//! change count is the changes naming it; a group's deployments are the sum of its services';
 //! permuting input rows, adding another team's services or re-running
 //! changes no service's numbers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use fathom_models::TableDef;
 use fathom_models::tables::{
-    CATALOG_ENTITIES, COMMITS, DEPLOYMENT_CHANGES, DEPLOYMENTS, INCIDENTS,
+    CATALOG_ENTITIES, COMMIT_FILES, COMMITS, DEPLOYMENT_CHANGES, DEPLOYMENTS, INCIDENTS,
+    PULL_REQUEST_COMMITS, PULL_REQUESTS,
 };
 use std::sync::Arc;
 
@@ -22,12 +24,51 @@ use serde_json::{Map, Value, json};
 use super::{MARTS, Parameters, compute, mart_session};
 
 /// One service's history: deployments (minutes after the start, completed,
-/// rollback, commits shipped with their age in minutes) and incidents
-/// (start minute, duration minutes).
+/// rollback, commits shipped) and incidents (start minute, duration
+/// minutes).
 #[derive(Debug, Clone)]
 struct Service {
-    deployments: Vec<(u32, bool, bool, Vec<u32>)>,
+    deployments: Vec<(u32, bool, bool, Vec<Commit>)>,
     incidents: Vec<(u32, u32)>,
+}
+
+/// A commit a deployment shipped, in the shapes real history has.
+#[derive(Debug, Clone)]
+struct Commit {
+    /// Minutes authored before the deployment finished; negative for a
+    /// commit dated after it (rebased history, clock skew).
+    age: i32,
+    /// How it is described: 0 a `commits` row (a push); 1 nothing at all
+    /// (a bare push); 2 one of pull request `pr`'s commits; 3 the change
+    /// set names pull request `pr` (which has no row when `pr` is 2 and no
+    /// commit of kind 2 names it).
+    link: u8,
+    /// Pull request number, of links 2 and 3.
+    pr: u8,
+    /// The same commit as every other shared one of this pull request
+    /// number: carried by several deployments (baselines included).
+    shared: bool,
+    /// Its files: 0 unknown, 1 under its service's source path, 2
+    /// elsewhere in the repository (then a path-scoped service does not
+    /// ship it).
+    files: u8,
+}
+
+fn commit() -> impl Strategy<Value = Commit> {
+    (
+        -600i32..(5 * 24 * 60),
+        0u8..4,
+        0u8..3,
+        prop::bool::weighted(0.3),
+        0u8..3,
+    )
+        .prop_map(|(age, link, pr, shared, files)| Commit {
+            age,
+            link,
+            pr,
+            shared,
+            files,
+        })
 }
 
 fn service() -> impl Strategy<Value = Service> {
@@ -36,7 +77,7 @@ fn service() -> impl Strategy<Value = Service> {
         minutes.clone(),
         prop::bool::weighted(0.85),
         prop::bool::weighted(0.1),
-        prop::collection::vec(1u32..(5 * 24 * 60), 0..3),
+        prop::collection::vec(commit(), 0..4),
     );
     (
         prop::collection::vec(deployment, 0..10),
@@ -76,10 +117,22 @@ fn rows(
     for (s, service) in services.iter().enumerate() {
         let name = format!("{team}-svc{s}");
         let entity = format!("component:default/{name}");
+        // Odd services are path-scoped (a monorepo's layout).
+        let annotations = if s % 2 == 1 {
+            json!({"github.com/project-slug": name, "fathom.dev/source-paths": format!("svc/{name}")})
+        } else {
+            json!({})
+        };
         push(
             &CATALOG_ENTITIES,
-            json!({"entity_ref": entity, "kind": "component", "namespace": "default", "name": name, "owner_ref": format!("group:default/{team}")}),
+            json!({"entity_ref": entity, "kind": "component", "namespace": "default", "name": name,
+                   "owner_ref": format!("group:default/{team}"), "annotations": annotations}),
         );
+        // Commits and pull-request commits already described (each is one
+        // row however many deployments carry it), and each pull request's
+        // earliest commit.
+        let mut described = BTreeSet::new();
+        let mut pulls: BTreeMap<u8, String> = BTreeMap::new();
         for (d, (minute, completed, rollback, commits)) in service.deployments.iter().enumerate() {
             let id = format!("{name}:{d}");
             push(
@@ -91,18 +144,62 @@ fn rows(
                     "is_rollback": rollback,
                 }),
             );
-            for (c, age) in commits.iter().enumerate() {
-                let sha = format!("{name}-{d}-{c}");
+            let mut in_this = BTreeSet::new();
+            for (c, commit) in commits.iter().enumerate() {
+                let sha = if commit.shared {
+                    format!("{name}-shared-{}", commit.pr)
+                } else {
+                    format!("{name}-{d}-{c}")
+                };
+                if !in_this.insert(sha.clone()) {
+                    continue;
+                }
+                let authored = at(minute.saturating_add_signed(-commit.age));
+                if commit.files > 0 && described.insert(format!("files:{sha}")) {
+                    let path = if commit.files == 1 {
+                        format!("svc/{name}/main.rs")
+                    } else {
+                        "docs/readme.md".to_owned()
+                    };
+                    push(
+                        &COMMIT_FILES,
+                        json!({"repository_id": name, "sha": sha, "path": path}),
+                    );
+                }
+                let named_pr = (commit.link == 3).then_some(commit.pr);
                 push(
                     &DEPLOYMENT_CHANGES,
-                    json!({"deployment_id": id, "sha": sha, "repository_id": name}),
+                    json!({"deployment_id": id, "sha": sha, "repository_id": name, "pull_request_number": named_pr}),
                 );
-                push(
-                    &COMMITS,
-                    json!({"repository_id": name, "sha": sha, "entity_ref": entity,
-                           "authored_at": at(minute.saturating_sub(*age)), "committed_at": at(minute.saturating_sub(*age))}),
-                );
+                match commit.link {
+                    0 if described.insert(sha.clone()) => push(
+                        &COMMITS,
+                        json!({"repository_id": name, "sha": sha, "entity_ref": entity,
+                               "authored_at": authored, "committed_at": authored}),
+                    ),
+                    2 => {
+                        if described.insert(format!("{}:{sha}", commit.pr)) {
+                            push(
+                                &PULL_REQUEST_COMMITS,
+                                json!({"repository_id": name, "pull_request_number": commit.pr, "sha": sha}),
+                            );
+                        }
+                        let first = pulls.entry(commit.pr).or_insert_with(|| authored.clone());
+                        if authored < *first {
+                            *first = authored;
+                        }
+                    }
+                    _ => {}
+                }
             }
+        }
+        for (number, first_commit_at) in &pulls {
+            push(
+                &PULL_REQUESTS,
+                json!({"repository_id": name, "number": number, "state": "merged", "entity_ref": entity,
+                       "created_at": first_commit_at, "first_commit_at": first_commit_at,
+                       "merged_at": first_commit_at}),
+            );
         }
         for (i, (minute, duration)) in service.incidents.iter().enumerate() {
             push(
@@ -213,6 +310,22 @@ async fn metrics(ctx: &SessionContext) -> Result<BTreeMap<MetricKey, Vec<String>
     Ok(out)
 }
 
+/// The first column of `sql`'s rows, as text.
+async fn texts(ctx: &SessionContext, sql: &str) -> Result<Vec<String>, String> {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| e.to_string())?
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(fathom_warehouse::query::text_rows(&batches)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter_map(|row| row.into_iter().next())
+        .collect())
+}
+
 fn number(text: &str) -> Option<f64> {
     text.parse().ok()
 }
@@ -288,6 +401,29 @@ proptest! {
                 if team != sum {
                     return Err(format!("team {team} vs services {sum} over {window}d"));
                 }
+            }
+
+            // One definition of "shipped first": every deployment counts
+            // exactly the changes naming it, and a change names only a
+            // completed deployment that is not a baseline.
+            let miscounted = texts(&ctx,
+                "SELECT d.deployment_id || ' counts ' || CAST(d.change_count AS VARCHAR) || ', rows ' || CAST(count(c.change_id) AS VARCHAR) \
+                 FROM dora_deployments d LEFT JOIN dora_changes c ON c.deployment_id = d.deployment_id \
+                 WHERE d.completed GROUP BY d.deployment_id, d.change_count \
+                 HAVING d.change_count <> count(c.change_id) \
+                 UNION ALL \
+                 SELECT c.change_id || ' names ' || c.deployment_id FROM dora_changes c \
+                 LEFT JOIN dora_deployments d ON d.deployment_id = c.deployment_id \
+                 WHERE c.deployment_id IS NOT NULL AND (d.deployment_id IS NULL OR NOT d.completed OR d.is_baseline)").await?;
+            if !miscounted.is_empty() {
+                return Err(format!("change counts and rows disagree: {miscounted:?}"));
+            }
+            // A lead time is never negative; a negative one is an anomaly.
+            let bad_leads = texts(&ctx,
+                "SELECT change_id FROM dora_changes WHERE lead_time_seconds < 0 \
+                 OR lead_time_anomaly <> coalesce(first_commit_at > deployed_at, false)").await?;
+            if !bad_leads.is_empty() {
+                return Err(format!("lead times: {bad_leads:?}"));
             }
 
             // Re-running (the marts now exist) changes nothing.

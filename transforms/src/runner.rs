@@ -5,18 +5,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float64Array, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, TimeUnit};
 use chrono::{DateTime, Utc};
-use datafusion::error::DataFusionError;
-use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use fathom_warehouse::Warehouse;
 use serde::Serialize;
 
 use crate::incremental::{self, Step, Watermark};
 use crate::marts::{self, Mart};
-use crate::{Error, Parameters, Result, tiers};
+use crate::{Error, Parameters, Result};
 
 /// What one mart's run did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,62 +49,6 @@ impl TransformProgress for NoProgress {
     fn mart_finished(&self, _: &MartReport) {}
 }
 
-/// `seconds_between(start, end)`: the time from `start` to `end` in
-/// seconds (negative when `end` comes first; null when either is null) —
-/// the one duration the marts compute, exact to the microsecond.
-fn seconds_between_udf() -> datafusion::logical_expr::ScalarUDF {
-    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    create_udf(
-        "seconds_between",
-        vec![utc.clone(), utc],
-        DataType::Float64,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let timestamps = |i: usize| {
-                arrays
-                    .get(i)
-                    .and_then(|a| a.as_any().downcast_ref::<TimestampMicrosecondArray>())
-            };
-            let (Some(start), Some(end)) = (timestamps(0), timestamps(1)) else {
-                return Err(DataFusionError::Internal(
-                    "seconds_between takes two timestamps".to_owned(),
-                ));
-            };
-            let out: Float64Array = start
-                .iter()
-                .zip(end.iter())
-                .map(|(s, e)| Some((e? - s?) as f64 / 1e6))
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
-        }),
-    )
-}
-
-/// `nonnegative(x)`: `x`, or null when it is negative (a stage that ends
-/// before it starts is a data artefact, not a duration).
-fn nonnegative_udf() -> datafusion::logical_expr::ScalarUDF {
-    create_udf(
-        "nonnegative",
-        vec![DataType::Float64],
-        DataType::Float64,
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let Some(values) = arrays
-                .first()
-                .and_then(|a| a.as_any().downcast_ref::<Float64Array>())
-            else {
-                return Err(DataFusionError::Internal(
-                    "nonnegative takes one double".to_owned(),
-                ));
-            };
-            let out: Float64Array = values.iter().map(|v| v.filter(|v| *v >= 0.0)).collect();
-            Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
-        }),
-    )
-}
-
 /// A session over the warehouse as it is now, with the marts' UDFs.
 async fn session(warehouse: &Warehouse) -> Result<SessionContext> {
     let ctx = mart_session();
@@ -128,10 +68,7 @@ pub fn mart_session() -> SessionContext {
 fn mart_session_on(runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>) -> SessionContext {
     let ctx =
         SessionContext::new_with_config_rt(datafusion::prelude::SessionConfig::new(), runtime);
-    ctx.register_udf(nonnegative_udf());
-    ctx.register_udf(seconds_between_udf());
-    ctx.register_udf(tiers::dora_tier_udf());
-    ctx.register_udf(tiers::dora_overall_tier_udf());
+    crate::functions::register(&ctx);
     ctx
 }
 
@@ -372,61 +309,4 @@ async fn run_mart(
     };
     progress.mart_finished(&report);
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The first column of `sql`'s rows, as doubles.
-    async fn doubles(ctx: &SessionContext, sql: &str) -> Result<Vec<Option<f64>>> {
-        let sql_error = |source| Error::Sql {
-            mart: "test",
-            source,
-        };
-        let batches = ctx
-            .sql(sql)
-            .await
-            .map_err(sql_error)?
-            .collect()
-            .await
-            .map_err(sql_error)?;
-        Ok(batches
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<Float64Array>()
-                    .map(|a| a.iter().collect::<Vec<_>>())
-                    .unwrap_or_default()
-            })
-            .collect())
-    }
-
-    #[tokio::test]
-    async fn seconds_between_measures_to_the_microsecond() -> Result<()> {
-        let values = doubles(
-            &mart_session(),
-            "SELECT seconds_between(a, b) AS s FROM (VALUES \
-             (TIMESTAMP '2026-07-01T00:00:00Z', TIMESTAMP '2026-07-01T01:00:00.5Z'), \
-             (TIMESTAMP '2026-07-02T00:00:00Z', TIMESTAMP '2026-07-01T00:00:00Z'), \
-             (TIMESTAMP '2026-07-01T00:00:00Z', NULL)) AS t(a, b)",
-        )
-        .await?;
-        assert_eq!(values, [Some(3600.5), Some(-86_400.0), None]);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn nonnegative_nulls_negative_durations() -> Result<()> {
-        let ctx = SessionContext::new();
-        ctx.register_udf(nonnegative_udf());
-        let values = doubles(
-            &ctx,
-            "SELECT nonnegative(x) AS y FROM (VALUES (1.5), (-2.0), (0.0), (NULL)) AS t(x)",
-        )
-        .await?;
-        assert_eq!(values, [Some(1.5), None, Some(0.0), None]);
-        Ok(())
-    }
 }

@@ -308,8 +308,8 @@ pub const OPERATIONS: &[Operation] = &[
         method: "get",
         path: "/api/v1/cost/coverage",
         tag: "cost",
-        summary: "Tag coverage per month, and the unmapped resources",
-        description: "`months` (from `cost_coverage`: taggable, mapped and unmapped cost, coverage, unmapped resources per cost source, provider and currency) over `from`–`to`, and `unmapped`: the latest month's resources with cost that maps to no component, largest first (at most 100). Readable by the cost-viewer, analyst and admin roles.",
+        summary: "Tag and commitment coverage per month, and the unmapped resources",
+        description: "`months` (from `cost_coverage`: taggable, mapped and unmapped cost, coverage, unmapped resources per cost source, provider and currency) over `from`–`to`, and `unmapped`: the latest month's resources with cost that maps to no component, largest first (at most 100); and `commitments` (from `cost_commitments`: used and unused commitment, utilization, coverage of eligible usage, savings per month, provider, billing account and commitment type, `all` for every type). Readable by the cost-viewer, analyst and admin roles.",
         authenticated: true,
         params: &[
             Param {

@@ -78,7 +78,7 @@ pub async fn serve_postgres(
         return Err(Error::OpenWithoutAuth(addr));
     }
     let ctx = Arc::new(
-        fathom_warehouse::query::read_only_session(&api.warehouse, api.config.query).await?,
+        fathom_transforms::functions::analyst_session(&api.warehouse, api.config.query).await?,
     );
     setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider)
         .map_err(|e| Error::Postgres(format!("cannot set up pg_catalog: {e}")))?;

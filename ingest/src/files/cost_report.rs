@@ -389,6 +389,66 @@ pub fn cur_charge_category(line_type: &str) -> &'static str {
     }
 }
 
+/// A CUR line's FOCUS commitment columns.
+#[derive(Debug, Default, PartialEq)]
+struct Commitment<'r> {
+    pricing_category: Option<&'static str>,
+    id: Option<&'r str>,
+    kind: Option<&'static str>,
+    category: Option<&'static str>,
+    status: Option<&'static str>,
+}
+
+/// The commitment columns FOCUS has and CUR spreads over its Savings Plan
+/// and reservation columns (the mapping AWS's own FOCUS export applies):
+/// covered usage is `committed` and `used`; the recurring fees are
+/// `unused`, because the effective cost Fathom keeps on them is the unused
+/// part of the commitment (the used part is in the covered usage); the
+/// negation of covered usage and upfront fees carry the commitment but no
+/// status (their effective cost is 0).
+fn cur_commitment<'r>(row: &'r Map<String, Value>, line_type: &str) -> Commitment<'r> {
+    const SAVINGS_PLAN: &str = "Savings Plan";
+    const RESERVATION: &str = "Reserved Instance";
+    let plan = text(row, "savings_plan_savings_plan_a_r_n");
+    let reservation = text(row, "reservation_reservation_a_r_n");
+    let of_plan = |status| Commitment {
+        pricing_category: Some(
+            if line_type == "SavingsPlanCoveredUsage" || line_type == "SavingsPlanNegation" {
+                "committed"
+            } else {
+                "standard"
+            },
+        ),
+        id: plan,
+        kind: Some(SAVINGS_PLAN),
+        category: Some("spend"),
+        status,
+    };
+    let of_reservation = |status, pricing| Commitment {
+        pricing_category: Some(pricing),
+        id: reservation,
+        kind: Some(RESERVATION),
+        category: Some("usage"),
+        status,
+    };
+    match line_type {
+        "SavingsPlanCoveredUsage" => of_plan(Some("used")),
+        "SavingsPlanNegation" | "SavingsPlanUpfrontFee" => of_plan(None),
+        "SavingsPlanRecurringFee" => of_plan(Some("unused")),
+        "DiscountedUsage" => of_reservation(Some("used"), "committed"),
+        "RIFee" => of_reservation(Some("unused"), "standard"),
+        "Fee" if reservation.is_some() => of_reservation(None, "standard"),
+        "Usage" => Commitment {
+            pricing_category: match text(row, "pricing_term") {
+                Some("Spot") => Some("dynamic"),
+                _ => Some("standard"),
+            },
+            ..Commitment::default()
+        },
+        _ => Commitment::default(),
+    }
+}
+
 fn service_category(product_code: Option<&str>) -> Option<&'static str> {
     Some(match product_code? {
         "AmazonEC2" | "AWSLambda" | "AmazonECS" | "AmazonEKS" => "Compute",
@@ -502,6 +562,21 @@ fn cur_row(
         "list_cost_usd".into(),
         json!(number(row, "pricing_public_on_demand_cost")?),
     );
+    let commitment = cur_commitment(row, line_type);
+    values.insert(
+        "pricing_category".into(),
+        json!(commitment.pricing_category),
+    );
+    values.insert("commitment_discount_id".into(), json!(commitment.id));
+    values.insert("commitment_discount_type".into(), json!(commitment.kind));
+    values.insert(
+        "commitment_discount_category".into(),
+        json!(commitment.category),
+    );
+    values.insert(
+        "commitment_discount_status".into(),
+        json!(commitment.status),
+    );
     values.insert(
         "billing_currency".into(),
         json!(text(row, "line_item_currency_code")),
@@ -597,6 +672,26 @@ fn focus_row(
     values.insert("billed_cost_usd".into(), json!(billed));
     values.insert("effective_cost_usd".into(), json!(effective));
     values.insert("list_cost_usd".into(), json!(number(row, "ListCost")?));
+    values.insert(
+        "pricing_category".into(),
+        json!(text(row, "PricingCategory")),
+    );
+    values.insert(
+        "commitment_discount_id".into(),
+        json!(text(row, "CommitmentDiscountId")),
+    );
+    values.insert(
+        "commitment_discount_type".into(),
+        json!(text(row, "CommitmentDiscountType")),
+    );
+    values.insert(
+        "commitment_discount_category".into(),
+        json!(text(row, "CommitmentDiscountCategory")),
+    );
+    values.insert(
+        "commitment_discount_status".into(),
+        json!(text(row, "CommitmentDiscountStatus")),
+    );
     values.insert(
         "billing_currency".into(),
         json!(text(row, "BillingCurrency")),

@@ -231,7 +231,7 @@ pub(crate) fn parquet_rows(bytes: Bytes) -> Result<Vec<Map<String, Value>>, Stri
 
 /// The rows of a CSV file with a header, every value as text (empty and
 /// `null` as null).
-pub(crate) fn csv_rows(bytes: &[u8]) -> Result<Vec<Map<String, Value>>, String> {
+pub fn csv_rows(bytes: &[u8]) -> Result<Vec<Map<String, Value>>, String> {
     let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
     let headers = reader
         .headers()

@@ -17,7 +17,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use fathom_models::{
     ColumnType, EntityRef, LIST_ITEM_FIELD, MAP_ENTRIES_FIELD, MAP_KEY_FIELD, MAP_VALUE_FIELD,
-    TableDef,
+    TableDef, Vocabulary,
 };
 
 use fathom_warehouse::{superseded_rows, without_rows};
@@ -80,6 +80,10 @@ pub(crate) fn coerce_chunk(
         let (array, errors) = match &chunk.columns[idx] {
             None => (new_null_array(&target, n_rows), Vec::new()),
             Some(input) => coerce_array(input, column.column_type)?,
+        };
+        let (array, errors) = match column.vocabulary {
+            Some(vocabulary) => normalise(&array, vocabulary, errors),
+            None => (array, errors),
         };
         for (row, message) in errors {
             row_errors
@@ -216,6 +220,31 @@ fn coerce_array(
             cast_checked(&text, column_type)
         }
     }
+}
+
+/// A closed-list column's values in their stored spelling; a value the
+/// list does not know becomes a row error (the row is quarantined).
+fn normalise(
+    array: &ArrayRef,
+    vocabulary: &Vocabulary,
+    mut errors: RowErrors,
+) -> (ArrayRef, RowErrors) {
+    let Some(text) = array.as_any().downcast_ref::<StringArray>() else {
+        return (array.clone(), errors);
+    };
+    let out: StringArray = text
+        .iter()
+        .enumerate()
+        .map(|(row, value)| {
+            let value = value?;
+            let known = vocabulary.normalise(value);
+            if known.is_none() {
+                errors.push((row, vocabulary.refusal(value)));
+            }
+            known
+        })
+        .collect();
+    (Arc::new(out), errors)
 }
 
 fn blank_to_null(input: &StringArray) -> StringArray {

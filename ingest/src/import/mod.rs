@@ -8,6 +8,7 @@
 //! record, so re-importing the same bad file adds no second copy (and a
 //! kill between the two commits loses nothing a re-run does not restore).
 
+pub mod attribute;
 mod coerce;
 mod read;
 
@@ -112,6 +113,8 @@ pub struct ImportReport {
     pub merge: MergeStats,
     /// Rejections written to quarantine (new or already there).
     pub quarantined: usize,
+    /// Rows that named no component: attributed from the catalog, or not.
+    pub attribution: attribute::Attribution,
 }
 
 impl ImportReport {
@@ -171,6 +174,23 @@ pub async fn import_files(
         let batch = quarantine_batch("import", table.name, run_id, &rejections)?;
         warehouse.merge(&QUARANTINE, &[batch]).await?;
         report.quarantined = rejections.len();
+    }
+    if attribute::attributable(table)
+        && accepted.iter().any(|b| {
+            b.column_by_name("entity_ref")
+                .is_some_and(|c| c.null_count() > 0)
+        })
+    {
+        let map = crate::identity::IdentityMap::load(warehouse)
+            .await
+            .map_err(Error::Task)?;
+        for batch in &mut accepted {
+            let (attributed, counts) =
+                attribute::attribute(table, batch, &map).map_err(Error::Task)?;
+            *batch = attributed;
+            report.attribution.derived += counts.derived;
+            report.attribution.unattributed += counts.unattributed;
+        }
     }
     let rows: usize = accepted.iter().map(RecordBatch::num_rows).sum();
     progress.writing(table.name, rows);

@@ -364,6 +364,9 @@ fn incident_row(
     let team = field(attributes, "teams")?;
     let state = field(attributes, "state")?.or(opt_str(attributes, "/state")?);
     let severity = field(attributes, "severity")?.or(opt_str(attributes, "/severity")?);
+    // Not a default field: organisations that track the running version of
+    // the affected service add one named `version`.
+    let version = field(attributes, "version")?;
     let impacted = match attributes.get("customer_impacted") {
         Some(Value::Bool(b)) => Some(*b),
         None | Some(Value::Null) => None,
@@ -378,6 +381,7 @@ fn incident_row(
     values.insert("incident_id".into(), json!(format!("datadog:{public_id}")));
     values.insert("source".into(), json!("datadog"));
     values.insert("title".into(), json!(req_str(attributes, "/title")?));
+    values.insert("version".into(), json!(version));
     values.insert("severity".into(), json!(severity));
     values.insert("state".into(), json!(state));
     values.insert("team_ref".into(), json!(team));

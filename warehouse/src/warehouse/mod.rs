@@ -19,6 +19,7 @@ use crate::{Error, Result, StorageOptions, WarehouseLocation};
 
 mod changes;
 mod replace;
+mod upgrade;
 
 /// What `optimize` did to one table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -161,8 +162,16 @@ impl Warehouse {
     }
 
     /// Opens a table, creating it with the model's schema if it does not
-    /// exist yet.
+    /// exist yet. A table an earlier release wrote gets the model's new (nullable)
+    /// columns first: every write but a whole rewrite goes through here.
     pub async fn ensure_table(&self, def: &TableDef) -> Result<DeltaTable> {
+        let table = self.open_or_create(def).await?;
+        upgrade::add_missing_columns(def, table).await
+    }
+
+    /// Opens a table as stored, creating it with the model's schema if it
+    /// does not exist yet (a whole rewrite brings its own schema).
+    pub(crate) async fn open_or_create(&self, def: &TableDef) -> Result<DeltaTable> {
         if let Some(table) = self.open_table(def).await? {
             return Ok(table);
         }
@@ -288,6 +297,16 @@ impl Warehouse {
     /// The table's latest version; `None` if it was never created.
     pub async fn version(&self, def: &TableDef) -> Result<Option<u64>> {
         Ok(self.open_table(def).await?.and_then(|t| t.version()))
+    }
+
+    /// Whether the stored table's columns (names, in order) differ from
+    /// the model's: a mart written by an earlier release, to be rewritten
+    /// whole with the new columns. False when the table does not exist.
+    pub async fn columns_changed(&self, def: &TableDef) -> Result<bool> {
+        let Some(table) = self.open_table(def).await? else {
+            return Ok(false);
+        };
+        stored_columns_differ(def, &table)
     }
 
     /// Deletes the rows matching `predicate` (retention), in one commit.
@@ -446,6 +465,7 @@ impl Warehouse {
                     .update_datafusion_session(&ctx.state())
                     .map_err(|e| Error::delta(def.name, e))?;
                 let provider = plain_provider(def.name, &table, table.table_provider().await?)?;
+                let provider = upgrade::with_model_columns(ctx, def, &table, provider)?;
                 ctx.register_table(def.name, provider)?;
             }
             None => {
@@ -552,3 +572,12 @@ fn content_changed(def: &TableDef) -> Expr {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether `table`'s stored columns differ from `def`'s.
+pub(crate) fn stored_columns_differ(def: &TableDef, table: &DeltaTable) -> Result<bool> {
+    let snapshot = table.snapshot().map_err(|e| Error::delta(def.name, e))?;
+    let schema = snapshot.schema();
+    let stored: Vec<&str> = schema.fields().map(|f| f.name().as_str()).collect();
+    let model: Vec<&str> = def.columns.iter().map(|c| c.name).collect();
+    Ok(stored != model)
+}

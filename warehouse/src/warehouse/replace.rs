@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use arrow::array::{Array, RecordBatch};
 use datafusion::logical_expr::{Expr, col};
+use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use fathom_models::TableDef;
 
@@ -145,7 +146,9 @@ impl Warehouse {
     }
 
     /// Replaces the whole table with `batches` in one commit (marts
-    /// recomputed in full): readers see the old table or the new one.
+    /// recomputed in full): readers see the old table or the new one. A
+    /// table whose stored columns differ from the model's (a mart written
+    /// by an earlier release) gets the model's columns in the same commit.
     pub async fn replace_all(
         &self,
         def: &TableDef,
@@ -154,7 +157,7 @@ impl Warehouse {
         let prepared = prepare_all(def, batches)?;
         let (source, _) = dedupe_last_wins(def, &prepared)?;
         let rows_written = source.as_ref().map_or(0, RecordBatch::num_rows);
-        let table = self.ensure_table(def).await?;
+        let table = self.open_or_create(def).await?;
         let rows_removed = self
             .count_where(def, &table, &datafusion::logical_expr::lit(true))
             .await?;
@@ -162,12 +165,15 @@ impl Warehouse {
             Some(batch) => batch,
             None => RecordBatch::new_empty(def.arrow_schema()),
         };
-        let table = table
+        let mut write = table
+            .clone()
             .write(vec![batch])
             .with_save_mode(SaveMode::Overwrite)
-            .with_partition_columns(def.partition_columns())
-            .await
-            .map_err(|e| Error::delta(def.name, e))?;
+            .with_partition_columns(def.partition_columns());
+        if super::stored_columns_differ(def, &table)? {
+            write = write.with_schema_mode(SchemaMode::Overwrite);
+        }
+        let table = write.await.map_err(|e| Error::delta(def.name, e))?;
         Ok(ReplaceStats {
             rows_removed,
             rows_written,

@@ -347,3 +347,147 @@ async fn replacing_a_partition_swaps_its_rows_and_leaves_the_others() -> Result<
     );
     Ok(())
 }
+
+/// A mart written by an earlier release (fewer columns) is rewritten
+/// whole with the model's columns: `columns_changed` says so first, and
+/// `replace_all` writes the new schema in the same commit.
+#[tokio::test]
+async fn replacing_a_table_with_new_columns_rewrites_its_schema() -> Result<()> {
+    use fathom_models::{ColumnDef, ColumnType};
+    const fn column(name: &'static str, nullable: bool) -> ColumnDef {
+        ColumnDef {
+            name,
+            column_type: ColumnType::Utf8,
+            nullable,
+            description: "",
+            vocabulary: None,
+        }
+    }
+    const OLD: TableDef = TableDef {
+        name: "evolving",
+        description: "",
+        columns: &[column("id", false)],
+        primary_key: &["id"],
+        partition: None,
+    };
+    const NEW: TableDef = TableDef {
+        name: "evolving",
+        description: "",
+        columns: &[column("id", false), column("added", true)],
+        primary_key: &["id"],
+        partition: None,
+    };
+    let warehouse = Warehouse::in_memory()?;
+    let old =
+        RecordBatch::try_from_iter([("id", Arc::new(StringArray::from(vec!["a"])) as ArrayRef)])?;
+    warehouse.replace_all(&OLD, &[old]).await?;
+    assert!(!warehouse.columns_changed(&OLD).await?);
+    assert!(warehouse.columns_changed(&NEW).await?);
+    let new = RecordBatch::try_from_iter([
+        ("id", Arc::new(StringArray::from(vec!["b"])) as ArrayRef),
+        ("added", Arc::new(StringArray::from(vec!["x"])) as ArrayRef),
+    ])?;
+    let stats = warehouse.replace_all(&NEW, &[new]).await?;
+    assert_eq!((stats.rows_removed, stats.rows_written), (1, 1));
+    assert!(!warehouse.columns_changed(&NEW).await?);
+    let ctx = SessionContext::new();
+    warehouse.register_table(&ctx, &NEW).await?;
+    let batches = ctx
+        .sql("SELECT id || added AS v FROM evolving")
+        .await?
+        .collect()
+        .await?;
+    let text = arrow::util::pretty::pretty_format_batches(&batches)?.to_string();
+    assert!(text.contains("bx"), "{text}");
+    Ok(())
+}
+
+/// An input table written by an earlier release, read and written by one
+/// whose model adds a nullable column (in the middle): reads see it as
+/// null without writing anything; the first write adds it to the Delta
+/// schema, and old and new rows read alike. A new required column is an
+/// error naming the table and the column.
+#[tokio::test]
+async fn a_table_gains_the_models_new_nullable_columns() -> Result<()> {
+    use fathom_models::{ColumnDef, ColumnType};
+    const fn column(name: &'static str, nullable: bool) -> ColumnDef {
+        ColumnDef {
+            name,
+            column_type: ColumnType::Utf8,
+            nullable,
+            description: "",
+            vocabulary: None,
+        }
+    }
+    const OLD: TableDef = TableDef {
+        name: "growing",
+        description: "",
+        columns: &[column("id", false), column("a", true)],
+        primary_key: &["id"],
+        partition: None,
+    };
+    const NEW: TableDef = TableDef {
+        name: "growing",
+        description: "",
+        columns: &[
+            column("id", false),
+            column("version", true),
+            column("a", true),
+        ],
+        primary_key: &["id"],
+        partition: None,
+    };
+    const STRICT: TableDef = TableDef {
+        name: "growing",
+        description: "",
+        columns: &[
+            column("id", false),
+            column("version", true),
+            column("a", true),
+            column("must", false),
+        ],
+        primary_key: &["id"],
+        partition: None,
+    };
+    let warehouse = Warehouse::in_memory()?;
+    let old = RecordBatch::try_from_iter([
+        ("id", Arc::new(StringArray::from(vec!["1"])) as ArrayRef),
+        ("a", Arc::new(StringArray::from(vec!["x"])) as ArrayRef),
+    ])?;
+    warehouse.merge(&OLD, &[old]).await?;
+    let read = |ctx: SessionContext| async move {
+        let batches = ctx
+            .sql("SELECT id, coalesce(version, '-') AS v, a FROM growing ORDER BY id")
+            .await?
+            .collect()
+            .await?;
+        Ok::<_, Error>(arrow::util::pretty::pretty_format_batches(&batches)?.to_string())
+    };
+    let before = warehouse.version(&NEW).await?;
+    let ctx = SessionContext::new();
+    warehouse.register_table(&ctx, &NEW).await?;
+    assert!(read(ctx).await?.contains("| 1  | - | x |"));
+    assert_eq!(warehouse.version(&NEW).await?, before, "reading wrote");
+
+    let new = RecordBatch::try_from_iter([
+        ("id", Arc::new(StringArray::from(vec!["2"])) as ArrayRef),
+        (
+            "version",
+            Arc::new(StringArray::from(vec!["v2"])) as ArrayRef,
+        ),
+        ("a", Arc::new(StringArray::from(vec!["y"])) as ArrayRef),
+    ])?;
+    warehouse.merge(&NEW, &[new]).await?;
+    let ctx = SessionContext::new();
+    warehouse.register_table(&ctx, &NEW).await?;
+    let text = read(ctx).await?;
+    assert!(text.contains("| 1  | -  | x |"), "{text}");
+    assert!(text.contains("| 2  | v2 | y |"), "{text}");
+
+    let refused = warehouse.ensure_table(&STRICT).await;
+    assert!(
+        matches!(&refused, Err(Error::SchemaMismatch { reason, .. }) if reason.contains("`must`")),
+        "{refused:?}"
+    );
+    Ok(())
+}

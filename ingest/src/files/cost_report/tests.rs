@@ -422,3 +422,110 @@ fn gzip_csv_deliveries_read_like_plain_ones() -> Result<(), String> {
     );
     Ok(())
 }
+
+/// CUR's Savings Plan and reservation columns as FOCUS's commitment
+/// columns: covered usage is committed and used, the recurring fees
+/// unused (their effective cost is the unused part), the negation and
+/// upfront fees carry the commitment without a status, on-demand and spot
+/// usage are standard and dynamic.
+#[test]
+fn cur_lines_carry_focus_commitment_columns() {
+    let plan = json!({"savings_plan_savings_plan_a_r_n": "arn:aws:savingsplans::1:savingsplan/sp"});
+    let reservation =
+        json!({"reservation_reservation_a_r_n": "arn:aws:ec2:r:1:reserved-instances/ri"});
+    let cases = [
+        (
+            "SavingsPlanCoveredUsage",
+            plan.clone(),
+            [
+                "committed",
+                "arn:aws:savingsplans::1:savingsplan/sp",
+                "Savings Plan",
+                "spend",
+                "used",
+            ],
+        ),
+        (
+            "SavingsPlanNegation",
+            plan.clone(),
+            [
+                "committed",
+                "arn:aws:savingsplans::1:savingsplan/sp",
+                "Savings Plan",
+                "spend",
+                "",
+            ],
+        ),
+        (
+            "SavingsPlanRecurringFee",
+            plan,
+            [
+                "standard",
+                "arn:aws:savingsplans::1:savingsplan/sp",
+                "Savings Plan",
+                "spend",
+                "unused",
+            ],
+        ),
+        (
+            "DiscountedUsage",
+            reservation.clone(),
+            [
+                "committed",
+                "arn:aws:ec2:r:1:reserved-instances/ri",
+                "Reserved Instance",
+                "usage",
+                "used",
+            ],
+        ),
+        (
+            "RIFee",
+            reservation.clone(),
+            [
+                "standard",
+                "arn:aws:ec2:r:1:reserved-instances/ri",
+                "Reserved Instance",
+                "usage",
+                "unused",
+            ],
+        ),
+        (
+            "Fee",
+            reservation,
+            [
+                "standard",
+                "arn:aws:ec2:r:1:reserved-instances/ri",
+                "Reserved Instance",
+                "usage",
+                "",
+            ],
+        ),
+        (
+            "Usage",
+            json!({"pricing_term": "OnDemand"}),
+            ["standard", "", "", "", ""],
+        ),
+        (
+            "Usage",
+            json!({"pricing_term": "Spot"}),
+            ["dynamic", "", "", "", ""],
+        ),
+        ("Tax", json!({}), ["", "", "", "", ""]),
+    ];
+    for (line_type, extra, expected) in cases {
+        let decoded = decode(&[cur_line(line_type, extra)]);
+        assert!(decoded.rejects.is_empty(), "{:?}", decoded.rejects);
+        let values = &decoded.rows[0].values;
+        let got: Vec<&str> = [
+            "pricing_category",
+            "commitment_discount_id",
+            "commitment_discount_type",
+            "commitment_discount_category",
+            "commitment_discount_status",
+        ]
+        .iter()
+        .map(|c| values[*c].as_str().unwrap_or_default())
+        .collect();
+        assert_eq!(got, expected, "{line_type}");
+    }
+}
