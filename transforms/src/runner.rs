@@ -66,8 +66,7 @@ pub fn mart_session() -> SessionContext {
 /// A mart session sharing `runtime` (and so the object stores registered
 /// in it) with another session.
 fn mart_session_on(runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>) -> SessionContext {
-    let ctx =
-        SessionContext::new_with_config_rt(datafusion::prelude::SessionConfig::new(), runtime);
+    let ctx = SessionContext::new_with_config_rt(fathom_warehouse::query::engine_config(), runtime);
     crate::functions::register(&ctx);
     ctx
 }

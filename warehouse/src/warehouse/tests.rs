@@ -348,21 +348,22 @@ async fn replacing_a_partition_swaps_its_rows_and_leaves_the_others() -> Result<
     Ok(())
 }
 
+/// A text column of a test table.
+const fn column(name: &'static str, nullable: bool) -> fathom_models::ColumnDef {
+    fathom_models::ColumnDef {
+        name,
+        column_type: fathom_models::ColumnType::Utf8,
+        nullable,
+        description: "",
+        vocabulary: None,
+    }
+}
+
 /// A mart written by an earlier release (fewer columns) is rewritten
 /// whole with the model's columns: `columns_changed` says so first, and
 /// `replace_all` writes the new schema in the same commit.
 #[tokio::test]
 async fn replacing_a_table_with_new_columns_rewrites_its_schema() -> Result<()> {
-    use fathom_models::{ColumnDef, ColumnType};
-    const fn column(name: &'static str, nullable: bool) -> ColumnDef {
-        ColumnDef {
-            name,
-            column_type: ColumnType::Utf8,
-            nullable,
-            description: "",
-            vocabulary: None,
-        }
-    }
     const OLD: TableDef = TableDef {
         name: "evolving",
         description: "",
@@ -409,16 +410,6 @@ async fn replacing_a_table_with_new_columns_rewrites_its_schema() -> Result<()> 
 /// error naming the table and the column.
 #[tokio::test]
 async fn a_table_gains_the_models_new_nullable_columns() -> Result<()> {
-    use fathom_models::{ColumnDef, ColumnType};
-    const fn column(name: &'static str, nullable: bool) -> ColumnDef {
-        ColumnDef {
-            name,
-            column_type: ColumnType::Utf8,
-            nullable,
-            description: "",
-            vocabulary: None,
-        }
-    }
     const OLD: TableDef = TableDef {
         name: "growing",
         description: "",
