@@ -181,6 +181,10 @@ fn rows_with_the_published_focus_schemas_decode() -> Result<(), String> {
         assert_eq!(values["billed_cost_usd"], json!(1.25));
         assert_eq!(values["billing_period"], json!("2024-03"));
         assert_eq!(values["charge_category"], json!("usage"));
+        // The commitment columns are read under every schema's spelling
+        // (Glue's are lower case).
+        assert_eq!(values["commitment_discount_id"], json!("x"), "{columns:?}");
+        assert_eq!(values["commitment_discount_category"], json!("Usage"));
     }
 
     // CUR 2.0 as its Glue table declares it.
