@@ -27,8 +27,18 @@ impl fathom_transforms::TransformProgress for TransformLines {
 
     fn mart_finished(&self, report: &fathom_transforms::MartReport) {
         if !self.quiet {
+            // Spilling is worth knowing (it is why a mart got slow), and
+            // noise when it did not happen.
+            let spilled = if report.spilled_bytes > 0 {
+                format!(
+                    ", spilled {:.1} MiB to disk",
+                    report.spilled_bytes as f64 / f64::from(1u32 << 20)
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "{:<20} {:<16} {:>9} rows (replacing {}) in {:.1}s",
+                "{:<20} {:<16} {:>9} rows (replacing {}) in {:.1}s{spilled}",
                 report.mart, report.recomputed, report.rows, report.previous_rows, report.seconds
             );
         }

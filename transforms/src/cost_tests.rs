@@ -151,6 +151,7 @@ async fn compute_in_memory(
         let batches = compute(ctx, mart, parameters, crate::default_as_of())
             .await
             .map_err(|e| e.to_string())?;
+        crate::properties::unique_keys(mart.def, &batches)?;
         let schema = batches.first().map_or_else(
             || mart.def.arrow_schema(),
             arrow::array::RecordBatch::schema,

@@ -3,10 +3,13 @@
 //! After each complete run the runner returns a [`Watermark`]: the inputs'
 //! Delta versions and newest `updated_at`, the windows' end and the
 //! parameters. The next run compares: an input whose version did not move
-//! changed nothing; one that moved by merges or appends changed exactly the
-//! rows whose `updated_at` is newer than the mark (minus
-//! `change_margin_minutes`, for writers whose commit lands after a
-//! transform read the mark). Those rows name the affected components, which
+//! changed nothing; one that moved by merges or appends changed at most the
+//! rows whose `updated_at` is at least the oldest in the files committed
+//! since (from the Delta log's file statistics: exact for appends, and
+//! independent of when the previous run happened to read — a bulk
+//! import's rows, which all share one `updated_at`, are not new again the
+//! next day; only a table without statistics falls back to the mark minus
+//! `change_margin_minutes`). Those rows name the affected components, which
 //! are closed over shared repositories (a change set or a pull request
 //! links every component of a repository). Then:
 //!
@@ -31,7 +34,7 @@ use arrow::array::{Array, StringArray, TimestampMicrosecondArray};
 use chrono::{DateTime, Utc};
 use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::prelude::SessionContext;
-use fathom_warehouse::Warehouse;
+use fathom_warehouse::{AddedRows, Warehouse};
 use serde::{Deserialize, Serialize};
 
 use crate::marts::{self, Mart, Refresh};
@@ -401,7 +404,7 @@ pub(crate) async fn plan(
     let Some(previous) = previous else {
         return Ok(Plan::Full("no earlier run to continue from".to_owned()));
     };
-    if previous.parameters != *parameters {
+    if !previous.parameters.same_definitions(parameters) {
         return Ok(Plan::Full("the parameters changed".to_owned()));
     }
     for mart in marts::MARTS {
@@ -448,9 +451,24 @@ pub(crate) async fn plan(
             rewritten.insert(def.name.to_owned());
             continue;
         }
-        let since = before
-            .max_updated_at
-            .map_or(i64::MIN, |m| m.saturating_sub(margin));
+        // The rows the commits since added are at least as new as the
+        // oldest of their files' statistics: exact for appends, however
+        // the rows' `updated_at` compare with what the last run saw (a bulk
+        // import's rows all share one, and are not new again the day
+        // after). Without statistics, the margin guesses.
+        let since = match before.version {
+            None => i64::MIN,
+            Some(version) => match warehouse.added_since(def, version, "updated_at").await? {
+                Some(added) if added.files == 0 => continue,
+                Some(AddedRows {
+                    oldest: Some(oldest),
+                    ..
+                }) => oldest,
+                _ => before
+                    .max_updated_at
+                    .map_or(i64::MIN, |m| m.saturating_sub(margin)),
+            },
+        };
         changed.insert(def.name, since);
     }
 

@@ -51,6 +51,20 @@ pub enum Error {
         #[source]
         source: datafusion::error::DataFusionError,
     },
+    /// A mart needs more memory than `[transforms] memory_limit_mib`
+    /// allows, even spilling to disk.
+    #[error(
+        "mart `{mart}` needs more memory than `[transforms] memory_limit_mib` = {limit_mib} allows, \
+         even spilling to disk ({message}); raise the setting (or give the node more memory)"
+    )]
+    MemoryBudget {
+        /// The mart.
+        mart: &'static str,
+        /// The budget, MiB.
+        limit_mib: usize,
+        /// What the engine said.
+        message: String,
+    },
     /// A parameter is unusable.
     #[error("transform parameter `{name}`: {message}")]
     Parameter {
@@ -74,12 +88,44 @@ impl From<fathom_warehouse::Error> for Error {
     }
 }
 
+impl Error {
+    /// `self`, with an exhausted memory pool told apart from other
+    /// failures of `mart` under a budget of `limit_mib`.
+    pub(crate) fn over_budget(self, mart: &'static str, limit_mib: usize) -> Self {
+        let message = match &self {
+            Self::Sql { source, .. } => match source.find_root() {
+                datafusion::error::DataFusionError::ResourcesExhausted(message) => {
+                    Some(message.clone())
+                }
+                _ => None,
+            },
+            Self::Warehouse(error) => match error.as_ref() {
+                fathom_warehouse::Error::ResourcesExhausted(message) => Some(message.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        match message {
+            Some(message) => Self::MemoryBudget {
+                mart,
+                limit_mib,
+                message,
+            },
+            None => self,
+        }
+    }
+}
+
 /// Result with the transforms' error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod properties;
+#[cfg(test)]
+mod refresh_tests;
 
+#[cfg(test)]
+mod budget_tests;
 #[cfg(test)]
 mod commitment_tests;
 #[cfg(test)]

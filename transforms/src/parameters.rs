@@ -27,6 +27,12 @@ pub struct Parameters {
     /// reverted change as failed (when no incident or rollback already
     /// did; counted apart as `failed_by_revert`). Default true.
     pub reverts_are_failures: bool,
+    /// Memory in MiB the marts' queries may use for sorts, joins and
+    /// aggregates before they spill to local disk (the system's temporary
+    /// directory, `TMPDIR`); a mart that cannot fit even so fails naming
+    /// this setting. 0 is unbounded. Not a definition: changing it never
+    /// recomputes anything. Default 4096.
+    pub memory_limit_mib: usize,
     /// The cost marts' parameters (`[cost]` in `fathom.toml`).
     pub cost: CostParameters,
 }
@@ -72,6 +78,7 @@ impl Default for Parameters {
             benchmark: tiers::DEFAULT_BENCHMARK.to_owned(),
             change_margin_minutes: 10,
             reverts_are_failures: true,
+            memory_limit_mib: 4096,
             cost: CostParameters::default(),
         }
     }
@@ -194,6 +201,20 @@ fn weeks_values(periods: &[Period]) -> String {
 }
 
 impl Parameters {
+    /// Whether `self` and `other` define the marts alike: every parameter
+    /// but the engine's memory budget, which changes how a mart is
+    /// computed, never what it holds.
+    pub fn same_definitions(&self, other: &Self) -> bool {
+        let mut other = other.clone();
+        other.memory_limit_mib = self.memory_limit_mib;
+        *self == other
+    }
+
+    /// The marts' memory budget in bytes; `None` when unbounded.
+    pub fn memory_limit_bytes(&self) -> Option<usize> {
+        (self.memory_limit_mib > 0).then(|| self.memory_limit_mib.saturating_mul(1 << 20))
+    }
+
     /// `sql` with its `{{name}}` placeholders filled in, windows ending at
     /// `as_of`.
     pub fn fill(&self, sql: &str, as_of: DateTime<Utc>) -> Result<String> {

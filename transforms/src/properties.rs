@@ -3,7 +3,7 @@
 //! never negative (a negative one is an anomaly); every deployment's
 //! change count is the changes naming it; a group's deployments are the sum of its services';
 //! permuting input rows, adding another team's services or re-running
-//! changes no service's numbers.
+//! changes no service's numbers; no mart repeats a key.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,31 +27,31 @@ use super::{MARTS, Parameters, compute, mart_session};
 /// rollback, commits shipped) and incidents (start minute, duration
 /// minutes).
 #[derive(Debug, Clone)]
-struct Service {
-    deployments: Vec<(u32, bool, bool, Vec<Commit>)>,
-    incidents: Vec<(u32, u32)>,
+pub(crate) struct Service {
+    pub(crate) deployments: Vec<(u32, bool, bool, Vec<Commit>)>,
+    pub(crate) incidents: Vec<(u32, u32)>,
 }
 
 /// A commit a deployment shipped, in the shapes real history has.
 #[derive(Debug, Clone)]
-struct Commit {
+pub(crate) struct Commit {
     /// Minutes authored before the deployment finished; negative for a
     /// commit dated after it (rebased history, clock skew).
-    age: i32,
+    pub(crate) age: i32,
     /// How it is described: 0 a `commits` row (a push); 1 nothing at all
     /// (a bare push); 2 one of pull request `pr`'s commits; 3 the change
     /// set names pull request `pr` (which has no row when `pr` is 2 and no
     /// commit of kind 2 names it).
-    link: u8,
+    pub(crate) link: u8,
     /// Pull request number, of links 2 and 3.
-    pr: u8,
+    pub(crate) pr: u8,
     /// The same commit as every other shared one of this pull request
     /// number: carried by several deployments (baselines included).
-    shared: bool,
+    pub(crate) shared: bool,
     /// Its files: 0 unknown, 1 under its service's source path, 2
     /// elsewhere in the repository (then a path-scoped service does not
     /// ship it).
-    files: u8,
+    pub(crate) files: u8,
 }
 
 fn commit() -> impl Strategy<Value = Commit> {
@@ -89,7 +89,7 @@ fn service() -> impl Strategy<Value = Service> {
         })
 }
 
-fn start() -> DateTime<Utc> {
+pub(crate) fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0)
         .single()
         .unwrap_or_default()
@@ -100,7 +100,7 @@ fn at(minutes: u32) -> String {
 }
 
 /// The rows of the core tables for `services` owned by `team`.
-fn rows(
+pub(crate) fn rows(
     team: &str,
     services: &[Service],
     tables: &mut BTreeMap<&'static str, Vec<Map<String, Value>>>,
@@ -261,6 +261,7 @@ async fn compute_all(ctx: &SessionContext) -> Result<(), String> {
         let batches = compute(ctx, mart, &Parameters::default(), as_of)
             .await
             .map_err(|e| e.to_string())?;
+        unique_keys(mart.def, &batches)?;
         let schema = batches
             .first()
             .map_or_else(|| mart.def.arrow_schema(), RecordBatch::schema);
@@ -271,6 +272,28 @@ async fn compute_all(ctx: &SessionContext) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Refuses rows of `def` sharing a primary key: the warehouse writes a
+/// mart as its query streams it, without collapsing duplicates, so the
+/// query itself must never produce any.
+pub(crate) fn unique_keys(def: &TableDef, batches: &[RecordBatch]) -> Result<(), String> {
+    let Some(first) = batches.first() else {
+        return Ok(());
+    };
+    let all =
+        arrow::compute::concat_batches(&first.schema(), batches).map_err(|e| e.to_string())?;
+    let superseded = fathom_warehouse::superseded_rows(def, &all).map_err(|e| e.to_string())?;
+    match superseded.first() {
+        None => Ok(()),
+        Some((loser, winner)) => Err(format!(
+            "`{}` has {} row(s) repeating a key, e.g. rows {loser} and {winner}: {:?}",
+            def.name,
+            superseded.len(),
+            fathom_warehouse::query::text_rows(&[all.slice(*winner, 1)])
+                .map_err(|e| e.to_string())?
+        )),
+    }
 }
 
 /// The production environment of a deployment finishing at `minute`: two
@@ -486,7 +509,7 @@ pub(crate) async fn land(
 }
 
 /// Every mart's rows (without `updated_at`), sorted, as text.
-async fn mart_rows(
+pub(crate) async fn mart_rows(
     warehouse: &fathom_warehouse::Warehouse,
 ) -> Result<BTreeMap<&'static str, Vec<String>>, String> {
     let ctx = mart_session();

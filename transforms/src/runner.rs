@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
-use fathom_warehouse::Warehouse;
+use fathom_warehouse::{RowStreams, Warehouse};
 use serde::Serialize;
 
 use crate::incremental::{self, Step, Watermark};
@@ -26,6 +27,9 @@ pub struct MartReport {
     pub rows: usize,
     /// Rows those replaced.
     pub previous_rows: u64,
+    /// Bytes its sorts, joins and aggregates spilled to local disk to stay
+    /// in `[transforms] memory_limit_mib` (0: it fit in memory).
+    pub spilled_bytes: u64,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -49,14 +53,20 @@ impl TransformProgress for NoProgress {
     fn mart_finished(&self, _: &MartReport) {}
 }
 
-/// A session over the warehouse as it is now, with the marts' UDFs.
-async fn session(warehouse: &Warehouse) -> Result<SessionContext> {
-    let ctx = mart_session();
+/// A session over the warehouse as it is now, with the marts' UDFs, in
+/// the marts' memory budget (spilling to local disk before failing).
+async fn session(warehouse: &Warehouse, parameters: &Parameters) -> Result<SessionContext> {
+    let runtime = fathom_warehouse::query::query_runtime(fathom_warehouse::query::QueryLimits {
+        memory_limit_bytes: parameters.memory_limit_bytes(),
+        bounds: fathom_warehouse::query::QueryBounds::default(),
+    })?;
+    let ctx = mart_session_on(runtime);
     warehouse.register_tables(&ctx).await?;
     Ok(ctx)
 }
 
-/// A session configured as the marts need it, their functions registered.
+/// A session configured as the marts need it, their functions registered
+/// (memory unbounded: for tests over small inputs).
 pub fn mart_session() -> SessionContext {
     mart_session_on(Arc::new(
         datafusion::execution::runtime_env::RuntimeEnv::default(),
@@ -86,6 +96,41 @@ pub async fn compute(
     };
     let frame = ctx.sql(&sql).await.map_err(sql_error)?;
     frame.collect().await.map_err(sql_error)
+}
+
+/// The rows of `mart` as streams, one per partition of its plan, for the
+/// warehouse to write as they come; and the plan, whose metrics tell
+/// what it spilled once the streams are read.
+async fn streams(
+    ctx: &SessionContext,
+    mart: &Mart,
+    parameters: &Parameters,
+    as_of: DateTime<Utc>,
+) -> Result<(RowStreams, Arc<dyn ExecutionPlan>)> {
+    let sql = parameters.fill_periods(mart.sql, as_of, mart.periods)?;
+    let sql_error = |source| Error::Sql {
+        mart: mart.def.name,
+        source,
+    };
+    let frame = ctx.sql(&sql).await.map_err(sql_error)?;
+    let task = Arc::new(frame.task_ctx());
+    let physical = frame.create_physical_plan().await.map_err(sql_error)?;
+    let streams = datafusion::physical_plan::execute_stream_partitioned(physical.clone(), task)
+        .map_err(sql_error)?;
+    Ok((RowStreams { streams }, physical))
+}
+
+/// Bytes `plan` and its inputs spilled to disk.
+fn spilled_bytes(plan: &dyn ExecutionPlan) -> u64 {
+    let own = plan
+        .metrics()
+        .and_then(|m| m.spilled_bytes())
+        .map_or(0, |b| b as u64);
+    own + plan
+        .children()
+        .into_iter()
+        .map(|child| spilled_bytes(child.as_ref()))
+        .sum::<u64>()
 }
 
 /// The logical plan of `mart` over the tables registered in `ctx`
@@ -146,7 +191,7 @@ pub async fn run(
         };
         let plan = format!("`{name}` recomputed whole");
         progress.planned(&plan);
-        let ctx = session(warehouse).await?;
+        let ctx = session(warehouse, parameters).await?;
         let report = run_mart(
             warehouse,
             &ctx,
@@ -169,7 +214,7 @@ pub async fn run(
     for def in marts::inputs() {
         versions.insert(def.name.to_owned(), warehouse.version(def).await?);
     }
-    let ctx = session(warehouse).await?;
+    let ctx = session(warehouse, parameters).await?;
     let marks = incremental::marks(&versions, &ctx).await?;
     let plan = if options.full {
         incremental::Plan::Full("--full".to_owned())
@@ -245,6 +290,20 @@ async fn run_mart(
     step: &Step<'_>,
     progress: &dyn TransformProgress,
 ) -> Result<MartReport> {
+    write_mart(warehouse, base, mart, parameters, as_of, step, progress)
+        .await
+        .map_err(|e| e.over_budget(mart.def.name, parameters.memory_limit_mib))
+}
+
+async fn write_mart(
+    warehouse: &Warehouse,
+    base: &SessionContext,
+    mart: &Mart,
+    parameters: &Parameters,
+    as_of: DateTime<Utc>,
+    step: &Step<'_>,
+    progress: &dyn TransformProgress,
+) -> Result<MartReport> {
     progress.mart_started(mart.def.name);
     let started = std::time::Instant::now();
     if matches!(step, Step::Unchanged) {
@@ -253,6 +312,7 @@ async fn run_mart(
             recomputed: "unchanged".to_owned(),
             rows: 0,
             previous_rows: 0,
+            spilled_bytes: 0,
             seconds: started.elapsed().as_secs_f64(),
         };
         progress.mart_finished(&report);
@@ -263,39 +323,49 @@ async fn run_mart(
     // before anything is written.
     marts::check_reads(mart, &plan(base, mart, parameters, as_of).await?)?;
     let ctx = fork(base).await?;
-    let (recomputed, stats) = match step {
-        Step::Unchanged => ("unchanged".to_owned(), Default::default()),
+    let (recomputed, stats, spilled) = match step {
+        Step::Unchanged => ("unchanged".to_owned(), Default::default(), 0),
         Step::Whole => {
-            let batches = compute(&ctx, mart, parameters, as_of).await?;
-            (
-                "all".to_owned(),
-                warehouse.replace_all(mart.def, &batches).await?,
-            )
+            let (rows, physical) = streams(&ctx, mart, parameters, as_of).await?;
+            let stats = warehouse.replace_all_streamed(mart.def, rows).await?;
+            ("all".to_owned(), stats, spilled_bytes(physical.as_ref()))
         }
         Step::Components(affected) => {
             incremental::restrict_to_components(&ctx, affected).await?;
-            let batches = compute(&ctx, mart, parameters, as_of).await?;
+            let (rows, physical) = streams(&ctx, mart, parameters, as_of).await?;
             let stats = warehouse
-                .replace_where(mart.def, affected.entity_predicate(), &batches)
+                .replace_where_streamed(mart.def, affected.entity_predicate(), rows)
                 .await?;
-            (format!("{} component(s)", affected.components.len()), stats)
+            (
+                format!("{} component(s)", affected.components.len()),
+                stats,
+                spilled_bytes(physical.as_ref()),
+            )
         }
         Step::Months(months) => {
             incremental::restrict_to_months(&ctx, mart, months).await?;
-            let batches = compute(&ctx, mart, parameters, as_of).await?;
+            let (rows, physical) = streams(&ctx, mart, parameters, as_of).await?;
             let listed: Vec<String> = months.iter().cloned().collect();
             let stats = warehouse
-                .replace_partitions(mart.def, &listed, &batches)
+                .replace_partitions_streamed(mart.def, &listed, rows)
                 .await?;
-            (format!("{} month(s)", months.len()), stats)
+            (
+                format!("{} month(s)", months.len()),
+                stats,
+                spilled_bytes(physical.as_ref()),
+            )
         }
         Step::Scopes(scopes) => {
             incremental::restrict_to_scopes(&ctx, scopes).await?;
-            let batches = compute(&ctx, mart, parameters, as_of).await?;
+            let (rows, physical) = streams(&ctx, mart, parameters, as_of).await?;
             let stats = warehouse
-                .replace_where(mart.def, incremental::scope_predicate(scopes), &batches)
+                .replace_where_streamed(mart.def, incremental::scope_predicate(scopes), rows)
                 .await?;
-            (format!("{} scope(s)", scopes.len()), stats)
+            (
+                format!("{} scope(s)", scopes.len()),
+                stats,
+                spilled_bytes(physical.as_ref()),
+            )
         }
     };
     warehouse.register_table(base, mart.def).await?;
@@ -304,6 +374,7 @@ async fn run_mart(
         recomputed,
         rows: stats.rows_written,
         previous_rows: stats.rows_removed,
+        spilled_bytes: spilled,
         seconds: started.elapsed().as_secs_f64(),
     };
     progress.mart_finished(&report);

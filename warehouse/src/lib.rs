@@ -20,4 +20,4 @@ mod warehouse;
 pub use error::{Error, Result};
 pub use location::{StorageOptions, WarehouseLocation};
 pub use table_write::{MergeStats, ReplaceStats, prepare_batch, superseded_rows, without_rows};
-pub use warehouse::{OptimizeStats, TableStatus, VacuumStats, Warehouse};
+pub use warehouse::{AddedRows, OptimizeStats, RowStreams, TableStatus, VacuumStats, Warehouse};

@@ -1,7 +1,8 @@
 //! What changed in a table since a version, read from the Delta log:
 //! whether rows may have been removed (readers following `updated_at` must
-//! start over), and which partitions the commits touched (readers that
-//! recompute by month recompute exactly those).
+//! start over), which partitions the commits touched (readers that
+//! recompute by month recompute exactly those), and how old the rows they
+//! added can be (readers following `updated_at` read from there).
 
 use std::collections::BTreeSet;
 
@@ -9,6 +10,17 @@ use fathom_models::TableDef;
 
 use super::Warehouse;
 use crate::{Error, Result};
+
+/// What the commits after a version added, from their files' statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AddedRows {
+    /// Data files added.
+    pub files: usize,
+    /// The smallest value of the column among their rows, microseconds
+    /// since the epoch (statistics keep milliseconds: this is at most 1 ms
+    /// below the true minimum, never above); `None` without files.
+    pub oldest: Option<i64>,
+}
 
 impl Warehouse {
     /// Whether a commit after `version` may have removed rows without
@@ -109,5 +121,66 @@ impl Warehouse {
             }
         }
         Ok(Some(changed))
+    }
+
+    /// The oldest value of timestamp `column` among the rows of every
+    /// data file committed after `version`, from the files' statistics.
+    /// Exact for appends; a merge that rewrites a file re-adds its
+    /// untouched rows too, which can only make the answer older (a reader
+    /// then reads more than it must, never less). `None` when it cannot
+    /// be told: a commit is no longer in the log, or a file has no
+    /// statistics for `column`.
+    pub async fn added_since(
+        &self,
+        def: &TableDef,
+        version: u64,
+        column: &str,
+    ) -> Result<Option<AddedRows>> {
+        let Some(table) = self.open_table(def).await? else {
+            return Ok(None);
+        };
+        let Some(current) = table.version() else {
+            return Ok(None);
+        };
+        if current < version {
+            return Ok(None);
+        }
+        let store = table.log_store();
+        let mut added = AddedRows::default();
+        for commit in version + 1..=current {
+            let Some(bytes) = store
+                .read_commit_entry(commit)
+                .await
+                .map_err(|e| Error::delta(def.name, e))?
+            else {
+                return Ok(None);
+            };
+            for line in bytes.split(|b| *b == b'\n') {
+                let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
+                    continue;
+                };
+                // Compaction moves rows without changing them.
+                let Some(file) = action.get("add").filter(|f| {
+                    f.get("dataChange").and_then(serde_json::Value::as_bool) != Some(false)
+                }) else {
+                    continue;
+                };
+                let Some(oldest) = file
+                    .get("stats")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|stats| serde_json::from_str::<serde_json::Value>(stats).ok())
+                    .and_then(|stats| {
+                        let minimum = stats.get("minValues")?.get(column)?.as_str()?.to_owned();
+                        chrono::DateTime::parse_from_rfc3339(&minimum).ok()
+                    })
+                    .map(|t| t.timestamp_micros())
+                else {
+                    return Ok(None);
+                };
+                added.files += 1;
+                added.oldest = Some(added.oldest.map_or(oldest, |o| o.min(oldest)));
+            }
+        }
+        Ok(Some(added))
     }
 }

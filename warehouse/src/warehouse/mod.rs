@@ -18,7 +18,12 @@ use crate::table_write::{MergeStats, dedupe_last_wins, now_micros, prepare_batch
 use crate::{Error, Result, StorageOptions, WarehouseLocation};
 
 mod changes;
+
+pub use changes::AddedRows;
 mod replace;
+mod streamed;
+
+pub use streamed::RowStreams;
 mod upgrade;
 
 /// What `optimize` did to one table.

@@ -184,7 +184,7 @@ impl Warehouse {
 
 /// `partition IN (partitions)` over `def`'s partition column; an error for
 /// a table that is not partitioned.
-fn in_partitions(def: &TableDef, partitions: &[String]) -> Result<Expr> {
+pub(super) fn in_partitions(def: &TableDef, partitions: &[String]) -> Result<Expr> {
     let Some(partition) = def.partition else {
         return Err(Error::SchemaMismatch {
             table: def.name.to_owned(),
