@@ -3,6 +3,8 @@
 //! while the period is open, as AWS Data Exports does) and the portal's
 //! analytics events (one NDJSON file per day), written to any object store.
 
+pub mod core_tables;
+
 use std::sync::Arc;
 
 use arrow::array::{

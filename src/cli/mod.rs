@@ -358,6 +358,13 @@ enum SimCommand {
         /// Earlier times deliver an open, partial month.
         #[arg(long)]
         at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Write the world's core tables instead (catalog, deployments,
+        /// change sets, commits, pull requests and their commits,
+        /// incidents) as Parquet files for `fathom import`, one service at a
+        /// time: a large organisation's warehouse in minutes, without the
+        /// simulators. `--to` is then a local directory.
+        #[arg(long, conflicts_with = "at")]
+        core_tables: bool,
     },
     /// Write the world's ground truth (DORA per scope and window, every
     /// production deployment, the injected cost anomalies) as JSON lines.

@@ -25,7 +25,13 @@ pub(super) async fn sim(settings: &Config, command: SimCommand) -> Result<ExitCo
             );
             Ok(ExitCode::SUCCESS)
         }
-        SimCommand::Export { world, to, at } => {
+        SimCommand::Export {
+            world,
+            to,
+            core_tables: true,
+            ..
+        } => export_core_tables(world.config(), std::path::Path::new(&to)),
+        SimCommand::Export { world, to, at, .. } => {
             let target = export_target(settings, &to)?;
             let generated = fathom_sim::World::generate(world.config());
             let now = at.unwrap_or_else(|| generated.config.end());
@@ -142,6 +148,41 @@ pub(super) fn export_target(
         root,
         url: to.to_owned(),
     })
+}
+
+/// `fathom sim export --core-tables`: the core tables as import files,
+/// with progress on stderr and the commands that load them.
+fn export_core_tables(config: fathom_sim::WorldConfig, dir: &std::path::Path) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let mut shown = 0;
+    let export =
+        fathom_sim::export::core_tables::write_core_tables(&config, dir, &[], |done, total| {
+            // A line per tenth: a large world takes minutes.
+            let tenth = done * 10 / total.max(1);
+            if tenth > shown {
+                shown = tenth;
+                eprintln!("{done} of {total} services written");
+            }
+        })
+        .with_context(|| format!("cannot write the core tables into `{}`", dir.display()))?;
+    let mut total = 0;
+    for (table, path, rows) in export.parts.iter().flatten() {
+        total += rows;
+        println!("  {table:<22} {rows:>12} rows  {}", path.display());
+    }
+    println!(
+        "wrote {total} rows of {} services x {} days (seed {}) in {:.1} s; load them, catalog first:",
+        config.services,
+        config.days,
+        config.seed,
+        started.elapsed().as_secs_f64()
+    );
+    for (table, path, rows) in export.parts.iter().flatten() {
+        if *rows > 0 {
+            println!("  fathom import {table} {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn print_delivery(to: &str, delivery: &fathom_sim::serve::Delivery) {

@@ -16,6 +16,7 @@ mod interop;
 mod oidc;
 mod pgwire;
 mod s3;
+mod scale;
 mod schedule;
 mod security;
 mod support;
