@@ -77,10 +77,10 @@ async fn marts_over_budget_spill_and_equal_the_marts_computed_in_memory() -> any
     );
 
     let budget = Parameters {
-        // Measured on this history: 160 MiB is too little even spilling
-        // (every sort holds 10 MB back for its merge), at 400 MiB the
-        // DORA marts still spill, at 1 GiB nothing does.
-        memory_limit_mib: 256,
+        // Measured on this history: 32 MiB is too little even spilling
+        // (every sort holds 10 MB back for its merge), at 48 and 64 MiB
+        // the DORA marts spill, at 96 MiB nothing does.
+        memory_limit_mib: 56,
         ..Parameters::default()
     };
     let spilling = fathom_warehouse::Warehouse::in_memory()?;

@@ -21,6 +21,7 @@ mod explain;
 pub mod functions;
 pub mod incremental;
 pub mod marts;
+mod materialize;
 mod parameters;
 mod runner;
 pub mod tiers;
@@ -65,6 +66,10 @@ pub enum Error {
         /// What the engine said.
         message: String,
     },
+    /// A temporary file of a mart's intermediate results could not be
+    /// made (the system's temporary directory, `TMPDIR`).
+    #[error("cannot make a temporary directory for a mart's intermediate results: {0}")]
+    Scratch(String),
     /// A parameter is unusable.
     #[error("transform parameter `{name}`: {message}")]
     Parameter {

@@ -1,6 +1,7 @@
-//! What a daily refresh recomputes after a bulk import: only what the new
-//! day touched (every imported row shares one `updated_at`, and must not
-//! look new again the day after).
+//! What a daily refresh recomputes: after a bulk import, only what the
+//! new day touched (every imported row shares one `updated_at`, and must
+//! not look new again the day after); when the day touched most
+//! components, the component marts whole (cheaper than restricting them).
 
 use std::collections::BTreeMap;
 
@@ -102,6 +103,76 @@ async fn a_day_after_a_bulk_import_recomputes_only_what_the_day_touched() -> any
     land(&fresh, &bulk).await.map_err(anyhow::Error::msg)?;
     land(&fresh, &next).await.map_err(anyhow::Error::msg)?;
     run(&fresh, &parameters, options(None, later), &NoProgress).await?;
+    let full = mart_rows(&fresh).await.map_err(anyhow::Error::msg)?;
+    for (mart, rows) in &full {
+        assert!(ours.get(mart) == Some(rows), "{mart} differs");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_touching_most_components_recomputes_the_component_marts_whole() -> anyhow::Result<()>
+{
+    // 120 services, ten deployments each; then a day in which 40 of them
+    // (a third) deploy once more.
+    let history: Vec<Service> = (0..120).map(|s| service(s, 720, 10)).collect();
+    let bulk = team("team-a", &history);
+    let warehouse = fathom_warehouse::Warehouse::in_memory()?;
+    land(&warehouse, &bulk).await.map_err(anyhow::Error::msg)?;
+    let parameters = Parameters::default();
+    let as_of = start() + chrono::Duration::days(41);
+    let options = |previous| RunOptions {
+        only: None,
+        as_of,
+        full: false,
+        previous,
+    };
+    let first = run(&warehouse, &parameters, options(None), &NoProgress).await?;
+    let day: Vec<Service> = (0..120).map(|s| service(s, 720, 11)).collect();
+    let mut next = team("team-a", &day);
+    for table in next.values_mut() {
+        table.retain(|row| {
+            let last = |text: &str| {
+                (0..40).any(|s| {
+                    text == format!("team-a-svc{s}:10")
+                        || text.starts_with(&format!("team-a-svc{s}-10-"))
+                })
+            };
+            row.get("deployment_id")
+                .and_then(Value::as_str)
+                .is_some_and(last)
+                || row.get("sha").and_then(Value::as_str).is_some_and(last)
+        });
+    }
+    next.retain(|_, rows| !rows.is_empty());
+    land(&warehouse, &next).await.map_err(anyhow::Error::msg)?;
+    let daily = run(
+        &warehouse,
+        &parameters,
+        options(first.watermark.as_ref()),
+        &NoProgress,
+    )
+    .await?;
+    assert!(
+        daily
+            .plan
+            .starts_with("incremental: 40 component(s) (over a quarter"),
+        "{}",
+        daily.plan
+    );
+    for mart in ["dora_deployments", "dora_changes"] {
+        let step = daily
+            .marts
+            .iter()
+            .find(|m| m.mart == mart)
+            .map(|m| m.recomputed.as_str());
+        assert_eq!(step, Some("all"), "{mart}");
+    }
+    let ours = mart_rows(&warehouse).await.map_err(anyhow::Error::msg)?;
+    let fresh = fathom_warehouse::Warehouse::in_memory()?;
+    land(&fresh, &bulk).await.map_err(anyhow::Error::msg)?;
+    land(&fresh, &next).await.map_err(anyhow::Error::msg)?;
+    run(&fresh, &parameters, options(None), &NoProgress).await?;
     let full = mart_rows(&fresh).await.map_err(anyhow::Error::msg)?;
     for (mart, rows) in &full {
         assert!(ours.get(mart) == Some(rows), "{mart} differs");

@@ -94,30 +94,35 @@ pub async fn compute(
         mart: mart.def.name,
         source,
     };
-    let frame = ctx.sql(&sql).await.map_err(sql_error)?;
+    let (frame, _scratch) = crate::materialize::frame(ctx, &sql, mart.def.name).await?;
     frame.collect().await.map_err(sql_error)
 }
 
 /// The rows of `mart` as streams, one per partition of its plan, for the
-/// warehouse to write as they come; and the plan, whose metrics tell
-/// what it spilled once the streams are read.
+/// warehouse to write as they come; the plan, whose metrics tell what it
+/// spilled once the streams are read; and its materialized CTEs' files,
+/// to keep until then.
 async fn streams(
     ctx: &SessionContext,
     mart: &Mart,
     parameters: &Parameters,
     as_of: DateTime<Utc>,
-) -> Result<(RowStreams, Arc<dyn ExecutionPlan>)> {
+) -> Result<(
+    RowStreams,
+    Arc<dyn ExecutionPlan>,
+    crate::materialize::Scratch,
+)> {
     let sql = parameters.fill_periods(mart.sql, as_of, mart.periods)?;
     let sql_error = |source| Error::Sql {
         mart: mart.def.name,
         source,
     };
-    let frame = ctx.sql(&sql).await.map_err(sql_error)?;
+    let (frame, scratch) = crate::materialize::frame(ctx, &sql, mart.def.name).await?;
     let task = Arc::new(frame.task_ctx());
     let physical = frame.create_physical_plan().await.map_err(sql_error)?;
     let streams = datafusion::physical_plan::execute_stream_partitioned(physical.clone(), task)
         .map_err(sql_error)?;
-    Ok((RowStreams { streams }, physical))
+    Ok((RowStreams { streams }, physical, scratch))
 }
 
 /// Bytes `plan` and its inputs spilled to disk.
@@ -141,7 +146,8 @@ pub(crate) async fn plan(
     parameters: &Parameters,
     as_of: DateTime<Utc>,
 ) -> Result<datafusion::logical_expr::LogicalPlan> {
-    let sql = parameters.fill_periods(mart.sql, as_of, mart.periods)?;
+    let (sql, _) =
+        crate::materialize::hints(&parameters.fill_periods(mart.sql, as_of, mart.periods)?);
     ctx.state()
         .create_logical_plan(&sql)
         .await
@@ -326,13 +332,13 @@ async fn write_mart(
     let (recomputed, stats, spilled) = match step {
         Step::Unchanged => ("unchanged".to_owned(), Default::default(), 0),
         Step::Whole => {
-            let (rows, physical) = streams(&ctx, mart, parameters, as_of).await?;
+            let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of).await?;
             let stats = warehouse.replace_all_streamed(mart.def, rows).await?;
             ("all".to_owned(), stats, spilled_bytes(physical.as_ref()))
         }
         Step::Components(affected) => {
             incremental::restrict_to_components(&ctx, affected).await?;
-            let (rows, physical) = streams(&ctx, mart, parameters, as_of).await?;
+            let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of).await?;
             let stats = warehouse
                 .replace_where_streamed(mart.def, affected.entity_predicate(), rows)
                 .await?;
@@ -344,7 +350,7 @@ async fn write_mart(
         }
         Step::Months(months) => {
             incremental::restrict_to_months(&ctx, mart, months).await?;
-            let (rows, physical) = streams(&ctx, mart, parameters, as_of).await?;
+            let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of).await?;
             let listed: Vec<String> = months.iter().cloned().collect();
             let stats = warehouse
                 .replace_partitions_streamed(mart.def, &listed, rows)
@@ -357,7 +363,7 @@ async fn write_mart(
         }
         Step::Scopes(scopes) => {
             incremental::restrict_to_scopes(&ctx, scopes).await?;
-            let (rows, physical) = streams(&ctx, mart, parameters, as_of).await?;
+            let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of).await?;
             let stats = warehouse
                 .replace_where_streamed(mart.def, incremental::scope_predicate(scopes), rows)
                 .await?;

@@ -18,7 +18,7 @@
 -- root; else the path of `backstage.io/source-location`) ships only the
 -- commits touching one of them (`commit_files`); a commit whose files are
 -- not known is kept. A change touching several components counts for each.
-commit_pr AS (
+commit_pr AS MATERIALIZED (
     SELECT repository_id, sha, min(pull_request_number) AS pull_request_number
     FROM (
         SELECT repository_id, sha, pull_request_number FROM pull_request_commits
@@ -90,7 +90,7 @@ change_commits AS (
         ON t.repository_id = dc.repository_id AND t.sha = dc.sha AND t.entity_ref = c.entity_ref
     WHERE s.entity_ref IS NULL OR k.sha IS NULL OR t.sha IS NOT NULL
 ),
-first_shipped AS (
+first_shipped AS MATERIALIZED (
     SELECT change_id, repository_id, sha, pull_request_number, deployment_id, entity_ref,
            environment, finished_at
     FROM (
