@@ -21,6 +21,9 @@ use fathom_ingest::{NoProgress, import_files};
 use fathom_models::tables::{CATALOG_ENTITIES, CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY};
 use fathom_warehouse::{StorageOptions, Warehouse, WarehouseLocation};
 
+#[path = "support/timed.rs"]
+mod timed;
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -149,34 +152,6 @@ fn cost_files(
     Ok((n_alloc, n_cloud))
 }
 
-/// Runs `fathom transform` on the warehouse at `data` under `/usr/bin/time`
-/// and returns (wall seconds, peak resident MB, per-mart report JSON).
-fn transform(data: &Path, extra: &[&str]) -> Result<(f64, f64, serde_json::Value)> {
-    let timing = data.with_extension("time");
-    let output = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%e %M")
-        .arg("-o")
-        .arg(&timing)
-        .arg(env!("CARGO_BIN_EXE_fathom"))
-        .args(["transform", "--json", "--as-of", "2027-01-02"])
-        .args(extra)
-        .env("FATHOM_WAREHOUSE__URL", data)
-        .env_remove("FATHOM_STATE__DATABASE_URL")
-        .env_remove("FATHOM_CONFIG")
-        .output()
-        .context("cannot run /usr/bin/time (apt-get install time)")?;
-    if !output.status.success() {
-        bail!("transform: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    let text = std::fs::read_to_string(&timing)?;
-    let mut parts = text.split_whitespace();
-    let seconds: f64 = parts.next().context("no time")?.parse()?;
-    let kb: f64 = parts.next().context("no memory")?.parse()?;
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    Ok((seconds, kb / 1024.0, report))
-}
-
 /// Seconds a mart took in a transform report.
 fn mart_seconds(report: &serde_json::Value, mart: &str) -> Option<f64> {
     report["marts"]
@@ -234,12 +209,8 @@ print("answer", seconds, rows)
     let mut parts = answer.split_whitespace();
     let seconds: f64 = parts.next().context("no time")?.parse()?;
     let rows: u64 = parts.next().context("no rows")?.parse()?;
-    let kb: f64 = std::fs::read_to_string(&timing)?
-        .lines()
-        .rev()
-        .find_map(|line| line.trim().parse().ok())
-        .context("no peak memory from /usr/bin/time")?;
-    Ok(Some((seconds, kb / 1024.0, rows)))
+    let peak = timed::peak_mb(&timing)?;
+    Ok(Some((seconds, peak, rows)))
 }
 
 fn main() -> Result<()> {
@@ -286,7 +257,7 @@ fn main() -> Result<()> {
         (n_alloc + n_cloud) as f64 / seconds
     );
 
-    let (full, full_mb, report) = transform(&data, &["--full"])?;
+    let (full, full_mb, report) = timed::transform(&data, "2027-01-02", &["--full"])?;
     let cost_daily = mart_seconds(&report, "cost_daily").unwrap_or(f64::NAN);
     let cost_daily_rows = report["marts"]
         .as_array()
@@ -321,7 +292,7 @@ fn main() -> Result<()> {
     let (a, c) = cost_files(&day_allocations, &day_cloud, services, next, 1, false)?;
     import(&COST_ALLOCATIONS_DAILY, &day_allocations)?;
     import(&CLOUD_COSTS_DAILY, &day_cloud)?;
-    let (incremental, incremental_mb, report) = transform(&data, &[])?;
+    let (incremental, incremental_mb, report) = timed::transform(&data, "2027-01-02", &[])?;
     println!(
         "fathom transform after one new day ({} rows): {incremental:.1} s, peak {incremental_mb:.0} MB ({}); \
          full / incremental = {:.1}",

@@ -1,8 +1,8 @@
 //! DORA marts at the scale of a large organisation: the generated world's
 //! core tables (`fathom sim export --core-tables`: 1,000 services × 365
 //! days by default) imported into a fresh local warehouse; then `fathom
-//! transform --full` (time and peak memory, under the default
-//! `[transforms] memory_limit_mib`); the same `dora_deployments` and
+//! transform --full` (time and peak memory; `[transforms]
+//! memory_limit_mib` as configured, unbounded by default); the same `dora_deployments` and
 //! `dora_changes` SQL in DuckDB (2 threads, as Fathom has) over the same
 //! Delta tables' live Parquet files, as a ratio, and whether both engines
 //! wrote the same rows (multiset equality); then one new day imported and
@@ -27,6 +27,9 @@ use fathom_models::TableDef;
 use fathom_sim::WorldConfig;
 use fathom_warehouse::{StorageOptions, Warehouse, WarehouseLocation};
 
+#[path = "support/timed.rs"]
+mod timed;
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -36,34 +39,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// The marts DuckDB runs, in order (the second reads the first).
 const COMPARED: [&str; 2] = ["dora_deployments", "dora_changes"];
-
-/// Runs `fathom transform` on the warehouse at `data` under `/usr/bin/time`:
-/// (wall seconds, peak resident MB, report JSON).
-fn transform(data: &Path, as_of: &str, extra: &[&str]) -> Result<(f64, f64, serde_json::Value)> {
-    let timing = data.with_extension("time");
-    let output = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%e %M")
-        .arg("-o")
-        .arg(&timing)
-        .arg(env!("CARGO_BIN_EXE_fathom"))
-        .args(["transform", "--json", "--as-of", as_of])
-        .args(extra)
-        .env("FATHOM_WAREHOUSE__URL", data)
-        .env_remove("FATHOM_STATE__DATABASE_URL")
-        .env_remove("FATHOM_CONFIG")
-        .output()
-        .context("cannot run /usr/bin/time (apt-get install time)")?;
-    if !output.status.success() {
-        bail!("transform: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    let text = std::fs::read_to_string(&timing)?;
-    let mut parts = text.split_whitespace();
-    let seconds: f64 = parts.next().context("no time")?.parse()?;
-    let kb: f64 = parts.next().context("no memory")?.parse()?;
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    Ok((seconds, kb / 1024.0, report))
-}
 
 fn mart_seconds(report: &serde_json::Value, mart: &str) -> f64 {
     report["marts"]
@@ -262,14 +237,10 @@ for mart in spec["marts"]:
             only_duckdb.parse()?,
         ));
     }
-    let kb: f64 = std::fs::read_to_string(&timing)?
-        .lines()
-        .rev()
-        .find_map(|line| line.trim().parse().ok())
-        .context("no peak memory from /usr/bin/time")?;
+    let peak = timed::peak_mb(&timing)?;
     Ok(Some(DuckDb {
         marts: out,
-        peak_mb: kb / 1024.0,
+        peak_mb: peak,
     }))
 }
 
@@ -383,7 +354,7 @@ fn main() -> Result<()> {
     );
 
     let as_of = day1.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let (full, full_mb, report) = transform(&data, &as_of, &["--full"])?;
+    let (full, full_mb, report) = timed::transform(&data, &as_of, &["--full"])?;
     let budget = match env_or("FATHOM_TRANSFORMS__MEMORY_LIMIT_MIB", 0u64) {
         0 => "memory unbounded".to_owned(),
         mib => format!("budget {mib} MiB"),
@@ -414,7 +385,7 @@ fn main() -> Result<()> {
 
     // A new day, the windows' end unchanged (late data).
     let rows = runtime.block_on(import_part(&warehouse, parts.get(1).context("no part")?))?;
-    let (same, same_mb, report) = transform(&data, &as_of, &[])?;
+    let (same, same_mb, report) = timed::transform(&data, &as_of, &[])?;
     println!(
         "after one new day ({rows} rows), same --as-of: {same:.1} s, peak {same_mb:.0} MB ({}); full / incremental = {:.1}",
         report["plan"].as_str().unwrap_or_default(),
@@ -424,7 +395,7 @@ fn main() -> Result<()> {
     // Another day, the windows moved a day (the daily refresh).
     let rows = runtime.block_on(import_part(&warehouse, parts.get(2).context("no part")?))?;
     let moved_as_of = day2.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let (moved, moved_mb, report) = transform(&data, &moved_as_of, &[])?;
+    let (moved, moved_mb, report) = timed::transform(&data, &moved_as_of, &[])?;
     println!(
         "after another day ({rows} rows), --as-of moved a day: {moved:.1} s, peak {moved_mb:.0} MB ({}); full / incremental = {:.1}",
         report["plan"].as_str().unwrap_or_default(),
@@ -432,7 +403,7 @@ fn main() -> Result<()> {
     );
     print_marts(&report);
     let incremental = runtime.block_on(mart_texts(&data))?;
-    let (recompute, recompute_mb, _) = transform(&data, &moved_as_of, &["--full"])?;
+    let (recompute, recompute_mb, _) = timed::transform(&data, &moved_as_of, &["--full"])?;
     let full_again = runtime.block_on(mart_texts(&data))?;
     let differing: Vec<&str> = incremental
         .iter()

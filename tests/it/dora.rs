@@ -133,26 +133,7 @@ async fn dora_marts_equal_the_worlds_truth() -> Result<()> {
     );
 
     // The five keys: every scope and window the world knows.
-    let metrics = rows(
-        &warehouse,
-        &format!(
-            "SELECT {} FROM dora_metrics WHERE environment = 'all'",
-            DoraTruth::COLUMNS
-        ),
-    )
-    .await?;
-    let ours: Vec<DoraTruth> = metrics
-        .iter()
-        .map(|r| DoraTruth::from_texts(r).with_context(|| format!("unreadable row {r:?}")))
-        .collect::<Result<_>>()?;
-    let (agreed, differences) = compare_dora(&truth.dora, &ours);
-    assert!(
-        differences.is_empty(),
-        "{} differences, e.g. {:#?}",
-        differences.len(),
-        differences.iter().take(12).collect::<Vec<_>>()
-    );
-    assert_eq!(agreed, truth.dora.len());
+    assert_metrics_equal_truth(&warehouse, &truth).await?;
 
     // Each service of the world deploys to one production environment
     // (`production` through Argo CD, `prod` through GitHub): a component's
@@ -193,6 +174,35 @@ async fn dora_marts_equal_the_worlds_truth() -> Result<()> {
         .await?,
         [["all"], ["prod"], ["production"]].map(|r| r.map(str::to_owned).to_vec())
     );
+    Ok(())
+}
+
+/// `dora_metrics` (all environments) equals the world's truth on every
+/// scope and window it knows.
+pub(crate) async fn assert_metrics_equal_truth(
+    warehouse: &fathom_warehouse::Warehouse,
+    truth: &Truth,
+) -> Result<()> {
+    let metrics = rows(
+        warehouse,
+        &format!(
+            "SELECT {} FROM dora_metrics WHERE environment = 'all'",
+            DoraTruth::COLUMNS
+        ),
+    )
+    .await?;
+    let ours: Vec<DoraTruth> = metrics
+        .iter()
+        .map(|r| DoraTruth::from_texts(r).with_context(|| format!("unreadable row {r:?}")))
+        .collect::<Result<_>>()?;
+    let (agreed, differences) = compare_dora(&truth.dora, &ours);
+    assert!(
+        differences.is_empty(),
+        "{} differences, e.g. {:#?}",
+        differences.len(),
+        differences.iter().take(12).collect::<Vec<_>>()
+    );
+    assert_eq!(agreed, truth.dora.len());
     Ok(())
 }
 

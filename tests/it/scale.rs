@@ -3,11 +3,11 @@
 //! give the DORA numbers of the world's own truth — the same rows ingest
 //! would land from the simulators.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use fathom_sim::WorldConfig;
-use fathom_sim::truth::{DoraTruth, Truth, compare_dora};
+use fathom_sim::truth::Truth;
 
-use crate::support::{count, fathom, local_warehouse, rows};
+use crate::support::{count, fathom, local_warehouse};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exported_core_tables_give_the_worlds_dora_numbers() -> Result<()> {
@@ -85,25 +85,6 @@ async fn exported_core_tables_give_the_worlds_dora_numbers() -> Result<()> {
         count(&warehouse, "SELECT count(*) FROM quarantine").await?,
         0
     );
-    let metrics = rows(
-        &warehouse,
-        &format!(
-            "SELECT {} FROM dora_metrics WHERE environment = 'all'",
-            DoraTruth::COLUMNS
-        ),
-    )
-    .await?;
-    let ours: Vec<DoraTruth> = metrics
-        .iter()
-        .map(|r| DoraTruth::from_texts(r).with_context(|| format!("unreadable row {r:?}")))
-        .collect::<Result<_>>()?;
-    let (agreed, differences) = compare_dora(&truth.dora, &ours);
-    assert!(
-        differences.is_empty(),
-        "{} differences, e.g. {:#?}",
-        differences.len(),
-        differences.iter().take(12).collect::<Vec<_>>()
-    );
-    assert_eq!(agreed, truth.dora.len());
+    crate::dora::assert_metrics_equal_truth(&warehouse, &truth).await?;
     Ok(())
 }

@@ -86,38 +86,21 @@ impl Warehouse {
             Some(version) => version + 1,
             None => 0,
         };
-        let store = table.log_store();
+        let Some(files) = data_changes(def, &table, first, current, &["add", "remove"]).await?
+        else {
+            return Ok(None);
+        };
         let mut changed = BTreeSet::new();
-        for commit in first..=current {
-            let Some(bytes) = store
-                .read_commit_entry(commit)
-                .await
-                .map_err(|e| Error::delta(def.name, e))?
-            else {
-                return Ok(None);
-            };
-            for line in bytes.split(|b| *b == b'\n') {
-                let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
-                    continue;
-                };
-                for kind in ["add", "remove"] {
-                    // Compaction moves rows without changing them.
-                    let Some(file) = action.get(kind).filter(|f| {
-                        f.get("dataChange").and_then(serde_json::Value::as_bool) != Some(false)
-                    }) else {
-                        continue;
-                    };
-                    match file
-                        .get("partitionValues")
-                        .and_then(|v| v.get(partition.column))
-                        .and_then(serde_json::Value::as_str)
-                    {
-                        Some(value) => {
-                            changed.insert(value.to_owned());
-                        }
-                        None => return Ok(None),
-                    }
+        for file in files {
+            match file
+                .get("partitionValues")
+                .and_then(|v| v.get(partition.column))
+                .and_then(serde_json::Value::as_str)
+            {
+                Some(value) => {
+                    changed.insert(value.to_owned());
                 }
+                None => return Ok(None),
             }
         }
         Ok(Some(changed))
@@ -145,42 +128,64 @@ impl Warehouse {
         if current < version {
             return Ok(None);
         }
-        let store = table.log_store();
+        let Some(files) = data_changes(def, &table, version + 1, current, &["add"]).await? else {
+            return Ok(None);
+        };
         let mut added = AddedRows::default();
-        for commit in version + 1..=current {
-            let Some(bytes) = store
-                .read_commit_entry(commit)
-                .await
-                .map_err(|e| Error::delta(def.name, e))?
+        for file in files {
+            let Some(oldest) = file
+                .get("stats")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|stats| serde_json::from_str::<serde_json::Value>(stats).ok())
+                .and_then(|stats| {
+                    let minimum = stats.get("minValues")?.get(column)?.as_str()?.to_owned();
+                    chrono::DateTime::parse_from_rfc3339(&minimum).ok()
+                })
+                .map(|t| t.timestamp_micros())
             else {
                 return Ok(None);
             };
-            for line in bytes.split(|b| *b == b'\n') {
-                let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else {
-                    continue;
-                };
-                // Compaction moves rows without changing them.
-                let Some(file) = action.get("add").filter(|f| {
-                    f.get("dataChange").and_then(serde_json::Value::as_bool) != Some(false)
-                }) else {
-                    continue;
-                };
-                let Some(oldest) = file
-                    .get("stats")
-                    .and_then(serde_json::Value::as_str)
-                    .and_then(|stats| serde_json::from_str::<serde_json::Value>(stats).ok())
-                    .and_then(|stats| {
-                        let minimum = stats.get("minValues")?.get(column)?.as_str()?.to_owned();
-                        chrono::DateTime::parse_from_rfc3339(&minimum).ok()
-                    })
-                    .map(|t| t.timestamp_micros())
-                else {
-                    return Ok(None);
-                };
-                added.files += 1;
-                added.oldest = Some(added.oldest.map_or(oldest, |o| o.min(oldest)));
-            }
+            added.files += 1;
+            added.oldest = Some(added.oldest.map_or(oldest, |o| o.min(oldest)));
         }
         Ok(Some(added))
     }
+}
+
+/// The file actions of kinds `kinds` (`add`, `remove`) that change data,
+/// in the commits `first..=current` of `table` (compaction moves rows
+/// without changing them, and is left out); `None` when a commit is no
+/// longer in the log.
+async fn data_changes(
+    def: &TableDef,
+    table: &deltalake::DeltaTable,
+    first: u64,
+    current: u64,
+    kinds: &[&str],
+) -> Result<Option<Vec<serde_json::Value>>> {
+    let store = table.log_store();
+    let mut files = Vec::new();
+    for commit in first..=current {
+        let Some(bytes) = store
+            .read_commit_entry(commit)
+            .await
+            .map_err(|e| Error::delta(def.name, e))?
+        else {
+            return Ok(None);
+        };
+        for line in bytes.split(|b| *b == b'\n') {
+            let Ok(mut action) = serde_json::from_slice::<serde_json::Value>(line) else {
+                continue;
+            };
+            for kind in kinds {
+                let Some(file) = action.get_mut(*kind).map(serde_json::Value::take) else {
+                    continue;
+                };
+                if file.get("dataChange").and_then(serde_json::Value::as_bool) != Some(false) {
+                    files.push(file);
+                }
+            }
+        }
+    }
+    Ok(Some(files))
 }
