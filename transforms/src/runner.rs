@@ -60,7 +60,7 @@ async fn session(warehouse: &Warehouse, parameters: &Parameters) -> Result<Sessi
         memory_limit_bytes: parameters.memory_limit_bytes(),
         bounds: fathom_warehouse::query::QueryBounds::default(),
     })?;
-    let ctx = mart_session_on(runtime);
+    let ctx = mart_session_on(fathom_warehouse::query::engine_config(), runtime);
     warehouse.register_tables(&ctx).await?;
     Ok(ctx)
 }
@@ -68,15 +68,19 @@ async fn session(warehouse: &Warehouse, parameters: &Parameters) -> Result<Sessi
 /// A session configured as the marts need it, their functions registered
 /// (memory unbounded: for tests over small inputs).
 pub fn mart_session() -> SessionContext {
-    mart_session_on(Arc::new(
-        datafusion::execution::runtime_env::RuntimeEnv::default(),
-    ))
+    mart_session_on(
+        fathom_warehouse::query::engine_config(),
+        Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default()),
+    )
 }
 
-/// A mart session sharing `runtime` (and so the object stores registered
-/// in it) with another session.
-fn mart_session_on(runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>) -> SessionContext {
-    let ctx = SessionContext::new_with_config_rt(fathom_warehouse::query::engine_config(), runtime);
+/// A mart session with `config`, sharing `runtime` (and so the object
+/// stores registered in it) with another session.
+fn mart_session_on(
+    config: datafusion::prelude::SessionConfig,
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+) -> SessionContext {
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     crate::functions::register(&ctx);
     ctx
 }
@@ -266,7 +270,7 @@ pub async fn run(
 /// A session over the same tables as `base` (same providers, same object
 /// stores), whose registrations can be changed without touching `base`.
 async fn fork(base: &SessionContext) -> Result<SessionContext> {
-    let ctx = mart_session_on(base.runtime_env());
+    let ctx = mart_session_on(base.copied_config(), base.runtime_env());
     for def in fathom_models::ALL_TABLES {
         let provider = base
             .table_provider(def.name)
