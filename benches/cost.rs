@@ -11,11 +11,10 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use chrono::{Duration, NaiveDate};
 use fathom_ingest::{NoProgress, import_files};
 use fathom_models::tables::{CATALOG_ENTITIES, CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY};
@@ -184,23 +183,9 @@ print("answer", seconds, rows)
         data = data.display()
     );
     std::fs::write(data.join("cost_daily.sql"), sql)?;
-    let timing = data.with_extension("duckdb-time");
-    let output = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&timing)
-        .args(["python3", "-c", &script])
-        .output()?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if stderr.contains("No module named 'duckdb'") {
-            println!("DuckDB: skipped (pip install duckdb to compare)");
-            return Ok(None);
-        }
-        bail!("duckdb: {stderr}");
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let Some((stdout, peak)) = timed::duckdb_script(data, &script, &[])? else {
+        return Ok(None);
+    };
     let answer = stdout
         .lines()
         .rev()
@@ -209,7 +194,6 @@ print("answer", seconds, rows)
     let mut parts = answer.split_whitespace();
     let seconds: f64 = parts.next().context("no time")?.parse()?;
     let rows: u64 = parts.next().context("no rows")?.parse()?;
-    let peak = timed::peak_mb(&timing)?;
     Ok(Some((seconds, peak, rows)))
 }
 

@@ -16,7 +16,6 @@
 //! `pip install duckdb`; without it that comparison is skipped.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -202,24 +201,9 @@ for mart in spec["marts"]:
     only_duckdb = con.execute("SELECT count(*) FROM (SELECT " + columns + " FROM " + name + " EXCEPT ALL SELECT " + columns + " FROM fathom_" + name + ")").fetchone()[0]
     print("mart", name, seconds, rows, only_fathom, only_duckdb, flush=True)
 "#;
-    let timing = data.with_extension("duckdb-time");
-    let output = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&timing)
-        .args(["python3", "-c", script])
-        .arg(&spec)
-        .output()?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if stderr.contains("No module named 'duckdb'") {
-            println!("DuckDB: skipped (pip install duckdb to compare)");
-            return Ok(None);
-        }
-        bail!("duckdb: {stderr}");
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let Some((stdout, peak)) = timed::duckdb_script(data, script, &[&spec])? else {
+        return Ok(None);
+    };
     let mut out = Vec::new();
     for line in stdout.lines() {
         let Some(rest) = line.strip_prefix("mart ") else {
@@ -237,7 +221,6 @@ for mart in spec["marts"]:
             only_duckdb.parse()?,
         ));
     }
-    let peak = timed::peak_mb(&timing)?;
     Ok(Some(DuckDb {
         marts: out,
         peak_mb: peak,

@@ -39,8 +39,33 @@ pub fn transform(
     Ok((seconds, kb / 1024.0, report))
 }
 
+/// Runs a Python `script` (with `args`) that uses the `duckdb` package,
+/// under `/usr/bin/time` (timing file next to `data`): its standard output
+/// and peak resident MB, or `None` (said on stdout) without the package.
+pub fn duckdb_script(data: &Path, script: &str, args: &[&Path]) -> Result<Option<(String, f64)>> {
+    let timing = data.with_extension("duckdb-time");
+    let output = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&timing)
+        .args(["python3", "-c", script])
+        .args(args)
+        .output()?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("No module named 'duckdb'") {
+            println!("DuckDB: skipped (pip install duckdb to compare)");
+            return Ok(None);
+        }
+        bail!("duckdb: {stderr}");
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    Ok(Some((stdout, peak_mb(&timing)?)))
+}
+
 /// The peak resident MB `/usr/bin/time -f %M` wrote into `timing`.
-pub fn peak_mb(timing: &Path) -> Result<f64> {
+fn peak_mb(timing: &Path) -> Result<f64> {
     let kb: f64 = std::fs::read_to_string(timing)?
         .lines()
         .rev()

@@ -63,34 +63,37 @@ pub(crate) async fn frame(
 ) -> Result<(DataFrame, Scratch)> {
     let sql_error = |source| Error::Sql { mart, source };
     let (sql, hinted) = hints(sql);
-    let sql = sql.as_str();
-    let dialect = ctx.state().config().options().sql_parser.dialect;
-    let statement = ctx
-        .state()
-        .sql_to_statement(sql, &dialect)
-        .map_err(sql_error)?;
-    let mut query = match statement {
-        DfStatement::Statement(boxed) => match *boxed {
-            Statement::Query(query) if marked(&query, &hinted) => query,
-            _ => {
-                let frame = ctx.sql(sql).await.map_err(sql_error)?;
-                return Ok((frame, Scratch { _dir: None }));
-            }
-        },
-        _ => {
-            let frame = ctx.sql(sql).await.map_err(sql_error)?;
-            return Ok((frame, Scratch { _dir: None }));
+    // Without a hint the text is planned once, as any query.
+    let marked_query = if hinted.is_empty() {
+        None
+    } else {
+        let dialect = ctx.state().config().options().sql_parser.dialect;
+        match ctx
+            .state()
+            .sql_to_statement(&sql, &dialect)
+            .map_err(sql_error)?
+        {
+            DfStatement::Statement(boxed) => match *boxed {
+                Statement::Query(query) if marked(&query, &hinted) => Some(query),
+                _ => None,
+            },
+            _ => None,
         }
+    };
+    let Some(mut query) = marked_query else {
+        let frame = ctx.sql(&sql).await.map_err(sql_error)?;
+        return Ok((frame, Scratch { _dir: None }));
+    };
+    let read = reads(&query);
+    let Some(with) = query.with.as_mut() else {
+        // `marked` found a CTE, so there is a WITH.
+        let frame = ctx.sql(&sql).await.map_err(sql_error)?;
+        return Ok((frame, Scratch { _dir: None }));
     };
     let dir = tempfile::Builder::new()
         .prefix("fathom-mart-")
         .tempdir()
         .map_err(|e| Error::Scratch(e.to_string()))?;
-    let read = reads(&query);
-    let Some(with) = query.with.as_mut() else {
-        let frame = ctx.sql(sql).await.map_err(sql_error)?;
-        return Ok((frame, Scratch { _dir: None }));
-    };
     let mut kept = Vec::with_capacity(with.cte_tables.len());
     let mut registered = Vec::new();
     for cte in std::mem::take(&mut with.cte_tables) {
