@@ -24,6 +24,9 @@ pub struct Config {
     /// The cost marts' parameters (carried into `transforms.cost` on load,
     /// so the watermark sees a change of them).
     pub cost: fathom_transforms::CostParameters,
+    /// The usage marts' parameters and the events' retention (carried
+    /// into `transforms.usage` on load, like `[cost]`).
+    pub usage: fathom_transforms::UsageParameters,
     /// `fathom serve`.
     pub api: ApiSection,
     /// The scheduler of `fathom serve`.
@@ -44,9 +47,8 @@ pub struct WarehouseConfig {
     pub s3_region: String,
     /// Allow http:// endpoints. Default false.
     pub s3_allow_http: bool,
-    /// Portal events older than this many days are deleted by
-    /// `fathom warehouse retain`; 0 keeps them forever. Default 395.
-    pub portal_events_retention_days: u32,
+    /// Moved to `[usage] retention_days`; kept only to say so.
+    portal_events_retention_days: Option<u32>,
 }
 
 impl Default for WarehouseConfig {
@@ -56,7 +58,7 @@ impl Default for WarehouseConfig {
             s3_endpoint: String::new(),
             s3_region: "us-east-1".to_owned(),
             s3_allow_http: false,
-            portal_events_retention_days: 395,
+            portal_events_retention_days: None,
         }
     }
 }
@@ -235,6 +237,15 @@ impl Config {
             bail!("the cost parameters go in `[cost]`, not `[transforms.cost]` ({source})");
         }
         config.transforms.cost = config.cost.clone();
+        if config.transforms.usage != fathom_transforms::UsageParameters::default() {
+            bail!("the usage parameters go in `[usage]`, not `[transforms.usage]` ({source})");
+        }
+        if config.warehouse.portal_events_retention_days.is_some() {
+            bail!(
+                "`[warehouse] portal_events_retention_days` is now `[usage] retention_days` ({source})"
+            );
+        }
+        config.transforms.usage = config.usage.clone();
         let mut names = std::collections::BTreeSet::new();
         for configured in &config.sources {
             if !names.insert(configured.name()) {

@@ -8,6 +8,12 @@
 
 use crate::schema::{ColumnDef, ColumnType, MonthPartition, TableDef, Vocabulary};
 
+mod usage;
+pub use usage::{
+    USAGE_ACTIVE, USAGE_DAILY, USAGE_ENTITIES, USAGE_FEATURES, USAGE_SEARCH, USAGE_SEARCH_QUERIES,
+    USAGE_TEMPLATES,
+};
+
 use ColumnType::{
     Boolean, Date, EntityRef, Float64, Int64, StringList, StringMap, Timestamp, Utf8,
 };
@@ -1798,6 +1804,13 @@ pub const ALL_TABLES: &[TableDef] = &[
     COST_BENCHMARKS,
     COST_COVERAGE,
     COST_COMMITMENTS,
+    USAGE_DAILY,
+    USAGE_ACTIVE,
+    USAGE_FEATURES,
+    USAGE_SEARCH,
+    USAGE_SEARCH_QUERIES,
+    USAGE_TEMPLATES,
+    USAGE_ENTITIES,
     QUARANTINE,
     RAW_BACKSTAGE,
     RAW_GITHUB,

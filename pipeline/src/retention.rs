@@ -1,4 +1,4 @@
-//! Retention: portal events older than `portal_events_retention_days` are
+//! Retention: portal events older than `[usage] retention_days` are
 //! deleted (their files go with the next vacuum once older versions
 //! expire). The one predicate is shared by the dry run and the deletion, so
 //! what a dry run counts is what the deletion removes.

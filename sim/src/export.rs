@@ -669,13 +669,17 @@ fn event_json(world: &World, event: &PortalEvent) -> serde_json::Value {
     if let Some(entity_ref) = &event.entity_ref {
         context["entityRef"] = serde_json::Value::from(entity_ref.as_str());
     }
-    let value = (event.action == "search").then(|| event.subject.len() as u64 * 3 + 1);
+    let attributes: serde_json::Map<String, serde_json::Value> = event
+        .attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+        .collect();
     serde_json::json!({
         "timestamp": event.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "action": event.action,
         "subject": event.subject,
-        "value": value,
-        "attributes": {},
+        "value": event.value,
+        "attributes": attributes,
         "context": context,
         "user": {"userEntityRef": user},
     })

@@ -45,6 +45,7 @@ use serde::Serialize;
 use crate::world::{Deployment, Org, ServiceHistory, World, WorldConfig};
 
 pub mod cost;
+pub mod usage;
 
 /// The rolling windows, in days.
 pub const WINDOWS: [u32; 4] = [7, 30, 90, 365];
@@ -634,6 +635,8 @@ pub struct Truth {
     pub cloud_costs: Vec<crate::world::aws::CloudCostTruth>,
     /// Portal events per day: (date, events, distinct users).
     pub portal_events: Vec<(NaiveDate, usize, usize)>,
+    /// Portal usage per scope and month, searches, template runs.
+    pub usage_months: usage::UsageTruth,
 }
 
 impl Truth {
@@ -647,19 +650,24 @@ impl Truth {
             .collect();
         let (cloud_costs, aws_unmapped) = crate::world::aws::cloud_cost_truth(world);
         let adoption = crate::world::usage::team_adoption(&world.config, &world.org);
+        let mut all_events = Vec::new();
         let portal_events = crate::world::cost::days(&world.config)
             .map(|date| {
                 let events =
                     crate::world::usage::events_on(&world.config, &world.org, &adoption, date);
                 let users: BTreeSet<usize> = events.iter().map(|e| e.user).collect();
-                (date, events.len(), users.len())
+                let counted = (date, events.len(), users.len());
+                all_events.extend(events);
+                counted
             })
             .collect();
+        let usage_months = usage::usage_truth(&world.org, &all_events);
         Self {
             dora: builder.finish(),
             deployments,
             cloud_costs,
             portal_events,
+            usage_months,
             anomalies: world
                 .loads
                 .iter()
@@ -687,7 +695,8 @@ impl Truth {
     }
 
     /// Writes `dora.jsonl`, `deployments.jsonl`, `anomalies.jsonl`,
-    /// `usage.jsonl`, `unmapped.jsonl`, `cloud_costs.jsonl` and
+    /// `usage.jsonl`, `usage_active.jsonl`, `usage_search.jsonl`,
+    /// `usage_templates.jsonl`, `unmapped.jsonl`, `cloud_costs.jsonl` and
     /// `portal_events.jsonl` into `dir`.
     pub fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
@@ -718,6 +727,24 @@ impl Truth {
                     "team_ref": team, "members": members, "active_share_30d": share,
                 }))
             }))?,
+        )?;
+        std::fs::write(
+            dir.join("usage_active.jsonl"),
+            lines(&mut self.usage_months.active.iter().map(serde_json::to_string))?,
+        )?;
+        std::fs::write(
+            dir.join("usage_search.jsonl"),
+            lines(&mut self.usage_months.search.iter().map(serde_json::to_string))?,
+        )?;
+        std::fs::write(
+            dir.join("usage_templates.jsonl"),
+            lines(
+                &mut self
+                    .usage_months
+                    .templates
+                    .iter()
+                    .map(serde_json::to_string),
+            )?,
         )?;
         std::fs::write(
             dir.join("cloud_costs.jsonl"),

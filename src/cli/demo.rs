@@ -215,6 +215,7 @@ pub(super) async fn demo(
         println!("  differs: {difference}");
     }
     cost_summary(&session, &truth, state.world()).await?;
+    usage_summary(&session, &truth, state.world(), config.usage.k_anonymity).await?;
     println!(
         "\ningested and computed in {:.1}s (ingest {ingest_seconds:.1}s). Query it further with:\n  fathom --config {} sql \"SELECT * FROM dora_metrics LIMIT 10\"\n  fathom --config {} explain dora --scope org --metric lead_time --window 30d",
         started.elapsed().as_secs_f64(),
@@ -339,6 +340,88 @@ async fn cost_summary(
         .chain(&kubernetes_differences)
         .take(5)
     {
+        println!("  differs: {difference}");
+    }
+    Ok(())
+}
+
+/// The organisation's portal adoption in the world's last full month, and
+/// how `usage_active` agrees with the generator's events: every published
+/// scope × month equal to the truth, every withheld one truly below k.
+async fn usage_summary(
+    session: &datafusion::prelude::SessionContext,
+    truth: &fathom_sim::truth::Truth,
+    world: &fathom_sim::world::World,
+    k: u32,
+) -> Result<()> {
+    use chrono::Datelike;
+    let last_day = world.config.end().date_naive() - chrono::Duration::days(1);
+    let full = if (last_day + chrono::Duration::days(1)).day() == 1 {
+        last_day
+    } else {
+        last_day.with_day(1).unwrap_or(last_day) - chrono::Duration::days(1)
+    };
+    let month = full.format("%Y-%m").to_string();
+    let (_, batches) = fathom_warehouse::query::query(
+        session,
+        "SELECT scope, to_char(period_start, '%Y-%m'), members, active_users, suppression, \
+         round(adoption * 100, 1) FROM usage_active WHERE grain = 'month'",
+    )
+    .await?;
+    let rows = fathom_warehouse::query::text_rows(&batches)?;
+    if let Some(org) = rows.iter().find(|r| r[0] == "org" && r[1] == month) {
+        println!(
+            "\nportal use in {month} (usage_active): {} monthly active users of {} members, adoption {}%",
+            if org[3].is_empty() {
+                "withheld"
+            } else {
+                &org[3]
+            },
+            org[2],
+            if org[5].is_empty() {
+                "withheld"
+            } else {
+                &org[5]
+            }
+        );
+    }
+    let expected: std::collections::BTreeMap<(&str, &str), usize> = truth
+        .usage_months
+        .active
+        .iter()
+        .map(|t| ((t.scope.as_str(), t.month.as_str()), t.active_users))
+        .collect();
+    let (mut agreed, mut withheld, mut differences) = (0, 0, Vec::new());
+    for row in &rows {
+        let active = expected
+            .get(&(row[0].as_str(), row[1].as_str()))
+            .copied()
+            .unwrap_or(0);
+        let agrees = match row[3].parse::<usize>() {
+            Ok(n) => n == active,
+            Err(_) if row[4] == "below_k" => {
+                withheld += 1;
+                active < k as usize
+            }
+            Err(_) => {
+                withheld += 1;
+                row[4] == "complement"
+            }
+        };
+        if agrees {
+            agreed += 1;
+        } else {
+            differences.push(format!(
+                "{} {}: {:?} vs truth {active}",
+                row[0], row[1], row[3]
+            ));
+        }
+    }
+    println!(
+        "checked against the world's portal events: {agreed} of {} scope × month rows agree ({withheld} withheld, fewer than k = {k} users or a complement)",
+        rows.len()
+    );
+    for difference in differences.iter().take(5) {
         println!("  differs: {difference}");
     }
     Ok(())

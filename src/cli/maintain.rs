@@ -21,13 +21,13 @@ pub(super) async fn optimize(config: &Config, table: Option<&str>) -> Result<Exi
 }
 
 pub(super) async fn retain(config: &Config, dry_run: bool) -> Result<ExitCode> {
-    let days = config.warehouse.portal_events_retention_days;
+    let days = config.usage.retention_days;
     let warehouse = open_warehouse(config)?;
     let Some(done) =
         fathom_pipeline::retention::portal_events(&warehouse, days, chrono::Utc::now(), dry_run)
             .await?
     else {
-        println!("portal_events: kept forever (portal_events_retention_days = 0)");
+        println!("portal_events: kept forever ([usage] retention_days = 0)");
         return Ok(ExitCode::SUCCESS);
     };
     let (n, cutoff) = (done.events, done.cutoff.to_rfc3339());

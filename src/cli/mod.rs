@@ -310,7 +310,7 @@ enum ExplainCommand {
 #[derive(Debug, Subcommand)]
 enum WarehouseCommand {
     /// Delete what the retention settings say must go: portal events
-    /// older than `[warehouse] portal_events_retention_days`. Old table
+    /// older than `[usage] retention_days`. Old table
     /// versions keep the rows until `fathom vacuum` removes their files.
     Retain {
         /// Only count what would be deleted.

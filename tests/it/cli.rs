@@ -411,6 +411,22 @@ fn demo_ingests_a_small_world_and_shows_what_landed() -> Result<()> {
         agreement.len() == 2 && agreement[0] == agreement[1] && agreement[1] > 0,
         "{text}"
     );
+    // Portal adoption of the last full month, and every scope × month of
+    // usage_active agrees with the generator's events.
+    assert!(text.contains("monthly active users of"), "{text}");
+    let usage: Vec<u64> = text
+        .lines()
+        .find(|l| l.starts_with("checked against the world's portal events:"))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|w| w.parse::<u64>().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        usage.len() >= 2 && usage[0] == usage[1] && usage[1] > 0,
+        "{text}"
+    );
     // Every kind of source landed: APIs and delivered files.
     for table in [
         "incidents",

@@ -15,7 +15,7 @@ use fathom_sim::{World, WorldConfig};
 use crate::ingest::{ingest, ingest_ok};
 use crate::support::{count, fathom_bin, local_warehouse, rows};
 
-fn sim_with_exports(world: WorldConfig, dir: &Path) -> Result<std::sync::Arc<SimState>> {
+pub(crate) fn sim_with_exports(world: WorldConfig, dir: &Path) -> Result<std::sync::Arc<SimState>> {
     let url = dir.join("exports").display().to_string();
     let (store, root) = fathom_warehouse::WarehouseLocation::parse(&url)?
         .object_store(&fathom_warehouse::StorageOptions::default())?;
@@ -95,7 +95,7 @@ async fn two_providers_of_one_month_do_not_replace_each_other_and_gzip_is_read()
     Ok(())
 }
 
-fn write_config(dir: &Path, sources: &str) -> Result<std::path::PathBuf> {
+pub(crate) fn write_config(dir: &Path, sources: &str) -> Result<std::path::PathBuf> {
     let path = dir.join("fathom.toml");
     std::fs::write(
         &path,
@@ -452,10 +452,7 @@ async fn portal_events_are_pseudonymized_counted_by_team_and_retained() -> Resul
         .arg("--config")
         .arg(&config)
         .args(["warehouse", "retain"])
-        .env(
-            "FATHOM_WAREHOUSE__PORTAL_EVENTS_RETENTION_DAYS",
-            cutoff_days.to_string(),
-        )
+        .env("FATHOM_USAGE__RETENTION_DAYS", cutoff_days.to_string())
         .output()?;
     assert!(
         output.status.success(),

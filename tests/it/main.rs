@@ -20,4 +20,5 @@ mod scale;
 mod schedule;
 mod security;
 mod support;
+mod usage;
 mod webhooks;

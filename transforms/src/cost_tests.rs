@@ -106,7 +106,7 @@ fn parameters(shared: &str) -> Parameters {
 }
 
 /// The rows of `sql` as text.
-async fn texts(
+pub(crate) async fn texts(
     ctx: &datafusion::prelude::SessionContext,
     sql: &str,
 ) -> Result<Vec<Vec<String>>, String> {
@@ -138,7 +138,7 @@ async fn cost_marts(
 
 /// Computes the marts `names`, in order, each registered in memory for
 /// the next.
-async fn compute_in_memory(
+pub(crate) async fn compute_in_memory(
     ctx: &datafusion::prelude::SessionContext,
     names: &[&str],
     parameters: &Parameters,

@@ -25,6 +25,7 @@ mod materialize;
 mod parameters;
 mod runner;
 pub mod tiers;
+mod usage;
 
 pub use explain::{ExplainedMetric, explain_period_sql, explain_sql};
 pub use incremental::Watermark;
@@ -35,6 +36,7 @@ pub use parameters::{
 pub use runner::{
     MartReport, NoProgress, RunOptions, RunOutcome, TransformProgress, compute, mart_session, run,
 };
+pub use usage::UsageParameters;
 
 /// What went wrong in a transform.
 #[derive(Debug, thiserror::Error)]
@@ -135,3 +137,5 @@ mod budget_tests;
 mod commitment_tests;
 #[cfg(test)]
 mod cost_tests;
+#[cfg(test)]
+mod usage_tests;

@@ -23,6 +23,10 @@ use fathom_models::tables::{
     CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY, COST_BENCHMARKS, COST_COMMITMENTS, COST_COVERAGE,
     COST_DAILY, COST_MONTHLY, RELEASE_DEPLOYS, SERVICE_METRICS_DAILY,
 };
+use fathom_models::tables::{
+    ENTITY_RELATIONS, PORTAL_EVENTS, USAGE_ACTIVE, USAGE_DAILY, USAGE_ENTITIES, USAGE_FEATURES,
+    USAGE_SEARCH, USAGE_SEARCH_QUERIES, USAGE_TEMPLATES,
+};
 
 use crate::{Error, Periods, Result};
 
@@ -202,6 +206,55 @@ pub const MARTS: &[Mart] = &[
         def: &COST_COVERAGE,
         sql: include_str!("../sql/cost_coverage.sql"),
         reads: &[&COST_ALLOCATIONS_DAILY, &CLOUD_COSTS_DAILY],
+        refresh: Refresh::ByMonth,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &USAGE_DAILY,
+        sql: include_str!("../sql/usage_daily.sql"),
+        reads: &[&PORTAL_EVENTS],
+        refresh: Refresh::ByMonth,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &USAGE_ACTIVE,
+        sql: include_str!("../sql/usage_active.sql"),
+        reads: &[&PORTAL_EVENTS, &CATALOG_ENTITIES, &ENTITY_RELATIONS],
+        refresh: Refresh::Whole,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &USAGE_FEATURES,
+        sql: include_str!("../sql/usage_features.sql"),
+        reads: &[&PORTAL_EVENTS],
+        refresh: Refresh::Whole,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &USAGE_SEARCH,
+        sql: include_str!("../sql/usage_search.sql"),
+        reads: &[&PORTAL_EVENTS],
+        refresh: Refresh::Whole,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &USAGE_SEARCH_QUERIES,
+        sql: include_str!("../sql/usage_search_queries.sql"),
+        reads: &[&PORTAL_EVENTS],
+        refresh: Refresh::Whole,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &USAGE_TEMPLATES,
+        sql: include_str!("../sql/usage_templates.sql"),
+        reads: &[&PORTAL_EVENTS],
+        refresh: Refresh::ByMonth,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &USAGE_ENTITIES,
+        sql: include_str!("../sql/usage_entities.sql"),
+        reads: &[&PORTAL_EVENTS],
         refresh: Refresh::ByMonth,
         periods: Periods::Rolling,
     },
@@ -395,7 +448,14 @@ mod tests {
                 "cost_monthly",
                 "cost_benchmarks",
                 "cost_commitments",
-                "cost_coverage"
+                "cost_coverage",
+                "usage_daily",
+                "usage_active",
+                "usage_features",
+                "usage_search",
+                "usage_search_queries",
+                "usage_templates",
+                "usage_entities"
             ]
         );
         for (i, mart) in ordered()?.iter().enumerate() {
@@ -428,7 +488,9 @@ mod tests {
                 "cost_allocations_daily",
                 "deployment_changes",
                 "deployments",
+                "entity_relations",
                 "incidents",
+                "portal_events",
                 "pull_request_commits",
                 "pull_request_reviews",
                 "pull_requests",

@@ -39,6 +39,8 @@ pub struct Parameters {
     pub memory_limit_mib: usize,
     /// The cost marts' parameters (`[cost]` in `fathom.toml`).
     pub cost: CostParameters,
+    /// The usage marts' parameters (`[usage]` in `fathom.toml`).
+    pub usage: crate::UsageParameters,
 }
 
 /// The cost marts' parameters (`[cost]` in `fathom.toml`).
@@ -84,6 +86,7 @@ impl Default for Parameters {
             reverts_are_failures: true,
             memory_limit_mib: 0,
             cost: CostParameters::default(),
+            usage: crate::UsageParameters::default(),
         }
     }
 }
@@ -207,10 +210,12 @@ fn weeks_values(periods: &[Period]) -> String {
 impl Parameters {
     /// Whether `self` and `other` define the marts alike: every parameter
     /// but the engine's memory budget, which changes how a mart is
-    /// computed, never what it holds.
+    /// computed, never what it holds, and the events' retention (the
+    /// marts follow what remains).
     pub fn same_definitions(&self, other: &Self) -> bool {
         let mut other = other.clone();
         other.memory_limit_mib = self.memory_limit_mib;
+        other.usage.retention_days = self.usage.retention_days;
         *self == other
     }
 
@@ -287,6 +292,7 @@ impl Parameters {
                 });
             }
         }
+        let sql = self.usage.fill(sql)?;
         Ok(sql
             .replace("{{cost_shared}}", &self.cost.shared)
             .replace(

@@ -103,6 +103,10 @@ impl Pseudonymizer {
     }
 }
 
+/// How far ahead of the intake's clock an event's time may be (clock
+/// skew between browsers and the server) before it is quarantined.
+pub const FUTURE_TOLERANCE_HOURS: i64 = 24;
+
 /// Where an event may carry its user, in order.
 const USER_POINTERS: &[&str] = &[
     "/user/userEntityRef",
@@ -222,6 +226,15 @@ fn event_row(
         .ok_or("required field `timestamp` is missing")?;
     let occurred_at =
         instant(raw_time).ok_or_else(|| format!("`timestamp` is not a timestamp: `{raw_time}`"))?;
+    // A clock far ahead would put the event in a day no mart has reached
+    // and count it when that day comes: kept apart instead, by a reason
+    // starting with `future`.
+    let latest = chrono::Utc::now() + chrono::Duration::hours(FUTURE_TOLERANCE_HOURS);
+    if occurred_at > latest {
+        return Err(format!(
+            "future: `timestamp` {raw_time} is more than {FUTURE_TOLERANCE_HOURS} hours after intake"
+        ));
+    }
     let user = USER_POINTERS
         .iter()
         .find_map(|p| event.pointer(p).and_then(Value::as_str))

@@ -88,3 +88,29 @@ fn rejected_events_never_keep_the_user() {
     }
     assert!(out.rejects[0].raw.contains("hash:"));
 }
+
+/// An event dated after the intake's clock (a skewed browser) is kept
+/// apart with a reason starting with `future`, without its user; one
+/// within the tolerance lands, and an anonymous one lands with no user.
+#[test]
+fn future_events_are_quarantined_and_anonymous_ones_land() {
+    let ahead = chrono::Utc::now() + chrono::Duration::hours(FUTURE_TOLERANCE_HOURS + 2);
+    let slightly = chrono::Utc::now() + chrono::Duration::hours(1);
+    let out = decode(&[
+        json!({"timestamp": ahead.to_rfc3339(), "action": "navigate", "user": {"userEntityRef": "user:default/jdoe"}})
+            .to_string(),
+        json!({"timestamp": slightly.to_rfc3339(), "action": "navigate", "user": {"userEntityRef": "user:default/jdoe"}})
+            .to_string(),
+        json!({"timestamp": "2026-06-01T09:30:00Z", "action": "navigate"}).to_string(),
+    ]);
+    assert_eq!(out.rejects.len(), 1, "{:?}", out.rejects);
+    assert!(
+        out.rejects[0].reason.starts_with("future: "),
+        "{}",
+        out.rejects[0].reason
+    );
+    assert!(!out.rejects[0].raw.contains("jdoe"));
+    assert_eq!(out.rows.len(), 2);
+    assert_eq!(out.rows[1].values["user_hash"], Value::Null);
+    assert_eq!(out.rows[1].values["user_team_ref"], Value::Null);
+}

@@ -1,0 +1,382 @@
+//! The usage marts' privacy rule and refresh on random organisations and
+//! events (proptest, 100 cases each): no published number about people
+//! counts fewer than k users; a day's published teams plus `other` are
+//! everyone; a scope minus its published sub-scopes never reveals fewer
+//! than k users; an incremental run equals a full recompute.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Duration, NaiveDate};
+use fathom_models::tables::{CATALOG_ENTITIES, ENTITY_RELATIONS, PORTAL_EVENTS};
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+use super::cost_tests::{compute_in_memory, texts};
+use super::properties::{land, mart_rows, register};
+use super::{Parameters, UsageParameters};
+
+type Tables = BTreeMap<&'static str, Vec<Map<String, Value>>>;
+
+const USAGE_MARTS: [&str; 7] = [
+    "usage_daily",
+    "usage_active",
+    "usage_features",
+    "usage_search",
+    "usage_search_queries",
+    "usage_templates",
+    "usage_entities",
+];
+
+fn push(tables: &mut Tables, table: &'static str, value: Value) {
+    if let Value::Object(map) = value {
+        tables.entry(table).or_default().push(map);
+    }
+}
+
+/// One event: (user or anonymous, day, minute of the day, action index,
+/// plugin index).
+type Event = (Option<usize>, i64, u32, usize, usize);
+
+const ACTIONS: [&str; 5] = ["navigate", "search", "discover", "create", "frobnicate"];
+const PLUGINS: [&str; 4] = ["catalog", "techdocs", "search", "scaffolder"];
+
+fn first_day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 4, 1).unwrap_or_default()
+}
+
+/// Two departments, four teams (two per department), `team_sizes` users
+/// in each team, then users of no team; `events` by them.
+fn tables(team_sizes: &[usize], teamless: usize, events: &[Event]) -> Tables {
+    let mut out = Tables::new();
+    let group = |out: &mut Tables, name: &str, kind: &str, parent: Option<&str>| {
+        push(
+            out,
+            CATALOG_ENTITIES.name,
+            json!({"entity_ref": format!("group:default/{name}"), "kind": "group", "namespace": "default",
+                   "name": name, "entity_type": kind, "parent_ref": parent.map(|p| format!("group:default/{p}"))}),
+        );
+    };
+    group(&mut out, "dept-a", "department", None);
+    group(&mut out, "dept-b", "department", None);
+    let mut users: Vec<Option<String>> = Vec::new();
+    for (t, size) in team_sizes.iter().enumerate() {
+        let team = format!("team-{t}");
+        group(
+            &mut out,
+            &team,
+            "team",
+            Some(if t % 2 == 0 { "dept-a" } else { "dept-b" }),
+        );
+        for _ in 0..*size {
+            users.push(Some(format!("group:default/{team}")));
+        }
+    }
+    users.extend(std::iter::repeat_n(None, teamless));
+    for (u, team) in users.iter().enumerate() {
+        push(
+            &mut out,
+            CATALOG_ENTITIES.name,
+            json!({"entity_ref": format!("user:default/u{u}"), "kind": "user", "namespace": "default", "name": format!("u{u}")}),
+        );
+        if let Some(team) = team {
+            push(
+                &mut out,
+                ENTITY_RELATIONS.name,
+                json!({"source_ref": format!("user:default/u{u}"), "relation_type": "memberOf", "target_ref": team}),
+            );
+        }
+    }
+    for (i, (user, day, minute, action, plugin)) in events.iter().enumerate() {
+        let user = user.map(|u| u % users.len().max(1));
+        let at = first_day()
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc()
+            + Duration::days(*day)
+            + Duration::minutes(i64::from(*minute));
+        let action = ACTIONS[action % ACTIONS.len()];
+        let attributes = match action {
+            "search" => json!({"value": (i % 3).to_string()}),
+            "discover" => json!({"value": (1 + i % 4).to_string()}),
+            "create" => {
+                json!({"status": if i % 4 == 0 { "failed" } else { "completed" }, "value": "30"})
+            }
+            _ => json!({}),
+        };
+        push(
+            &mut out,
+            PORTAL_EVENTS.name,
+            json!({"event_id": format!("e{i}"), "occurred_at": at.to_rfc3339(),
+                   "occurred_month": at.format("%Y-%m").to_string(),
+                   "user_hash": user.map(|u| format!("h{u}")),
+                   "user_team_ref": user.and_then(|u| users.get(u).cloned().flatten()),
+                   "action": action, "subject": format!("q{}", i % 3),
+                   "plugin_id": PLUGINS[plugin % PLUGINS.len()],
+                   "entity_ref": (action == "create").then_some("template:default/t")
+                       .or((action == "navigate").then_some("component:default/c")),
+                   "attributes": attributes}),
+        );
+    }
+    out
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    (
+        prop::option::weighted(0.95, 0usize..40),
+        0i64..70,
+        0u32..1440,
+        0usize..5,
+        0usize..4,
+    )
+}
+
+fn parameters(k: u32) -> Parameters {
+    Parameters {
+        change_margin_minutes: 0,
+        usage: UsageParameters {
+            k_anonymity: k,
+            ..UsageParameters::default()
+        },
+        ..Parameters::default()
+    }
+}
+
+fn count(text: &str) -> Option<i64> {
+    text.parse().ok()
+}
+
+/// The privacy invariants over the usage marts in `ctx`.
+async fn check_privacy(
+    ctx: &datafusion::prelude::SessionContext,
+    k: i64,
+    events: &Tables,
+) -> Result<(), String> {
+    // 1. No published number about people below k.
+    let small = texts(
+        ctx,
+        &format!(
+            "SELECT 'daily', count(*) FROM usage_daily WHERE users < {k} \
+             UNION ALL SELECT 'active', count(*) FROM usage_active \
+               WHERE active_users < {k} OR new_users < {k} OR returning_users < {k} \
+                  OR weekly_active_users < {k} OR monthly_active_users < {k} \
+             UNION ALL SELECT 'features', count(*) FROM usage_features WHERE users < {k} OR new_users < {k} \
+             UNION ALL SELECT 'search', count(*) FROM usage_search WHERE users < {k} \
+             UNION ALL SELECT 'queries', count(*) FROM usage_search_queries WHERE users < {k} \
+             UNION ALL SELECT 'templates', count(*) FROM usage_templates WHERE users < {k} \
+             UNION ALL SELECT 'entities', count(*) FROM usage_entities WHERE viewers < {k}"
+        ),
+    )
+    .await?;
+    for row in &small {
+        if row[1] != "0" {
+            return Err(format!("{} publishes {} numbers below k", row[0], row[1]));
+        }
+    }
+    // 2. usage_daily: published teams plus `other` are every user and
+    // event of the day, plugin and action, whenever `other` is published.
+    let mut truth: BTreeMap<(String, String, String), (BTreeSet<String>, i64)> = BTreeMap::new();
+    for row in events.get(PORTAL_EVENTS.name).into_iter().flatten() {
+        let text = |k: &str| {
+            row.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let entry = truth
+            .entry((
+                text("occurred_at")[..10].to_owned(),
+                text("plugin_id"),
+                text("action"),
+            ))
+            .or_default();
+        if let Some(Value::String(user)) = row.get("user_hash") {
+            entry.0.insert(user.clone());
+        }
+        entry.1 += 1;
+    }
+    let daily = texts(
+        ctx,
+        "SELECT CAST(day AS VARCHAR), plugin_id, action, sum(users), sum(events), \
+                bool_or(team = 'other' AND suppressed) \
+         FROM usage_daily WHERE NOT suppressed OR team = 'other' GROUP BY 1, 2, 3",
+    )
+    .await?;
+    for row in &daily {
+        let Some((users, events)) = truth.get(&(row[0].clone(), row[1].clone(), row[2].clone()))
+        else {
+            return Err(format!("usage_daily row of no events: {row:?}"));
+        };
+        if row[5] == "false"
+            && (count(&row[3]) != Some(users.len() as i64) || count(&row[4]) != Some(*events))
+        {
+            return Err(format!(
+                "usage_daily {row:?}: want {} users, {events} events",
+                users.len()
+            ));
+        }
+        // `other` withheld: what it holds is fewer than k users (nothing
+        // was published that a complement could have joined it with).
+        let withheld = users.len() as i64 - count(&row[3]).unwrap_or(0);
+        if row[5] == "true" && withheld >= k {
+            return Err(format!(
+                "usage_daily {row:?}: {withheld} users withheld in a suppressed `other`"
+            ));
+        }
+    }
+    // 3. usage_active: a scope minus its published direct sub-scopes is
+    // 0 or at least k, for every count.
+    for column in [
+        "active_users",
+        "weekly_active_users",
+        "monthly_active_users",
+        "new_users",
+        "returning_users",
+    ] {
+        let rest = texts(
+            ctx,
+            &format!(
+                "WITH parents AS (
+                     SELECT g.entity_ref AS scope, coalesce(p.entity_ref, 'org') AS parent
+                     FROM catalog_entities g
+                     LEFT JOIN catalog_entities p ON p.entity_ref = g.parent_ref AND p.kind = 'group'
+                     WHERE g.kind = 'group')
+                 SELECT a.scope, a.grain, CAST(a.period_start AS VARCHAR),
+                        a.{column} - coalesce(sum(c.{column}), 0) AS rest
+                 FROM usage_active a
+                 LEFT JOIN parents p ON p.parent = a.scope
+                 LEFT JOIN usage_active c
+                   ON c.scope = p.scope AND c.grain = a.grain AND c.period_start = a.period_start
+                 WHERE a.{column} IS NOT NULL
+                 GROUP BY a.scope, a.grain, a.period_start, a.{column}"
+            ),
+        )
+        .await?;
+        for row in &rest {
+            let rest = count(&row[3]).unwrap_or(-1);
+            if rest != 0 && rest < k {
+                return Err(format!(
+                    "{column} of {row:?} minus its published sub-scopes is {rest}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+
+    #[test]
+    fn usage_marts_never_publish_fewer_than_k_users(
+        team_sizes in prop::collection::vec(0usize..9, 4),
+        teamless in 0usize..4,
+        events in prop::collection::vec(event(), 0..250),
+        k in prop::sample::select(vec![2u32, 3, 5]),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let outcome: Result<(), String> = runtime.block_on(async {
+            let tables = tables(&team_sizes, teamless, &events);
+            let ctx = register(&tables)?;
+            compute_in_memory(&ctx, &USAGE_MARTS, &parameters(k)).await?;
+            check_privacy(&ctx, i64::from(k), &tables).await
+        });
+        prop_assert!(outcome.is_ok(), "{:?}", outcome);
+    }
+
+    /// Events arrive in two parts (the later one adds days of the last
+    /// months and some late events of earlier ones); the incremental run
+    /// recomputes the usage marts by month where it can and leaves exactly
+    /// the rows a full recompute writes.
+    #[test]
+    fn an_incremental_usage_run_equals_a_full_recompute(
+        team_sizes in prop::collection::vec(1usize..7, 4),
+        events in prop::collection::vec(event(), 1..150),
+        split in 0i64..70,
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let outcome: Result<(), String> = runtime.block_on(async {
+            let parameters = parameters(2);
+            let as_of = crate::default_as_of();
+            let options = |previous| super::RunOptions { only: None, as_of, full: false, previous };
+            let err = |e: super::Error| e.to_string();
+            let everything = tables(&team_sizes, 1, &events);
+            let (mut first, mut later) = (Tables::new(), Tables::new());
+            for (table, rows) in &everything {
+                for (i, row) in rows.iter().enumerate() {
+                    let day = events.get(i).map_or(0, |e| e.1);
+                    let late = *table == PORTAL_EVENTS.name && (day >= split || i % 7 == 0);
+                    let part = if late { &mut later } else { &mut first };
+                    part.entry(*table).or_default().push(row.clone());
+                }
+            }
+            let warehouse = fathom_warehouse::Warehouse::in_memory().map_err(|e| e.to_string())?;
+            land(&warehouse, &first).await?;
+            let run = super::run(&warehouse, &parameters, options(None), &super::NoProgress).await.map_err(err)?;
+            land(&warehouse, &later).await?;
+            let incremental = super::run(&warehouse, &parameters, options(run.watermark.as_ref()), &super::NoProgress).await.map_err(err)?;
+            let ours = mart_rows(&warehouse).await?;
+            // The full recompute over everything, by the same SQL in
+            // memory (a second warehouse would triple the case's time).
+            let ctx = register(&everything)?;
+            compute_in_memory(&ctx, &USAGE_MARTS, &parameters).await?;
+            for name in USAGE_MARTS {
+                let def = fathom_models::table(name).ok_or("no such table")?;
+                let columns: Vec<&str> = def.columns.iter().map(|c| c.name).filter(|c| *c != "updated_at").collect();
+                let mut full: Vec<String> = texts(&ctx, &format!("SELECT {} FROM {name}", columns.join(", ")))
+                    .await?
+                    .into_iter()
+                    .map(|row| row.join("|"))
+                    .collect();
+                full.sort();
+                if ours.get(name) != Some(&full) {
+                    return Err(format!("{name} differs after {}: {:?} vs {full:?}", incremental.plan, ours.get(name)));
+                }
+            }
+            Ok(())
+        });
+        prop_assert!(outcome.is_ok(), "{:?}", outcome);
+    }
+}
+
+/// The worked example of docs/metrics.md § Usage, k = 3: ten users on one
+/// day, four in team-0, two in team-1, one in team-2, three in team-3.
+#[tokio::test]
+async fn the_worked_example_of_the_usage_doc_holds() -> Result<(), String> {
+    let mut events: Vec<Event> = vec![(Some(0), 0, 600, 0, 0), (Some(0), 0, 601, 0, 0)];
+    events.extend((0..10).map(|u| (Some(u), 0, 610 + u as u32, 0, 0)));
+    let tables = tables(&[4, 2, 1, 3], 0, &events);
+    let ctx = register(&tables)?;
+    compute_in_memory(&ctx, &USAGE_MARTS, &parameters(3)).await?;
+    let daily = texts(
+        &ctx,
+        "SELECT team, coalesce(CAST(users AS VARCHAR), '-'), coalesce(CAST(events AS VARCHAR), '-'), \
+                coalesce(suppression, '') FROM usage_daily ORDER BY team",
+    )
+    .await?;
+    let want = [
+        ["group:default/team-0", "4", "6", ""],
+        ["group:default/team-1", "-", "-", "below_k"],
+        ["group:default/team-2", "-", "-", "below_k"],
+        ["group:default/team-3", "3", "3", ""],
+        ["other", "3", "3", ""],
+    ];
+    assert_eq!(daily, want.map(|r| r.map(str::to_owned).to_vec()).to_vec());
+    let active = texts(
+        &ctx,
+        "SELECT scope, members, coalesce(CAST(active_users AS VARCHAR), '-'), \
+                coalesce(CAST(new_users AS VARCHAR), '-'), coalesce(suppression, '') \
+         FROM usage_active WHERE grain = 'month' ORDER BY scope",
+    )
+    .await?;
+    let want = [
+        ["group:default/dept-a", "5", "5", "-", "below_k"],
+        ["group:default/dept-b", "5", "5", "-", "below_k"],
+        ["group:default/team-0", "4", "-", "-", "complement"],
+        ["group:default/team-1", "2", "-", "-", "below_k"],
+        ["group:default/team-2", "1", "-", "-", "below_k"],
+        ["group:default/team-3", "3", "-", "-", "complement"],
+        ["org", "10", "10", "-", "below_k"],
+    ];
+    assert_eq!(active, want.map(|r| r.map(str::to_owned).to_vec()).to_vec());
+    Ok(())
+}
