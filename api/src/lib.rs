@@ -37,6 +37,7 @@ use runs::{freshness_rows, run_rows};
 mod serve;
 pub use serve::serve;
 mod sql;
+mod usage;
 
 #[cfg(test)]
 mod tests;
@@ -319,6 +320,10 @@ fn routes(api: Arc<Api>) -> Router {
         )
         .route("/api/v1/cost/{scope}", get(cost::cost))
         .route("/api/v1/cost/{scope}/benchmark", get(cost::benchmark))
+        .route("/api/v1/usage/features", get(usage::features))
+        .route("/api/v1/usage/search", get(usage::search))
+        .route("/api/v1/usage/templates", get(usage::templates))
+        .route("/api/v1/usage/{scope}", get(usage::usage))
         .route("/api/v1/dora/{scope}", get(dora::dora))
         .route("/api/v1/dora/{scope}/trend", get(dora::trend))
         .route("/api/v1/dora/{scope}/{rows}", get(dora::drill_down))

@@ -55,6 +55,11 @@ pub const PAGES: &[Page] = &[
         title: "Service",
     },
     Page {
+        name: "adoption",
+        path: "/adoption",
+        title: "Adoption",
+    },
+    Page {
         name: "health",
         path: "/health",
         title: "Data health",

@@ -118,7 +118,7 @@ import { setNavigate, DRAW, SVG, dateText, drawTable, el, label, linked } from '
     nav.replaceChildren(
       ...PAGES.map(([name, path, title]) =>
         el('a', {
-          href: withFilters(path, f, { team: name === 'team' || name === 'overview' ? f.team : '', service: name === 'service' ? f.service : '' }),
+          href: withFilters(path, f, { team: name === 'team' || name === 'overview' || name === 'adoption' ? f.team : '', service: name === 'service' ? f.service : '' }),
           'aria-current': name === page ? 'page' : null,
           onclick: navigate,
           text: title,
@@ -152,10 +152,13 @@ import { setNavigate, DRAW, SVG, dateText, drawTable, el, label, linked } from '
       select('env', 'Environment', f.env, o.environments.map((e) => [e, e === 'all' ? 'All production' : e])),
       select('benchmark', 'Benchmark', f.benchmark || data.filters.benchmark, o.benchmarks.map((b) => [b, b])),
     ];
-    if (page === 'overview' || page === 'team') {
+    // Adoption is by calendar month: only the scope applies.
+    if (page === 'adoption') parts.length = 0;
+    if (page === 'overview' || page === 'team' || page === 'adoption') {
       const teams = o.teams.map((t) => [t, t.replace(/^group:default\//, '')]);
-      const none = page === 'overview' ? (o.organisation ? [['', 'Whole organisation']] : []) : [['', 'Choose a team']];
-      parts.push(select('team', 'Team', f.team || (page === 'overview' && !o.organisation ? data.filters.scope : ''), none.concat(teams)));
+      const whole = page !== 'team';
+      const none = whole ? (o.organisation ? [['', 'Whole organisation']] : []) : [['', 'Choose a team']];
+      parts.push(select('team', 'Team', f.team || (whole && !o.organisation ? data.filters.scope : ''), none.concat(teams)));
     }
     if (page === 'service') {
       parts.push(select('service', 'Service', f.service, [['', 'Choose a service']].concat(o.services.map((s) => [s, s.replace(/^component:default\//, '')]))));
@@ -170,17 +173,17 @@ import { setNavigate, DRAW, SVG, dateText, drawTable, el, label, linked } from '
 
   function scopeOf(page, f) {
     if (page === 'service') return f.service;
-    if (page === 'team' || page === 'overview') return f.team;
+    if (page === 'team' || page === 'overview' || page === 'adoption') return f.team;
     return '';
   }
   function heading(page, data) {
     const title = PAGES.find(([p]) => p === page)[2];
     const scope = data.filters.scope;
-    const named = page === 'team' || page === 'service' || (page === 'overview' && scope !== 'org') ? ' — ' + scope.replace(/^(group|component):default\//, '') : '';
+    const named = page === 'team' || page === 'service' || ((page === 'overview' || page === 'adoption') && scope !== 'org') ? ' — ' + scope.replace(/^(group|component):default\//, '') : '';
     const env = data.filters.environment === 'all' ? 'all production environments' : data.filters.environment;
     return [
       el('h1', { text: title + named }),
-      el('p', { class: 'as-of', text: page === 'health' ? 'Sources, runs and rejected records.' : 'Last ' + data.filters.window_days + ' days to ' + (data.as_of ? dateText(data.as_of, true) : 'now') + ', ' + env + ', tiers by ' + data.filters.benchmark + '.' }),
+      el('p', { class: 'as-of', text: page === 'health' ? 'Sources, runs and rejected records.' : page === 'adoption' ? 'Portal use per calendar month; numbers about fewer than k people are withheld.' : 'Last ' + data.filters.window_days + ' days to ' + (data.as_of ? dateText(data.as_of, true) : 'now') + ', ' + env + ', tiers by ' + data.filters.benchmark + '.' }),
     ];
   }
   function choices(page, data, f) {

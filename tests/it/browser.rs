@@ -456,6 +456,33 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
     );
     browser.screenshot(&shots.join("service.png")).await?;
 
+    // Adoption: the organisation's active users per month as the API
+    // gives them (withheld months drawn without a point), teams ranked,
+    // features and templates listed.
+    browser.open(&format!("{base}/adoption")).await?;
+    let usage: Value = api.get("/api/v1/usage/org?period=12m").await?;
+    let published = usage["series"]
+        .as_array()
+        .context("usage series")?
+        .iter()
+        .filter(|p| p["active_users"].is_number())
+        .count();
+    let adoption = browser
+        .eval("({points: Array.from(document.querySelectorAll('[data-panel=\"adoption-trend\"] g.series')).filter(g => g.dataset.series === 'active_users').map(g => g.querySelectorAll('.point').length), teams: document.querySelectorAll('[data-panel=\"adoption-teams\"] .series').length, templates: document.querySelectorAll('[data-panel=\"adoption-templates\"] tbody tr').length, features: document.querySelectorAll('[data-panel=\"adoption-features\"] [data-value]').length, errors: document.querySelectorAll('[data-panel] p.error').length})")
+        .await?;
+    assert_eq!(adoption["points"], json!([published]), "{adoption}");
+    assert!(published > 0, "{usage}");
+    assert!(
+        adoption["templates"].as_u64().is_some_and(|n| n >= 1),
+        "{adoption}"
+    );
+    assert!(
+        adoption["features"].as_u64().is_some_and(|n| n >= 1),
+        "{adoption}"
+    );
+    assert_eq!(adoption["errors"], 0, "{adoption}");
+    browser.screenshot(&shots.join("adoption.png")).await?;
+
     // Data health: every source's freshness, the demo's run, and the
     // unattributed rows with their reasons.
     browser.open(&format!("{base}/health")).await?;
@@ -493,6 +520,7 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         "/teams",
         &format!("/team?team={busiest}"),
         &format!("/service?service={service}"),
+        "/adoption",
         "/health",
     ] {
         let from = browser.events.len();
@@ -503,7 +531,13 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
 
     // A laptop screen: no page scrolls sideways.
     browser.viewport(1280, 800).await?;
-    for path in ["/", "/teams", &format!("/team?team={busiest}"), "/health"] {
+    for path in [
+        "/",
+        "/teams",
+        &format!("/team?team={busiest}"),
+        "/adoption",
+        "/health",
+    ] {
         browser.open(&format!("{base}{path}")).await?;
         let fits = browser
             .eval("document.documentElement.scrollWidth <= window.innerWidth")

@@ -1,5 +1,5 @@
 //! Golden files: every mart's full rows on the worked example of
-//! `docs/metrics.md` (with a cost example beside it), as CSV under `tests/golden/worked_example/`. A change
+//! `docs/metrics.md` (with cost and portal-use examples beside it), as CSV under `tests/golden/worked_example/`. A change
 //! to any mart's output shows as a diff of those files, to be reviewed and
 //! committed: `FATHOM_UPDATE_GOLDEN=1 cargo test --test it golden` rewrites
 //! them.
@@ -45,10 +45,85 @@ pub(crate) const COST_EXAMPLE: [(&str, &str, &str); 3] = [
     ),
 ];
 
+/// Portal use beside it: six people of team-payments and one of
+/// engineering itself open the service's page on 1 June (and one event
+/// without a user); on 2 June one of them searches and clicks the first
+/// result, another finds nothing; on 3 June one runs a template. With
+/// k = 5, team-payments' six are withheld as a complement (engineering's
+/// seven minus them would be its one direct member).
+const USAGE_EXAMPLE: [(&str, &str, &str); 3] = [
+    (
+        "catalog_entities",
+        "people.ndjson",
+        concat!(
+            r#"{"entity_ref": "user:default/u1", "kind": "user", "namespace": "default", "name": "u1"}"#,
+            "\n",
+            r#"{"entity_ref": "user:default/u2", "kind": "user", "namespace": "default", "name": "u2"}"#,
+            "\n",
+            r#"{"entity_ref": "user:default/u3", "kind": "user", "namespace": "default", "name": "u3"}"#,
+            "\n",
+            r#"{"entity_ref": "user:default/u4", "kind": "user", "namespace": "default", "name": "u4"}"#,
+            "\n",
+            r#"{"entity_ref": "user:default/u5", "kind": "user", "namespace": "default", "name": "u5"}"#,
+            "\n",
+            r#"{"entity_ref": "user:default/u6", "kind": "user", "namespace": "default", "name": "u6"}"#,
+            "\n",
+            r#"{"entity_ref": "user:default/u7", "kind": "user", "namespace": "default", "name": "u7"}"#,
+            "\n",
+        ),
+    ),
+    (
+        "entity_relations",
+        "memberships.csv",
+        "source_ref,relation_type,target_ref\n\
+         user:default/u1,memberOf,group:default/team-payments\n\
+         user:default/u2,memberOf,group:default/team-payments\n\
+         user:default/u3,memberOf,group:default/team-payments\n\
+         user:default/u4,memberOf,group:default/team-payments\n\
+         user:default/u5,memberOf,group:default/team-payments\n\
+         user:default/u6,memberOf,group:default/team-payments\n\
+         user:default/u7,memberOf,group:default/engineering\n",
+    ),
+    (
+        "portal_events",
+        "events.ndjson",
+        concat!(
+            r#"{"event_id": "e1", "occurred_at": "2026-06-01T09:00:00Z", "user_hash": "h1", "user_team_ref": "group:default/team-payments", "action": "navigate", "plugin_id": "catalog", "entity_ref": "component:default/payments-api"}"#,
+            "\n",
+            r#"{"event_id": "e2", "occurred_at": "2026-06-01T09:05:00Z", "user_hash": "h2", "user_team_ref": "group:default/team-payments", "action": "navigate", "plugin_id": "catalog", "entity_ref": "component:default/payments-api"}"#,
+            "\n",
+            r#"{"event_id": "e3", "occurred_at": "2026-06-01T09:10:00Z", "user_hash": "h3", "user_team_ref": "group:default/team-payments", "action": "navigate", "plugin_id": "catalog", "entity_ref": "component:default/payments-api"}"#,
+            "\n",
+            r#"{"event_id": "e4", "occurred_at": "2026-06-01T09:15:00Z", "user_hash": "h4", "user_team_ref": "group:default/team-payments", "action": "navigate", "plugin_id": "catalog", "entity_ref": "component:default/payments-api"}"#,
+            "\n",
+            r#"{"event_id": "e5", "occurred_at": "2026-06-01T09:20:00Z", "user_hash": "h5", "user_team_ref": "group:default/team-payments", "action": "navigate", "plugin_id": "catalog", "entity_ref": "component:default/payments-api"}"#,
+            "\n",
+            r#"{"event_id": "e6", "occurred_at": "2026-06-01T09:25:00Z", "user_hash": "h6", "user_team_ref": "group:default/team-payments", "action": "navigate", "plugin_id": "catalog", "entity_ref": "component:default/payments-api"}"#,
+            "\n",
+            r#"{"event_id": "e7", "occurred_at": "2026-06-01T09:30:00Z", "user_hash": "h7", "user_team_ref": "group:default/engineering", "action": "navigate", "plugin_id": "catalog", "entity_ref": "component:default/payments-api"}"#,
+            "\n",
+            r#"{"event_id": "e8", "occurred_at": "2026-06-01T09:35:00Z", "action": "navigate", "plugin_id": "techdocs", "entity_ref": "component:default/payments-api"}"#,
+            "\n",
+            r#"{"event_id": "e9", "occurred_at": "2026-06-02T10:00:00Z", "user_hash": "h1", "user_team_ref": "group:default/team-payments", "action": "search", "subject": "payments", "plugin_id": "search", "attributes": {"value": "3"}}"#,
+            "\n",
+            r#"{"event_id": "e10", "occurred_at": "2026-06-02T10:02:00Z", "user_hash": "h1", "user_team_ref": "group:default/team-payments", "action": "discover", "subject": "payments-api", "plugin_id": "search", "attributes": {"value": "1"}}"#,
+            "\n",
+            r#"{"event_id": "e11", "occurred_at": "2026-06-02T11:00:00Z", "user_hash": "h2", "user_team_ref": "group:default/team-payments", "action": "search", "subject": "paymnts", "plugin_id": "search", "attributes": {"value": "0"}}"#,
+            "\n",
+            r#"{"event_id": "e12", "occurred_at": "2026-06-03T15:00:00Z", "user_hash": "h1", "user_team_ref": "group:default/team-payments", "action": "create", "subject": "Task has been created", "plugin_id": "scaffolder", "entity_ref": "template:default/new-service", "attributes": {"value": "240", "status": "completed"}}"#,
+            "\n",
+        ),
+    ),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mart_matches_its_golden_file() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let files: Vec<(&str, &str, &str)> = WORKED_EXAMPLE.into_iter().chain(COST_EXAMPLE).collect();
+    let files: Vec<(&str, &str, &str)> = WORKED_EXAMPLE
+        .into_iter()
+        .chain(COST_EXAMPLE)
+        .chain(USAGE_EXAMPLE)
+        .collect();
     load_and_transform(dir.path(), &files)?;
     let warehouse = local_warehouse(&dir.path().join("data"))?;
     let session = read_only_session(&warehouse, QueryLimits::default()).await?;

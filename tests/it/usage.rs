@@ -9,12 +9,14 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use fathom_sim::WorldConfig;
 use fathom_sim::serve::{ExportTarget, SimOptions};
 use fathom_sim::truth::usage::{UsageTruth, usage_truth};
 use fathom_sim::world::usage::PortalEvent;
+use serde_json::Value;
 
+use crate::api::{serve, token};
 use crate::files::write_config;
 use crate::support::{fathom_bin, local_warehouse, rows};
 
@@ -227,7 +229,9 @@ async fn usage_marts_equal_the_truth_where_published_and_follow_retention() -> R
         })
         .collect();
     let warehouse = local_warehouse(&dir.path().join("data"))?;
-    assert_marts_match(&warehouse, &usage_truth(org, &events)).await?;
+    let truth = usage_truth(org, &events);
+    assert_marts_match(&warehouse, &truth).await?;
+    serves_usage_by_role_and_team(dir.path(), org, &truth).await?;
 
     // Retention: keep the events of the last 20 days; the marts follow.
     let cutoff = chrono::Utc::now()
@@ -261,4 +265,98 @@ async fn usage_marts_equal_the_truth_where_published_and_follow_retention() -> R
     );
     assert_marts_match(&warehouse, &usage_truth(org, &kept)).await?;
     Ok(())
+}
+
+/// The usage endpoints: the organisation's adoption equals the truth for
+/// an analyst; a contractor of one team reads that team's adoption and
+/// template rows, never the organisation's or another team's.
+async fn serves_usage_by_role_and_team(
+    dir: &std::path::Path,
+    org: &fathom_sim::world::Org,
+    truth: &UsageTruth,
+) -> Result<()> {
+    let team = org.teams.first().context("no team")?;
+    let team_ref = org.team_ref(0);
+    let other_team = org.team_ref(1);
+    let analyst = token(dir, "analyst", "")?;
+    let contractor = token(dir, "contractor", &team.name)?;
+    let server = serve(dir, &[], "127.0.0.1:0")?;
+    let http = reqwest::Client::new();
+    let get = |path: String, secret: String| {
+        let request = http
+            .get(format!("{}/api/v1/usage/{path}", server.base))
+            .bearer_auth(secret);
+        async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            anyhow::Ok((status, body))
+        }
+    };
+    let (status, body) = get("org?period=12m".to_owned(), analyst.clone()).await?;
+    ensure!(status == 200, "{body}");
+    let series = body["series"].as_array().context("no series")?;
+    let months: Vec<&fathom_sim::truth::usage::UsageMonthTruth> =
+        truth.active.iter().filter(|t| t.scope == "org").collect();
+    ensure!(series.len() == months.len(), "{body}");
+    for (point, t) in series.iter().zip(&months) {
+        ensure!(
+            point["period_start"] == format!("{}-01", t.month).as_str(),
+            "{point}"
+        );
+        ensure!(point["active_users"] == t.active_users, "{point} vs {t:?}");
+        ensure!(point["members"] == Value::from(t.members));
+    }
+    ensure!(
+        body["latest"]["monthly_active_users"].as_u64().is_some(),
+        "{body}"
+    );
+    let (status, body) = get("search".to_owned(), analyst.clone()).await?;
+    ensure!(
+        status == 200 && body["months"].as_array().map(Vec::len) == Some(truth.search.len()),
+        "{body}"
+    );
+    let (status, body) = get("features?months=3".to_owned(), analyst.clone()).await?;
+    ensure!(
+        status == 200 && !body["features"].as_array().is_none_or(Vec::is_empty),
+        "{body}"
+    );
+    let (status, body) = get("templates".to_owned(), analyst.clone()).await?;
+    ensure!(
+        status == 200 && !body["totals"].as_array().is_none_or(Vec::is_empty),
+        "{body}"
+    );
+    let (status, _) = get("org?period=1x".to_owned(), analyst.clone()).await?;
+    ensure!(status == 400);
+
+    // The contractor: its team yes; the organisation, another team and
+    // the organisation's breakdowns no.
+    let encoded = |r: &str| r.replace(':', "%3A").replace('/', "%2F");
+    let (status, body) = get(
+        format!("{}?period=30d", encoded(&team_ref)),
+        contractor.clone(),
+    )
+    .await?;
+    ensure!(status == 200 && body["grain"] == "day", "{body}");
+    for path in [
+        "org".to_owned(),
+        encoded(&other_team),
+        "features".to_owned(),
+        "search".to_owned(),
+    ] {
+        let (status, body) = get(path.clone(), contractor.clone()).await?;
+        ensure!(status == 403, "{path}: {status} {body}");
+    }
+    let (status, body) = get("templates".to_owned(), contractor.clone()).await?;
+    ensure!(status == 200, "{body}");
+    let rows = body["templates"].as_array().context("no templates")?;
+    ensure!(
+        rows.iter().all(|r| r["team"] == team_ref.as_str()),
+        "{body}"
+    );
+    ensure!(
+        body["totals"].as_array().is_some_and(Vec::is_empty),
+        "{body}"
+    );
+    server.terminate()
 }
