@@ -138,6 +138,11 @@ pub struct ApiSection {
     /// Seconds a client has to send a request's head; also how long an
     /// idle keep-alive connection is kept. Default 30.
     pub header_timeout_seconds: u64,
+    /// Whether the dashboards report their page views to the portal-events
+    /// intake (as plugin `fathom`, users pseudonymized like every event),
+    /// so Fathom measures its own adoption; needs a `portal_events`
+    /// source. Default true.
+    pub report_page_views: bool,
 }
 
 impl Default for ApiSection {
@@ -150,6 +155,7 @@ impl Default for ApiSection {
             oidc: None,
             rate_limit_per_minute: 6000,
             header_timeout_seconds: 30,
+            report_page_views: true,
         }
     }
 }

@@ -94,6 +94,9 @@ pub struct ApiConfig {
     /// Where posted portal events go: the portal-events source's name and
     /// its pseudonymization key. `None`: no such source, intake refused.
     pub events: Option<EventsIntake>,
+    /// Whether the dashboards' page views land as portal events (plugin
+    /// `fathom`) when `events` is set.
+    pub report_page_views: bool,
     /// How long a client has to send a request's head (and how long an
     /// idle keep-alive connection is kept).
     pub header_timeout: Duration,
@@ -131,6 +134,7 @@ impl Default for ApiConfig {
             github_webhooks: Vec::new(),
             rate_limit_per_minute: 6000,
             events: None,
+            report_page_views: true,
             header_timeout: serve::HEADER_TIMEOUT,
             concurrent_queries: guards::CONCURRENT_QUERIES,
         }
@@ -321,6 +325,7 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/cost/{scope}", get(cost::cost))
         .route("/api/v1/cost/{scope}/benchmark", get(cost::benchmark))
         .route("/api/v1/usage/features", get(usage::features))
+        .route("/api/v1/usage/page-views", post(usage::page_view))
         .route("/api/v1/usage/search", get(usage::search))
         .route("/api/v1/usage/templates", get(usage::templates))
         .route("/api/v1/usage/{scope}", get(usage::usage))

@@ -317,6 +317,7 @@ pub(crate) async fn page_data(
             "teams": teams,
             // Limited callers cannot see the organisation as a whole.
             "organisation": caller.teams.is_empty(),
+            "report_page_views": api.config.report_page_views && api.config.events.is_some(),
             "services": services,
         },
         "panels": answers,

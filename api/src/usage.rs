@@ -290,3 +290,71 @@ pub(crate) async fn templates(
         &json!({"from": first, "to": last.to_string(), "templates": rows, "totals": totals}),
     ))
 }
+
+/// The body of `POST /api/v1/usage/page-views`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PageView {
+    page: String,
+    #[serde(default)]
+    path: Option<String>,
+}
+
+/// `POST /api/v1/usage/page-views`: one view of a dashboard page by the
+/// caller, landed as a Backstage-shaped portal event of plugin `fathom`
+/// (the caller's identity hashed at intake like every event's), so the
+/// usage marts count Fathom's own adoption. 202 with `recorded` false when
+/// reporting is off (`[api] report_page_views`) or no `portal_events`
+/// source holds the pseudonymization key.
+pub(crate) async fn page_view(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: Result<axum::Json<PageView>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    let axum::Json(view) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if fathom_dashboards::page(&view.page).is_none() {
+        return Err(ApiError::bad_request(format!(
+            "page `{}`: one of {}",
+            view.page,
+            fathom_dashboards::page_names()
+        )));
+    }
+    let recorded = match (&api.config.events, api.config.report_page_views) {
+        (Some(events), true) => {
+            // The path only, never its query: filters can name people's
+            // teams, and a subject is kept as sent.
+            let path: String = view
+                .path
+                .as_deref()
+                .unwrap_or_default()
+                .split(['?', '#'])
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect();
+            let event = json!({
+                "timestamp": chrono::Utc::now().to_rfc3339(),
+                "action": "navigate",
+                "subject": path,
+                "context": {"pluginId": "fathom", "routeRef": format!("/{}", view.page), "extension": "dashboards"},
+                "user": {"userEntityRef": caller.actor},
+            });
+            let posted = fathom_ingest::files::events::ingest_posted(
+                &api.warehouse,
+                &events.source,
+                &events.pseudonymizer,
+                event.to_string().as_bytes(),
+                "dashboards",
+            )
+            .await
+            .map_err(ApiError::internal)?;
+            posted.accepted == 1
+        }
+        _ => false,
+    };
+    let mut response =
+        axum::response::IntoResponse::into_response(axum::Json(json!({"recorded": recorded})));
+    *response.status_mut() = axum::http::StatusCode::ACCEPTED;
+    Ok(response)
+}

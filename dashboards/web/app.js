@@ -200,6 +200,16 @@ import { setNavigate, DRAW, SVG, dateText, drawTable, el, label, linked } from '
     const scope = scopeOf(page, f);
     if (scope) q.set('scope', scope);
     const data = await getJSON('/api/v1/pages/' + page + '?' + q);
+    // Fathom counts its own adoption: the view (page and path, never the
+    // filters) goes to the portal-events intake, unless the server says
+    // not to. Fire and forget: a failed report never hinders the page.
+    if (data.options && data.options.report_page_views) {
+      fetch('/api/v1/usage/page-views', {
+        method: 'POST',
+        headers: Object.assign(headers(), { 'content-type': 'application/json' }),
+        body: JSON.stringify({ page, path: location.pathname }),
+      }).catch(() => {});
+    }
     renderFilters(page, f, data);
     const grid = el('div', { class: 'grid' });
     main.replaceChildren(...heading(page, data), grid);

@@ -45,6 +45,7 @@ pub(super) async fn serve(
                 .collect(),
             rate_limit_per_minute: config.api.rate_limit_per_minute,
             events: events_intake(config),
+            report_page_views: config.api.report_page_views,
             header_timeout: std::time::Duration::from_secs(config.api.header_timeout_seconds),
             concurrent_queries: config.query.concurrent_queries.max(1),
         },

@@ -525,7 +525,12 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
     ] {
         let from = browser.events.len();
         browser.open(&format!("{base}{path}")).await?;
-        let calls = browser.requests_since(from, "/api/v1/");
+        // Besides the page's own report of its view.
+        let calls: Vec<String> = browser
+            .requests_since(from, "/api/v1/")
+            .into_iter()
+            .filter(|url| !url.contains("/api/v1/usage/page-views"))
+            .collect();
         assert_eq!(calls.len(), 1, "{path}: {calls:?}");
     }
 
@@ -549,5 +554,18 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
     assert!(problems.is_empty(), "{problems:#?}");
     drop(browser);
     server.terminate()?;
+    // The pages reported their views: Fathom counts its own adoption.
+    let warehouse = crate::support::local_warehouse(&demo.join("data"))?;
+    let views = crate::support::rows(
+        &warehouse,
+        "SELECT route, count(*), count(DISTINCT user_hash) FROM portal_events \
+         WHERE plugin_id = 'fathom' GROUP BY route ORDER BY route",
+    )
+    .await?;
+    let routes: Vec<&str> = views.iter().map(|r| r[0].as_str()).collect();
+    for route in ["/adoption", "/health", "/overview", "/team", "/teams"] {
+        assert!(routes.contains(&route), "{views:?}");
+    }
+    assert!(views.iter().all(|r| r[2] == "1"), "one viewer: {views:?}");
     Ok(())
 }

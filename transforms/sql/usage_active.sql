@@ -109,7 +109,7 @@ scope_days AS (
     JOIN user_scopes s ON s.user_hash = a.user_hash
     GROUP BY s.scope, a.day
 ),
-daily AS MATERIALIZED (
+daily AS (
     SELECT sc.scope, c.day,
            coalesce(d.active, 0) AS active, coalesce(d.new_users, 0) AS new_users,
            sum(coalesce(st.week, 0)) OVER w AS weekly,
@@ -138,11 +138,6 @@ monthly AS (
         JOIN user_scopes s ON s.user_hash = a.user_hash
         GROUP BY s.scope, CAST(date_trunc('month', a.day) AS DATE)
     ) a ON a.scope = sc.scope AND a.month_start = m.month_start
-),
-mean_daily AS (
-    SELECT scope, CAST(date_trunc('month', day) AS DATE) AS month_start,
-           CAST(sum(active) AS DOUBLE) / count(*) AS mean_active
-    FROM daily GROUP BY scope, CAST(date_trunc('month', day) AS DATE)
 ),
 counts AS (
     SELECT d.scope, 'day' AS grain, d.day AS period_start, m.measure,
@@ -213,7 +208,7 @@ decided AS (
       ON r.scope = p.scope AND r.grain = p.grain
      AND r.period_start = p.period_start AND r.measure = p.measure
 ),
-wide AS (
+wide AS MATERIALIZED (
     SELECT scope, grain, period_start,
            max(CASE WHEN measure = 'active' THEN users END) AS active,
            max(CASE WHEN measure = 'weekly' THEN users END) AS weekly,
@@ -229,6 +224,18 @@ wide AS (
            bool_or(suppression IS NOT NULL) AS any_suppressed
     FROM decided
     GROUP BY scope, grain, period_start
+),
+-- A month's stickiness is the mean of its days' published DAU/MAU: an
+-- average of the month's daily active users would also count the days
+-- withheld, and so reveal their sum.
+month_stickiness AS (
+    SELECT scope, CAST(date_trunc('month', period_start) AS DATE) AS month_start,
+           -- Rounded: the sum's order (and so its last bits) depends on
+           -- how the rows were partitioned.
+           round(avg(CAST(active AS DOUBLE) / monthly), 12) AS stickiness
+    FROM wide
+    WHERE grain = 'day' AND active_ok AND monthly_ok AND monthly > 0
+    GROUP BY scope, CAST(date_trunc('month', period_start) AS DATE)
 )
 SELECT w.scope, s.scope_kind, s.group_type, w.grain, w.period_start,
        coalesce(m.members, 0) AS members,
@@ -243,8 +250,7 @@ SELECT w.scope, s.scope_kind, s.group_type, w.grain, w.period_start,
        END AS adoption,
        CASE WHEN w.grain = 'day' AND w.active_ok AND w.monthly_ok AND w.monthly > 0
                 THEN CAST(w.active AS DOUBLE) / w.monthly
-            WHEN w.grain = 'month' AND w.active_ok AND w.active > 0
-                THEN md.mean_active / w.active
+            WHEN w.grain = 'month' THEN ms.stickiness
        END AS stickiness,
        w.any_suppressed AS suppressed,
        CASE WHEN NOT w.any_suppressed THEN NULL
@@ -255,5 +261,5 @@ SELECT w.scope, s.scope_kind, s.group_type, w.grain, w.period_start,
 FROM wide w
 JOIN scopes s ON s.scope = w.scope
 LEFT JOIN members m ON m.scope = w.scope
-LEFT JOIN mean_daily md
-  ON w.grain = 'month' AND md.scope = w.scope AND md.month_start = w.period_start
+LEFT JOIN month_stickiness ms
+  ON w.grain = 'month' AND ms.scope = w.scope AND ms.month_start = w.period_start

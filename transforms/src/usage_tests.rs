@@ -328,8 +328,11 @@ proptest! {
                     .map(|row| row.join("|"))
                     .collect();
                 full.sort();
-                if ours.get(name) != Some(&full) {
-                    return Err(format!("{name} differs after {}: {:?} vs {full:?}", incremental.plan, ours.get(name)));
+                let ours = ours.get(name).cloned().unwrap_or_default();
+                if ours != full {
+                    let only_ours: Vec<&String> = ours.iter().filter(|r| !full.contains(r)).take(3).collect();
+                    let only_full: Vec<&String> = full.iter().filter(|r| !ours.contains(r)).take(3).collect();
+                    return Err(format!("{name} differs after {}: ours only {only_ours:?}, full only {only_full:?}", incremental.plan));
                 }
             }
             Ok(())

@@ -466,6 +466,23 @@ pub const OPERATIONS: &[Operation] = &[
         ],
     },
     Operation {
+        method: "post",
+        path: "/api/v1/usage/page-views",
+        tag: "usage",
+        summary: "Record a view of a dashboard page",
+        description: "Body `{\"page\": \"adoption\", \"path\": \"/adoption\"}`: lands one portal event of plugin `fathom` (action `navigate`, the path without its query, the caller's identity hashed at intake), so the usage marts count Fathom's own adoption. The dashboards send it on every page they draw unless `[api] report_page_views` is false; without a `portal_events` source nothing is recorded.",
+        authenticated: true,
+        params: &[],
+        body: Some((
+            JSON,
+            r#"{"type": "object", "required": ["page"], "properties": {"page": {"type": "string"}, "path": {"type": "string"}}}"#,
+        )),
+        responses: &[
+            (202, "`recorded`: whether the view landed."),
+            (400, "Not a dashboard page, or a malformed body."),
+        ],
+    },
+    Operation {
         method: "get",
         path: "/api/v1/usage/templates",
         tag: "usage",

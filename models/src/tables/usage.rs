@@ -107,7 +107,7 @@ pub const USAGE_ACTIVE: TableDef = TableDef {
         opt(
             "stickiness",
             Float64,
-            "Day rows: active_users / monthly_active_users (DAU/MAU); month rows: mean daily active users / active_users.",
+            "Day rows: active_users / monthly_active_users (DAU/MAU); month rows: the mean of the month's published daily stickiness (an average over every day would reveal the withheld days' sum).",
         ),
         SUPPRESSED,
         SUPPRESSION,
