@@ -4,15 +4,8 @@
 -- by any group below it (`spec.parent`, any depth); every system; every
 -- domain (through its systems); `org`. Metrics of a scope are computed from
 -- the union of its members' events.
-WITH RECURSIVE ancestors (group_ref, ancestor_ref, depth) AS (
-    SELECT entity_ref AS group_ref, entity_ref AS ancestor_ref, 0 AS depth
-    FROM catalog_entities WHERE kind = 'group'
-    UNION ALL
-    SELECT a.group_ref, g.parent_ref, a.depth + 1
-    FROM ancestors a
-    JOIN catalog_entities g ON g.entity_ref = a.ancestor_ref
-    WHERE g.parent_ref IS NOT NULL AND a.depth < 32
-),
+-- Each group with the groups above it (transforms/sql/shared/group_ancestors.sql).
+WITH RECURSIVE {{group_ancestors}},
 components AS (
     SELECT entity_ref, owner_ref, system_ref FROM catalog_entities WHERE kind = 'component'
 ),

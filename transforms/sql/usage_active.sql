@@ -1,13 +1,19 @@
 -- usage_active: active users per scope (each group with its sub-groups,
--- and `org`) and period: every day (with the 7- and 30-day rolling counts
--- ending that day) and every calendar month of the events.
+-- and `org`) and period: every day someone was active (with the 7- and
+-- 30-day rolling counts ending that day) and every calendar month of the
+-- events.
 --
--- A user counts in the team of their latest event (the first by ref that
--- day) and in its ancestor groups, for every period: teams then partition
--- the users, and a scope's count is its direct members' plus its
--- sub-scopes'. Members come from the catalog the same way (a user's first
+-- A user counts, for each period, in the team of their latest active day
+-- in it (for a rolling window, their latest active day in the window; for
+-- a day, the first team by ref of that day's events) and in its ancestor
+-- groups: teams then partition the period's users, a scope's count is its
+-- direct members' plus its sub-scopes', and a later team change does not
+-- rewrite history. Members come from the catalog (a user's first
 -- `memberOf` group by ref). New users: first event in the warehouse
 -- within the period (retention moves that start).
+--
+-- Recomputed from {{from_day}} on: the events of the 31 days before it
+-- feed the rolling windows; of earlier months only who was seen is read.
 --
 -- Privacy (docs/metrics.md § Usage), for each count separately: below
 -- {{k_anonymity}} users it is withheld (`below_k`). Between a scope and
@@ -16,15 +22,8 @@
 -- sub-scopes) must be 0 or at least k users; when it is not, the smallest
 -- published sub-scope is withheld too (`complement`). New and returning
 -- users add up to the active users, so both are withheld when either is.
-WITH RECURSIVE ancestors (group_ref, ancestor_ref, depth) AS (
-    SELECT entity_ref AS group_ref, entity_ref AS ancestor_ref, 0 AS depth
-    FROM catalog_entities WHERE kind = 'group'
-    UNION ALL
-    SELECT a.group_ref, g.parent_ref, a.depth + 1
-    FROM ancestors a
-    JOIN catalog_entities g ON g.entity_ref = a.ancestor_ref
-    WHERE g.parent_ref IS NOT NULL AND a.depth < 32
-),
+-- Each group with the groups above it (transforms/sql/shared/group_ancestors.sql).
+WITH RECURSIVE {{group_ancestors}},
 groups AS (
     SELECT g.entity_ref, g.entity_type, coalesce(p.entity_ref, 'org') AS parent
     FROM catalog_entities g
@@ -55,58 +54,77 @@ members AS (
 ),
 activity AS (
     SELECT user_hash, CAST(occurred_at AS DATE) AS day,
-           min(user_team_ref) AS team
-    FROM portal_events WHERE user_hash IS NOT NULL
+           coalesce(min(user_team_ref), '') AS team
+    FROM portal_events
+    WHERE user_hash IS NOT NULL
+      AND occurred_month >= '{{window_month}}'
+      AND CAST(occurred_at AS DATE) >= CAST('{{window_day}}' AS DATE)
     GROUP BY user_hash, CAST(occurred_at AS DATE)
 ),
-user_team AS (
-    SELECT user_hash, team, first_day FROM (
-        SELECT user_hash, team,
-               min(day) OVER (PARTITION BY user_hash) AS first_day,
-               row_number() OVER (PARTITION BY user_hash ORDER BY day DESC) AS latest
-        FROM activity
-    ) WHERE latest = 1
+seen AS (
+    SELECT DISTINCT user_hash FROM portal_events
+    WHERE user_hash IS NOT NULL AND occurred_month < '{{from_month}}'
 ),
-user_scopes AS MATERIALIZED (
-    SELECT u.user_hash, a.ancestor_ref AS scope
-    FROM user_team u JOIN ancestors a ON a.group_ref = u.team
+-- Each user's first active day, when it is in the months recomputed.
+firsts AS (
+    SELECT a.user_hash, min(a.day) AS first_day
+    FROM activity a
+    WHERE a.day >= CAST('{{from_day}}' AS DATE)
+      AND NOT EXISTS (SELECT 1 FROM seen s WHERE s.user_hash = a.user_hash)
+    GROUP BY a.user_hash
+),
+teams AS (
+    SELECT DISTINCT team FROM activity
+),
+team_scopes AS MATERIALIZED (
+    SELECT t.team, a.ancestor_ref AS scope
+    FROM teams t JOIN ancestors a ON a.group_ref = t.team
     UNION ALL
-    SELECT user_hash, 'org' AS scope FROM user_team
+    SELECT team, 'org' AS scope FROM teams
 ),
+-- Every day from the first event read to the last, for the rolling sums;
+-- rows are written for the days someone was active (a day's row must not
+-- depend on whether anyone is active later).
 calendar AS (
     SELECT unnest(range(min(day), max(day) + INTERVAL '1 day', INTERVAL '1 day')) AS day
     FROM activity
 ),
--- A user counts in the rolling window of day d while their latest active
--- day at or before d is within the window: +1 on each active day, -1
--- when the window passes it before the next active day.
+active_days AS (
+    SELECT DISTINCT day FROM activity WHERE day >= CAST('{{from_day}}' AS DATE)
+),
+-- A user counts in the rolling window of day d, in the team of their
+-- latest active day at or before d, while that day is within the window:
+-- +1 on each active day (in that day's team), -1 when the window passes
+-- it before the next active day (which adds them again, perhaps
+-- elsewhere).
 runs AS (
-    SELECT user_hash, day,
+    SELECT user_hash, day, team,
            lead(day) OVER (PARTITION BY user_hash ORDER BY day) AS next_day
     FROM activity
 ),
 steps AS (
-    SELECT user_hash, day, 1 AS week, 1 AS month_window FROM runs
+    SELECT team, day, 1 AS week, 1 AS month_window FROM runs
     UNION ALL
-    SELECT user_hash, least(coalesce(next_day, day + INTERVAL '7 days'), day + INTERVAL '7 days'),
+    SELECT team, least(coalesce(next_day, day + INTERVAL '7 days'), day + INTERVAL '7 days'),
            -1, 0
     FROM runs
     UNION ALL
-    SELECT user_hash, least(coalesce(next_day, day + INTERVAL '30 days'), day + INTERVAL '30 days'),
+    SELECT team, least(coalesce(next_day, day + INTERVAL '30 days'), day + INTERVAL '30 days'),
            0, -1
     FROM runs
 ),
 scope_steps AS (
     SELECT s.scope, st.day, sum(st.week) AS week, sum(st.month_window) AS month_window
-    FROM steps st JOIN user_scopes s ON s.user_hash = st.user_hash
+    FROM steps st JOIN team_scopes s ON s.team = st.team
     GROUP BY s.scope, st.day
 ),
 scope_days AS (
     SELECT s.scope, a.day, count(*) AS active,
-           sum(CASE WHEN a.day = u.first_day THEN 1 ELSE 0 END) AS new_users
+           sum(CASE WHEN a.day = f.first_day THEN 1 ELSE 0 END) AS new_users
     FROM activity a
-    JOIN user_team u ON u.user_hash = a.user_hash
-    JOIN user_scopes s ON s.user_hash = a.user_hash
+    JOIN team_scopes s ON s.team = a.team
+    LEFT JOIN firsts f ON f.user_hash = a.user_hash
+    WHERE a.day >= CAST('{{from_day}}' AS DATE)
     GROUP BY s.scope, a.day
 ),
 daily AS (
@@ -119,24 +137,33 @@ daily AS (
     LEFT JOIN scope_steps st ON st.scope = sc.scope AND st.day = c.day
     WINDOW w AS (PARTITION BY sc.scope ORDER BY c.day ROWS UNBOUNDED PRECEDING)
 ),
+-- A month's users, each in the team of their latest active day in it.
+month_users AS (
+    SELECT user_hash, month_start, team FROM (
+        SELECT user_hash, team, CAST(date_trunc('month', day) AS DATE) AS month_start,
+               row_number() OVER (PARTITION BY user_hash, CAST(date_trunc('month', day) AS DATE)
+                                  ORDER BY day DESC) AS latest
+        FROM activity
+        WHERE day >= CAST('{{from_day}}' AS DATE)
+    ) WHERE latest = 1
+),
 monthly AS (
     SELECT sc.scope, m.month_start,
-           coalesce(a.active, 0) AS active, coalesce(a.new_users, 0) AS new_users,
-           m.days
+           coalesce(a.active, 0) AS active, coalesce(a.new_users, 0) AS new_users
     FROM scopes sc
     CROSS JOIN (
-        SELECT CAST(date_trunc('month', day) AS DATE) AS month_start, count(*) AS days
-        FROM calendar GROUP BY CAST(date_trunc('month', day) AS DATE)
+        SELECT DISTINCT CAST(date_trunc('month', day) AS DATE) AS month_start
+        FROM active_days
     ) m
     LEFT JOIN (
-        SELECT s.scope, CAST(date_trunc('month', a.day) AS DATE) AS month_start,
-               count(DISTINCT a.user_hash) AS active,
-               count(DISTINCT CASE WHEN date_trunc('month', u.first_day) = date_trunc('month', a.day)
-                                   THEN a.user_hash END) AS new_users
-        FROM activity a
-        JOIN user_team u ON u.user_hash = a.user_hash
-        JOIN user_scopes s ON s.user_hash = a.user_hash
-        GROUP BY s.scope, CAST(date_trunc('month', a.day) AS DATE)
+        SELECT s.scope, mu.month_start,
+               count(*) AS active,
+               sum(CASE WHEN date_trunc('month', f.first_day) = mu.month_start
+                        THEN 1 ELSE 0 END) AS new_users
+        FROM month_users mu
+        JOIN team_scopes s ON s.team = mu.team
+        LEFT JOIN firsts f ON f.user_hash = mu.user_hash
+        GROUP BY s.scope, mu.month_start
     ) a ON a.scope = sc.scope AND a.month_start = m.month_start
 ),
 counts AS (
@@ -145,6 +172,7 @@ counts AS (
                           WHEN 'monthly' THEN d.monthly WHEN 'new' THEN d.new_users
                           ELSE d.active - d.new_users END AS users
     FROM daily d
+    JOIN active_days ad ON ad.day = d.day
     CROSS JOIN (VALUES ('active'), ('weekly'), ('monthly'), ('new'), ('returning')) m (measure)
     UNION ALL
     SELECT mo.scope, 'month', mo.month_start, m.measure,
@@ -238,6 +266,7 @@ month_stickiness AS (
     GROUP BY scope, CAST(date_trunc('month', period_start) AS DATE)
 )
 SELECT w.scope, s.scope_kind, s.group_type, w.grain, w.period_start,
+       to_char(w.period_start, '%Y-%m') AS month,
        coalesce(m.members, 0) AS members,
        CASE WHEN w.active_ok THEN w.active END AS active_users,
        CASE WHEN w.weekly_ok THEN w.weekly END AS weekly_active_users,

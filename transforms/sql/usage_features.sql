@@ -8,7 +8,11 @@
 -- after their first use; null until the data covers that week for all of
 -- them. A row of fewer than {{k_anonymity}} users is withheld; so are new
 -- users and retention when fewer than k users are new.
-WITH events AS (
+--
+-- Recomputed from {{from_month}} on (the month before the earliest
+-- changed one: its new users' retention reaches into the next month); of
+-- the months before, only who used which feature is read.
+WITH all_events AS (
     SELECT CAST(occurred_at AS DATE) AS day, occurred_month AS month,
            coalesce(plugin_id, 'unknown') AS plugin_id,
            CASE WHEN action IN ('search', 'discover') OR plugin_id = 'search' THEN 'search'
@@ -21,13 +25,25 @@ WITH events AS (
            user_hash, user_team_ref
     FROM portal_events
 ),
+events AS (
+    SELECT * FROM all_events WHERE month >= '{{from_month}}'
+),
+seen AS (
+    SELECT DISTINCT plugin_id, feature, user_hash
+    FROM all_events
+    WHERE month < '{{from_month}}' AND user_hash IS NOT NULL
+),
 last_day AS (
     SELECT max(day) AS last_day FROM events
 ),
 firsts AS (
-    SELECT plugin_id, feature, user_hash, min(day) AS first_day
-    FROM events WHERE user_hash IS NOT NULL
-    GROUP BY plugin_id, feature, user_hash
+    SELECT e.plugin_id, e.feature, e.user_hash, min(e.day) AS first_day
+    FROM events e
+    WHERE e.user_hash IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM seen s
+                      WHERE s.plugin_id = e.plugin_id AND s.feature = e.feature
+                        AND s.user_hash = e.user_hash)
+    GROUP BY e.plugin_id, e.feature, e.user_hash
 ),
 returned AS (
     SELECT DISTINCT f.plugin_id, f.feature, f.user_hash

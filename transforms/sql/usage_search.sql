@@ -5,25 +5,27 @@
 -- session is a user's run of events with no gap over
 -- {{session_gap_seconds}} seconds. A search succeeded when its user's next
 -- search-or-click is a click, within {{click_window_seconds}} seconds (at
--- most the session gap, so in the same session). Months with fewer than
--- {{k_anonymity}} searching users are withheld.
+-- most the session gap, so in the same session). Sessions and clicks end
+-- with the calendar month (UTC), so a month's numbers never change with
+-- the next month's events: the mart is recomputed from {{from_month}} on.
+-- Months with fewer than {{k_anonymity}} searching users are withheld.
 WITH events AS (
     SELECT user_hash, occurred_at, occurred_month AS month, action,
            try_cast(attributes['value'] AS BIGINT) AS value
     FROM portal_events
-    WHERE user_hash IS NOT NULL
+    WHERE user_hash IS NOT NULL AND occurred_month >= '{{from_month}}'
 ),
 gaps AS (
     SELECT *,
            CASE WHEN seconds_between(
-                         lag(occurred_at) OVER (PARTITION BY user_hash ORDER BY occurred_at, action),
+                         lag(occurred_at) OVER (PARTITION BY user_hash, month ORDER BY occurred_at, action),
                          occurred_at) <= {{session_gap_seconds}}
                 THEN 0 ELSE 1 END AS starts_session
     FROM events
 ),
 sessions AS (
     SELECT *,
-           sum(starts_session) OVER (PARTITION BY user_hash ORDER BY occurred_at, action
+           sum(starts_session) OVER (PARTITION BY user_hash, month ORDER BY occurred_at, action
                                      ROWS UNBOUNDED PRECEDING) AS session
     FROM gaps
 ),
@@ -34,7 +36,7 @@ flow AS (
            lead(value) OVER w AS next_value
     FROM sessions
     WHERE action IN ('search', 'discover')
-    WINDOW w AS (PARTITION BY user_hash
+    WINDOW w AS (PARTITION BY user_hash, month
                  ORDER BY occurred_at, CASE WHEN action = 'search' THEN 0 ELSE 1 END)
 ),
 searches AS (

@@ -2,20 +2,21 @@
 -- on a result, per month. Query text is what people typed: a query is
 -- kept only when at least {{k_anonymity}} distinct users searched it in
 -- the month; the others are never stored. The click rule is
--- usage_search's.
+-- usage_search's (within the month); recomputed from {{from_month}} on.
 WITH events AS (
     SELECT user_hash, occurred_at, occurred_month AS month, action,
            lower(btrim(subject)) AS query,
            try_cast(attributes['value'] AS BIGINT) AS value
     FROM portal_events
     WHERE user_hash IS NOT NULL AND action IN ('search', 'discover')
+      AND occurred_month >= '{{from_month}}'
 ),
 flow AS (
     SELECT *,
            lead(action) OVER w AS next_action,
            lead(occurred_at) OVER w AS next_at
     FROM events
-    WINDOW w AS (PARTITION BY user_hash
+    WINDOW w AS (PARTITION BY user_hash, month
                  ORDER BY occurred_at, CASE WHEN action = 'search' THEN 0 ELSE 1 END)
 ),
 queries AS (

@@ -137,6 +137,8 @@ pub(crate) enum Step<'a> {
     Scopes(&'a BTreeSet<String>),
     /// The rows of these months (partitions).
     Months(BTreeSet<String>),
+    /// The rows of this month (its first day) and later.
+    Since(chrono::NaiveDate),
 }
 
 impl Plan {
@@ -181,6 +183,18 @@ impl Plan {
                     Refresh::Whole => Step::Whole,
                     Refresh::ByMonth if upstream(|s| !matches!(s, Step::Unchanged)) => Step::Whole,
                     Refresh::ByMonth => changed_months(mart, appended, rewritten, months),
+                    Refresh::FromMonth { .. } if upstream(|s| !matches!(s, Step::Unchanged)) => {
+                        Step::Whole
+                    }
+                    Refresh::FromMonth { back } => {
+                        match changed_months(mart, appended, rewritten, months) {
+                            Step::Months(changed) => changed
+                                .first()
+                                .and_then(|m| crate::since::month_start(m, back))
+                                .map_or(Step::Whole, Step::Since),
+                            other => other,
+                        }
+                    }
                     _ if rewrote || unfollowed => Step::Whole,
                     Refresh::ByComponent if affected.broad => Step::Whole,
                     Refresh::ByComponent if affected.is_empty() => Step::Unchanged,
@@ -441,7 +455,7 @@ pub(crate) async fn plan(
     let mut months = BTreeMap::new();
     let by_month: BTreeSet<&str> = marts::MARTS
         .iter()
-        .filter(|m| m.refresh == Refresh::ByMonth)
+        .filter(|m| matches!(m.refresh, Refresh::ByMonth | Refresh::FromMonth { .. }))
         .flat_map(|m| m.reads.iter().map(|d| d.name))
         .collect();
     for def in marts::inputs() {

@@ -24,6 +24,7 @@ pub mod marts;
 mod materialize;
 mod parameters;
 mod runner;
+mod since;
 pub mod tiers;
 mod usage;
 

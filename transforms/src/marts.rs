@@ -49,6 +49,17 @@ pub enum Refresh {
     /// were added to, rewritten or removed since the last run. Whole when
     /// that cannot be told, or a table it reads is not partitioned by month.
     ByMonth,
+    /// Recomputed from the earliest month whose rows changed in the tables
+    /// it reads (less `back` months) to the last: for marts whose month
+    /// depends on earlier months (a user's first use, rolling windows) or
+    /// on `back` later ones (a cohort's retention). The query reads the
+    /// months before through the `{{from_month}}` placeholders (see
+    /// [`crate::since`]); its table has a `YYYY-MM` `month` column. Whole
+    /// when that cannot be told.
+    FromMonth {
+        /// Months before the earliest changed one that change with it.
+        back: u32,
+    },
 }
 
 impl Refresh {
@@ -59,6 +70,13 @@ impl Refresh {
             Self::ByComponent => "by affected component, when a table it reads changed",
             Self::ByScope => "by affected scope (whole when the windows' end moved)",
             Self::ByMonth => "by affected month (partition), when a table it reads changed",
+            Self::FromMonth { back: 0 } => {
+                "from the earliest affected month on, when a table it reads changed"
+            }
+            Self::FromMonth { .. } => {
+                "from the earliest affected month on (less the months before it that change with it), \
+                 when a table it reads changed"
+            }
         }
     }
 }
@@ -220,28 +238,28 @@ pub const MARTS: &[Mart] = &[
         def: &USAGE_ACTIVE,
         sql: include_str!("../sql/usage_active.sql"),
         reads: &[&PORTAL_EVENTS, &CATALOG_ENTITIES, &ENTITY_RELATIONS],
-        refresh: Refresh::Whole,
+        refresh: Refresh::FromMonth { back: 0 },
         periods: Periods::Rolling,
     },
     Mart {
         def: &USAGE_FEATURES,
         sql: include_str!("../sql/usage_features.sql"),
         reads: &[&PORTAL_EVENTS],
-        refresh: Refresh::Whole,
+        refresh: Refresh::FromMonth { back: 1 },
         periods: Periods::Rolling,
     },
     Mart {
         def: &USAGE_SEARCH,
         sql: include_str!("../sql/usage_search.sql"),
         reads: &[&PORTAL_EVENTS],
-        refresh: Refresh::Whole,
+        refresh: Refresh::FromMonth { back: 0 },
         periods: Periods::Rolling,
     },
     Mart {
         def: &USAGE_SEARCH_QUERIES,
         sql: include_str!("../sql/usage_search_queries.sql"),
         reads: &[&PORTAL_EVENTS],
-        refresh: Refresh::Whole,
+        refresh: Refresh::FromMonth { back: 0 },
         periods: Periods::Rolling,
     },
     Mart {
@@ -517,6 +535,21 @@ mod tests {
                     def.name
                 );
             }
+        }
+    }
+
+    /// A mart refreshed from a month on has the `month` column its rows
+    /// are replaced by, and its query reads the months before through the
+    /// placeholders.
+    #[test]
+    fn marts_refreshed_from_a_month_have_a_month_column() {
+        for mart in MARTS
+            .iter()
+            .filter(|m| matches!(m.refresh, Refresh::FromMonth { .. }))
+        {
+            let month = mart.def.columns.iter().find(|c| c.name == "month");
+            assert!(month.is_some(), "{}", mart.def.name);
+            assert!(mart.sql.contains("{{from_month}}"), "{}", mart.def.name);
         }
     }
 }

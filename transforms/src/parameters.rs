@@ -239,6 +239,10 @@ impl Parameters {
             .replace(
                 "{{shipped_first}}",
                 include_str!("../sql/shared/shipped_first.sql"),
+            )
+            .replace(
+                "{{group_ancestors}}",
+                include_str!("../sql/shared/group_ancestors.sql"),
             );
         // DataFusion's regexp_like uses the same engine: a pattern that does
         // not compile here would fail inside the mart's SQL with an error
@@ -292,7 +296,9 @@ impl Parameters {
                 });
             }
         }
-        let sql = self.usage.fill(sql)?;
+        // A recomputation from a month on fills these first (see
+        // `crate::since`); anything else computes from the beginning.
+        let sql = crate::since::fill(&self.usage.fill(sql)?, None);
         Ok(sql
             .replace("{{cost_shared}}", &self.cost.shared)
             .replace(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionContext, col, lit};
 use fathom_warehouse::{RowStreams, Warehouse};
 use serde::Serialize;
 
@@ -111,12 +111,13 @@ async fn streams(
     mart: &Mart,
     parameters: &Parameters,
     as_of: DateTime<Utc>,
+    since: Option<chrono::NaiveDate>,
 ) -> Result<(
     RowStreams,
     Arc<dyn ExecutionPlan>,
     crate::materialize::Scratch,
 )> {
-    let sql = parameters.fill_periods(mart.sql, as_of, mart.periods)?;
+    let sql = parameters.fill_periods(&crate::since::fill(mart.sql, since), as_of, mart.periods)?;
     let sql_error = |source| Error::Sql {
         mart: mart.def.name,
         source,
@@ -336,13 +337,13 @@ async fn write_mart(
     let (recomputed, stats, spilled) = match step {
         Step::Unchanged => ("unchanged".to_owned(), Default::default(), 0),
         Step::Whole => {
-            let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of).await?;
+            let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of, None).await?;
             let stats = warehouse.replace_all_streamed(mart.def, rows).await?;
             ("all".to_owned(), stats, spilled_bytes(physical.as_ref()))
         }
         Step::Components(affected) => {
             incremental::restrict_to_components(&ctx, affected).await?;
-            let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of).await?;
+            let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of, None).await?;
             let stats = warehouse
                 .replace_where_streamed(mart.def, affected.entity_predicate(), rows)
                 .await?;
@@ -354,7 +355,7 @@ async fn write_mart(
         }
         Step::Months(months) => {
             incremental::restrict_to_months(&ctx, mart, months).await?;
-            let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of).await?;
+            let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of, None).await?;
             let listed: Vec<String> = months.iter().cloned().collect();
             let stats = warehouse
                 .replace_partitions_streamed(mart.def, &listed, rows)
@@ -365,9 +366,22 @@ async fn write_mart(
                 spilled_bytes(physical.as_ref()),
             )
         }
+        Step::Since(from) => {
+            let (rows, physical, _scratch) =
+                streams(&ctx, mart, parameters, as_of, Some(*from)).await?;
+            let month = from.format("%Y-%m").to_string();
+            let stats = warehouse
+                .replace_where_streamed(mart.def, col("month").gt_eq(lit(month.clone())), rows)
+                .await?;
+            (
+                format!("from {month}"),
+                stats,
+                spilled_bytes(physical.as_ref()),
+            )
+        }
         Step::Scopes(scopes) => {
             incremental::restrict_to_scopes(&ctx, scopes).await?;
-            let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of).await?;
+            let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of, None).await?;
             let stats = warehouse
                 .replace_where_streamed(mart.def, incremental::scope_predicate(scopes), rows)
                 .await?;

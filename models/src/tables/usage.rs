@@ -58,7 +58,7 @@ pub const USAGE_DAILY: TableDef = TableDef {
 /// Active users per scope and period.
 pub const USAGE_ACTIVE: TableDef = TableDef {
     name: "usage_active",
-    description: "Mart: active users per scope (each group with its sub-groups, `org`) and period — each day (with the 7- and 30-day rolling counts ending that day) and each calendar month — new and returning users, adoption (active users / the scope's members in the catalog) and stickiness. Counts below k are withheld, and between a scope and its direct sub-scopes so that the scope minus its published sub-scopes never reveals fewer than k users.",
+    description: "Mart: active users per scope (each group with its sub-groups, `org`) and period — each day someone was active (with the 7- and 30-day rolling counts ending that day) and each calendar month — new and returning users, adoption (active users / the scope's members in the catalog) and stickiness. A user counts in the team of their latest active day in the period (a later team change does not rewrite history). Counts below k are withheld, and between a scope and its direct sub-scopes so that the scope minus its published sub-scopes never reveals fewer than k users.",
     columns: &[
         req("scope", Utf8, "Group ref or `org`."),
         req("scope_kind", Utf8, "`group` or `org`."),
@@ -69,6 +69,11 @@ pub const USAGE_ACTIVE: TableDef = TableDef {
         ),
         req("grain", Utf8, "`day` or `month`."),
         req("period_start", Date, "The day, or the month's first day."),
+        req(
+            "month",
+            Utf8,
+            "`YYYY-MM` of period_start (a daily refresh rewrites the rows from the earliest changed month on).",
+        ),
         req(
             "members",
             Int64,

@@ -121,9 +121,11 @@ pub fn usage_truth<'a>(org: &Org, events: impl IntoIterator<Item = &'a PortalEve
                 waiting.insert(event.user, (m, event.occurred_at));
             }
             "discover" => {
-                // Clicked within the window of the user's latest search.
+                // Clicked within the window of the user's latest search,
+                // in the same month.
                 if let Some((searched_month, at)) = waiting.remove(&event.user)
                     && event.occurred_at - at <= Duration::minutes(10)
+                    && searched_month == m
                     && let Some(entry) = search.get_mut(&searched_month)
                 {
                     entry.clicked += 1;
