@@ -262,15 +262,25 @@ async fn compute_all(ctx: &SessionContext) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         unique_keys(mart.def, &batches)?;
-        let schema = batches
-            .first()
-            .map_or_else(|| mart.def.arrow_schema(), RecordBatch::schema);
-        let table = MemTable::try_new(schema, vec![batches]).map_err(|e| e.to_string())?;
-        ctx.deregister_table(mart.def.name)
-            .map_err(|e| e.to_string())?;
-        ctx.register_table(mart.def.name, Arc::new(table))
-            .map_err(|e| e.to_string())?;
+        replace_in_memory(ctx, mart.def, batches)?;
     }
+    Ok(())
+}
+
+/// Registers `batches` as table `def` in `ctx`, in place of what was
+/// there.
+fn replace_in_memory(
+    ctx: &SessionContext,
+    def: &TableDef,
+    batches: Vec<RecordBatch>,
+) -> Result<(), String> {
+    let schema = batches
+        .first()
+        .map_or_else(|| def.arrow_schema(), RecordBatch::schema);
+    let table = MemTable::try_new(schema, vec![batches]).map_err(|e| e.to_string())?;
+    ctx.deregister_table(def.name).map_err(|e| e.to_string())?;
+    ctx.register_table(def.name, Arc::new(table))
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -541,14 +551,7 @@ pub(crate) async fn full_rows_in_memory(
             .iter()
             .map(|b| fathom_warehouse::prepare_batch(mart.def, b, 0).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
-        let schema = batches
-            .first()
-            .map_or_else(|| mart.def.arrow_schema(), RecordBatch::schema);
-        let table = MemTable::try_new(schema, vec![batches]).map_err(|e| e.to_string())?;
-        ctx.deregister_table(mart.def.name)
-            .map_err(|e| e.to_string())?;
-        ctx.register_table(mart.def.name, Arc::new(table))
-            .map_err(|e| e.to_string())?;
+        replace_in_memory(&ctx, mart.def, batches)?;
     }
     rows_in(&ctx).await
 }
