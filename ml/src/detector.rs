@@ -1,0 +1,502 @@
+//! The univariate detector: a causal, robust, seasonal baseline and the
+//! scores of each point against it.
+//!
+//! One forward pass over a regular series (missing points allowed). For
+//! every point the model is the one fitted on the points *before* it, so a
+//! day's score never depends on later days: scoring a series to day t and
+//! then extending it changes nothing up to t, and a backfill says what live
+//! scoring would have said.
+//!
+//! - **Baseline**: a level (median of the last few de-seasonalized points,
+//!   moved along a robust slope), times (or plus) a seasonal factor fitted
+//!   on a trailing window and used only when detected ([`crate::seasonal`]).
+//! - **Scale**: the robust spread (1.4826 × median absolute error) of the
+//!   baseline's own past one-step errors, relative to the level for
+//!   non-negative series, with floors (a share of the level; √level for
+//!   counts) so a flat series does not turn every wobble into an alarm.
+//! - **Spikes and drops**: one point's robust z-score.
+//! - **Level shifts and slow leaks**: a two-sided CUSUM of clipped
+//!   z-scores, so several moderately high points add up while one extreme
+//!   point cannot on its own. Points that look anomalous are kept out of
+//!   the baseline; when the CUSUM confirms a lasting change, the baseline is
+//!   re-anchored at the change's start and the new level becomes normal.
+
+use crate::robust::{MAD_TO_SIGMA, all_integers, median, quantile};
+use crate::seasonal::{self, Mode, Shape};
+
+/// Tuning of the detector. The defaults were chosen on synthetic worlds
+/// whose seeds are not those reported by the evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorConfig {
+    /// Robust z-score at which one point is anomalous by itself.
+    pub spike_z: f64,
+    /// CUSUM sum at which a lasting change is confirmed.
+    pub cusum_limit: f64,
+    /// Per-point allowance subtracted in the CUSUM.
+    pub cusum_slack: f64,
+    /// z-scores are clipped to ±this before entering the CUSUM.
+    pub cusum_clip: f64,
+    /// Points beyond this z-score are kept out of the baseline.
+    pub reject_z: f64,
+    /// Points whose median is the level.
+    pub level_points: usize,
+    /// Points needed before the full model replaces the short-series
+    /// fallback.
+    pub min_history: usize,
+    /// Least trailing window, in points.
+    pub min_window: usize,
+    /// Least relative scale (share of the expected value).
+    pub relative_floor: f64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            spike_z: 5.0,
+            cusum_limit: 8.0,
+            cusum_slack: 1.0,
+            cusum_clip: 4.0,
+            reject_z: 3.5,
+            level_points: 7,
+            min_history: 14,
+            min_window: 56,
+            relative_floor: 0.005,
+        }
+    }
+}
+
+/// One point's verdict.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scored {
+    /// The observed value (`None`: missing).
+    pub value: Option<f64>,
+    /// What the baseline expected (`None` before there is a baseline).
+    pub expected: Option<f64>,
+    /// Lower bound: where a single point becomes anomalous.
+    pub lower: Option<f64>,
+    /// Upper bound.
+    pub upper: Option<f64>,
+    /// Robust z-score of the point (0 without a baseline).
+    pub z: f64,
+    /// Anomaly score in [0, 1]; 0.5 is the alarm threshold.
+    pub score: f64,
+    /// `score ≥ 0.5`.
+    pub anomalous: bool,
+    /// A lasting change was confirmed at this point.
+    pub sustained: bool,
+    /// The seasonal factor the baseline applied (for drawing and for
+    /// classifying a trend on de-seasonalized values).
+    pub factor: f64,
+    /// How seasonality combines with the level at this point.
+    pub mode: Mode,
+}
+
+/// Score of a multiple `x` of a threshold: 0.5 at the threshold, rising
+/// smoothly towards 1.
+fn score_of(x: f64) -> f64 {
+    1.0 - (-(x * x)).exp2()
+}
+
+/// The fitted baseline between refits.
+#[derive(Debug, Clone)]
+struct Model {
+    mode: Mode,
+    shape: Shape,
+    /// Relative (multiplicative) or absolute (additive) scale.
+    scale: f64,
+    /// Level change per step, in value units.
+    slope: f64,
+    /// Every value seen in the window was a whole number.
+    counts: bool,
+    /// A short series: level is the plain median, no seasonality.
+    fallback: bool,
+}
+
+/// The streaming detector: feed points in order with [`Detector::push`].
+#[derive(Debug, Clone)]
+pub struct Detector {
+    config: DetectorConfig,
+    candidates: Vec<usize>,
+    window: usize,
+    refit_every: usize,
+    /// Baseline values: observed, or the expectation for rejected points.
+    clean: Vec<Option<f64>>,
+    raw: Vec<Option<f64>>,
+    /// One-step errors of accepted points: (error, expected).
+    errors: Vec<Option<(f64, f64)>>,
+    /// Baseline history starts here (moved by a confirmed change).
+    since: usize,
+    model: Option<Model>,
+    fitted_at: Option<usize>,
+    up: f64,
+    up_start: usize,
+    down: f64,
+    down_start: usize,
+}
+
+impl Detector {
+    /// A detector for a series whose possible seasonal periods (in steps)
+    /// are `candidates` (e.g. `[7]` for daily data).
+    pub fn new(config: DetectorConfig, candidates: &[usize]) -> Self {
+        let longest = candidates.iter().copied().max().unwrap_or(0);
+        let shortest = candidates.iter().copied().filter(|p| *p >= 2).min();
+        Self {
+            window: config.min_window.max(4 * longest),
+            refit_every: shortest.unwrap_or(7),
+            config,
+            candidates: candidates.iter().copied().filter(|p| *p >= 2).collect(),
+            clean: Vec::new(),
+            raw: Vec::new(),
+            errors: Vec::new(),
+            since: 0,
+            model: None,
+            fitted_at: None,
+            up: 0.0,
+            up_start: 0,
+            down: 0.0,
+            down_start: 0,
+        }
+    }
+
+    /// Scores a whole series.
+    pub fn score_all(
+        config: DetectorConfig,
+        candidates: &[usize],
+        values: &[Option<f64>],
+    ) -> Vec<Scored> {
+        let mut detector = Self::new(config, candidates);
+        values.iter().map(|v| detector.push(*v)).collect()
+    }
+
+    /// Scores the next point (non-finite values count as missing).
+    pub fn push(&mut self, value: Option<f64>) -> Scored {
+        let pos = self.raw.len();
+        let value = value.filter(|v| v.is_finite());
+        let refit_due = match self.fitted_at {
+            None => true,
+            Some(at) => pos - at >= self.refit_every,
+        };
+        if refit_due {
+            self.refit(pos);
+        }
+        let verdict = self.judge(pos, value);
+        self.raw.push(value);
+        let Some(value) = value else {
+            self.clean.push(None);
+            self.errors.push(None);
+            return verdict;
+        };
+        let Some(expected) = verdict.expected else {
+            self.clean.push(Some(value));
+            self.errors.push(None);
+            return verdict;
+        };
+        // A short series' fallback is too coarse to judge moderate
+        // deviations (it cannot know the weekly pattern yet), so only what
+        // it calls anomalous stays out of the history it learns from.
+        let reject = match &self.model {
+            Some(model) if !model.fallback => self.config.reject_z,
+            _ => self.config.spike_z,
+        };
+        if verdict.z.abs() > reject {
+            self.clean.push(Some(expected));
+            self.errors.push(None);
+        } else {
+            self.clean.push(Some(value));
+            self.errors.push(Some((value - expected, expected)));
+        }
+        let mut verdict = verdict;
+        if let Some(start) = self.track_change(pos, verdict.z) {
+            verdict.sustained = true;
+            verdict.score = verdict.score.max(score_of(1.0));
+            verdict.anomalous = true;
+            self.reanchor(start, pos);
+        }
+        verdict
+    }
+
+    /// Updates the CUSUMs with `z`; the start of a confirmed change.
+    fn track_change(&mut self, pos: usize, z: f64) -> Option<usize> {
+        let clip = self.config.cusum_clip;
+        let z = z.clamp(-clip, clip);
+        if self.up == 0.0 {
+            self.up_start = pos;
+        }
+        if self.down == 0.0 {
+            self.down_start = pos;
+        }
+        self.up = (self.up + z - self.config.cusum_slack).max(0.0);
+        self.down = (self.down - z - self.config.cusum_slack).max(0.0);
+        if self.up > self.config.cusum_limit {
+            Some(self.up_start)
+        } else if self.down > self.config.cusum_limit {
+            Some(self.down_start)
+        } else {
+            None
+        }
+    }
+
+    /// Accepts the points from `start` to `pos` as the new normal.
+    fn reanchor(&mut self, start: usize, pos: usize) {
+        for at in start..=pos {
+            self.clean[at] = self.raw[at];
+            self.errors[at] = None;
+        }
+        self.since = start;
+        self.up = 0.0;
+        self.down = 0.0;
+        self.refit(pos + 1);
+    }
+
+    fn window_start(&self, pos: usize) -> usize {
+        self.since.max(pos.saturating_sub(self.window))
+    }
+
+    fn history(&self, pos: usize) -> Vec<(usize, f64)> {
+        let from = self.window_start(pos);
+        (from..pos.min(self.clean.len()))
+            .filter_map(|at| self.clean[at].map(|v| (at, v)))
+            .collect()
+    }
+
+    /// Fits the model on the history before `pos`.
+    fn refit(&mut self, pos: usize) {
+        self.fitted_at = Some(pos);
+        let points = self.history(pos);
+        let values: Vec<f64> = points.iter().map(|p| p.1).collect();
+        let counts = all_integers(&values);
+        // The full model needs enough history to have tested every
+        // seasonal period at least once; until then, the fallback.
+        let shortest = self.candidates.iter().copied().min().unwrap_or(0);
+        let needed = self
+            .config
+            .min_history
+            .max(seasonal::LEARNING_PERIODS * shortest);
+        let span = points.first().map_or(0, |first| pos - first.0);
+        if points.len() < self.config.min_history
+            || (span < needed && self.model.as_ref().is_none_or(|m| m.fallback))
+        {
+            // After a confirmed change the old shape and scale still hold
+            // (a shift moves the level, not the weekly pattern); only a
+            // series with no model yet falls back.
+            if let Some(model) = &mut self.model
+                && !model.fallback
+            {
+                model.slope = 0.0;
+                model.counts = model.counts && counts;
+                return;
+            }
+            self.model = fallback(&values, counts);
+            return;
+        }
+        let nonneg = values.iter().all(|v| *v >= 0.0);
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        let mode = if nonneg && mean > 0.0 {
+            Mode::Multiplicative
+        } else {
+            Mode::Additive
+        };
+        let observed: Vec<(usize, f64, f64)> = points
+            .iter()
+            .map(|&(at, v)| (at, v, self.raw.get(at).copied().flatten().unwrap_or(v)))
+            .collect();
+        let mut shape = seasonal::fit(&observed, &self.candidates, mode);
+        let span = pos - self.window_start(pos);
+        if shape.period.is_none()
+            && let Some(model) = &self.model
+            && model.mode == mode
+            && let Some(period) = model.shape.period
+            && span < seasonal::LEARNING_PERIODS * period
+        {
+            // Too little history since a change to test the pattern again:
+            // a shift moves the level, not the weekly rhythm.
+            shape = model.shape.clone();
+        }
+        let deseasonalized: Vec<(usize, f64)> = points
+            .iter()
+            .map(|&(at, v)| (at, mode.remove(v, shape.factor(at, mode))))
+            .collect();
+        let slope = robust_slope(&deseasonalized, shape.period.unwrap_or(7).max(7));
+        let errors: Vec<f64> = (self.window_start(pos)..pos.min(self.errors.len()))
+            .filter_map(|at| self.errors[at])
+            .filter_map(|(error, expected)| match mode {
+                Mode::Multiplicative if expected > 0.0 => Some(error / expected),
+                Mode::Multiplicative => None,
+                Mode::Additive => Some(error),
+            })
+            .collect();
+        let scale = if errors.len() >= self.config.min_history {
+            // Spread about zero, not about the median: a biased baseline
+            // is as wrong as a noisy one.
+            let absolute: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
+            median(&absolute).unwrap_or(0.0) * MAD_TO_SIGMA
+        } else if let Some(model) = self
+            .model
+            .as_ref()
+            .filter(|m| !m.fallback && m.mode == mode)
+        {
+            model.scale
+        } else {
+            in_sample_scale(&deseasonalized, mode, self.config.level_points)
+        };
+        self.model = Some(Model {
+            mode,
+            shape,
+            scale,
+            slope,
+            counts,
+            fallback: false,
+        });
+    }
+
+    /// The verdict on `value` at `pos` from the current model.
+    fn judge(&self, pos: usize, value: Option<f64>) -> Scored {
+        let mut verdict = Scored {
+            value,
+            expected: None,
+            lower: None,
+            upper: None,
+            z: 0.0,
+            score: 0.0,
+            anomalous: false,
+            sustained: false,
+            factor: 1.0,
+            mode: Mode::Multiplicative,
+        };
+        let Some(model) = &self.model else {
+            return verdict;
+        };
+        let Some((expected, sigma, factor)) = self.expect(pos, model) else {
+            return verdict;
+        };
+        let band = self.config.spike_z * sigma;
+        verdict.expected = Some(expected);
+        verdict.lower = Some(expected - band);
+        verdict.upper = Some(expected + band);
+        verdict.factor = factor;
+        verdict.mode = model.mode;
+        if let Some(value) = value {
+            let z = (value - expected) / sigma;
+            let change = self.up.max(self.down) / self.config.cusum_limit;
+            verdict.z = z;
+            verdict.score = score_of(z.abs() / self.config.spike_z).max(score_of(change));
+            verdict.anomalous = verdict.score >= 0.5;
+        }
+        verdict
+    }
+
+    /// Expected value, absolute scale and seasonal factor at `pos`.
+    fn expect(&self, pos: usize, model: &Model) -> Option<(f64, f64, f64)> {
+        let from = self.window_start(pos);
+        let mut recent = Vec::with_capacity(self.config.level_points);
+        let mut at = pos;
+        while at > from && recent.len() < self.config.level_points {
+            at -= 1;
+            if let Some(v) = self.clean.get(at).copied().flatten() {
+                recent.push((at, v));
+            }
+        }
+        if recent.is_empty() {
+            return None;
+        }
+        let (expected, factor) = if model.fallback {
+            let values: Vec<f64> = self.history(pos).iter().map(|p| p.1).collect();
+            (median(&values)?, 1.0)
+        } else {
+            let levels: Vec<f64> = recent
+                .iter()
+                .map(|&(at, v)| model.mode.remove(v, model.shape.factor(at, model.mode)))
+                .collect();
+            let centre = recent.iter().map(|p| p.0 as f64).sum::<f64>() / recent.len() as f64;
+            let level = median(&levels)? + model.slope * (pos as f64 - centre);
+            let factor = model.shape.factor(pos, model.mode);
+            (model.mode.apply(level, factor), factor)
+        };
+        let relative = match model.mode {
+            Mode::Multiplicative if !model.fallback => model.scale * expected.abs(),
+            _ => model.scale,
+        };
+        let count_floor = if model.counts {
+            expected.abs().max(1.0).sqrt()
+        } else {
+            0.0
+        };
+        let sigma = relative
+            .max(self.config.relative_floor * expected.abs())
+            .max(count_floor)
+            .max(1e-9 * expected.abs().max(1.0));
+        Some((expected, sigma, factor))
+    }
+}
+
+/// A short series' model: its median, with a spread from its 10th–90th
+/// percentiles as well as its MAD, so an unseen weekly pattern (weekends
+/// at half the weekday level) reads as normal while gross outliers still
+/// stand out. `None` below three points: nothing to compare with.
+fn fallback(values: &[f64], counts: bool) -> Option<Model> {
+    if values.len() < 3 {
+        return None;
+    }
+    let mad_sigma = crate::robust::robust_sigma(values)?;
+    let spread = (quantile(values, 0.9)? - quantile(values, 0.1)?) / 2.563;
+    Some(Model {
+        mode: Mode::Additive,
+        shape: Shape::none(),
+        scale: mad_sigma.max(spread),
+        slope: 0.0,
+        counts,
+        fallback: true,
+    })
+}
+
+/// Median of the pairwise slopes between block medians (blocks of `block`
+/// positions): a Theil–Sen slope on block summaries, cheap and robust to a
+/// block that jumped. Zero with fewer than two full blocks.
+fn robust_slope(points: &[(usize, f64)], block: usize) -> f64 {
+    let Some(first) = points.first() else {
+        return 0.0;
+    };
+    let mut blocks: Vec<(f64, Vec<f64>)> = Vec::new();
+    for &(at, v) in points {
+        let index = (at - first.0) / block;
+        while blocks.len() <= index {
+            let centre =
+                first.0 as f64 + (blocks.len() * block) as f64 + (block as f64 - 1.0) / 2.0;
+            blocks.push((centre, Vec::new()));
+        }
+        blocks[index].1.push(v);
+    }
+    let summaries: Vec<(f64, f64)> = blocks
+        .iter()
+        .filter(|(_, values)| values.len() * 2 >= block)
+        .filter_map(|(centre, values)| median(values).map(|m| (*centre, m)))
+        .collect();
+    let mut slopes = Vec::new();
+    for (i, a) in summaries.iter().enumerate() {
+        for b in &summaries[i + 1..] {
+            slopes.push((b.1 - a.1) / (b.0 - a.0));
+        }
+    }
+    median(&slopes).unwrap_or(0.0)
+}
+
+/// Scale from the history itself when the baseline has too few past
+/// errors: the spread of each point about the median of the points before
+/// it, inflated because in-sample errors flatter.
+fn in_sample_scale(points: &[(usize, f64)], mode: Mode, level_points: usize) -> f64 {
+    let mut errors = Vec::new();
+    for i in level_points..points.len() {
+        let before: Vec<f64> = points[i - level_points..i].iter().map(|p| p.1).collect();
+        let Some(level) = median(&before) else {
+            continue;
+        };
+        let error = points[i].1 - level;
+        errors.push(match mode {
+            Mode::Multiplicative if level > 0.0 => error / level,
+            Mode::Multiplicative => continue,
+            Mode::Additive => error,
+        });
+    }
+    let absolute: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
+    median(&absolute).unwrap_or(0.0) * MAD_TO_SIGMA * 1.25
+}
