@@ -292,20 +292,37 @@ pub fn score(series: &CsvSeries, config: DetectorConfig) -> Vec<Scored> {
 }
 
 /// Writes `timestamp,value,anomaly_score,is_anomaly`, one line per input
-/// row (rows sharing a slot share its score).
-pub fn write(series: &CsvSeries, scores: &[Scored], output: impl Write) -> Result<(), SeriesError> {
+/// row (rows sharing a slot share its score); with `details`, also the
+/// baseline's `expected,lower,upper` (empty before there is one).
+pub fn write(
+    series: &CsvSeries,
+    scores: &[Scored],
+    details: bool,
+    output: impl Write,
+) -> Result<(), SeriesError> {
     let mut writer = csv::Writer::from_writer(output);
-    writer.write_record(["timestamp", "value", "anomaly_score", "is_anomaly"])?;
+    let mut header = vec!["timestamp", "value", "anomaly_score", "is_anomaly"];
+    if details {
+        header.extend(["expected", "lower", "upper"]);
+    }
+    writer.write_record(&header)?;
+    let number = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
     for row in &series.rows {
         let verdict = scores.get(row.slot);
         let score = verdict.map_or(0.0, |v| v.score);
         let anomalous = verdict.is_some_and(|v| v.anomalous);
-        writer.write_record([
+        let mut record = vec![
             row.timestamp.clone(),
             row.value.to_string(),
             format!("{score:.4}"),
             if anomalous { "1" } else { "0" }.to_owned(),
-        ])?;
+        ];
+        if details {
+            record.push(number(verdict.and_then(|v| v.expected)));
+            record.push(number(verdict.and_then(|v| v.lower)));
+            record.push(number(verdict.and_then(|v| v.upper)));
+        }
+        writer.write_record(&record)?;
     }
     writer.flush()?;
     Ok(())

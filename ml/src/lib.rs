@@ -6,14 +6,21 @@
 //! - [`seasonal`]: seasonality detected by a rank test, not assumed.
 //! - [`anomaly`]: scored points grouped into anomalies with kind and impact.
 //! - [`csv_series`]: any `timestamp,value` CSV scored by the same detector.
+//! - [`detect`]: every warehouse series scored into `anomaly_scores` and
+//!   `anomalies`, with each anomaly's driver.
 //! - [`evaluate`]: event-level precision, recall and delay against labels.
+//! - [`baseline`]: the trailing mean ± 3σ rule the detector is compared with.
 //! - [`robust`]: medians, MAD, quantiles, the Mann–Kendall statistic.
 //!
-//! Pure computation: no I/O beyond the readers and writers it is given, so
-//! the same code scores the warehouse, a CSV and an evaluation world.
+//! The models are pure computation (no I/O beyond the readers and writers
+//! they are given), so the same code scores the warehouse, a CSV and an
+//! evaluation world; only [`detect`] reads and writes the warehouse, and
+//! only its own output tables.
 
 pub mod anomaly;
+pub mod baseline;
 pub mod csv_series;
+pub mod detect;
 pub mod detector;
 pub mod evaluate;
 pub mod robust;

@@ -1,8 +1,9 @@
 //! Seasonality, detected rather than assumed: a candidate period (a week of
 //! days, a day of hours, …) is used only when the series, with its local
 //! level removed, differs across the period's phases by a Kruskal–Wallis
-//! test at 1 % significance *and* the pattern explains a material share
-//! of the variation. The rank test needs no distribution and ignores how
+//! test *and* the pattern explains a material share of the variation: at
+//! 1 % significance and 30 % of the variation, or — for a pattern so clear
+//! that a few periods show it — at 5 % and half the variation. The rank test needs no distribution and ignores how
 //! far an outlier lies; the strength floor keeps a statistically
 //! significant but negligible pattern (long windows make everything
 //! significant) from being imposed on a series.
@@ -80,10 +81,15 @@ pub const MIN_PERIODS: usize = 3;
 /// Periods of history before the detector's full model replaces its
 /// short-series fallback (see [`kruskal_wallis_significant`]).
 pub const LEARNING_PERIODS: usize = 6;
-/// Upper 1 % point of the standard normal.
+/// Upper 1 % and 5 % points of the standard normal.
 const Z_99: f64 = 2.326_348;
-/// Least share of variation a pattern must explain to be used.
-const MIN_STRENGTH: f64 = 0.2;
+const Z_95: f64 = 1.644_854;
+/// Least share of variation a pattern must explain to be used. Noise
+/// alone, with five points per phase, explains about a quarter (the
+/// phases' medians scatter), so the floor sits above that.
+const MIN_STRENGTH: f64 = 0.3;
+/// Share a pattern must explain to be used at the weaker significance.
+const CLEAR_STRENGTH: f64 = 0.5;
 /// A multiplicative factor below this (a phase with almost nothing, e.g.
 /// no traffic on Sundays) makes dividing by it unstable: such a series is
 /// modelled additively.
@@ -123,7 +129,10 @@ fn fit_period(points: &[(usize, f64, f64)], period: usize, mode: Mode) -> Option
     if by_phase.iter().any(|phase| phase.len() < 2) {
         return None;
     }
-    if !kruskal_wallis_significant(&by_phase) {
+    let h = kruskal_wallis(&by_phase);
+    let significant_99 = h > chi_square_upper(period - 1, Z_99);
+    let significant_95 = h > chi_square_upper(period - 1, Z_95);
+    if !significant_95 {
         return None;
     }
     let mut factors: Vec<f64> = by_phase
@@ -142,7 +151,8 @@ fn fit_period(points: &[(usize, f64, f64)], period: usize, mode: Mode) -> Option
         return None;
     }
     let strength = strength(&detrended, &factors, period, mode);
-    (strength >= MIN_STRENGTH).then_some(Shape {
+    let used = (significant_99 && strength >= MIN_STRENGTH) || strength >= CLEAR_STRENGTH;
+    used.then_some(Shape {
         period: Some(period),
         factors,
         strength,
@@ -191,11 +201,10 @@ fn delevel(points: &[(usize, f64, f64)], period: usize, mode: Mode) -> Vec<(usiz
     out
 }
 
-/// Kruskal–Wallis H across the phases against the chi-square upper 1 %
-/// point with `phases − 1` degrees of freedom (Wilson–Hilferty). With
-/// seven phases the test cannot reach 1 % on fewer than about six periods
-/// of a weekend-only pattern, which is why the detector waits for six.
-fn kruskal_wallis_significant(by_phase: &[Vec<f64>]) -> bool {
+/// Kruskal–Wallis H across the phases (ties corrected). A weekend-only
+/// pattern moves two phases of seven, which the test sees only with
+/// several periods of data: the detector waits for six.
+fn kruskal_wallis(by_phase: &[Vec<f64>]) -> f64 {
     let mut all: Vec<(f64, usize)> = by_phase
         .iter()
         .enumerate()
@@ -229,10 +238,15 @@ fn kruskal_wallis_significant(by_phase: &[Vec<f64>]) -> bool {
     if correction > 0.0 {
         h /= correction;
     }
-    let k = (by_phase.len() - 1) as f64;
+    h
+}
+
+/// The chi-square quantile with `df` degrees of freedom at the standard
+/// normal quantile `z` (Wilson–Hilferty).
+fn chi_square_upper(df: usize, z: f64) -> f64 {
+    let k = df as f64;
     let a = 2.0 / (9.0 * k);
-    let critical = k * (1.0 - a + Z_99 * a.sqrt()).powi(3);
-    h > critical
+    k * (1.0 - a + z * a.sqrt()).powi(3)
 }
 
 /// `1 − var(remainder) / var(seasonal + remainder)`, with the remainder

@@ -8,7 +8,9 @@
 
 use crate::schema::{ColumnDef, ColumnType, MonthPartition, TableDef, Vocabulary};
 
+mod anomalies;
 mod usage;
+pub use anomalies::{ANOMALIES, ANOMALY_SCORES};
 pub use usage::{
     USAGE_ACTIVE, USAGE_DAILY, USAGE_ENTITIES, USAGE_FEATURES, USAGE_SEARCH, USAGE_SEARCH_QUERIES,
     USAGE_TEMPLATES,
@@ -1811,6 +1813,8 @@ pub const ALL_TABLES: &[TableDef] = &[
     USAGE_SEARCH_QUERIES,
     USAGE_TEMPLATES,
     USAGE_ENTITIES,
+    ANOMALY_SCORES,
+    ANOMALIES,
     QUARANTINE,
     RAW_BACKSTAGE,
     RAW_GITHUB,

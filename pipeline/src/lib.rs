@@ -1,4 +1,4 @@
-//! The pipeline: ingest → transform (next: detect, score, notify) as
+//! The pipeline: ingest → transform → detect (next: score, notify) as
 //! ordered stages, each run under its own record in the run ledger whose
 //! status one rule decides ([`Tally::status`]). The CLI and the scheduler of
 //! `fathom serve` both call it, so a new stage is added here, in one place:
@@ -41,6 +41,9 @@ pub enum Error {
     /// The transform failed.
     #[error("transform failed: {0}")]
     Transform(Box<fathom_transforms::Error>),
+    /// Anomaly detection failed.
+    #[error("detect failed: {0}")]
+    Detect(Box<fathom_ml::detect::DetectError>),
 }
 
 impl From<fathom_warehouse::Error> for Error {
@@ -59,10 +62,12 @@ pub enum Stage {
     Ingest,
     /// Bring the marts up to date.
     Transform,
+    /// Score every series for anomalies.
+    Detect,
 }
 
 /// The stages in the order a refresh runs them.
-pub const STAGES: [Stage; 2] = [Stage::Ingest, Stage::Transform];
+pub const STAGES: [Stage; 3] = [Stage::Ingest, Stage::Transform, Stage::Detect];
 
 impl Stage {
     /// Its name in the ledger and in job locks.
@@ -70,6 +75,7 @@ impl Stage {
         match self {
             Self::Ingest => "ingest",
             Self::Transform => "transform",
+            Self::Detect => "detect",
         }
     }
 }
@@ -160,6 +166,17 @@ impl Pipeline<'_> {
                             &fathom_transforms::NoProgress,
                         )
                         .await;
+                    lock.release().await?;
+                    outcome?;
+                }
+                Stage::Detect => {
+                    let Some(lock) = self.state.try_lock_job(stage.name()).await? else {
+                        tracing::info!("detect skipped: another runner is detecting");
+                        continue;
+                    };
+                    let run_id = self.state.start_run("detect (scheduled)").await?;
+                    started(&run_id);
+                    let outcome = self.detect(&run_id).await;
                     lock.release().await?;
                     outcome?;
                 }

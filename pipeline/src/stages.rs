@@ -110,6 +110,27 @@ impl Recorded for RunOutcome {
     }
 }
 
+impl Recorded for fathom_ml::detect::DetectReport {
+    fn tally(&self) -> Tally {
+        Tally {
+            parts: 1,
+            ..Tally::default()
+        }
+    }
+
+    fn counts(&self) -> BTreeMap<String, i64> {
+        BTreeMap::from([
+            ("anomaly_scores.rows".to_owned(), self.points as i64),
+            ("anomalies.rows".to_owned(), self.anomalies as i64),
+            ("anomalies.open".to_owned(), self.open as i64),
+        ])
+    }
+
+    fn errors(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 /// Closes the ledger record `run_id` with what `outcome` says.
 async fn record<T: Recorded, E>(
     state: &StateDb,
@@ -229,6 +250,13 @@ impl Pipeline<'_> {
             fathom_ingest::import_files(self.warehouse, table, files, format, run_id, progress)
                 .await;
         record(self.state, run_id, outcome, failed("import")).await
+    }
+
+    /// Scores every series for anomalies under `run_id`, replacing
+    /// `anomaly_scores` and `anomalies`.
+    pub async fn detect(&self, run_id: &str) -> Result<fathom_ml::detect::DetectReport> {
+        let outcome = fathom_ml::detect::run(self.warehouse).await;
+        record(self.state, run_id, outcome, |e| Error::Detect(Box::new(e))).await
     }
 
     /// Brings the marts up to date under `run_id`: incrementally from the

@@ -125,6 +125,12 @@ pub(super) async fn demo(
         )
         .await
         .context("the demo transform failed")?;
+    let run_id = state_db.start_run("demo detect").await?;
+    let detected = pipeline
+        .detect(&run_id)
+        .await
+        .context("the demo anomaly detection failed")?;
+    super::detect::print_report(&detected);
 
     println!("\nwhat landed:");
     let session =
@@ -216,6 +222,7 @@ pub(super) async fn demo(
     }
     cost_summary(&session, &truth, state.world()).await?;
     usage_summary(&session, &truth, state.world(), config.usage.k_anonymity).await?;
+    anomaly_summary(&session, &truth, state.world()).await?;
     println!(
         "\ningested and computed in {:.1}s (ingest {ingest_seconds:.1}s). Query it further with:\n  fathom --config {} sql \"SELECT * FROM dora_metrics LIMIT 10\"\n  fathom --config {} explain dora --scope org --metric lead_time --window 30d",
         started.elapsed().as_secs_f64(),
@@ -423,6 +430,83 @@ async fn usage_summary(
     );
     for difference in differences.iter().take(5) {
         println!("  differs: {difference}");
+    }
+    Ok(())
+}
+
+/// How the cost anomalies found per component compare with those the
+/// generator injected: event-level precision and recall (an injected
+/// anomaly is found when an anomaly of the component's cost overlaps it).
+async fn anomaly_summary(
+    session: &datafusion::prelude::SessionContext,
+    truth: &fathom_sim::truth::Truth,
+    world: &fathom_sim::World,
+) -> Result<()> {
+    use fathom_ml::evaluate::{Alert, Label, evaluate};
+    let (_, batches) = fathom_warehouse::query::query(
+        session,
+        "SELECT scope, kind, CAST(first_day AS VARCHAR) AS first_day, \
+            CAST(last_day AS VARCHAR) AS last_day, CAST(round(impact, 2) AS VARCHAR) AS impact \
+         FROM anomalies \
+         WHERE metric = 'cost' AND scope_kind = 'component' ORDER BY scope, first_day",
+    )
+    .await?;
+    let rows = fathom_warehouse::query::text_rows(&batches)?;
+    let first = world.config.start().date_naive();
+    let position = |text: &str| {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .map(|d| (d - first).num_days().max(0) as usize)
+    };
+    let mut series: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for load in &world.loads {
+        let next = series.len();
+        series
+            .entry(world.org.component_ref(load.component))
+            .or_insert(next);
+    }
+    let alerts: Vec<Alert> = rows
+        .iter()
+        .filter_map(|row| {
+            let [scope, kind, first_day, last_day, _] = row.as_slice() else {
+                return None;
+            };
+            Some(Alert {
+                series: *series.get(scope.as_str())?,
+                first: position(first_day)?,
+                last: position(last_day)?,
+                kind: kind.clone(),
+            })
+        })
+        .collect();
+    let labels: Vec<Label> = truth
+        .anomalies
+        .iter()
+        .filter_map(|a| {
+            Some(Label {
+                series: *series.get(&a.entity_ref)?,
+                first: (a.start - first).num_days().max(0) as usize,
+                last: (a.end - first).num_days().max(0) as usize,
+                kind: serde_json::to_value(a.kind).ok()?.as_str()?.to_owned(),
+            })
+        })
+        .collect();
+    let points = series.len() * world.config.days as usize;
+    let report = evaluate(&labels, &alerts, points, 30.44, 7);
+    println!(
+        "\ncost anomalies against the {} the world injected: precision {:.2}, recall {:.2} ({} found, {} false, {} on the return to normal)",
+        labels.len(),
+        report.precision,
+        report.recall,
+        report.true_alerts,
+        report.false_alerts,
+        report.recovery_alerts
+    );
+    for (kind, k) in &report.kinds {
+        println!(
+            "  {kind:<12} {} of {} found, median delay {:.0} d",
+            k.found, k.labelled, k.median_delay
+        );
     }
     Ok(())
 }

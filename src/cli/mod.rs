@@ -14,10 +14,12 @@ use fathom_warehouse::{Warehouse, WarehouseLocation};
 use crate::config::{Config, LogFormat};
 
 mod demo;
+mod detect;
 mod import;
 mod ingest;
 mod ledger;
 mod maintain;
+mod ml;
 mod query;
 mod serve;
 mod sim;
@@ -208,7 +210,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Ingest every configured source, then compute the marts.
+    /// Score every series (cost per component, team and org; requests,
+    /// error rate, latency, CPU, memory and error events per component)
+    /// for anomalies against a seasonal, robust baseline; writes
+    /// `anomaly_scores` and `anomalies`. `fathom transform` runs it too.
+    Detect {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ingest every configured source, then compute the marts and detect
+    /// anomalies.
     Run {
         /// Print JSON.
         #[arg(long)]
@@ -229,6 +241,12 @@ enum Command {
         /// postgres_listen`; empty turns it off).
         #[arg(long)]
         postgres_listen: Option<String>,
+    },
+    /// Models: the anomaly detector on any CSV series, and its
+    /// evaluation on synthetic worlds.
+    Ml {
+        #[command(subcommand)]
+        command: ml::MlCommand,
     },
     /// Manage API tokens.
     Tokens {
@@ -523,6 +541,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             postgres_listen,
         } => serve(&config, listen.as_deref(), postgres_listen.as_deref()).await,
         Command::Tokens { command } => tokens(&config, command).await,
+        Command::Ml { command } => ml::ml(command),
+        Command::Detect { json } => detect::detect(&config, json).await,
         Command::Run { json } => {
             let code = ingest(&config, None, None, false, json).await?;
             let transformed = transform(&config, None, None, false, json).await?;

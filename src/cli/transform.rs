@@ -77,13 +77,21 @@ pub(super) async fn transform(
     let outcome = pipeline(config, &warehouse, &state)
         .transform(&run_id, &request, &progress)
         .await?;
+    // Anomalies follow the marts they read; one mart alone is a repair,
+    // not new data.
+    let detected = match mart {
+        None => Some(super::detect::run_detect(config).await?),
+        Some(_) => None,
+    };
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"run_id": run_id, "plan": outcome.plan, "marts": outcome.marts})
+                &serde_json::json!({"run_id": run_id, "plan": outcome.plan, "marts": outcome.marts, "detect": detected})
             )?
         );
+    } else if let Some(report) = &detected {
+        super::detect::print_report(report);
     }
     Ok(ExitCode::SUCCESS)
 }

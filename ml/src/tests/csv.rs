@@ -30,7 +30,7 @@ fn hourly_timestamps_give_day_and_week_candidates_and_score_every_row() {
     assert_eq!(series.candidates, vec![24, 168]);
     let scores = score(&series, DetectorConfig::default());
     let mut out = Vec::new();
-    write(&series, &scores, &mut out).unwrap();
+    write(&series, &scores, false, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     let flagged: Vec<&str> = text.lines().skip(1).filter(|l| l.ends_with(",1")).collect();
     assert_eq!(flagged.len(), 1, "{flagged:?}");

@@ -32,6 +32,22 @@ pub enum AnomalyKind {
     SlowLeak,
 }
 
+/// A family of injected anomalies: the standard one, and one with other
+/// magnitudes and durations that a detector tuned on the first has never
+/// seen (smaller spikes that may last two days, gentler shifts in either
+/// direction, slower and longer leaks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyFamily {
+    /// Spikes 4–8× for a day, shifts up 1.8–3×, leaks to 1.8–2.5× over
+    /// 20 days.
+    #[default]
+    Standard,
+    /// Spikes 2–3.5× for one or two days, shifts to 1.3–1.7× or down to
+    /// 0.5–0.7×, leaks to 1.3–1.8× over 30–60 days.
+    Unseen,
+}
+
 /// A labelled anomaly in a service's cost series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Anomaly {
@@ -137,12 +153,33 @@ impl LoadProfile {
             let last = first + Duration::days(i64::from(config.days) - 1);
             let offset = rng.random_range(i64::from(config.days) / 3..i64::from(config.days) - 10);
             let start = first + Duration::days(offset);
-            let (end, magnitude) = match kind {
-                AnomalyKind::Spike => (start, rng.random_range(4.0..8.0)),
-                AnomalyKind::LevelShift => (last, rng.random_range(1.8..3.0)),
-                AnomalyKind::SlowLeak => (
+            let (end, magnitude) = match (config.anomalies, kind) {
+                (AnomalyFamily::Standard, AnomalyKind::Spike) => {
+                    (start, rng.random_range(4.0..8.0))
+                }
+                (AnomalyFamily::Standard, AnomalyKind::LevelShift) => {
+                    (last, rng.random_range(1.8..3.0))
+                }
+                (AnomalyFamily::Standard, AnomalyKind::SlowLeak) => (
                     (start + Duration::days(20)).min(last),
                     rng.random_range(1.8..2.5),
+                ),
+                (AnomalyFamily::Unseen, AnomalyKind::Spike) => (
+                    (start + Duration::days(rng.random_range(0..2))).min(last),
+                    rng.random_range(2.0..3.5),
+                ),
+                (AnomalyFamily::Unseen, AnomalyKind::LevelShift) => {
+                    let up = rng.random_bool(0.5);
+                    let magnitude = if up {
+                        rng.random_range(1.3..1.7)
+                    } else {
+                        rng.random_range(0.5..0.7)
+                    };
+                    (last, magnitude)
+                }
+                (AnomalyFamily::Unseen, AnomalyKind::SlowLeak) => (
+                    (start + Duration::days(rng.random_range(30..60))).min(last),
+                    rng.random_range(1.3..1.8),
                 ),
             };
             Anomaly {

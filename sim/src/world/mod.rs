@@ -35,6 +35,8 @@ pub struct WorldConfig {
     /// First day after the history (exclusive end), UTC. Fixed rather than
     /// "today" so a seed means the same world tomorrow.
     pub end_date: NaiveDate,
+    /// Which family of cost anomalies to inject.
+    pub anomalies: cost::AnomalyFamily,
 }
 
 impl Default for WorldConfig {
@@ -45,6 +47,7 @@ impl Default for WorldConfig {
             services: 40,
             days: 180,
             end_date: NaiveDate::from_ymd_opt(2026, 7, 1).unwrap_or_default(),
+            anomalies: cost::AnomalyFamily::Standard,
         }
     }
 }

@@ -1,0 +1,194 @@
+//! The series the detector scores, read from the warehouse: cost per
+//! component, team (with sub-teams) and org with its sub-series (cost
+//! source / service category) for the driver; per component requests,
+//! error rate, p95 latency, CPU and memory; error-tracker events.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Date32Type, Float64Type};
+use chrono::NaiveDate;
+use datafusion::prelude::SessionContext;
+
+use super::DetectError;
+
+/// Identifies a series.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesKey {
+    /// Measure (`cost`, `requests`, …).
+    pub metric: String,
+    /// Entity ref or `org`.
+    pub scope: String,
+    /// component, group or org.
+    pub scope_kind: String,
+    /// Unit (a currency, `count`, …).
+    pub unit: String,
+}
+
+/// One series on the days `first..first + values.len()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Which.
+    pub key: SeriesKey,
+    /// Day of `values[0]`.
+    pub first: NaiveDate,
+    /// Value per day; `None`: no data that day.
+    pub values: Vec<Option<f64>>,
+    /// Sub-series by dimension, aligned with `values` (missing: 0), whose
+    /// sum is the series.
+    pub parts: BTreeMap<String, Vec<f64>>,
+}
+
+/// Every series query yields `metric, scope, scope_kind, unit, dimension,
+/// date, value`; rows of one series with several dimensions are summed
+/// per day into the series and kept per dimension as its parts.
+///
+/// Cost series are consumption: usage and the amortized share of
+/// commitments (`usage`, `purchase`). Tax, credits, refunds and
+/// adjustments are billing events booked once a month, not consumption;
+/// in a daily series they are a spike on every first of the month.
+const QUERIES: &[&str] = &[
+    // Cost of components and of groups (with every group below them).
+    "SELECT 'cost' AS metric, m.scope, m.scope_kind, c.billing_currency AS unit, \
+        c.cost_source || '/' || c.service_category AS dimension, c.date, \
+        SUM(c.effective_cost) AS value \
+     FROM cost_daily c JOIN dora_scope_members m ON c.entity_ref = m.entity_ref \
+     WHERE m.scope_kind IN ('component', 'group') AND c.charge_category IN ('usage', 'purchase') \
+     GROUP BY m.scope, m.scope_kind, c.billing_currency, c.cost_source, c.service_category, c.date",
+    // The org's cost: all consumption, shared cost included.
+    "SELECT 'cost' AS metric, 'org' AS scope, 'org' AS scope_kind, billing_currency AS unit, \
+        cost_source || '/' || service_category AS dimension, date, SUM(effective_cost) AS value \
+     FROM cost_daily WHERE charge_category IN ('usage', 'purchase') \
+     GROUP BY billing_currency, cost_source, service_category, date",
+    // Operational series per component.
+    "SELECT metric, entity_ref AS scope, 'component' AS scope_kind, unit, '' AS dimension, date, value \
+     FROM ( \
+        SELECT entity_ref, date, 'requests' AS metric, 'count' AS unit, \
+            CAST(SUM(request_count) AS DOUBLE) AS value \
+        FROM service_metrics_daily WHERE entity_ref IS NOT NULL AND request_count IS NOT NULL \
+        GROUP BY entity_ref, date \
+        UNION ALL \
+        SELECT entity_ref, date, 'error_rate', 'ratio', \
+            CAST(SUM(error_count) AS DOUBLE) / CAST(SUM(request_count) AS DOUBLE) \
+        FROM service_metrics_daily \
+        WHERE entity_ref IS NOT NULL AND error_count IS NOT NULL AND request_count > 0 \
+        GROUP BY entity_ref, date \
+        UNION ALL \
+        SELECT entity_ref, date, 'latency_p95_seconds', 'seconds', MAX(latency_p95_seconds) \
+        FROM service_metrics_daily WHERE entity_ref IS NOT NULL AND latency_p95_seconds IS NOT NULL \
+        GROUP BY entity_ref, date \
+        UNION ALL \
+        SELECT entity_ref, date, 'cpu_usage_cores', 'cores', SUM(cpu_usage_cores) \
+        FROM service_metrics_daily WHERE entity_ref IS NOT NULL AND cpu_usage_cores IS NOT NULL \
+        GROUP BY entity_ref, date \
+        UNION ALL \
+        SELECT entity_ref, date, 'memory_usage_bytes', 'bytes', SUM(memory_usage_bytes) \
+        FROM service_metrics_daily WHERE entity_ref IS NOT NULL AND memory_usage_bytes IS NOT NULL \
+        GROUP BY entity_ref, date \
+        UNION ALL \
+        SELECT entity_ref, date, 'error_events', 'count', CAST(SUM(event_count) AS DOUBLE) \
+        FROM error_counts_daily WHERE entity_ref IS NOT NULL \
+        GROUP BY entity_ref, date \
+     )",
+];
+
+type Days = BTreeMap<NaiveDate, BTreeMap<String, f64>>;
+
+/// Reads every series from the tables registered in `ctx`.
+pub async fn load(ctx: &SessionContext) -> Result<Vec<Series>, DetectError> {
+    let mut raw: BTreeMap<SeriesKey, Days> = BTreeMap::new();
+    for sql in QUERIES {
+        let batches = ctx.sql(sql).await?.collect().await?;
+        for batch in batches {
+            // Literals and concatenations come back as string views,
+            // columns as plain strings: read both as plain strings.
+            let text = |i: usize| {
+                arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8)
+                    .ok()
+                    .and_then(|a| a.as_string_opt::<i32>().cloned())
+            };
+            let (Some(metric), Some(scope), Some(kind), Some(unit), Some(dimension)) =
+                (text(0), text(1), text(2), text(3), text(4))
+            else {
+                return Err(DetectError::Shape("series columns are not text".to_owned()));
+            };
+            let dates = batch
+                .column(5)
+                .as_primitive_opt::<Date32Type>()
+                .ok_or_else(|| DetectError::Shape("series dates are not dates".to_owned()))?;
+            let values =
+                arrow::compute::cast(batch.column(6), &arrow::datatypes::DataType::Float64)?;
+            let values = values
+                .as_primitive_opt::<Float64Type>()
+                .ok_or_else(|| DetectError::Shape("series values are not doubles".to_owned()))?;
+            for row in 0..batch.num_rows() {
+                if values.is_null(row)
+                    || dates.is_null(row)
+                    || scope.is_null(row)
+                    || unit.is_null(row)
+                {
+                    continue;
+                }
+                let Some(date) = dates.value_as_date(row) else {
+                    continue;
+                };
+                let key = SeriesKey {
+                    metric: metric.value(row).to_owned(),
+                    scope: scope.value(row).to_owned(),
+                    scope_kind: kind.value(row).to_owned(),
+                    unit: unit.value(row).to_owned(),
+                };
+                let dimension = if dimension.is_null(row) {
+                    ""
+                } else {
+                    dimension.value(row)
+                };
+                *raw.entry(key)
+                    .or_default()
+                    .entry(date)
+                    .or_default()
+                    .entry(dimension.to_owned())
+                    .or_insert(0.0) += values.value(row);
+            }
+        }
+    }
+    Ok(raw
+        .into_iter()
+        .filter_map(|(key, days)| series(key, days))
+        .collect())
+}
+
+/// One series from its days, gaps as `None`.
+fn series(key: SeriesKey, days: Days) -> Option<Series> {
+    let first = *days.keys().next()?;
+    let last = *days.keys().next_back()?;
+    let len = usize::try_from((last - first).num_days()).ok()? + 1;
+    let mut values = vec![None; len];
+    let dimensions: Vec<String> = {
+        let mut all: Vec<String> = days.values().flat_map(|d| d.keys().cloned()).collect();
+        all.sort();
+        all.dedup();
+        all
+    };
+    let mut parts: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    if dimensions.len() > 1 || dimensions.first().is_some_and(|d| !d.is_empty()) {
+        for dimension in &dimensions {
+            parts.insert(dimension.clone(), vec![0.0; len]);
+        }
+    }
+    for (date, by_dimension) in days {
+        let at = usize::try_from((date - first).num_days()).ok()?;
+        values[at] = Some(by_dimension.values().sum());
+        for (dimension, value) in by_dimension {
+            if let Some(part) = parts.get_mut(&dimension) {
+                part[at] = value;
+            }
+        }
+    }
+    Some(Series {
+        key,
+        first,
+        values,
+        parts,
+    })
+}
