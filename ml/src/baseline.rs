@@ -31,6 +31,7 @@ pub fn trailing_mean(values: &[Option<f64>]) -> Vec<Scored> {
             sustained: false,
             factor: 0.0,
             mode: Mode::Additive,
+            drift: 0.0,
         };
         if window.len() >= 7 {
             let n = window.len() as f64;

@@ -15,11 +15,17 @@
 //!   non-negative series, with floors (a share of the level; √level for
 //!   counts) so a flat series does not turn every wobble into an alarm.
 //! - **Spikes and drops**: one point's robust z-score.
-//! - **Level shifts and slow leaks**: a two-sided CUSUM of clipped
-//!   z-scores, so several moderately high points add up while one extreme
-//!   point cannot on its own. Points that look anomalous are kept out of
-//!   the baseline; when the CUSUM confirms a lasting change, the baseline is
-//!   re-anchored at the change's start and the new level becomes normal.
+//! - **Level shifts**: a two-sided CUSUM of clipped z-scores, so several
+//!   moderately high points add up while one extreme point cannot on its
+//!   own. Points that look anomalous are kept out of the baseline; when the
+//!   CUSUM confirms a lasting change, the baseline is re-anchored at the
+//!   change's start and the new level becomes normal.
+//! - **Slow leaks**: a climb gentle enough for the baseline to follow day
+//!   by day. The drift test compares the last three periods' change of the
+//!   de-seasonalized level with what the series' own longer-run slope
+//!   predicts; a change far beyond it, confirmed by a Mann–Kendall trend
+//!   test, is anomalous while it lasts. Organic growth is the longer-run
+//!   slope, so it does not alarm.
 
 use crate::robust::{MAD_TO_SIGMA, all_integers, median, quantile};
 use crate::seasonal::{self, Mode, Shape};
@@ -89,6 +95,22 @@ pub struct Scored {
     pub factor: f64,
     /// How seasonality combines with the level at this point.
     pub mode: Mode,
+    /// The drift test's z-score (a slow climb or decline; 0 when none).
+    pub drift: f64,
+}
+
+impl Scored {
+    /// Which way the point deviates: by its own z-score, or by the drift
+    /// when that is the stronger signal (each against the default
+    /// threshold of its test).
+    pub fn deviation(&self) -> f64 {
+        let spike_z = DetectorConfig::default().spike_z;
+        if self.drift.abs() / DRIFT_Z > self.z.abs() / spike_z {
+            self.drift
+        } else {
+            self.z
+        }
+    }
 }
 
 /// Score of a multiple `x` of a threshold: 0.5 at the threshold, rising
@@ -110,6 +132,24 @@ struct Model {
     counts: bool,
     /// A short series: level is the plain median, no seasonality.
     fallback: bool,
+    /// The longer-run slope (per step) the drift test compares with;
+    /// `None` with too little history since the last change.
+    drift_slope: Option<f64>,
+}
+
+/// Periods (of the shortest seasonal candidate, else weeks of points) in
+/// the drift test's recent level, its span, and its reference history.
+const DRIFT_LEVEL_PERIODS: usize = 1;
+const DRIFT_SPAN_PERIODS: usize = 3;
+const DRIFT_REFERENCE_PERIODS: usize = 16;
+/// The drift's z-score at which it is anomalous (score 0.5).
+const DRIFT_Z: f64 = 6.0;
+/// The Mann–Kendall score that must confirm a drift.
+const DRIFT_TREND_Z: f64 = 3.0;
+/// Spread of the difference of two medians of `n` points, in units of the
+/// points' standard deviation: √(2 · π/2 / n), here for a period of 7.
+fn median_difference_spread(n: usize) -> f64 {
+    (std::f64::consts::PI / n.max(1) as f64).sqrt()
 }
 
 /// The streaming detector: feed points in order with [`Detector::push`].
@@ -339,6 +379,7 @@ impl Detector {
         } else {
             in_sample_scale(&deseasonalized, mode, self.config.level_points)
         };
+        let drift_slope = self.drift_reference(pos, mode, &shape);
         self.model = Some(Model {
             mode,
             shape,
@@ -346,7 +387,61 @@ impl Detector {
             slope,
             counts,
             fallback: false,
+            drift_slope,
         });
+    }
+
+    /// The robust slope of the de-seasonalized baseline values from the
+    /// reference history: before the drift test's span, after the last
+    /// confirmed change.
+    fn drift_reference(&self, pos: usize, mode: Mode, shape: &Shape) -> Option<f64> {
+        let block = self.refit_every;
+        let to = pos.checked_sub(DRIFT_SPAN_PERIODS * block)?;
+        let from = self.since.max(pos.saturating_sub(DRIFT_REFERENCE_PERIODS * block));
+        let points: Vec<(usize, f64)> = (from..to)
+            .filter_map(|at| self.clean.get(at).copied().flatten().map(|v| (at, mode.remove(v, shape.factor(at, mode)))))
+            .collect();
+        (points.len() >= 4 * block).then(|| robust_slope(&points, block))
+    }
+
+    /// The drift test's z-score at `pos` (0 when it cannot run or the
+    /// trend test does not confirm it).
+    fn drift(&self, pos: usize, value: f64, model: &Model, sigma: f64, factor: f64) -> f64 {
+        let Some(slope) = model.drift_slope else {
+            return 0.0;
+        };
+        let block = self.refit_every;
+        let span = DRIFT_SPAN_PERIODS * block;
+        if pos < self.since + span + block || sigma <= 0.0 {
+            return 0.0;
+        }
+        let deseasonalized = |at: usize| -> Option<f64> {
+            let raw = if at == pos { Some(value) } else { self.raw.get(at).copied().flatten() };
+            raw.map(|v| model.mode.remove(v, model.shape.factor(at, model.mode)))
+        };
+        let level = DRIFT_LEVEL_PERIODS * block;
+        let recent: Vec<f64> = (pos + 1 - level..=pos).filter_map(deseasonalized).collect();
+        let earlier: Vec<f64> = (pos - span..pos - span + level).filter_map(deseasonalized).collect();
+        let trend: Vec<f64> = (pos + 1 - span..=pos).filter_map(deseasonalized).collect();
+        let (Some(now), Some(then)) = (median(&recent), median(&earlier)) else {
+            return 0.0;
+        };
+        if recent.len() * 2 < level || earlier.len() * 2 < level {
+            return 0.0;
+        }
+        // The point's scale, brought to the de-seasonalized level.
+        let level_sigma = match model.mode {
+            Mode::Multiplicative if factor > 0.0 => sigma / factor,
+            _ => sigma,
+        };
+        let excess = (now - then) - slope * span as f64;
+        let z = excess / (level_sigma * median_difference_spread(recent.len().min(earlier.len())));
+        let confirmed = crate::robust::mann_kendall_z(&trend);
+        if (z > 0.0 && confirmed > DRIFT_TREND_Z) || (z < 0.0 && confirmed < -DRIFT_TREND_Z) {
+            z
+        } else {
+            0.0
+        }
     }
 
     /// The verdict on `value` at `pos` from the current model.
@@ -362,6 +457,7 @@ impl Detector {
             sustained: false,
             factor: 1.0,
             mode: Mode::Multiplicative,
+            drift: 0.0,
         };
         let Some(model) = &self.model else {
             return verdict;
@@ -378,8 +474,12 @@ impl Detector {
         if let Some(value) = value {
             let z = (value - expected) / sigma;
             let change = self.up.max(self.down) / self.config.cusum_limit;
+            let drift = if model.fallback { 0.0 } else { self.drift(pos, value, model, sigma, factor) };
             verdict.z = z;
-            verdict.score = score_of(z.abs() / self.config.spike_z).max(score_of(change));
+            verdict.drift = drift;
+            verdict.score = score_of(z.abs() / self.config.spike_z)
+                .max(score_of(change))
+                .max(score_of(drift.abs() / DRIFT_Z));
             verdict.anomalous = verdict.score >= 0.5;
         }
         verdict
@@ -446,6 +546,7 @@ fn fallback(values: &[f64], counts: bool) -> Option<Model> {
         slope: 0.0,
         counts,
         fallback: true,
+        drift_slope: None,
     })
 }
 
