@@ -8,7 +8,8 @@
 //! Figures are printed, never asserted.
 //!
 //! Run with `cargo bench --bench usage` (`FATHOM_BENCH_USERS`,
-//! `FATHOM_BENCH_DAYS` change the size). DuckDB comes from
+//! `FATHOM_BENCH_DAYS` change the size; `FATHOM_BENCH_DIR` keeps the
+//! warehouse there). DuckDB comes from
 //! `pip install duckdb`; without it that comparison is skipped.
 
 use std::time::Instant;
@@ -207,8 +208,12 @@ fn main() -> Result<()> {
     // in a month that already holds half a month of events (the 1st of a
     // month would flatter the refresh).
     let first = NaiveDate::from_ymd_opt(2025, 12, 17).context("date")?;
+    // FATHOM_BENCH_DIR keeps the warehouse for a closer look afterwards.
     let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
+    let data = match std::env::var_os("FATHOM_BENCH_DIR") {
+        Some(kept) => std::path::PathBuf::from(kept).join("data"),
+        None => dir.path().join("data"),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

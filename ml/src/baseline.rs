@@ -20,19 +20,7 @@ pub fn trailing_mean(values: &[Option<f64>]) -> Vec<Scored> {
             .flatten()
             .copied()
             .collect();
-        let mut point = Scored {
-            value: *value,
-            expected: None,
-            lower: None,
-            upper: None,
-            z: 0.0,
-            score: 0.0,
-            anomalous: false,
-            sustained: false,
-            factor: 0.0,
-            mode: Mode::Additive,
-            drift: 0.0,
-        };
+        let mut point = Scored::unjudged(*value, Mode::Additive);
         if window.len() >= 7 {
             let n = window.len() as f64;
             let mean = window.iter().sum::<f64>() / n;

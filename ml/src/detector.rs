@@ -100,6 +100,23 @@ pub struct Scored {
 }
 
 impl Scored {
+    /// A point with no baseline to judge it by (score 0).
+    pub fn unjudged(value: Option<f64>, mode: Mode) -> Self {
+        Self {
+            value,
+            expected: None,
+            lower: None,
+            upper: None,
+            z: 0.0,
+            score: 0.0,
+            anomalous: false,
+            sustained: false,
+            factor: mode.neutral(),
+            mode,
+            drift: 0.0,
+        }
+    }
+
     /// Which way the point deviates: by its own z-score, or by the drift
     /// when that is the stronger signal (each against the default
     /// threshold of its test).
@@ -212,6 +229,9 @@ impl Detector {
     pub fn push(&mut self, value: Option<f64>) -> Scored {
         let pos = self.raw.len();
         let value = value.filter(|v| v.is_finite());
+        // Refitted once a period (a week of days): so the first baseline
+        // comes after a whole period, which shows a short series its own
+        // weekly rhythm before anything is judged.
         let refit_due = match self.fitted_at {
             None => true,
             Some(at) => pos - at >= self.refit_every,
@@ -397,9 +417,17 @@ impl Detector {
     fn drift_reference(&self, pos: usize, mode: Mode, shape: &Shape) -> Option<f64> {
         let block = self.refit_every;
         let to = pos.checked_sub(DRIFT_SPAN_PERIODS * block)?;
-        let from = self.since.max(pos.saturating_sub(DRIFT_REFERENCE_PERIODS * block));
+        let from = self
+            .since
+            .max(pos.saturating_sub(DRIFT_REFERENCE_PERIODS * block));
         let points: Vec<(usize, f64)> = (from..to)
-            .filter_map(|at| self.clean.get(at).copied().flatten().map(|v| (at, mode.remove(v, shape.factor(at, mode)))))
+            .filter_map(|at| {
+                self.clean
+                    .get(at)
+                    .copied()
+                    .flatten()
+                    .map(|v| (at, mode.remove(v, shape.factor(at, mode))))
+            })
             .collect();
         (points.len() >= 4 * block).then(|| robust_slope(&points, block))
     }
@@ -416,12 +444,18 @@ impl Detector {
             return 0.0;
         }
         let deseasonalized = |at: usize| -> Option<f64> {
-            let raw = if at == pos { Some(value) } else { self.raw.get(at).copied().flatten() };
+            let raw = if at == pos {
+                Some(value)
+            } else {
+                self.raw.get(at).copied().flatten()
+            };
             raw.map(|v| model.mode.remove(v, model.shape.factor(at, model.mode)))
         };
         let level = DRIFT_LEVEL_PERIODS * block;
         let recent: Vec<f64> = (pos + 1 - level..=pos).filter_map(deseasonalized).collect();
-        let earlier: Vec<f64> = (pos - span..pos - span + level).filter_map(deseasonalized).collect();
+        let earlier: Vec<f64> = (pos - span..pos - span + level)
+            .filter_map(deseasonalized)
+            .collect();
         let trend: Vec<f64> = (pos + 1 - span..=pos).filter_map(deseasonalized).collect();
         let (Some(now), Some(then)) = (median(&recent), median(&earlier)) else {
             return 0.0;
@@ -446,19 +480,7 @@ impl Detector {
 
     /// The verdict on `value` at `pos` from the current model.
     fn judge(&self, pos: usize, value: Option<f64>) -> Scored {
-        let mut verdict = Scored {
-            value,
-            expected: None,
-            lower: None,
-            upper: None,
-            z: 0.0,
-            score: 0.0,
-            anomalous: false,
-            sustained: false,
-            factor: 1.0,
-            mode: Mode::Multiplicative,
-            drift: 0.0,
-        };
+        let mut verdict = Scored::unjudged(value, Mode::Multiplicative);
         let Some(model) = &self.model else {
             return verdict;
         };
@@ -474,7 +496,11 @@ impl Detector {
         if let Some(value) = value {
             let z = (value - expected) / sigma;
             let change = self.up.max(self.down) / self.config.cusum_limit;
-            let drift = if model.fallback { 0.0 } else { self.drift(pos, value, model, sigma, factor) };
+            let drift = if model.fallback {
+                0.0
+            } else {
+                self.drift(pos, value, model, sigma, factor)
+            };
             verdict.z = z;
             verdict.drift = drift;
             verdict.score = score_of(z.abs() / self.config.spike_z)

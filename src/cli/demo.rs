@@ -491,6 +491,13 @@ async fn anomaly_summary(
             })
         })
         .collect();
+    if labels.is_empty() {
+        println!(
+            "\ncost anomalies: {} found; the world injected none to compare with (worlds shorter than 30 days have none)",
+            alerts.len()
+        );
+        return Ok(());
+    }
     let points = series.len() * world.config.days as usize;
     let report = evaluate(&labels, &alerts, points, 30.44, 7);
     println!(
