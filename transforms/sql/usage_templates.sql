@@ -31,20 +31,29 @@ user_team AS (
     FROM runs WHERE user_hash IS NOT NULL
     GROUP BY month, user_hash
 ),
-cells AS (
-    SELECT r.month, r.template_ref, coalesce(u.team, 'unattributed') AS team,
+-- Per user first, then per cell: users counted without a set per cell
+-- (see usage_daily).
+per_user AS (
+    SELECT r.month, r.template_ref, coalesce(u.team, 'unattributed') AS team, r.user_hash,
            count(*) AS runs,
            sum(CASE WHEN r.outcome = 'succeeded' THEN 1 ELSE 0 END) AS succeeded,
            sum(CASE WHEN r.outcome = 'failed' THEN 1 ELSE 0 END) AS failed,
            sum(CASE WHEN r.outcome = 'unknown' THEN 1 ELSE 0 END) AS unknown_outcome,
-           count(DISTINCT r.user_hash) AS users,
            sum(CASE WHEN r.outcome = 'failed' THEN 0.0
                     ELSE coalesce(c.minutes, r.event_minutes, {{default_template_minutes}}) END)
                AS minutes_saved
     FROM runs r
     LEFT JOIN user_team u ON u.month = r.month AND u.user_hash = r.user_hash
     LEFT JOIN configured c ON c.template_ref = r.template_ref
-    GROUP BY r.month, r.template_ref, coalesce(u.team, 'unattributed')
+    GROUP BY r.month, r.template_ref, coalesce(u.team, 'unattributed'), r.user_hash
+),
+cells AS (
+    SELECT month, template_ref, team,
+           sum(runs) AS runs, sum(succeeded) AS succeeded, sum(failed) AS failed,
+           sum(unknown_outcome) AS unknown_outcome, count(user_hash) AS users,
+           sum(minutes_saved) AS minutes_saved
+    FROM per_user
+    GROUP BY month, template_ref, team
 ),
 flagged AS (
     SELECT *,
