@@ -10,10 +10,17 @@ WITH views AS (
     WHERE action = 'navigate' AND entity_ref IS NOT NULL
       AND plugin_id IN ('catalog', 'techdocs')
 ),
+-- Views per viewer first, then per entity: viewers counted without a set
+-- per entity (see usage_daily).
+per_viewer AS (
+    SELECT month, surface, entity_ref, user_hash, count(*) AS views
+    FROM views
+    GROUP BY month, surface, entity_ref, user_hash
+),
 counted AS (
     SELECT month, surface, entity_ref,
-           count(*) AS views, count(DISTINCT user_hash) AS viewers
-    FROM views
+           sum(views) AS views, count(user_hash) AS viewers
+    FROM per_viewer
     GROUP BY month, surface, entity_ref
 ),
 ranked AS (
