@@ -85,7 +85,7 @@ pub fn assemble(points: &[Scored], settle: usize) -> Vec<Anomaly> {
         if !point.anomalous {
             continue;
         }
-        let direction = if point.deviation() < 0.0 {
+        let direction = if point.deviation < 0.0 {
             Direction::Down
         } else {
             Direction::Up

@@ -32,6 +32,7 @@ pub fn trailing_mean(values: &[Option<f64>]) -> Vec<Scored> {
             if let Some(v) = value {
                 let z = if sd > 0.0 { (v - mean) / sd } else { 0.0 };
                 point.z = z;
+                point.deviation = z;
                 point.anomalous = z.abs() > THRESHOLD;
                 point.score = if point.anomalous { 1.0 } else { 0.0 };
             }

@@ -97,6 +97,9 @@ pub struct Scored {
     pub mode: Mode,
     /// The drift test's z-score (a slow climb or decline; 0 when none).
     pub drift: f64,
+    /// Which way the point deviates (its sign): the z-score, or the drift
+    /// when that is the stronger signal against its own threshold.
+    pub deviation: f64,
 }
 
 impl Scored {
@@ -114,18 +117,7 @@ impl Scored {
             factor: mode.neutral(),
             mode,
             drift: 0.0,
-        }
-    }
-
-    /// Which way the point deviates: by its own z-score, or by the drift
-    /// when that is the stronger signal (each against the default
-    /// threshold of its test).
-    pub fn deviation(&self) -> f64 {
-        let spike_z = DetectorConfig::default().spike_z;
-        if self.drift.abs() / DRIFT_Z > self.z.abs() / spike_z {
-            self.drift
-        } else {
-            self.z
+            deviation: 0.0,
         }
     }
 }
@@ -503,6 +495,11 @@ impl Detector {
             };
             verdict.z = z;
             verdict.drift = drift;
+            verdict.deviation = if drift.abs() / DRIFT_Z > z.abs() / self.config.spike_z {
+                drift
+            } else {
+                z
+            };
             verdict.score = score_of(z.abs() / self.config.spike_z)
                 .max(score_of(change))
                 .max(score_of(drift.abs() / DRIFT_Z));

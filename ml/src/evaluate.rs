@@ -12,6 +12,12 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+/// Points after a labelled window whose alerts see the series return to
+/// normal (a week of daily points).
+pub const RECOVERY_POINTS: usize = 7;
+/// Daily points per month, for the false-alert rate.
+pub const DAYS_PER_MONTH: f64 = 30.44;
+
 /// A labelled anomaly on series `series`, positions `first..=last`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Label {

@@ -442,7 +442,7 @@ async fn anomaly_summary(
     truth: &fathom_sim::truth::Truth,
     world: &fathom_sim::World,
 ) -> Result<()> {
-    use fathom_ml::evaluate::{Alert, Label, evaluate};
+    use fathom_ml::evaluate::{Alert, DAYS_PER_MONTH, Label, RECOVERY_POINTS, evaluate};
     let (_, batches) = fathom_warehouse::query::query(
         session,
         "SELECT scope, kind, CAST(first_day AS VARCHAR) AS first_day, \
@@ -487,7 +487,7 @@ async fn anomaly_summary(
                 series: *series.get(&a.entity_ref)?,
                 first: (a.start - first).num_days().max(0) as usize,
                 last: (a.end - first).num_days().max(0) as usize,
-                kind: serde_json::to_value(a.kind).ok()?.as_str()?.to_owned(),
+                kind: super::ml::label_kind(a.kind).to_owned(),
             })
         })
         .collect();
@@ -499,7 +499,7 @@ async fn anomaly_summary(
         return Ok(());
     }
     let points = series.len() * world.config.days as usize;
-    let report = evaluate(&labels, &alerts, points, 30.44, 7);
+    let report = evaluate(&labels, &alerts, points, DAYS_PER_MONTH, RECOVERY_POINTS);
     println!(
         "\ncost anomalies against the {} the world injected: precision {:.2}, recall {:.2} ({} found, {} false, {} on the return to normal)",
         labels.len(),

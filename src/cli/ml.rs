@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Subcommand, ValueEnum};
-use fathom_ml::evaluate::{Alert, Label, Report, evaluate};
+use fathom_ml::evaluate::{Alert, DAYS_PER_MONTH, Label, RECOVERY_POINTS, Report, evaluate};
 use fathom_ml::{DetectorConfig, Scored, assemble, baseline, csv_series};
 use fathom_sim::WorldConfig;
 use fathom_sim::world::cost::{AnomalyFamily, AnomalyKind, LoadProfile, days};
@@ -172,12 +172,6 @@ impl Method {
     }
 }
 
-/// Points after a labelled window whose alerts see the series return to
-/// normal rather than a new anomaly.
-const RECOVERY_DAYS: usize = 7;
-/// Daily points per month.
-const DAYS_PER_MONTH: f64 = 30.44;
-
 /// Every deployed component's daily cost series of every world, scored by
 /// `method`, against the injected labels.
 fn evaluate_worlds(
@@ -229,10 +223,11 @@ fn evaluate_worlds(
             series += 1;
         }
     }
-    evaluate(&labels, &alerts, points, DAYS_PER_MONTH, RECOVERY_DAYS)
+    evaluate(&labels, &alerts, points, DAYS_PER_MONTH, RECOVERY_POINTS)
 }
 
-fn label_kind(kind: AnomalyKind) -> &'static str {
+/// The label of an injected kind, as the evaluation names it.
+pub(super) fn label_kind(kind: AnomalyKind) -> &'static str {
     match kind {
         AnomalyKind::Spike => "spike",
         AnomalyKind::LevelShift => "level_shift",
