@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document of the API (`/api/v1/openapi.json`) and its
 //! browsable page (`/api/v1/docs`, self-contained: no CDN, works offline).
 //!
-//! The document is generated from [`OPERATIONS`], the table of every
+//! The document is generated from [`operations`], the table of every
 //! route the router serves; a test sends each of them to the router, so an
 //! operation documented but not routed fails the build, and the router's
 //! fallback answer names the table for the reverse mistake.
@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 mod operations;
 use operations::JSON;
-pub use operations::OPERATIONS;
+pub use operations::operations;
 
 /// Where a parameter goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,7 @@ fn schema(text: &str) -> Value {
 /// The OpenAPI 3.1 document.
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for op in OPERATIONS {
+    for op in operations() {
         let parameters: Vec<Value> = op
             .params
             .iter()
@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn every_schema_literal_is_json_and_operations_are_unique() {
         let mut seen = std::collections::BTreeSet::new();
-        for op in OPERATIONS {
+        for op in operations() {
             assert!(
                 seen.insert((op.method, op.path)),
                 "{} {} twice",

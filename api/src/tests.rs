@@ -71,7 +71,7 @@ fn request(method: &str, uri: &str, token: Option<&str>, body: Body) -> Request<
 #[tokio::test]
 async fn every_documented_operation_is_routed() {
     let f = fixture(AuthMode::Tokens).await;
-    for op in openapi::OPERATIONS {
+    for op in openapi::operations() {
         let uri = op
             .path
             .replace("{scope}", "org")
