@@ -11,6 +11,7 @@
 //! PostgreSQL protocol ([`pg`]).
 
 mod access;
+mod anomalies;
 mod auth;
 use auth::{Caller, Role, caller, caller_for_secret};
 pub use auth::{ROLES, RateLimiter};
@@ -301,6 +302,9 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/entities", get(entities::entities))
         .route("/api/v1/entities/{entity}", get(entities::entity))
+        .route("/api/v1/anomalies", get(anomalies::anomalies))
+        .route("/api/v1/anomalies/{id}", get(anomalies::anomaly))
+        .route("/api/v1/anomalies/{id}/feedback", post(anomalies::feedback))
         .route("/api/v1/cost/coverage", get(cost::coverage))
         .route(
             "/api/v1/cost-insights/last-complete-billing-date",

@@ -52,7 +52,7 @@ async fn panel_answer(
         "id": panel.id,
         "title": panel.title,
         "description": panel.description,
-        "chart": {"kind": panel.chart.kind, "x": panel.chart.x, "y": panel.chart.y, "spark": panel.chart.spark, "marks": panel.chart.marks},
+        "chart": {"kind": panel.chart.kind, "x": panel.chart.x, "y": panel.chart.y, "spark": panel.chart.spark, "marks": panel.chart.marks, "group": panel.chart.group},
         "drill": panel.drill.as_deref().map(|t| Panel::drill_path(t, filters)),
         "drills": drills,
     });
@@ -100,9 +100,15 @@ async fn panel_answer(
     answer
 }
 
-/// Whether `caller` may read an SQL panel: callers limited to teams read
-/// only panels of one scope (theirs, checked with the scope).
+/// Whether `caller` may read an SQL panel: cost panels need a cost role;
+/// callers limited to teams read only panels of one scope (theirs, checked
+/// with the scope).
 pub(crate) fn may_read_sql_panel(caller: &Caller, panel: &Panel) -> ApiResult<()> {
+    if panel.cost && !matches!(caller.role, Role::CostViewer | Role::Analyst | Role::Admin) {
+        return Err(ApiError::forbidden(
+            "cost is visible to the cost-viewer, analyst and admin roles",
+        ));
+    }
     if !caller.teams.is_empty() && !panel.is_per_scope() {
         return Err(ApiError::forbidden(
             "this panel spans every team; callers limited to teams see per-scope panels only",

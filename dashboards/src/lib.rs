@@ -55,6 +55,11 @@ pub const PAGES: &[Page] = &[
         title: "Service",
     },
     Page {
+        name: "anomalies",
+        path: "/anomalies",
+        title: "Anomalies",
+    },
+    Page {
         name: "adoption",
         path: "/adoption",
         title: "Adoption",
@@ -77,7 +82,7 @@ pub fn page_names() -> String {
 }
 
 /// How a panel draws its rows.
-pub const CHART_KINDS: [&str; 7] = [
+pub const CHART_KINDS: [&str; 8] = [
     "tiles",
     "line",
     "bar",
@@ -85,6 +90,7 @@ pub const CHART_KINDS: [&str; 7] = [
     "table",
     "timeline",
     "ranking",
+    "bands",
 ];
 
 /// The reads a panel can take from the API instead of SQL (`api = "…"`):
@@ -132,6 +138,11 @@ pub struct Chart {
     /// line (`created_at` to `resolved_at`), e.g. incidents.
     #[serde(default)]
     pub marks: Option<String>,
+    /// Bands: the column naming each small chart (rows of one value drawn
+    /// together, in row order); `y` is the value, then the expected value
+    /// and the band's lower and upper edges.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// One panel.
@@ -156,6 +167,10 @@ pub struct Panel {
     /// Instead of SQL, one of [`API_READS`].
     #[serde(default)]
     pub api: Option<String>,
+    /// Whether it shows cost: only the cost-viewer, analyst and admin
+    /// roles see it (others get the reason in its place).
+    #[serde(default)]
+    pub cost: bool,
     /// Where its numbers lead: a path with placeholders (and `{{row.col}}`
     /// for a row's value).
     #[serde(default)]
@@ -321,6 +336,14 @@ impl Panel {
         }
         if self.chart.y.is_empty() {
             return Err(fail("the chart draws no column (`y` is empty)".to_owned()));
+        }
+        if self.chart.kind == "bands"
+            && (self.chart.group.is_none() || self.chart.x.is_none() || self.chart.y.len() != 4)
+        {
+            return Err(fail(
+                "a bands chart needs `group`, `x` and `y` = [value, expected, lower, upper]"
+                    .to_owned(),
+            ));
         }
         for name in placeholders(&self.sql) {
             if !PLACEHOLDERS.contains(&name) {

@@ -91,7 +91,13 @@ async fn every_panel_plans_against_the_warehouse_schema() {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        for column in panel.chart.y.iter().chain(panel.chart.x.iter()) {
+        for column in panel
+            .chart
+            .y
+            .iter()
+            .chain(&panel.chart.x)
+            .chain(&panel.chart.group)
+        {
             assert!(
                 columns.contains(column),
                 "panel {}: the chart draws `{column}`, which the query does not return ({columns:?})",
@@ -199,8 +205,9 @@ fn the_shell_carries_the_page_list() {
     let pages: Vec<serde_json::Value> =
         serde_json::from_str(list.unwrap_or("")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(pages.len(), PAGES.len());
-    assert_eq!(pages[4]["title"], "Adoption");
-    assert_eq!(pages[5]["title"], "Data health");
+    assert_eq!(pages[4]["title"], "Anomalies");
+    assert_eq!(pages[5]["title"], "Adoption");
+    assert_eq!(pages[6]["title"], "Data health");
     assert_eq!(pages[0]["path"], "/");
     assert_eq!(shell_paths().last(), Some("/rows"));
 }

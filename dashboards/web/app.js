@@ -152,9 +152,11 @@ import { setNavigate, DRAW, SVG, dateText, drawTable, el, label, linked } from '
       select('env', 'Environment', f.env, o.environments.map((e) => [e, e === 'all' ? 'All production' : e])),
       select('benchmark', 'Benchmark', f.benchmark || data.filters.benchmark, o.benchmarks.map((b) => [b, b])),
     ];
-    // Adoption is by calendar month: only the scope applies.
+    // Adoption is by calendar month: only the scope applies; anomalies
+    // have a window but no environment or benchmark.
     if (page === 'adoption') parts.length = 0;
-    if (page === 'overview' || page === 'team' || page === 'adoption') {
+    if (page === 'anomalies') parts.length = 1;
+    if (page === 'overview' || page === 'team' || page === 'adoption' || page === 'anomalies') {
       const teams = o.teams.map((t) => [t, t.replace(/^group:default\//, '')]);
       const whole = page !== 'team';
       const none = whole ? (o.organisation ? [['', 'Whole organisation']] : []) : [['', 'Choose a team']];
@@ -173,17 +175,17 @@ import { setNavigate, DRAW, SVG, dateText, drawTable, el, label, linked } from '
 
   function scopeOf(page, f) {
     if (page === 'service') return f.service;
-    if (page === 'team' || page === 'overview' || page === 'adoption') return f.team;
+    if (page === 'team' || page === 'overview' || page === 'adoption' || page === 'anomalies') return f.team;
     return '';
   }
   function heading(page, data) {
     const title = PAGES.find(([p]) => p === page)[2];
     const scope = data.filters.scope;
-    const named = page === 'team' || page === 'service' || ((page === 'overview' || page === 'adoption') && scope !== 'org') ? ' — ' + scope.replace(/^(group|component):default\//, '') : '';
+    const named = page === 'team' || page === 'service' || ((page === 'overview' || page === 'adoption' || page === 'anomalies') && scope !== 'org') ? ' — ' + scope.replace(/^(group|component):default\//, '') : '';
     const env = data.filters.environment === 'all' ? 'all production environments' : data.filters.environment;
     return [
       el('h1', { text: title + named }),
-      el('p', { class: 'as-of', text: page === 'health' ? 'Sources, runs and rejected records.' : page === 'adoption' ? 'Portal use per calendar month; numbers about fewer than k people are withheld.' : 'Last ' + data.filters.window_days + ' days to ' + (data.as_of ? dateText(data.as_of, true) : 'now') + ', ' + env + ', tiers by ' + data.filters.benchmark + '.' }),
+      el('p', { class: 'as-of', text: page === 'health' ? 'Sources, runs and rejected records.' : page === 'adoption' ? 'Portal use per calendar month; numbers about fewer than k people are withheld.' : page === 'anomalies' ? 'Anomalies under way in the last ' + data.filters.window_days + ' days of scored data; each day judged only by the days before it.' : 'Last ' + data.filters.window_days + ' days to ' + (data.as_of ? dateText(data.as_of, true) : 'now') + ', ' + env + ', tiers by ' + data.filters.benchmark + '.' }),
     ];
   }
   function choices(page, data, f) {

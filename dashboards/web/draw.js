@@ -514,4 +514,66 @@ function drawRanking(panel, body) {
         : el('p', { class: 'empty', text: 'Every team is listed above.' }));
   body.appendChild(el('div', { class: 'ranking' }, list('Best', 'best', best), list('Worst', 'worst', worst)));
 }
-export const DRAW = { tiles: drawTiles, line: drawLine, bar: drawBar, stacked_bar: drawStacked, table: drawTable, timeline: drawTimeline, ranking: drawRanking };
+// Small multiples, one per `group`: the band (lower to upper) as an area,
+// the expected value dashed, the actual value as a line, anomalous days
+// as marked points — so an anomaly reads against what was expected.
+function drawBands(panel, body) {
+  const [value, expected, lower, upper] = panel.chart.y;
+  const xColumn = panel.chart.x;
+  const groups = new Map();
+  for (const row of panel.rows) {
+    const key = row[panel.chart.group];
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(row);
+  }
+  if (!groups.size) {
+    body.appendChild(el('p', { class: 'empty', text: 'No anomalies in this window.' }));
+    return;
+  }
+  const smalls = el('div', { class: 'smalls bands-chart' });
+  for (const [name, rows] of groups) {
+    const w = 300;
+    const h = 120;
+    const pad = 8;
+    const all = rows.flatMap((r) => [r[value], r[expected], r[lower], r[upper]]);
+    const y = scale(all, h, pad);
+    const step = rows.length > 1 ? (w - 2 * pad) / (rows.length - 1) : 0;
+    const x = (i) => pad + i * step;
+    const path = (column) => {
+      let d = '';
+      let pen = false;
+      rows.forEach((r, i) => {
+        if (!isNumber(r[column])) {
+          pen = false;
+          return;
+        }
+        d += (pen ? 'L' : 'M') + x(i).toFixed(1) + ' ' + y(r[column]).toFixed(1);
+        pen = true;
+      });
+      return d;
+    };
+    // The band: along the upper edge, back along the lower one (days
+    // without a baseline leave it open).
+    const banded = rows.map((r, i) => [i, r]).filter(([, r]) => isNumber(r[lower]) && isNumber(r[upper]));
+    const area = banded.length
+      ? 'M' + banded.map(([i, r]) => x(i).toFixed(1) + ' ' + y(r[upper]).toFixed(1)).join('L') +
+        'L' + banded.slice().reverse().map(([i, r]) => x(i).toFixed(1) + ' ' + y(r[lower]).toFixed(1)).join('L') + 'Z'
+      : '';
+    const marks = [];
+    rows.forEach((r, i) => {
+      if (r.anomalous !== true || !isNumber(r[value])) return;
+      const text = dateText(r[xColumn]) + ': ' + fmt(value, r[value]) + (isNumber(r[expected]) ? ', expected ' + fmt(expected, r[expected]) : '');
+      marks.push(svg('circle', { class: 'point anomalous', cx: x(i).toFixed(1), cy: y(r[value]).toFixed(1), r: 3.5, 'data-value': r[value] }, svg('title', { text })));
+    });
+    const flagged = rows.filter((r) => r.anomalous === true).map((r) => dateText(r[xColumn]));
+    const chart = svg('svg', { viewBox: '0 0 ' + w + ' ' + (h + 18), width: w, height: h + 18, role: 'img', 'aria-label': name + ': anomalous on ' + (flagged.join(', ') || 'no day') },
+      svg('path', { class: 'band', d: area }),
+      svg('path', { class: 'line expected', d: path(expected) }),
+      svg('g', { class: 'series', 'data-series': value, 'data-points': marks.length }, svg('path', { class: 'line', d: path(value) }), marks),
+      svg('text', { x: pad, y: h + 12, text: dateText(rows[0][xColumn]) }),
+      svg('text', { x: w - pad, y: h + 12, 'text-anchor': 'end', text: dateText(rows[rows.length - 1][xColumn]) }));
+    smalls.appendChild(el('figure', { 'data-group': name }, el('figcaption', { text: name }), chart));
+  }
+  body.appendChild(smalls);
+}
+export const DRAW = { tiles: drawTiles, line: drawLine, bar: drawBar, stacked_bar: drawStacked, table: drawTable, timeline: drawTimeline, ranking: drawRanking, bands: drawBands };

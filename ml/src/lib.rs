@@ -1,6 +1,7 @@
 //! Models over the marts: anomaly detection on cost and operational series
-//! (a causal, robust, seasonal baseline with change detection), and later
-//! deployment risk and rightsizing with linfa.
+//! (a causal, robust, seasonal baseline with change detection, and a
+//! multivariate model per service with linfa), and later deployment risk
+//! and rightsizing.
 //!
 //! - [`detector`]: the univariate detector, one forward pass per series.
 //! - [`seasonal`]: seasonality detected by a rank test, not assumed.
@@ -8,6 +9,8 @@
 //! - [`csv_series`]: any `timestamp,value` CSV scored by the same detector.
 //! - [`detect`]: every warehouse series scored into `anomaly_scores` and
 //!   `anomalies`, with each anomaly's driver.
+//! - [`multivariate`]: a service's operational series judged together, by a
+//!   linfa Gaussian mixture over the univariate residuals.
 //! - [`evaluate`]: event-level precision, recall and delay against labels.
 //! - [`baseline`]: the trailing mean ± 3σ rule the detector is compared with.
 //! - [`robust`]: medians, MAD, quantiles, the Mann–Kendall statistic.
@@ -23,6 +26,7 @@ pub mod csv_series;
 pub mod detect;
 pub mod detector;
 pub mod evaluate;
+pub mod multivariate;
 pub mod robust;
 pub mod seasonal;
 

@@ -1,5 +1,6 @@
-//! `fathom ml`: the anomaly detector on any CSV series, and its
-//! evaluation against the anomalies injected into synthetic worlds.
+//! `fathom ml`: the anomaly detector on any CSV series, its evaluation
+//! against the anomalies injected into synthetic worlds, and its precision
+//! as users judged its alerts.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -13,6 +14,10 @@ use fathom_ml::evaluate::{Alert, DAYS_PER_MONTH, Label, RECOVERY_POINTS, Report,
 use fathom_ml::{DetectorConfig, Scored, assemble, baseline, csv_series};
 use fathom_sim::WorldConfig;
 use fathom_sim::world::cost::{AnomalyFamily, AnomalyKind, LoadProfile, days};
+use fathom_warehouse::state::{StateDb, precision_by_month};
+
+use super::ml_ops::{OPS_METHODS, evaluate_operations, print_operations};
+use super::{Config, open_state};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum MlCommand {
@@ -52,10 +57,29 @@ pub(super) enum MlCommand {
         /// (other magnitudes and durations), or both.
         #[arg(long, value_enum, default_value_t = FamilyArg::Both)]
         family: FamilyArg,
+        /// Which series: daily cost, the operational series of each
+        /// service (univariate vs the linfa multivariate model), or both.
+        #[arg(long, value_enum, default_value_t = SeriesArg::Both)]
+        series: SeriesArg,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Precision from feedback: per calendar month, the anomalies users
+    /// judged real, false alarms or planned activity (the newest verdict
+    /// of each, `POST /api/v1/anomalies/{id}/feedback`).
+    Feedback {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum SeriesArg {
+    Cost,
+    Operations,
+    Both,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -65,8 +89,40 @@ pub(super) enum FamilyArg {
     Both,
 }
 
-pub(super) fn ml(command: MlCommand) -> Result<ExitCode> {
+/// `fathom ml feedback`.
+async fn feedback(state: &StateDb, json: bool) -> Result<ExitCode> {
+    let months = precision_by_month(&state.feedback(None).await?);
+    if json {
+        println!("{}", serde_json::json!({ "months": months }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if months.is_empty() {
+        println!("no feedback yet: verdicts come from POST /api/v1/anomalies/{{id}}/feedback");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("month      judged   yes    no  planned  precision");
+    for m in &months {
+        let precision = m
+            .precision
+            .map_or_else(|| "-".to_owned(), |p| format!("{p:.3}"));
+        println!(
+            "{}  {:>6}  {:>4}  {:>4}  {:>7}  {precision:>9}",
+            m.month,
+            m.yes + m.no + m.planned,
+            m.yes,
+            m.no,
+            m.planned
+        );
+    }
+    println!(
+        "precision = (yes + planned) / judged; the newest verdict of each anomaly counts, in its month"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn ml(config: &Config, command: MlCommand) -> Result<ExitCode> {
     match command {
+        MlCommand::Feedback { json } => feedback(&open_state(config).await?, json).await,
         MlCommand::Detect {
             input,
             output,
@@ -77,6 +133,7 @@ pub(super) fn ml(command: MlCommand) -> Result<ExitCode> {
             services,
             days,
             family,
+            series,
             json,
         } => {
             let families = match family {
@@ -85,22 +142,44 @@ pub(super) fn ml(command: MlCommand) -> Result<ExitCode> {
                 FamilyArg::Both => vec![AnomalyFamily::Standard, AnomalyFamily::Unseen],
             };
             let mut results = Vec::new();
-            for family in families {
-                for method in METHODS {
-                    let report = evaluate_worlds(&seeds, services, days, family, method);
-                    results.push((family, method, report));
+            if series != SeriesArg::Operations {
+                for family in families {
+                    for method in METHODS {
+                        let report = evaluate_worlds(&seeds, services, days, family, method);
+                        results.push((family, method, report));
+                    }
                 }
             }
+            let operations = if series == SeriesArg::Cost {
+                Vec::new()
+            } else {
+                evaluate_operations(&seeds, services, days)
+            };
             if json {
-                let rows: Vec<serde_json::Value> = results
+                let cost: Vec<serde_json::Value> = results
                     .iter()
                     .map(|(family, method, report)| {
                         serde_json::json!({"family": family, "method": method.name(), "report": report})
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                let operations: Vec<serde_json::Value> = OPS_METHODS
+                    .iter()
+                    .zip(&operations)
+                    .map(|(method, report)| serde_json::json!({"method": method, "report": report}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"cost": cost, "operations": operations})
+                    )?
+                );
             } else {
-                print_reports(&results, &seeds, services, days);
+                if !results.is_empty() {
+                    print_reports(&results, &seeds, services, days);
+                }
+                if !operations.is_empty() {
+                    print_operations(&operations, services, days);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -20,6 +20,7 @@ mod ingest;
 mod ledger;
 mod maintain;
 mod ml;
+mod ml_ops;
 mod query;
 mod serve;
 mod sim;
@@ -242,8 +243,8 @@ enum Command {
         #[arg(long)]
         postgres_listen: Option<String>,
     },
-    /// Models: the anomaly detector on any CSV series, and its
-    /// evaluation on synthetic worlds.
+    /// Models: the anomaly detector on any CSV series, its evaluation on
+    /// synthetic worlds, and its precision from users' feedback.
     Ml {
         #[command(subcommand)]
         command: ml::MlCommand,
@@ -541,7 +542,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             postgres_listen,
         } => serve(&config, listen.as_deref(), postgres_listen.as_deref()).await,
         Command::Tokens { command } => tokens(&config, command).await,
-        Command::Ml { command } => ml::ml(command),
+        Command::Ml { command } => ml::ml(&config, command).await,
         Command::Detect { json } => detect::detect(&config, json).await,
         Command::Run { json } => {
             let code = ingest(&config, None, None, false, json).await?;

@@ -217,3 +217,253 @@ fn ml_detect_scores_a_csv_and_names_what_is_wrong() -> Result<()> {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no data rows"));
     Ok(())
 }
+
+/// The catalog around the two components: two teams, checkout-api
+/// depends on search-api; and three production deployments, two of them
+/// in the 48 hours before the spike.
+fn catalog_and_deployments(spike: NaiveDate) -> Vec<(&'static str, &'static str, String)> {
+    let at = |days: i64, time: &str| format!("{}T{time}Z", spike + Duration::days(days));
+    let deployment = |id: &str, entity: &str, finished: String, failed: bool| {
+        format!(
+            "{{\"deployment_id\":\"{id}\",\"entity_ref\":\"{entity}\",\"environment\":\"production\",\
+             \"finished_at\":\"{finished}\",\"completed\":true,\"change_count\":1,\"failed\":{failed},\
+             \"finished_month\":\"{}\"}}\n",
+            &finished[..7]
+        )
+    };
+    vec![
+        (
+            "catalog_entities",
+            "catalog.ndjson",
+            [TEAM, "group:default/team-other"]
+                .iter()
+                .map(|g| {
+                    let name = g.rsplit('/').next().unwrap_or_default();
+                    format!(
+                        "{{\"entity_ref\":\"{g}\",\"kind\":\"group\",\"namespace\":\"default\",\"name\":\"{name}\"}}\n"
+                    )
+                })
+                .collect(),
+        ),
+        (
+            "entity_relations",
+            "relations.csv",
+            format!("source_ref,relation_type,target_ref\n{A},dependsOn,{B}\n"),
+        ),
+        (
+            "dora_deployments",
+            "deployments.ndjson",
+            [
+                deployment("old", A, at(-5, "10:00:00"), false),
+                deployment("own", A, at(-1, "10:00:00"), false),
+                deployment("dependency", B, at(0, "03:00:00"), true),
+            ]
+            .concat(),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_anomaly_endpoints_serve_cost_roles_within_their_teams() -> Result<()> {
+    use crate::api::{serve, token};
+    use serde_json::{Value, json};
+
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let first = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap_or_default();
+    let spike = first + Duration::days(100);
+    let mut files = vec![
+        ("cost_daily", "cost.ndjson", cost_rows(first)),
+        ("dora_scope_members", "members.ndjson", members()),
+    ];
+    files.extend(catalog_and_deployments(spike));
+    for (table, name, content) in &files {
+        let file = write_file(dir.path(), name, content.as_bytes())?;
+        let output = fathom(&data, &["import", table, &file.display().to_string()])?;
+        ensure!(
+            output.status.success(),
+            "{table}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let output = fathom(&data, &["detect"])?;
+    ensure!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let viewer = token(dir.path(), "viewer", "")?;
+    let cost_viewer = token(dir.path(), "cost-viewer", "")?;
+    let elsewhere = token(dir.path(), "cost-viewer", "team-other")?;
+    let server = serve(dir.path(), &[], "127.0.0.1:0")?;
+    let http = reqwest::Client::new();
+    let get = |path: &str, secret: &str| {
+        http.get(format!("{}/api/v1{path}", server.base))
+            .bearer_auth(secret)
+            .send()
+    };
+    let list: Value = get("/anomalies", &cost_viewer).await?.json().await?;
+    assert_eq!(list["total"], 3, "{list}");
+    assert_eq!(list["to"], (first + Duration::days(119)).to_string());
+    let id_of = |scope: &str| -> Result<String> {
+        list["anomalies"]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["scope"] == scope))
+            .and_then(|r| r["anomaly_id"].as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no anomaly of {scope} in {list}"))
+    };
+    let id = id_of(A)?;
+
+    // Cost anomalies are hidden from roles that may not see cost, and
+    // named when asked for.
+    let hidden: Value = get("/anomalies", &viewer).await?.json().await?;
+    assert_eq!(hidden["total"], 0, "{hidden}");
+    for path in [
+        "/anomalies?metric=cost".to_owned(),
+        format!("/anomalies/{id}"),
+    ] {
+        assert_eq!(get(&path, &viewer).await?.status(), 403, "{path}");
+    }
+    // A team's own series and its components'; never another team's.
+    let team: Value = get(
+        "/anomalies?scope=group%3Adefault%2Fteam-checkout",
+        &cost_viewer,
+    )
+    .await?
+    .json()
+    .await?;
+    assert_eq!(team["total"], 2, "{team}");
+    let none: Value = get("/anomalies", &elsewhere).await?.json().await?;
+    assert_eq!(none["total"], 0, "{none}");
+    assert_eq!(
+        get(&format!("/anomalies/{id}"), &elsewhere).await?.status(),
+        403
+    );
+    assert_eq!(get("/anomalies?scope=org", &elsewhere).await?.status(), 403);
+    for (path, want) in [
+        ("/anomalies?kind=trend", 0),
+        ("/anomalies?status=open", 0),
+        ("/anomalies?status=closed&kind=spike", 3),
+        ("/anomalies?to=2026-03-01", 0),
+    ] {
+        let body: Value = get(path, &cost_viewer).await?.json().await?;
+        assert_eq!(body["total"], want, "{path}: {body}");
+    }
+    for path in [
+        "/anomalies?kind=bump",
+        "/anomalies?status=gone",
+        "/anomalies?from=yesterday",
+        "/anomalies?limit=0",
+    ] {
+        assert_eq!(get(path, &cost_viewer).await?.status(), 400, "{path}");
+    }
+    assert_eq!(get("/anomalies/nope", &cost_viewer).await?.status(), 404);
+
+    // The detail: four weeks of baseline before, two weeks after (the
+    // data ends 19 days after the spike), drivers adding up to the
+    // impact, and the deployments of the 48 hours before — its own first,
+    // then its dependency's; the one five days before is not a candidate.
+    let detail: Value = get(&format!("/anomalies/{id}"), &cost_viewer)
+        .await?
+        .json()
+        .await?;
+    let series = detail["series"].as_array().cloned().unwrap_or_default();
+    assert_eq!(series.len(), 28 + 1 + 14, "{detail}");
+    assert_eq!(series[28]["date"], spike.to_string());
+    assert_eq!(series[28]["anomalous"], true);
+    ensure!(series[28]["value"].as_f64() > series[28]["upper"].as_f64());
+    let impact = detail["anomaly"]["impact"].as_f64().unwrap_or(f64::NAN);
+    let sum: f64 = detail["drivers"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|x| x["contribution"].as_f64()).sum())
+        .unwrap_or(f64::NAN);
+    ensure!(
+        (sum - impact).abs() < 1e-6 * impact.abs().max(1.0),
+        "{detail}"
+    );
+    let candidates: Vec<(&str, &str)> = detail["candidate_deployments"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| {
+                    (
+                        d["deployment_id"].as_str().unwrap_or_default(),
+                        d["relation"].as_str().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(candidates, [("own", "self"), ("dependency", "dependency")]);
+
+    // Feedback: the cost roles, a known verdict, stored and audited.
+    let post = |secret: &str, id: &str, body: Value| {
+        http.post(format!("{}/api/v1/anomalies/{id}/feedback", server.base))
+            .bearer_auth(secret)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        post(&viewer, &id, json!({"verdict": "yes"}))
+            .await?
+            .status(),
+        403
+    );
+    assert_eq!(
+        post(&cost_viewer, &id, json!({"verdict": "maybe"}))
+            .await?
+            .status(),
+        400
+    );
+    assert_eq!(
+        post(&cost_viewer, "nope", json!({"verdict": "yes"}))
+            .await?
+            .status(),
+        404
+    );
+    assert_eq!(
+        post(&elsewhere, &id, json!({"verdict": "no"}))
+            .await?
+            .status(),
+        403
+    );
+    let given = post(
+        &cost_viewer,
+        &id,
+        json!({"verdict": "planned", "note": "load test"}),
+    )
+    .await?;
+    assert_eq!(given.status(), 200);
+    let list: Value = get(
+        "/anomalies?scope=component%3Adefault%2Fcheckout-api",
+        &cost_viewer,
+    )
+    .await?
+    .json()
+    .await?;
+    assert_eq!(list["anomalies"][0]["verdict"], "planned", "{list}");
+    let detail: Value = get(&format!("/anomalies/{id}"), &cost_viewer)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(detail["feedback"][0]["note"], "load test");
+    let output = fathom(&data, &["audit", "--json"])?;
+    let audit = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        audit
+            .lines()
+            .any(|l| l.contains("anomaly.feedback") && l.contains(&id)),
+        "{audit}"
+    );
+    let output = fathom(&data, &["ml", "feedback", "--json"])?;
+    ensure!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(report["months"][0]["planned"], 1, "{report}");
+    assert_eq!(report["months"][0]["precision"], 1.0, "{report}");
+    Ok(())
+}

@@ -483,6 +483,54 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
     assert_eq!(adoption["errors"], 0, "{adoption}");
     browser.screenshot(&shots.join("adoption.png")).await?;
 
+    // Anomalies: the page lists what the API lists for the same window
+    // (30 days of scored data), cost and operational apart, and draws the
+    // largest against their baselines with the anomalous days marked.
+    browser.open(&format!("{base}/anomalies")).await?;
+    let newest = api.get("/api/v1/anomalies?limit=1").await?["to"]
+        .as_str()
+        .context("anomalies: to")?
+        .to_owned();
+    let from = chrono::NaiveDate::parse_from_str(&newest, "%Y-%m-%d")? - chrono::Duration::days(29);
+    let all = api
+        .get(&format!("/api/v1/anomalies?from={from}&limit=1"))
+        .await?["total"]
+        .as_u64()
+        .context("total")?;
+    let cost = api
+        .get(&format!(
+            "/api/v1/anomalies?from={from}&metric=cost&limit=1"
+        ))
+        .await?["total"]
+        .as_u64()
+        .context("total")?;
+    let drawn = browser
+        .eval("({cost: document.querySelectorAll('[data-panel=\"anomalies-cost\"] tbody tr').length, operations: document.querySelectorAll('[data-panel=\"anomalies-operations\"] tbody tr').length, more: Array.from(document.querySelectorAll('[data-panel^=\"anomalies-\"] button.more')).filter(b => !b.hidden).map(b => b.textContent), costBands: Array.from(document.querySelectorAll('[data-panel=\"anomalies-cost-bands\"] figure')).map(f => f.querySelectorAll('circle.anomalous').length), operationBands: Array.from(document.querySelectorAll('[data-panel=\"anomalies-operations-bands\"] figure')).map(f => f.querySelectorAll('circle.anomalous').length), errors: document.querySelectorAll('[data-panel] p.error').length})")
+        .await?;
+    // Tables show 15 rows and offer the rest (the panels hold 50).
+    assert_eq!(drawn["cost"], cost.min(15), "{drawn}");
+    assert_eq!(drawn["operations"], (all - cost).min(15), "{drawn}");
+    let offered: Vec<String> = [cost, all - cost]
+        .into_iter()
+        .filter(|n| *n > 15)
+        .map(|n| format!("Show all {} rows", n.min(50)))
+        .collect();
+    assert_eq!(drawn["more"], json!(offered), "{drawn}");
+    for (panel, total) in [("costBands", cost), ("operationBands", all - cost)] {
+        let figures = drawn[panel].as_array().context("figures")?;
+        assert_eq!(figures.len() as u64, total.min(6), "{drawn}");
+        assert!(
+            figures.iter().all(|marked| marked.as_u64() >= Some(1)),
+            "every anomaly drawn has its days marked: {drawn}"
+        );
+    }
+    assert!(
+        all > 0,
+        "the demo's world has anomalies in its last 30 days"
+    );
+    assert_eq!(drawn["errors"], 0, "{drawn}");
+    browser.screenshot(&shots.join("anomalies.png")).await?;
+
     // Data health: every source's freshness, the demo's run, and the
     // unattributed rows with their reasons.
     browser.open(&format!("{base}/health")).await?;
@@ -521,6 +569,7 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         &format!("/team?team={busiest}"),
         &format!("/service?service={service}"),
         "/adoption",
+        "/anomalies",
         "/health",
     ] {
         let from = browser.events.len();
@@ -541,6 +590,7 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         "/teams",
         &format!("/team?team={busiest}"),
         "/adoption",
+        "/anomalies",
         "/health",
     ] {
         browser.open(&format!("{base}{path}")).await?;

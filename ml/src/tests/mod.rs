@@ -2,6 +2,7 @@
 
 mod csv;
 mod golden;
+mod multivariate;
 mod properties;
 
 use crate::detector::{Detector, DetectorConfig, Scored};

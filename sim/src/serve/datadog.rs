@@ -181,7 +181,6 @@ async fn query(
     let known = METRICS.contains(&metric.as_str());
     for (idx, profile) in targets.into_iter().filter(|_| known) {
         let service_scope = format!("service:{}", world.org.components[idx].datadog_service);
-        let history = &world.histories[idx];
         let mut pointlist = Vec::new();
         let mut t = from - from.rem_euclid(interval);
         while t < to.min(now.timestamp()) {
@@ -189,23 +188,14 @@ async fn query(
                 break;
             };
             if at >= world.config.start() {
-                let day = profile.day(&world.config, at.date_naive());
                 let share = interval as f64 / 86_400.0;
-                let incident = history
-                    .incidents
-                    .iter()
-                    .any(|i| i.created_at <= at && at < i.resolved_at);
+                let reading = world.ops_reading(profile, at, share);
                 let value = match metric.as_str() {
-                    "trace.http.request.hits" => day.requests * share,
-                    "trace.http.request.errors" => {
-                        day.requests * share * if incident { 0.08 } else { 0.002 }
-                    }
-                    "trace.http.request.duration.by.service.95p" => {
-                        0.08 + 0.1 * (day.cpu_usage_cores / day.cpu_request_cores.max(0.01))
-                            + if incident { 0.9 } else { 0.0 }
-                    }
-                    "kubernetes.cpu.usage.total" => day.cpu_usage_cores * 1e9,
-                    _ => day.ram_usage_bytes,
+                    "trace.http.request.hits" => reading.requests,
+                    "trace.http.request.errors" => reading.errors,
+                    "trace.http.request.duration.by.service.95p" => reading.latency_p95_seconds,
+                    "kubernetes.cpu.usage.total" => reading.cpu_usage_cores * 1e9,
+                    _ => reading.memory_usage_bytes,
                 };
                 pointlist.push(json!([t as f64 * 1000.0, value]));
             }

@@ -10,6 +10,7 @@ pub mod aws;
 pub mod cost;
 mod delivery;
 pub mod errors;
+pub mod ops;
 mod org;
 pub mod usage;
 

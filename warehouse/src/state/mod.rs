@@ -19,7 +19,9 @@ use sqlx::{AnyPool, Row};
 
 use crate::{Error, Result};
 
+mod feedback;
 mod locks;
+pub use feedback::{Feedback, FeedbackMonth, Verdict, precision_by_month};
 pub use locks::JobLock;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -149,6 +149,24 @@ async fn exercise(db: &StateDb) -> Result<()> {
     assert_eq!(log.len(), 2);
     assert_eq!(log[0].action, "token.revoke");
     assert_eq!(log[1].detail["rows"], 1);
+
+    // Anomaly feedback: a history per anomaly, the newest verdict counts.
+    db.give_feedback("a1", "alice", Verdict::No, None).await?;
+    db.give_feedback("a2", "bob", Verdict::Yes, Some("disk leak"))
+        .await?;
+    db.give_feedback("a1", "carol", Verdict::Planned, Some("migration"))
+        .await?;
+    db.give_feedback("a3", "bob", Verdict::No, None).await?;
+    let on_a1 = db.feedback(Some("a1")).await?;
+    assert_eq!(
+        on_a1.iter().map(|f| f.verdict).collect::<Vec<_>>(),
+        [Verdict::No, Verdict::Planned]
+    );
+    assert_eq!(on_a1[1].note.as_deref(), Some("migration"));
+    let months = precision_by_month(&db.feedback(None).await?);
+    assert_eq!(months.len(), 1);
+    assert_eq!((months[0].yes, months[0].no, months[0].planned), (1, 1, 1));
+    assert_eq!(months[0].precision, Some(2.0 / 3.0));
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 use super::{In, Operation, Param};
 
+mod anomalies;
 mod cost;
 mod dashboards;
 mod dora;
@@ -85,6 +86,7 @@ const GROUPS: &[&[Operation]] = &[
     portal::OPERATIONS,
     dora::OPERATIONS,
     cost::OPERATIONS,
+    anomalies::OPERATIONS,
     usage::OPERATIONS,
     dashboards::OPERATIONS,
     sql::OPERATIONS,
