@@ -155,6 +155,12 @@ const DRIFT_REFERENCE_PERIODS: usize = 16;
 const DRIFT_Z: f64 = 6.0;
 /// The Mann–Kendall score that must confirm a drift.
 const DRIFT_TREND_Z: f64 = 3.0;
+/// Periods after a confirmed change during which a return to the old
+/// level ends it as an episode.
+const REVERT_PERIODS: usize = 3;
+/// How close to the old baseline (robust z) a point must be to count as
+/// a return: well inside its normal band.
+const REVERT_Z: f64 = 2.0;
 /// Spread of the difference of two medians of `n` points, in units of the
 /// points' standard deviation: √(2 · π/2 / n), here for a period of 7.
 fn median_difference_spread(n: usize) -> f64 {
@@ -181,6 +187,28 @@ pub struct Detector {
     up_start: usize,
     down: f64,
     down_start: usize,
+    /// The last confirmed change, while it may still turn out to have
+    /// been an episode.
+    episode: Option<Episode>,
+    /// Points taken into the history before there was any baseline to
+    /// judge them by: screened once there is.
+    unjudged: Vec<usize>,
+}
+
+/// What the baseline was before a confirmed change: kept for
+/// [`REVERT_PERIODS`] periods, so a series that returns to its old level
+/// (an incident over, a load test ended) gets its old baseline back
+/// instead of a second, opposite "change".
+#[derive(Debug, Clone)]
+struct Episode {
+    /// First point of the change.
+    start: usize,
+    /// Where it was confirmed.
+    confirmed: usize,
+    /// The baseline's start before it.
+    since: usize,
+    /// The model before it.
+    model: Model,
 }
 
 impl Detector {
@@ -204,6 +232,8 @@ impl Detector {
             up_start: 0,
             down: 0.0,
             down_start: 0,
+            episode: None,
+            unjudged: Vec::new(),
         }
     }
 
@@ -231,7 +261,20 @@ impl Detector {
         if refit_due {
             self.refit(pos);
         }
-        let verdict = self.judge(pos, value);
+        if self
+            .episode
+            .as_ref()
+            .is_some_and(|e| pos - e.confirmed > REVERT_PERIODS * self.refit_every)
+        {
+            self.episode = None;
+        }
+        let mut verdict = self.judge(pos, value);
+        if verdict.anomalous
+            && let Some(value) = value
+            && let Some(restored) = self.try_revert(pos, value)
+        {
+            verdict = restored;
+        }
         self.raw.push(value);
         let Some(value) = value else {
             self.clean.push(None);
@@ -239,6 +282,7 @@ impl Detector {
             return verdict;
         };
         let Some(expected) = verdict.expected else {
+            self.unjudged.push(pos);
             self.clean.push(Some(value));
             self.errors.push(None);
             return verdict;
@@ -288,8 +332,47 @@ impl Detector {
         }
     }
 
+    /// After a recent confirmed change, a point that the new baseline
+    /// calls anomalous but the old one calls normal ends an episode: the
+    /// old baseline comes back, the episode's points leave the history
+    /// (as rejected points do), and the point is judged by the old
+    /// baseline. `None` (and nothing changed) otherwise.
+    fn try_revert(&mut self, pos: usize, value: f64) -> Option<Scored> {
+        let episode = self.episode.take()?;
+        let kept_clean = self.clean[episode.start..pos].to_vec();
+        let kept_errors = self.errors[episode.start..pos].to_vec();
+        let kept = (self.since, self.model.take(), self.fitted_at);
+        for at in episode.start..pos {
+            self.clean[at] = None;
+            self.errors[at] = None;
+        }
+        self.since = episode.since;
+        self.model = Some(episode.model.clone());
+        let verdict = self.judge(pos, Some(value));
+        if verdict.expected.is_some() && verdict.z.abs() <= REVERT_Z {
+            self.up = 0.0;
+            self.down = 0.0;
+            return Some(verdict);
+        }
+        self.clean[episode.start..pos].copy_from_slice(&kept_clean);
+        self.errors[episode.start..pos].copy_from_slice(&kept_errors);
+        (self.since, self.model, self.fitted_at) = kept;
+        self.episode = Some(episode);
+        None
+    }
+
     /// Accepts the points from `start` to `pos` as the new normal.
     fn reanchor(&mut self, start: usize, pos: usize) {
+        self.episode = self
+            .model
+            .as_ref()
+            .filter(|m| !m.fallback)
+            .map(|model| Episode {
+                start,
+                confirmed: pos,
+                since: self.since,
+                model: model.clone(),
+            });
         for at in start..=pos {
             self.clean[at] = self.raw[at];
             self.errors[at] = None;
@@ -311,8 +394,31 @@ impl Detector {
             .collect()
     }
 
+    /// Once there are a few points, drops from the history the gross
+    /// outliers among those taken in before any baseline (an incident in
+    /// a series' first days would otherwise sit in every fit's window,
+    /// hiding the weekly rhythm for weeks): the short-series rule, median
+    /// ± 5 spreads.
+    fn screen_unjudged(&mut self) {
+        let values: Vec<f64> = self.clean.iter().flatten().copied().collect();
+        let (Some(model), Some(middle)) = (fallback(&values, false), median(&values)) else {
+            return;
+        };
+        for at in std::mem::take(&mut self.unjudged) {
+            if self.clean[at]
+                .is_some_and(|v| (v - middle).abs() > self.config.spike_z * model.scale)
+            {
+                self.clean[at] = None;
+                self.errors[at] = None;
+            }
+        }
+    }
+
     /// Fits the model on the history before `pos`.
     fn refit(&mut self, pos: usize) {
+        if !self.unjudged.is_empty() {
+            self.screen_unjudged();
+        }
         self.fitted_at = Some(pos);
         let points = self.history(pos);
         let values: Vec<f64> = points.iter().map(|p| p.1).collect();
@@ -348,10 +454,10 @@ impl Detector {
         } else {
             Mode::Additive
         };
-        let observed: Vec<(usize, f64, f64)> = points
-            .iter()
-            .map(|&(at, v)| (at, v, self.raw.get(at).copied().flatten().unwrap_or(v)))
-            .collect();
+        // The shape is learnt from the baseline values: a rejected point
+        // (an incident day at ten times the normal) would otherwise swamp
+        // the seasonal strength and hide a real weekly rhythm for weeks.
+        let observed: Vec<(usize, f64, f64)> = points.iter().map(|&(at, v)| (at, v, v)).collect();
         let mut shape = seasonal::fit(&observed, &self.candidates, mode);
         let span = pos - self.window_start(pos);
         if shape.period.is_none()
@@ -435,13 +541,17 @@ impl Detector {
         if pos < self.since + span + block || sigma <= 0.0 {
             return 0.0;
         }
+        // Observed values the baseline accepted: a past incident's days
+        // (rejected, or an episode that ended) are no drift, however they
+        // sit in the windows compared.
         let deseasonalized = |at: usize| -> Option<f64> {
-            let raw = if at == pos {
+            let observed = if at == pos {
                 Some(value)
             } else {
-                self.raw.get(at).copied().flatten()
+                let raw = self.raw.get(at).copied().flatten();
+                raw.filter(|v| self.clean.get(at).copied().flatten() == Some(*v))
             };
-            raw.map(|v| model.mode.remove(v, model.shape.factor(at, model.mode)))
+            observed.map(|v| model.mode.remove(v, model.shape.factor(at, model.mode)))
         };
         let level = DRIFT_LEVEL_PERIODS * block;
         let recent: Vec<f64> = (pos + 1 - level..=pos).filter_map(deseasonalized).collect();

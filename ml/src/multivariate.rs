@@ -30,6 +30,12 @@ use ndarray::Array2;
 
 use crate::robust::quantile;
 
+/// Added to every variance (in squared robust z units): residuals within
+/// half a standard deviation of each other are noise, so a series that
+/// was nearly constant in training (an error rate of exactly 0.2 %) cannot
+/// make a sub-σ wobble look like a thousand-σ event.
+const COVARIANCE_FLOOR: f64 = 0.25;
+
 /// How the multivariate model is trained and calibrated.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MultivariateConfig {
@@ -100,7 +106,7 @@ impl Fitted {
         // constant over the window): fewer components, then none.
         let model = (1..=config.components.max(1)).rev().find_map(|k| {
             GaussianMixtureModel::params(k)
-                .reg_covariance(1e-3)
+                .reg_covariance(COVARIANCE_FLOOR)
                 .max_n_iterations(200)
                 .fit(&dataset)
                 .ok()

@@ -67,6 +67,31 @@ fn a_level_shift_is_confirmed_then_becomes_normal() {
 }
 
 #[test]
+fn an_episode_that_ends_is_one_anomaly_and_the_old_baseline_returns() {
+    // Five days at 2.5× (an incident, a load test), then back to normal:
+    // one anomaly; the return is not a second, downward "change".
+    let mut values = daily(4, 150);
+    for v in &mut values[90..95] {
+        *v *= 2.5;
+    }
+    let found = anomalies(&values);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let a = &found[0];
+    // Confirmed as a change within days (the episode's later days are
+    // then its new normal, causally), ended by the return.
+    assert_eq!((a.first, a.direction), (90, Direction::Up), "{a:?}");
+    assert!((90..=94).contains(&a.last), "{a:?}");
+    let points = scored(&values);
+    for (day, point) in points.iter().enumerate().skip(95) {
+        let expected = point.expected.unwrap_or(f64::NAN);
+        assert!(
+            (values[day] / expected - 1.0).abs() < 0.15,
+            "day {day}: {point:?}"
+        );
+    }
+}
+
+#[test]
 fn a_slow_leak_is_a_trend() {
     let mut values = daily(4, 150);
     for (i, v) in values[80..=100].iter_mut().enumerate() {
