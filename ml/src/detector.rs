@@ -301,7 +301,6 @@ impl Detector {
             self.clean.push(Some(value));
             self.errors.push(Some((value - expected, expected)));
         }
-        let mut verdict = verdict;
         if let Some(start) = self.track_change(pos, verdict.z) {
             verdict.sustained = true;
             verdict.score = verdict.score.max(score_of(1.0));
