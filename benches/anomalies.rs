@@ -51,7 +51,13 @@ async fn append(warehouse: &Warehouse, def: &TableDef, rows: &[Map<String, Value
     let refs: Vec<&Map<String, Value>> = rows.iter().collect();
     let (batch, rejected) = fathom_ingest::import::json_rows_to_batch(def, &refs, "bench")
         .map_err(|e| anyhow::anyhow!(e))?;
-    anyhow::ensure!(rejected.is_empty(), "{}: {rejected:?}", def.name);
+    anyhow::ensure!(
+        rejected.is_empty(),
+        "{}: {} rows rejected, the first: {:?}",
+        def.name,
+        rejected.len(),
+        rejected.first()
+    );
     let batches: Vec<_> = batch.into_iter().collect();
     warehouse.append(def, &batches).await?;
     Ok(())
@@ -115,12 +121,12 @@ async fn days(
                     "billing_currency": "USD", "billed_cost": amount, "effective_cost": amount, "lines": 1,
                 })));
             }
-            let requests = (200_000.0 * (0.2 + draw(c as u64 ^ 7)) * f).round();
+            let requests = (200_000.0 * (0.2 + draw(c as u64 ^ 7)) * f).round() as i64;
             let noise = draw(((c as u64) << 20 | day as u64) ^ 0x5A5A);
             metrics.push(object(json!({
                 "date": date.to_string(), "month": month, "source": "datadog",
                 "service_name": format!("service-{c:05}"), "entity_ref": entity,
-                "request_count": requests, "error_count": (requests * 0.002 * (0.8 + 0.4 * noise)).round(),
+                "request_count": requests, "error_count": (requests as f64 * 0.002 * (0.8 + 0.4 * noise)).round() as i64,
                 "latency_p95_seconds": 0.1 + 0.05 * f, "cpu_usage_cores": 0.5 * f,
                 "memory_usage_bytes": 2.0e9 * (0.9 + 0.1 * noise),
             })));

@@ -9,6 +9,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Date32Type, Float64Type};
 use chrono::NaiveDate;
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 
 use super::DetectError;
 
@@ -92,14 +93,22 @@ const QUERIES: &[&str] = &[
      )",
 ];
 
-type Days = BTreeMap<NaiveDate, BTreeMap<String, f64>>;
+/// One row of a series as read: day (days since the epoch), dimension
+/// (an index into the interned names) and value. Sixteen bytes a row, so
+/// two years of thirty thousand series fit in a few hundred megabytes.
+type Row = (i32, u32, f64);
 
-/// Reads every series from the tables registered in `ctx`.
+/// Reads every series from the tables registered in `ctx`. Each query's
+/// result is streamed batch by batch into compact rows per series, then
+/// each series is laid out on its days; nothing holds a row as text.
 pub async fn load(ctx: &SessionContext) -> Result<Vec<Series>, DetectError> {
-    let mut raw: BTreeMap<SeriesKey, Days> = BTreeMap::new();
+    let mut raw: BTreeMap<SeriesKey, Vec<Row>> = BTreeMap::new();
+    let mut dimensions: Vec<String> = Vec::new();
+    let mut interned: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
     for sql in QUERIES {
-        let batches = ctx.sql(sql).await?.collect().await?;
-        for batch in batches {
+        let mut stream = ctx.sql(sql).await?.execute_stream().await?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
             // Literals and concatenations come back as string views,
             // columns as plain strings: read both as plain strings.
             let text = |i: usize| {
@@ -129,60 +138,71 @@ pub async fn load(ctx: &SessionContext) -> Result<Vec<Series>, DetectError> {
                 {
                     continue;
                 }
-                let Some(date) = dates.value_as_date(row) else {
-                    continue;
-                };
                 let key = SeriesKey {
                     metric: metric.value(row).to_owned(),
                     scope: scope.value(row).to_owned(),
                     scope_kind: kind.value(row).to_owned(),
                     unit: unit.value(row).to_owned(),
                 };
-                let dimension = if dimension.is_null(row) {
+                let name = if dimension.is_null(row) {
                     ""
                 } else {
                     dimension.value(row)
                 };
-                *raw.entry(key)
+                let id = match interned.get(name) {
+                    Some(id) => *id,
+                    None => {
+                        let id = u32::try_from(dimensions.len()).unwrap_or(u32::MAX);
+                        dimensions.push(name.to_owned());
+                        interned.insert(name.to_owned(), id);
+                        id
+                    }
+                };
+                raw.entry(key)
                     .or_default()
-                    .entry(date)
-                    .or_default()
-                    .entry(dimension.to_owned())
-                    .or_insert(0.0) += values.value(row);
+                    .push((dates.value(row), id, values.value(row)));
             }
         }
     }
     Ok(raw
         .into_iter()
-        .filter_map(|(key, days)| series(key, days))
+        .filter_map(|(key, rows)| series(key, rows, &dimensions))
         .collect())
 }
 
-/// One series from its days, gaps as `None`.
-fn series(key: SeriesKey, days: Days) -> Option<Series> {
-    let first = *days.keys().next()?;
-    let last = *days.keys().next_back()?;
-    let len = usize::try_from((last - first).num_days()).ok()? + 1;
-    let mut values = vec![None; len];
-    let dimensions: Vec<String> = {
-        let mut all: Vec<String> = days.values().flat_map(|d| d.keys().cloned()).collect();
-        all.sort();
-        all.dedup();
-        all
-    };
+/// One series from its rows, gaps as `None`; rows of one day and
+/// dimension add up.
+fn series(key: SeriesKey, mut rows: Vec<Row>, dimensions: &[String]) -> Option<Series> {
+    rows.sort_unstable_by_key(|r| (r.0, r.1));
+    let first_day = rows.first()?.0;
+    let last_day = rows.last()?.0;
+    let len = usize::try_from(last_day - first_day).ok()? + 1;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    let first = epoch.checked_add_signed(chrono::Duration::days(i64::from(first_day)))?;
+    let mut values: Vec<Option<f64>> = vec![None; len];
+    let mut used: Vec<u32> = rows.iter().map(|r| r.1).collect();
+    used.sort_unstable();
+    used.dedup();
+    let named = used.len() > 1
+        || used
+            .first()
+            .is_some_and(|id| dimensions.get(*id as usize).is_some_and(|d| !d.is_empty()));
     let mut parts: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    if dimensions.len() > 1 || dimensions.first().is_some_and(|d| !d.is_empty()) {
-        for dimension in &dimensions {
-            parts.insert(dimension.clone(), vec![0.0; len]);
+    if named {
+        for id in &used {
+            let name = dimensions.get(*id as usize).cloned().unwrap_or_default();
+            parts.insert(name, vec![0.0; len]);
         }
     }
-    for (date, by_dimension) in days {
-        let at = usize::try_from((date - first).num_days()).ok()?;
-        values[at] = Some(by_dimension.values().sum());
-        for (dimension, value) in by_dimension {
-            if let Some(part) = parts.get_mut(&dimension) {
-                part[at] = value;
-            }
+    for (day, id, value) in rows {
+        let at = usize::try_from(day - first_day).ok()?;
+        *values[at].get_or_insert(0.0) += value;
+        if named
+            && let Some(part) = dimensions
+                .get(id as usize)
+                .and_then(|name| parts.get_mut(name))
+        {
+            part[at] += value;
         }
     }
     Some(Series {
