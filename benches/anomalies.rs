@@ -10,16 +10,22 @@
 //! `FATHOM_BENCH_DAYS` change the size; `FATHOM_BENCH_DIR` keeps the
 //! warehouse there).
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use chrono::{Datelike, Duration, NaiveDate};
-use fathom_models::TableDef;
 use fathom_models::tables::{COST_DAILY, DORA_SCOPE_MEMBERS, SERVICE_METRICS_DAILY};
 use fathom_warehouse::{StorageOptions, Warehouse, WarehouseLocation};
-use serde_json::{Map, Value, json};
+use serde_json::json;
+
+// Shared with the other benchmarks; this one uses part of it.
+#[allow(dead_code)]
+#[path = "support/timed.rs"]
+mod timed;
+
+#[path = "support/rows.rs"]
+mod rows;
+use rows::{append, draw, object};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -31,37 +37,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 const TEAM_SIZE: usize = 10;
 /// Days written per append (bounds the generator's memory).
 const CHUNK_DAYS: i64 = 30;
-
-/// A deterministic draw in [0, 1) for `key` (SplitMix64).
-fn draw(key: u64) -> f64 {
-    let mut z = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
-async fn append(warehouse: &Warehouse, def: &TableDef, rows: &[Map<String, Value>]) -> Result<()> {
-    let refs: Vec<&Map<String, Value>> = rows.iter().collect();
-    let (batch, rejected) = fathom_ingest::import::json_rows_to_batch(def, &refs, "bench")
-        .map_err(|e| anyhow::anyhow!(e))?;
-    anyhow::ensure!(
-        rejected.is_empty(),
-        "{}: {} rows rejected, the first: {:?}",
-        def.name,
-        rejected.len(),
-        rejected.first()
-    );
-    let batches: Vec<_> = batch.into_iter().collect();
-    warehouse.append(def, &batches).await?;
-    Ok(())
-}
 
 fn component(c: usize) -> String {
     format!("component:default/service-{c:05}")
@@ -137,34 +112,6 @@ async fn days(
     Ok(cost.len() + metrics.len())
 }
 
-/// `fathom detect --json` on the warehouse at `data` under
-/// `/usr/bin/time`: (wall seconds, peak resident MB, the run's report).
-fn detect(data: &Path) -> Result<(f64, f64, Value)> {
-    let timing = data.with_extension("time");
-    let output = Command::new("/usr/bin/time")
-        .args(["-f", "%e %M", "-o"])
-        .arg(&timing)
-        .arg(env!("CARGO_BIN_EXE_fathom"))
-        .args(["detect", "--json"])
-        .env("FATHOM_WAREHOUSE__URL", data)
-        .env_remove("FATHOM_STATE__DATABASE_URL")
-        .env_remove("FATHOM_CONFIG")
-        .output()
-        .context("cannot run /usr/bin/time (apt-get install time)")?;
-    if !output.status.success() {
-        bail!("detect: {}", String::from_utf8_lossy(&output.stderr));
-    }
-    let text = std::fs::read_to_string(&timing)?;
-    let mut parts = text.split_whitespace();
-    let seconds: f64 = parts.next().context("no time")?.parse()?;
-    let kb: f64 = parts.next().context("no memory")?.parse()?;
-    Ok((
-        seconds,
-        kb / 1024.0,
-        serde_json::from_slice(&output.stdout)?,
-    ))
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let services: usize = env_or("FATHOM_BENCH_SERVICES", 5_000);
@@ -191,13 +138,13 @@ async fn main() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let (seconds, peak, report) = detect(&data)?;
+    let (seconds, peak, report) = timed::fathom(&data, &["detect", "--json"])?;
     println!(
         "backfill (fathom detect): {seconds:.1} s, peak {peak:.0} MB — {} series, {} scored days, {} anomalies",
         report["series"], report["points"], report["anomalies"]
     );
     days(&warehouse, services, first, history, history + 1).await?;
-    let (seconds, peak, report) = detect(&data)?;
+    let (seconds, peak, report) = timed::fathom(&data, &["detect", "--json"])?;
     println!(
         "daily (one new day, fathom detect): {seconds:.1} s, peak {peak:.0} MB — {} series, {} scored days",
         report["series"], report["points"]

@@ -16,13 +16,16 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use chrono::{Datelike, Duration, NaiveDate, TimeZone, Utc};
-use fathom_models::TableDef;
 use fathom_models::tables::{CATALOG_ENTITIES, ENTITY_RELATIONS, PORTAL_EVENTS};
 use fathom_warehouse::{StorageOptions, Warehouse, WarehouseLocation};
 use serde_json::{Map, Value, json};
 
 #[path = "support/timed.rs"]
 mod timed;
+
+#[path = "support/rows.rs"]
+mod rows;
+use rows::{append, draw, object};
 
 #[path = "support/duck.rs"]
 mod duck;
@@ -45,32 +48,6 @@ const USAGE_MARTS: [&str; 7] = [
     "usage_templates",
     "usage_entities",
 ];
-
-/// A deterministic draw in [0, 1) for `key` (SplitMix64).
-fn draw(key: u64) -> f64 {
-    let mut z = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn object(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }
-}
-
-/// Writes `rows` to `def` in one append.
-async fn append(warehouse: &Warehouse, def: &TableDef, rows: &[Map<String, Value>]) -> Result<()> {
-    let refs: Vec<&Map<String, Value>> = rows.iter().collect();
-    let (batch, rejected) = fathom_ingest::import::json_rows_to_batch(def, &refs, "bench")
-        .map_err(|e| anyhow::anyhow!(e))?;
-    anyhow::ensure!(rejected.is_empty(), "{}: {rejected:?}", def.name);
-    let batches: Vec<_> = batch.into_iter().collect();
-    warehouse.append(def, &batches).await?;
-    Ok(())
-}
 
 /// The catalog: departments, teams of [`TEAM_SIZE`], their people.
 async fn catalog(warehouse: &Warehouse, users: usize) -> Result<()> {

@@ -14,6 +14,14 @@ pub fn transform(
     as_of: &str,
     extra: &[&str],
 ) -> Result<(f64, f64, serde_json::Value)> {
+    let mut args = vec!["transform", "--json", "--as-of", as_of];
+    args.extend_from_slice(extra);
+    fathom(data, &args)
+}
+
+/// Runs `fathom <args>` (a command printing its report as JSON) on the
+/// warehouse at `data`: (wall seconds, peak resident MB, the report).
+pub fn fathom(data: &Path, args: &[&str]) -> Result<(f64, f64, serde_json::Value)> {
     let timing = data.with_extension("time");
     let output = Command::new("/usr/bin/time")
         .arg("-f")
@@ -21,15 +29,18 @@ pub fn transform(
         .arg("-o")
         .arg(&timing)
         .arg(env!("CARGO_BIN_EXE_fathom"))
-        .args(["transform", "--json", "--as-of", as_of])
-        .args(extra)
+        .args(args)
         .env("FATHOM_WAREHOUSE__URL", data)
         .env_remove("FATHOM_STATE__DATABASE_URL")
         .env_remove("FATHOM_CONFIG")
         .output()
         .context("cannot run /usr/bin/time (apt-get install time)")?;
     if !output.status.success() {
-        bail!("transform: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "{}: {}",
+            args.first().copied().unwrap_or("fathom"),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let text = std::fs::read_to_string(&timing)?;
     let mut parts = text.split_whitespace();
