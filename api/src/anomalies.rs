@@ -19,8 +19,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::access::{Visible, visible};
-use crate::auth::{Caller, Role, caller};
-use crate::{Api, ApiError, ApiResult, cached_json, json_body, json_rows, quoted, scope_ref};
+use crate::auth::{Caller, caller};
+use crate::{
+    Api, ApiError, ApiResult, authorize_scope, cached_json, json_body, json_rows, quoted, scope_ref,
+};
 
 /// The kinds `anomalies.kind` holds.
 const KINDS: [&str; 4] = ["spike", "drop", "level_shift", "trend"];
@@ -55,13 +57,9 @@ pub(crate) struct FeedbackBody {
     note: Option<String>,
 }
 
-fn sees_cost(caller: &Caller) -> bool {
-    matches!(caller.role, Role::CostViewer | Role::Analyst | Role::Admin)
-}
-
 /// A SQL predicate on `anomalies`' columns: what `caller` may read.
 fn readable(caller: &Caller, visible: &Visible) -> String {
-    let cost = if sees_cost(caller) {
+    let cost = if caller.role.sees_cost() {
         "true"
     } else {
         "metric <> 'cost'"
@@ -123,7 +121,7 @@ pub(crate) async fn anomalies(
         }
     }
     if let Some(metric) = params.metric.as_deref().filter(|s| !s.is_empty()) {
-        if metric == "cost" && !sees_cost(&caller) {
+        if metric == "cost" && !caller.role.sees_cost() {
             return Err(ApiError::forbidden(
                 "cost anomalies are visible to the cost-viewer, analyst and admin roles",
             ));
@@ -228,17 +226,12 @@ async fn readable_anomaly(api: &Api, caller: &Caller, id: &str) -> ApiResult<Map
         ))
     })?;
     let text = |key: &str| row.get(key).and_then(Value::as_str).unwrap_or_default();
-    if text("metric") == "cost" && !sees_cost(caller) {
+    if text("metric") == "cost" && !caller.role.sees_cost() {
         return Err(ApiError::forbidden(
             "cost anomalies are visible to the cost-viewer, analyst and admin roles",
         ));
     }
-    let scope = text("scope").to_ascii_lowercase();
-    if !visible(api, caller).await?.allows(&scope) {
-        return Err(ApiError::forbidden(format!(
-            "`{scope}` is outside the teams this caller may see"
-        )));
-    }
+    authorize_scope(api, caller, &text("scope").to_ascii_lowercase()).await?;
     Ok(row)
 }
 
@@ -358,7 +351,7 @@ pub(crate) async fn feedback(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Response> {
     let caller = caller(&api, &headers).await?;
-    if !matches!(caller.role, Role::CostViewer | Role::Analyst | Role::Admin) {
+    if !caller.role.sees_cost() {
         return Err(ApiError::forbidden(
             "feedback on anomalies is for the cost-viewer, analyst and admin roles",
         ));

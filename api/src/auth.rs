@@ -26,6 +26,12 @@ pub(crate) enum Role {
 pub const ROLES: [&str; 5] = ["contractor", "viewer", "cost-viewer", "analyst", "admin"];
 
 impl Role {
+    /// Whether the role may see cost (cost figures and cost anomalies):
+    /// cost viewers, analysts and admins.
+    pub(crate) fn sees_cost(self) -> bool {
+        matches!(self, Self::CostViewer | Self::Analyst | Self::Admin)
+    }
+
     const ALL: [Self; 5] = [
         Self::Contractor,
         Self::Viewer,

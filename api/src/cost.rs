@@ -12,7 +12,7 @@ use chrono::{Datelike, Months, NaiveDate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{Role, caller};
+use crate::auth::caller;
 use crate::{Api, ApiError, ApiResult, authorize_scope, cached_json, json_rows, quoted, scope_ref};
 
 /// `?period=&granularity=&basis=` of the cost endpoint.
@@ -71,7 +71,7 @@ impl Period {
 /// Refuses callers whose role may not see cost (403).
 pub(crate) async fn cost_caller(api: &Api, headers: &HeaderMap) -> ApiResult<crate::auth::Caller> {
     let caller = caller(api, headers).await?;
-    if matches!(caller.role, Role::CostViewer | Role::Analyst | Role::Admin) {
+    if caller.role.sees_cost() {
         Ok(caller)
     } else {
         Err(ApiError::forbidden(

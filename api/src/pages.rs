@@ -104,7 +104,7 @@ async fn panel_answer(
 /// callers limited to teams read only panels of one scope (theirs, checked
 /// with the scope).
 pub(crate) fn may_read_sql_panel(caller: &Caller, panel: &Panel) -> ApiResult<()> {
-    if panel.cost && !matches!(caller.role, Role::CostViewer | Role::Analyst | Role::Admin) {
+    if panel.cost && !caller.role.sees_cost() {
         return Err(ApiError::forbidden(
             "cost is visible to the cost-viewer, analyst and admin roles",
         ));

@@ -340,7 +340,7 @@ impl Detector {
         let episode = self.episode.take()?;
         let kept_clean = self.clean[episode.start..pos].to_vec();
         let kept_errors = self.errors[episode.start..pos].to_vec();
-        let kept = (self.since, self.model.take(), self.fitted_at);
+        let kept = (self.since, self.model.take());
         for at in episode.start..pos {
             self.clean[at] = None;
             self.errors[at] = None;
@@ -355,7 +355,7 @@ impl Detector {
         }
         self.clean[episode.start..pos].copy_from_slice(&kept_clean);
         self.errors[episode.start..pos].copy_from_slice(&kept_errors);
-        (self.since, self.model, self.fitted_at) = kept;
+        (self.since, self.model) = kept;
         self.episode = Some(episode);
         None
     }
