@@ -379,7 +379,35 @@ impl Detector {
         self.since = start;
         self.up = 0.0;
         self.down = 0.0;
+        let before = self.model.as_ref().filter(|m| m.fallback).map(|m| m.scale);
+        let old_level = median(
+            &self.clean[..start]
+                .iter()
+                .flatten()
+                .copied()
+                .collect::<Vec<_>>(),
+        );
         self.refit(pos + 1);
+        // A change while the series is still learning: a short-series
+        // fallback fitted on the few days since the change would call the
+        // first weekend a drop. The spread before the change, relative to
+        // its level, is kept as the least spread at the new level: a
+        // change moves the level, not the relative spread.
+        if let (Some(scale), Some(old)) = (before, old_level)
+            && old > 0.0
+            && let Some(model) = self.model.as_mut().filter(|m| m.fallback)
+        {
+            let new_level = median(
+                &self.clean[start..=pos]
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .collect::<Vec<_>>(),
+            );
+            if let Some(new) = new_level.filter(|n| *n > 0.0) {
+                model.scale = model.scale.max(scale * new / old);
+            }
+        }
     }
 
     fn window_start(&self, pos: usize) -> usize {
@@ -399,7 +427,11 @@ impl Detector {
     /// hiding the weekly rhythm for weeks): the short-series rule, median
     /// ± 5 spreads.
     fn screen_unjudged(&mut self) {
-        let values: Vec<f64> = self.clean.iter().flatten().copied().collect();
+        let values: Vec<f64> = self.clean[self.since.min(self.clean.len())..]
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
         let (Some(model), Some(middle)) = (fallback(&values, false), median(&values)) else {
             return;
         };
@@ -453,10 +485,21 @@ impl Detector {
         } else {
             Mode::Additive
         };
-        // The shape is learnt from the baseline values: a rejected point
-        // (an incident day at ten times the normal) would otherwise swamp
-        // the seasonal strength and hide a real weekly rhythm for weeks.
-        let observed: Vec<(usize, f64, f64)> = points.iter().map(|&(at, v)| (at, v, v)).collect();
+        // The level comes from the baseline values, the shape from the
+        // observed ones: a rejected weekend dip the baseline does not know
+        // yet must still be able to teach it (else a rhythm missed once is
+        // missed for ever), while an incident's days are dropped as
+        // outliers of their weekday by the fit itself. The shape looks
+        // across confirmed changes (the whole trailing window): a change
+        // moves the level, not the weekly rhythm, and a service whose
+        // level changes every few weeks must not lose its rhythm for good.
+        let observed: Vec<(usize, f64, f64)> = (pos.saturating_sub(self.window)..pos)
+            .filter_map(|at| {
+                let baseline = self.clean.get(at).copied().flatten()?;
+                let raw = self.raw.get(at).copied().flatten().unwrap_or(baseline);
+                Some((at, baseline, raw))
+            })
+            .collect();
         let mut shape = seasonal::fit(&observed, &self.candidates, mode);
         let span = pos - self.window_start(pos);
         if shape.period.is_none()

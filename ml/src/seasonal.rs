@@ -121,7 +121,7 @@ pub fn fit(points: &[(usize, f64, f64)], candidates: &[usize], mode: Mode) -> Sh
 }
 
 fn fit_period(points: &[(usize, f64, f64)], period: usize, mode: Mode) -> Option<Shape> {
-    let detrended = delevel(points, period, mode);
+    let detrended = trim_within_phases(delevel(points, period, mode), period);
     let mut by_phase: Vec<Vec<f64>> = vec![Vec::new(); period];
     for &(pos, value) in &detrended {
         by_phase[pos % period].push(value);
@@ -158,6 +158,39 @@ fn fit_period(points: &[(usize, f64, f64)], period: usize, mode: Mode) -> Option
         strength,
     })
 }
+
+/// Drops the de-levelled values far from their own phase's median (more
+/// than [`PHASE_OUTLIER`] pooled robust spreads): the days of an incident
+/// or a load test sit far from their weekday's usual place whatever the
+/// weekday, while a weekly rhythm sits close to it every week. So the
+/// pattern is learnt from the observed values — a rhythm the baseline
+/// does not know yet makes its points look anomalous, and they must still
+/// be able to teach it — without one bad fortnight swamping it. Nothing
+/// is dropped when the spread is zero (a constant series).
+fn trim_within_phases(detrended: Vec<(usize, f64)>, period: usize) -> Vec<(usize, f64)> {
+    let mut by_phase: Vec<Vec<f64>> = vec![Vec::new(); period];
+    for &(pos, value) in &detrended {
+        by_phase[pos % period].push(value);
+    }
+    let centres: Vec<Option<f64>> = by_phase.iter().map(|phase| median(phase)).collect();
+    let spreads: Vec<f64> = by_phase
+        .iter()
+        .filter_map(|phase| crate::robust::robust_sigma(phase))
+        .collect();
+    let Some(spread) = median(&spreads).filter(|s| *s > 0.0) else {
+        return detrended;
+    };
+    detrended
+        .into_iter()
+        .filter(|&(pos, value)| {
+            centres[pos % period].is_none_or(|c| (value - c).abs() <= PHASE_OUTLIER * spread)
+        })
+        .collect()
+}
+
+/// Pooled robust spreads beyond which a value is no evidence of its
+/// phase's place in the pattern.
+const PHASE_OUTLIER: f64 = 5.0;
 
 /// Each observed value relative to the mean baseline value of the period
 /// centred on it (ratio or difference); points whose centred window is not

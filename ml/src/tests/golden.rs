@@ -191,3 +191,39 @@ fn negative_series_are_modelled_additively() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].first, 90);
 }
+
+#[test]
+fn a_faint_weekly_rhythm_is_learnt_after_an_early_incident() {
+    // Latency-like: weekends 3 % lower, ±0.1 % noise, so every weekend day
+    // is many spreads below a weekday. An incident (×9) in the first weeks,
+    // before the rhythm could be learnt, moves the baseline twice; the
+    // weekend days after it must not alarm (the fallback after a change
+    // keeps the relative spread it knew) and must still teach the rhythm
+    // though they are kept out of the baseline, else every weekend alarms
+    // for the rest of the year.
+    for start in (14..42).step_by(3) {
+        let mut values: Vec<f64> = (0..365)
+            .map(|d| {
+                let weekend = if d % 7 >= 5 { 0.97 } else { 1.0 };
+                0.11 * weekend * (1.0 + 0.001 * noise(9, d))
+            })
+            .collect();
+        for v in &mut values[start..start + 12] {
+            *v *= 9.0;
+        }
+        let found = anomalies(&values);
+        let after: Vec<_> = found.iter().filter(|a| a.first > start + 12).collect();
+        assert!(after.len() <= 1, "incident from day {start}: {after:?}");
+        assert!(
+            after.iter().all(|a| a.first == start + 12),
+            "only the return may alarm, incident from day {start}: {after:?}"
+        );
+        let points = scored(&values);
+        // The rhythm is in the baseline: a Saturday below a Friday.
+        let (friday, saturday) = (points[361].expected.unwrap(), points[362].expected.unwrap());
+        assert!(
+            saturday / friday < 0.985,
+            "incident from day {start}: {friday} {saturday}"
+        );
+    }
+}
