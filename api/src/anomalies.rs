@@ -176,10 +176,14 @@ pub(crate) async fn anomalies(
     )
     .await?;
     let total = rows.len();
-    let verdicts = newest_verdicts(&api.state.feedback(None).await?);
-    let listed: Vec<Value> = rows
+    let page: Vec<Map<String, Value>> = rows.into_iter().take(limit).collect();
+    let ids: Vec<&str> = page
+        .iter()
+        .filter_map(|row| row.get("anomaly_id").and_then(Value::as_str))
+        .collect();
+    let verdicts = newest_verdicts(&api.state.feedback_on(&ids).await?);
+    let listed: Vec<Value> = page
         .into_iter()
-        .take(limit)
         .map(|mut row| {
             let id = row.get("anomaly_id").and_then(Value::as_str).unwrap_or("");
             let verdict = verdicts.get(id).map(|v| v.as_str());

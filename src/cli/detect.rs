@@ -19,8 +19,15 @@ pub(super) async fn run_detect(config: &Config) -> Result<DetectReport> {
 /// One line per metric and kind, then where to look.
 pub(super) fn print_report(report: &DetectReport) {
     println!(
-        "detect: {} series, {} days scored, {} anomalies ({} open) in {:.1}s",
-        report.series, report.points, report.anomalies, report.open, report.seconds
+        "detect: {} series, {} days scored, {} anomalies ({} open) in {:.1}s (read {:.1}s, score and write scores {:.1}s, write anomalies {:.1}s)",
+        report.series,
+        report.points,
+        report.anomalies,
+        report.open,
+        report.seconds,
+        report.phases.read,
+        report.phases.score_and_write_scores,
+        report.phases.write_anomalies
     );
     for (kind, count) in &report.by_kind {
         println!("  {kind:<32} {count:>6}");

@@ -100,6 +100,30 @@ impl StateDb {
         Ok(feedback)
     }
 
+    /// Every verdict given on the anomalies `ids`, oldest first: what a
+    /// page of the anomaly list shows, without reading the whole history.
+    pub async fn feedback_on(&self, ids: &[&str]) -> Result<Vec<Feedback>> {
+        let mut out = Vec::new();
+        // Bounded lists: every engine takes a few hundred parameters.
+        for chunk in ids.chunks(FEEDBACK_IDS_PER_QUERY) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT feedback_id, anomaly_id, given_at, actor, verdict, note FROM anomaly_feedback \
+                 WHERE anomaly_id IN ({}) ORDER BY given_at, feedback_id",
+                placeholders.join(", ")
+            );
+            // Only numbered placeholders are formatted in; the ids are bound.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            let rows = query.fetch_all(&self.pool).await?;
+            out.extend(rows.iter().map(feedback_row).collect::<Result<Vec<_>>>()?);
+        }
+        out.sort_by(|a, b| (a.given_at, &a.feedback_id).cmp(&(b.given_at, &b.feedback_id)));
+        Ok(out)
+    }
+
     /// Every verdict given, oldest first (optionally on one anomaly).
     pub async fn feedback(&self, anomaly_id: Option<&str>) -> Result<Vec<Feedback>> {
         let rows = match anomaly_id {
@@ -121,22 +145,22 @@ impl StateDb {
                 .await?
             }
         };
-        rows.iter()
-            .map(|row| {
-                Ok(Feedback {
-                    feedback_id: row.try_get("feedback_id")?,
-                    anomaly_id: row.try_get("anomaly_id")?,
-                    given_at: parse_timestamp(
-                        "feedback time",
-                        &row.try_get::<String, _>("given_at")?,
-                    )?,
-                    actor: row.try_get("actor")?,
-                    verdict: row.try_get::<String, _>("verdict")?.parse()?,
-                    note: row.try_get("note")?,
-                })
-            })
-            .collect()
+        rows.iter().map(feedback_row).collect()
     }
+}
+
+/// Anomaly ids per query of [`StateDb::feedback_on`].
+const FEEDBACK_IDS_PER_QUERY: usize = 200;
+
+fn feedback_row(row: &sqlx::any::AnyRow) -> Result<Feedback> {
+    Ok(Feedback {
+        feedback_id: row.try_get("feedback_id")?,
+        anomaly_id: row.try_get("anomaly_id")?,
+        given_at: parse_timestamp("feedback time", &row.try_get::<String, _>("given_at")?)?,
+        actor: row.try_get("actor")?,
+        verdict: row.try_get::<String, _>("verdict")?.parse()?,
+        note: row.try_get("note")?,
+    })
 }
 
 /// Precision from feedback per calendar month of the verdicts: for each

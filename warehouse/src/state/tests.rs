@@ -163,6 +163,19 @@ async fn exercise(db: &StateDb) -> Result<()> {
         [Verdict::No, Verdict::Planned]
     );
     assert_eq!(on_a1[1].note.as_deref(), Some("migration"));
+    // A page of the list reads only its own anomalies' verdicts.
+    let page = db.feedback_on(&["a3", "a1", "none"]).await?;
+    assert_eq!(
+        page.iter()
+            .map(|f| (f.anomaly_id.as_str(), f.verdict))
+            .collect::<Vec<_>>(),
+        [
+            ("a1", Verdict::No),
+            ("a1", Verdict::Planned),
+            ("a3", Verdict::No)
+        ]
+    );
+    assert!(db.feedback_on(&[]).await?.is_empty());
     let months = precision_by_month(&db.feedback(None).await?);
     assert_eq!(months.len(), 1);
     assert_eq!((months[0].yes, months[0].no, months[0].planned), (1, 1, 1));
