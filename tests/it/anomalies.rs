@@ -49,6 +49,32 @@ fn cost_rows(first: NaiveDate) -> String {
     out
 }
 
+/// 120 days of search-api's operational metrics, weekends quieter; on
+/// day 90 an incident: a third of requests fail and p95 latency is ten
+/// times its normal.
+fn ops_rows(first: NaiveDate) -> String {
+    let mut out = String::new();
+    for d in 0..120 {
+        let date = first + Duration::days(d);
+        let weekend = date.weekday().number_from_monday() > 5;
+        let wobble = 1.0 + 0.02 * (((d * 29) % 13) as f64 / 12.0 - 0.5);
+        let requests = (if weekend { 6_000.0 } else { 10_000.0 } * wobble).round();
+        let (failing, latency) = if d == 90 {
+            (0.33, 2.0)
+        } else {
+            (0.01, 0.2 * wobble)
+        };
+        out.push_str(&format!(
+            "{{\"date\":\"{date}\",\"source\":\"datadog\",\"service_name\":\"search-api\",\
+             \"entity_ref\":\"{B}\",\"request_count\":{requests},\"error_count\":{},\
+             \"latency_p95_seconds\":{latency},\"month\":\"{}\"}}\n",
+            (requests * failing).round(),
+            date.format("%Y-%m")
+        ));
+    }
+    out
+}
+
 fn members() -> String {
     [
         (A, A, "component"),
@@ -275,6 +301,7 @@ async fn the_anomaly_endpoints_serve_cost_roles_within_their_teams() -> Result<(
     let mut files = vec![
         ("cost_daily", "cost.ndjson", cost_rows(first)),
         ("dora_scope_members", "members.ndjson", members()),
+        ("service_metrics_daily", "ops.ndjson", ops_rows(first)),
     ];
     files.extend(catalog_and_deployments(spike));
     for (table, name, content) in &files {
@@ -302,7 +329,10 @@ async fn the_anomaly_endpoints_serve_cost_roles_within_their_teams() -> Result<(
             .bearer_auth(secret)
             .send()
     };
-    let list: Value = get("/anomalies", &cost_viewer).await?.json().await?;
+    let list: Value = get("/anomalies?metric=cost", &cost_viewer)
+        .await?
+        .json()
+        .await?;
     assert_eq!(list["total"], 3, "{list}");
     assert_eq!(list["to"], (first + Duration::days(119)).to_string());
     let id_of = |scope: &str| -> Result<String> {
@@ -316,9 +346,35 @@ async fn the_anomaly_endpoints_serve_cost_roles_within_their_teams() -> Result<(
     let id = id_of(A)?;
 
     // Cost anomalies are hidden from roles that may not see cost, and
-    // named when asked for.
-    let hidden: Value = get("/anomalies", &viewer).await?.json().await?;
-    assert_eq!(hidden["total"], 0, "{hidden}");
+    // named when asked for; operational ones are for every role.
+    let operational: Value = get("/anomalies", &viewer).await?.json().await?;
+    let rows = operational["anomalies"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(!rows.is_empty(), "{operational}");
+    ensure!(
+        rows.iter()
+            .all(|r| r["metric"] != "cost" && r["scope"] == B),
+        "{operational}"
+    );
+    ensure!(
+        rows.iter().any(|r| r["metric"] == "error_rate"
+            && r["first_day"] == (first + Duration::days(90)).to_string()),
+        "{operational}"
+    );
+    let ops_id = rows[0]["anomaly_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        get(&format!("/anomalies/{ops_id}"), &viewer)
+            .await?
+            .status(),
+        200
+    );
+    let everything: Value = get("/anomalies", &cost_viewer).await?.json().await?;
+    assert_eq!(everything["total"], 3 + rows.len(), "{everything}");
     for path in [
         "/anomalies?metric=cost".to_owned(),
         format!("/anomalies/{id}"),
@@ -327,7 +383,7 @@ async fn the_anomaly_endpoints_serve_cost_roles_within_their_teams() -> Result<(
     }
     // A team's own series and its components'; never another team's.
     let team: Value = get(
-        "/anomalies?scope=group%3Adefault%2Fteam-checkout",
+        "/anomalies?scope=group%3Adefault%2Fteam-checkout&metric=cost",
         &cost_viewer,
     )
     .await?
@@ -336,15 +392,19 @@ async fn the_anomaly_endpoints_serve_cost_roles_within_their_teams() -> Result<(
     assert_eq!(team["total"], 2, "{team}");
     let none: Value = get("/anomalies", &elsewhere).await?.json().await?;
     assert_eq!(none["total"], 0, "{none}");
-    assert_eq!(
-        get(&format!("/anomalies/{id}"), &elsewhere).await?.status(),
-        403
-    );
+    for anomaly in [&id, &ops_id] {
+        assert_eq!(
+            get(&format!("/anomalies/{anomaly}"), &elsewhere)
+                .await?
+                .status(),
+            403
+        );
+    }
     assert_eq!(get("/anomalies?scope=org", &elsewhere).await?.status(), 403);
     for (path, want) in [
         ("/anomalies?kind=trend", 0),
         ("/anomalies?status=open", 0),
-        ("/anomalies?status=closed&kind=spike", 3),
+        ("/anomalies?metric=cost&status=closed&kind=spike", 3),
         ("/anomalies?to=2026-03-01", 0),
     ] {
         let body: Value = get(path, &cost_viewer).await?.json().await?;
