@@ -27,6 +27,10 @@
 //!   test, is anomalous while it lasts. Organic growth is the longer-run
 //!   slope, so it does not alarm.
 
+mod state;
+
+pub use state::{Reader, StateError, Writer, read_scored, write_scored};
+
 use crate::robust::{MAD_TO_SIGMA, all_integers, median, quantile};
 use crate::seasonal::{self, Mode, Shape};
 
@@ -381,7 +385,7 @@ impl Detector {
         self.down = 0.0;
         let before = self.model.as_ref().filter(|m| m.fallback).map(|m| m.scale);
         let old_level = median(
-            &self.clean[..start]
+            &self.clean[start.saturating_sub(self.window)..start]
                 .iter()
                 .flatten()
                 .copied()
@@ -427,11 +431,8 @@ impl Detector {
     /// hiding the weekly rhythm for weeks): the short-series rule, median
     /// ± 5 spreads.
     fn screen_unjudged(&mut self) {
-        let values: Vec<f64> = self.clean[self.since.min(self.clean.len())..]
-            .iter()
-            .flatten()
-            .copied()
-            .collect();
+        let from = self.window_start(self.clean.len()).min(self.clean.len());
+        let values: Vec<f64> = self.clean[from..].iter().flatten().copied().collect();
         let (Some(model), Some(middle)) = (fallback(&values, false), median(&values)) else {
             return;
         };
