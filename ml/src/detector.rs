@@ -197,6 +197,8 @@ pub struct Detector {
     /// Points taken into the history before there was any baseline to
     /// judge them by: screened once there is.
     unjudged: Vec<usize>,
+    /// Positions before this were not restored (see [`state`]).
+    kept_from: usize,
 }
 
 /// What the baseline was before a confirmed change: kept for
@@ -238,6 +240,7 @@ impl Detector {
             down_start: 0,
             episode: None,
             unjudged: Vec::new(),
+            kept_from: 0,
         }
     }
 

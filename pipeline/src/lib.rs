@@ -176,7 +176,7 @@ impl Pipeline<'_> {
                     };
                     let run_id = self.state.start_run("detect (scheduled)").await?;
                     started(&run_id);
-                    let outcome = self.detect(&run_id).await;
+                    let outcome = self.detect(&run_id, false).await;
                     lock.release().await?;
                     outcome?;
                 }

@@ -252,10 +252,15 @@ impl Pipeline<'_> {
         record(self.state, run_id, outcome, failed("import")).await
     }
 
-    /// Scores every series for anomalies under `run_id`, replacing
-    /// `anomaly_scores` and `anomalies`.
-    pub async fn detect(&self, run_id: &str) -> Result<fathom_ml::detect::DetectReport> {
-        let outcome = fathom_ml::detect::run(self.warehouse).await;
+    /// Scores every series for anomalies under `run_id`: the new days,
+    /// continuing the saved state, or everything when `full` (or when the
+    /// state cannot be continued).
+    pub async fn detect(
+        &self,
+        run_id: &str,
+        full: bool,
+    ) -> Result<fathom_ml::detect::DetectReport> {
+        let outcome = fathom_ml::detect::run(self.warehouse, full).await;
         record(self.state, run_id, outcome, |e| Error::Detect(Box::new(e))).await
     }
 

@@ -127,7 +127,7 @@ pub(super) async fn demo(
         .context("the demo transform failed")?;
     let run_id = state_db.start_run("demo detect").await?;
     let detected = pipeline
-        .detect(&run_id)
+        .detect(&run_id, false)
         .await
         .context("the demo anomaly detection failed")?;
     super::detect::print_report(&detected);

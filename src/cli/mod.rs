@@ -216,6 +216,10 @@ enum Command {
     /// for anomalies against a seasonal, robust baseline; writes
     /// `anomaly_scores` and `anomalies`. `fathom transform` runs it too.
     Detect {
+        /// Rescore every series from its first day and replace both
+        /// tables, instead of continuing the saved state.
+        #[arg(long)]
+        full: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -543,7 +547,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => serve(&config, listen.as_deref(), postgres_listen.as_deref()).await,
         Command::Tokens { command } => tokens(&config, command).await,
         Command::Ml { command } => ml::ml(&config, command).await,
-        Command::Detect { json } => detect::detect(&config, json).await,
+        Command::Detect { full, json } => detect::detect(&config, full, json).await,
         Command::Run { json } => {
             let code = ingest(&config, None, None, false, json).await?;
             let transformed = transform(&config, None, None, false, json).await?;

@@ -80,7 +80,7 @@ pub(super) async fn transform(
     // Anomalies follow the marts they read; one mart alone is a repair,
     // not new data.
     let detected = match mart {
-        None => Some(super::detect::run_detect(config).await?),
+        None => Some(super::detect::run_detect(config, full).await?),
         Some(_) => None,
     };
     if json {

@@ -527,3 +527,124 @@ async fn the_anomaly_endpoints_serve_cost_roles_within_their_teams() -> Result<(
     assert_eq!(report["months"][0]["precision"], 1.0, "{report}");
     Ok(())
 }
+
+/// The lines of an NDJSON export whose `date` is before (or from) `cut`.
+fn split_by_date(ndjson: &str, cut: NaiveDate) -> (String, String) {
+    let (mut before, mut after) = (String::new(), String::new());
+    for line in ndjson.lines() {
+        let date = line
+            .split("\"date\":\"")
+            .nth(1)
+            .and_then(|rest| rest.get(..10))
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+        let target = if date.is_some_and(|d| d < cut) {
+            &mut before
+        } else {
+            &mut after
+        };
+        target.push_str(line);
+        target.push('\n');
+    }
+    (before, after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_detect_run_continues_the_saved_state_and_equals_a_full_run() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let first = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap_or_default();
+    // Cut right after the cost spike (day 100): its anomaly may still grow
+    // when the next days come, so the daily run must take it up again.
+    let cut = first + Duration::days(101);
+    let (cost_before, cost_after) = split_by_date(&cost_rows(first), cut);
+    let (ops_before, ops_after) = split_by_date(&ops_rows(first), cut);
+    let import = |table: &str, name: &str, content: &str| -> Result<()> {
+        let file = write_file(dir.path(), name, content.as_bytes())?;
+        let output = fathom(&data, &["import", table, &file.display().to_string()])?;
+        ensure!(
+            output.status.success(),
+            "{table}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(())
+    };
+    let detect = |args: &[&str]| -> Result<serde_json::Value> {
+        let output = fathom(&data, &[&["detect", "--json"], args].concat())?;
+        ensure!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(serde_json::from_slice(&output.stdout)?)
+    };
+    import("dora_scope_members", "members.ndjson", &members())?;
+    import("cost_daily", "cost-1.ndjson", &cost_before)?;
+    import("service_metrics_daily", "ops-1.ndjson", &ops_before)?;
+    let first_run = detect(&[])?;
+    assert_eq!(first_run["mode"], "full", "{first_run}");
+    assert_eq!(
+        first_run["full_reason"], "no saved state (the first run)",
+        "{first_run}"
+    );
+    // Nothing new: nothing to do.
+    let idle = detect(&[])?;
+    assert_eq!(
+        (idle["mode"].as_str(), idle["points"].as_u64()),
+        (Some("incremental"), Some(0)),
+        "{idle}"
+    );
+
+    import("cost_daily", "cost-2.ndjson", &cost_after)?;
+    import("service_metrics_daily", "ops-2.ndjson", &ops_after)?;
+    let daily = detect(&[])?;
+    assert_eq!(daily["mode"], "incremental", "{daily}");
+    // Four cost series and search-api's requests, error rate and p95
+    // latency: 19 new days each.
+    assert_eq!(daily["series"], 7, "{daily}");
+    assert_eq!(daily["points"], 7 * 19, "{daily}");
+
+    let warehouse = local_warehouse(&data)?;
+    let scores_sql = "SELECT metric, scope, unit, CAST(date AS VARCHAR) AS day, value, expected, lower, upper, score, anomalous \
+                      FROM anomaly_scores ORDER BY metric, scope, unit, date";
+    let anomalies_sql = "SELECT anomaly_id, metric, scope, kind, direction, CAST(first_day AS VARCHAR) AS first, \
+                         CAST(last_day AS VARCHAR) AS last, status, peak_score, days, actual, expected, impact, driver, \
+                         driver_share, drivers FROM anomalies ORDER BY anomaly_id";
+    let scores = rows(&warehouse, scores_sql).await?;
+    let found = rows(&warehouse, anomalies_sql).await?;
+    assert_eq!(scores.len(), 7 * 120, "every day scored once");
+    // The spike was taken up again and closed, with its driver.
+    let spike_day = (first + Duration::days(100)).to_string();
+    let spike: Vec<&Vec<String>> = found
+        .iter()
+        .filter(|r| r[1] == "cost" && r[5] == spike_day)
+        .collect();
+    assert_eq!(spike.len(), 3, "{found:?}");
+    ensure!(
+        spike
+            .iter()
+            .all(|r| r[7] == "closed" && r[13] == "kubernetes/Compute")
+    );
+
+    // Exactly what a full run writes.
+    let full = detect(&["--full"])?;
+    assert_eq!(
+        (full["mode"].as_str(), full["full_reason"].as_str()),
+        (Some("full"), Some("asked for"))
+    );
+    assert_eq!(rows(&warehouse, scores_sql).await?, scores);
+    assert_eq!(rows(&warehouse, anomalies_sql).await?, found);
+
+    // A day already scored that changes makes the next run a full one.
+    let (_, late) = split_by_date(&ops_after, first + Duration::days(110));
+    let corrected = late.replacen("\"request_count\":", "\"request_count\":1", 1);
+    import("service_metrics_daily", "ops-3.ndjson", &corrected)?;
+    let after_correction = detect(&[])?;
+    assert_eq!(after_correction["mode"], "full", "{after_correction}");
+    ensure!(
+        after_correction["full_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("changed on")),
+        "{after_correction}"
+    );
+    Ok(())
+}

@@ -1,28 +1,38 @@
 //! `fathom detect`: every series of the warehouse scored by the detector,
 //! written to `anomaly_scores` (every series × day) and `anomalies` (one
-//! row per anomaly, with its driver), each replaced in one commit.
+//! row per anomaly, with its driver).
+//!
+//! A run continues from the state the last one saved (`saved`): it reads
+//! only the recent days, checks that the days it already scored did not
+//! change, scores the new days and appends their rows — exactly what a
+//! full run would write for them, since a day's score depends only on the
+//! days before it. Anything it cannot prove unchanged (a new detector,
+//! changed scopes, an older month rewritten, a day that changed) makes it
+//! a full run, which rescores everything and replaces both tables.
 
 mod drivers;
+mod full;
+mod incremental;
 mod rows;
+pub mod saved;
 mod series;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::RecordBatch;
-use datafusion::error::DataFusionError;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-
-use fathom_models::tables::{ANOMALIES, ANOMALY_SCORES};
+use fathom_models::TableDef;
+use fathom_models::tables::{
+    ANOMALIES, ANOMALY_SCORES, COST_DAILY, ERROR_COUNTS_DAILY, SERVICE_METRICS_DAILY,
+};
+use fathom_warehouse::Warehouse;
 use fathom_warehouse::query::{QueryLimits, read_only_session};
-use fathom_warehouse::{RowStreams, Warehouse};
 use serde::Serialize;
 
 pub use drivers::{Contribution, SHARE_DAYS, contributions};
 pub use series::{Series, SeriesKey, load};
 
-use crate::detector::{Detector, DetectorConfig};
+use crate::anomaly::Anomaly;
+use crate::detector::{Detector, DetectorConfig, Scored, StateError};
 
 /// Why detection failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,23 +42,33 @@ pub enum DetectError {
     Warehouse(#[from] fathom_warehouse::Error),
     /// A series query.
     #[error("reading the series: {0}")]
-    Engine(#[from] DataFusionError),
+    Engine(#[from] datafusion::error::DataFusionError),
     /// Building the output rows.
     #[error("building the anomaly rows: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
     /// A query returned columns of another shape than expected.
     #[error("reading the series: {0}")]
     Shape(String),
+    /// A saved state that was readable when checked but not when used.
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// What a detection run did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DetectReport {
-    /// Series scored.
+    /// `full` (every series rescored, both tables replaced) or
+    /// `incremental` (new days scored and appended).
+    pub mode: String,
+    /// Why a run was full.
+    pub full_reason: Option<String>,
+    /// Series scored (in an incremental run: those with new days).
     pub series: usize,
-    /// Rows of `anomaly_scores`: series × days with a value or a baseline.
+    /// Rows of `anomaly_scores` written: series × days with a value or a
+    /// baseline.
     pub points: usize,
-    /// Anomalies found.
+    /// Anomalies found (in an incremental run: anomalies written anew —
+    /// new ones and those that may still grow).
     pub anomalies: usize,
     /// Of which still open.
     pub open: usize,
@@ -65,136 +85,103 @@ pub struct DetectReport {
 pub struct Phases {
     /// Reading the series from the warehouse.
     pub read: f64,
-    /// Running the detector and writing `anomaly_scores`, which overlap:
-    /// rows are written as series are scored.
+    /// Running the detector and writing `anomaly_scores`, which overlap
+    /// in a full run: rows are written as series are scored.
     pub score_and_write_scores: f64,
-    /// Writing `anomalies`.
+    /// Writing `anomalies` and the saved state.
     pub write_anomalies: f64,
+}
+
+/// The input tables whose versions a run records (the scope membership
+/// is compared by content: it is rewritten by every transform run).
+const INPUTS: [&TableDef; 3] = [&COST_DAILY, &SERVICE_METRICS_DAILY, &ERROR_COUNTS_DAILY];
+
+/// Scores every series in `warehouse`: continuing the saved state when it
+/// can (unless `full`), else from scratch.
+pub async fn run(warehouse: &Warehouse, full: bool) -> Result<DetectReport, DetectError> {
+    let started = Instant::now();
+    let reason = if full {
+        "asked for".to_owned()
+    } else {
+        match incremental::run(warehouse, started).await? {
+            Ok(report) => return Ok(report),
+            Err(reason) => reason,
+        }
+    };
+    full::run(warehouse, started, reason).await
+}
+
+/// The versions of the input tables now.
+async fn input_versions(
+    warehouse: &Warehouse,
+) -> Result<BTreeMap<String, Option<u64>>, DetectError> {
+    let mut out = BTreeMap::new();
+    for def in INPUTS {
+        out.insert(def.name.to_owned(), warehouse.version(def).await?);
+    }
+    Ok(out)
+}
+
+/// A digest of the scope membership (which components each team and the
+/// org count): a change regroups every group's cost series.
+async fn members_digest(warehouse: &Warehouse) -> Result<u64, DetectError> {
+    let ctx = read_only_session(warehouse, QueryLimits::default()).await?;
+    let mut hash = saved::Fnv::default();
+    let Ok(frame) = ctx
+        .sql(
+            "SELECT scope, scope_kind, entity_ref FROM dora_scope_members \
+             ORDER BY scope, scope_kind, entity_ref",
+        )
+        .await
+    else {
+        // No membership yet: only components' series exist.
+        return Ok(hash.finish());
+    };
+    for batch in frame.collect().await? {
+        for column in batch.columns() {
+            let text = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)?;
+            let text = arrow::array::AsArray::as_string::<i32>(&text);
+            for value in text.iter() {
+                hash.add(value.unwrap_or("\u{0}").as_bytes());
+                hash.add(&[0xff]);
+            }
+        }
+    }
+    Ok(hash.finish())
+}
+
+/// The anomalies of `points` with their drivers.
+fn found_in(points: &[Scored], series: &Series) -> Vec<(Anomaly, Vec<Contribution>)> {
+    crate::assemble(points, DetectorConfig::default().level_points)
+        .into_iter()
+        .map(|anomaly| {
+            let drivers = contributions(&anomaly, points, &series.parts);
+            (anomaly, drivers)
+        })
+        .collect()
+}
+
+/// What to keep of a scored series: the detector's state and the points
+/// from the first anomaly that may still grow (positions from 0).
+fn keep(
+    first: chrono::NaiveDate,
+    detector: &Detector,
+    points: &[Scored],
+    anomalies: &[Anomaly],
+) -> saved::SavedSeries {
+    let tail_from = anomalies
+        .iter()
+        .filter(|a| a.open)
+        .map(|a| a.first)
+        .min()
+        .unwrap_or(points.len());
+    saved::SavedSeries {
+        first,
+        detector: detector.snapshot(),
+        tail_from,
+        tail: points[tail_from.min(points.len())..].to_vec(),
+    }
 }
 
 /// Seasonal periods tested on daily series: a week.
 pub const DAILY_CANDIDATES: [usize; 1] = [7];
-
-/// Series scored per batch of `anomaly_scores` rows (a few hundred
-/// thousand rows: the write sees batches of a useful size, and only a
-/// few of them are in memory at once).
-const SERIES_PER_BATCH: usize = 500;
-
-/// What one scoring worker found besides the rows it streamed.
-#[derive(Debug, Default)]
-struct Found {
-    rows: rows::AnomalyRows,
-    points: usize,
-    anomalies: usize,
-    open: usize,
-    by_kind: BTreeMap<String, usize>,
-}
-
-/// Scores every series in `warehouse` and replaces the two output tables.
-///
-/// The series are scored on every core, each worker streaming its
-/// `anomaly_scores` rows batch by batch into the table's write while it
-/// scores the next series: the rows of a large organisation's two years
-/// (tens of millions) are never held together.
-pub async fn run(warehouse: &Warehouse) -> Result<DetectReport, DetectError> {
-    let started = Instant::now();
-    let ctx = read_only_session(warehouse, QueryLimits::default()).await?;
-    let all = Arc::new(load(&ctx).await?);
-    let read = started.elapsed().as_secs_f64();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .clamp(1, all.len().max(1));
-    let schema = rows::ScoreRows::default().finish()?.schema();
-    let (sender, receiver) = tokio::sync::mpsc::channel(workers * 2);
-    let handles: Vec<_> = (0..workers)
-        .map(|worker| {
-            let all = all.clone();
-            let sender = sender.clone();
-            tokio::task::spawn_blocking(move || score_share(&all, worker, workers, &sender))
-        })
-        .collect();
-    drop(sender);
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|batch| (batch, receiver))
-    });
-    let rows = RowStreams {
-        streams: vec![Box::pin(RecordBatchStreamAdapter::new(schema, stream))],
-    };
-    let written = warehouse.replace_all_streamed(&ANOMALY_SCORES, rows).await;
-    let mut report = DetectReport {
-        series: all.len(),
-        ..DetectReport::default()
-    };
-    let mut found = Vec::with_capacity(workers);
-    for handle in handles {
-        found.push(
-            handle
-                .await
-                .map_err(|e| DetectError::Shape(format!("a scoring worker failed: {e}")))??,
-        );
-    }
-    written?;
-    let scored = started.elapsed().as_secs_f64();
-    let mut anomalies = Vec::with_capacity(found.len());
-    for share in found {
-        report.points += share.points;
-        report.anomalies += share.anomalies;
-        report.open += share.open;
-        for (kind, count) in share.by_kind {
-            *report.by_kind.entry(kind).or_default() += count;
-        }
-        anomalies.push(share.rows.finish()?);
-    }
-    warehouse.replace_all(&ANOMALIES, &anomalies).await?;
-    report.seconds = started.elapsed().as_secs_f64();
-    report.phases = Phases {
-        read,
-        score_and_write_scores: scored - read,
-        write_anomalies: report.seconds - scored,
-    };
-    Ok(report)
-}
-
-/// Scores the series `worker`, `worker + workers`, … and sends their
-/// `anomaly_scores` rows in batches; stops early when the write has gone
-/// (it failed: its error is the run's).
-fn score_share(
-    all: &[Series],
-    worker: usize,
-    workers: usize,
-    sender: &tokio::sync::mpsc::Sender<Result<RecordBatch, DataFusionError>>,
-) -> Result<Found, arrow::error::ArrowError> {
-    let config = DetectorConfig::default();
-    let mut found = Found::default();
-    let mut scores = rows::ScoreRows::default();
-    let mut pending = 0;
-    for series in all.iter().skip(worker).step_by(workers) {
-        let points = Detector::score_all(config.clone(), &DAILY_CANDIDATES, &series.values);
-        scores.push(series, &points);
-        for anomaly in crate::assemble(&points, config.level_points) {
-            let drivers = contributions(&anomaly, &points, &series.parts);
-            *found
-                .by_kind
-                .entry(format!("{}/{}", series.key.metric, anomaly.kind.as_str()))
-                .or_default() += 1;
-            found.anomalies += 1;
-            found.open += usize::from(anomaly.open);
-            found.rows.push(series, &anomaly, &drivers);
-        }
-        pending += 1;
-        if pending == SERIES_PER_BATCH {
-            found.points += scores.len();
-            let batch = std::mem::take(&mut scores).finish()?;
-            if sender.blocking_send(Ok(batch)).is_err() {
-                return Ok(found);
-            }
-            pending = 0;
-        }
-    }
-    if scores.len() > 0 {
-        found.points += scores.len();
-        let batch = scores.finish()?;
-        let _ = sender.blocking_send(Ok(batch));
-    }
-    Ok(found)
-}

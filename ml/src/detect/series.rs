@@ -101,12 +101,22 @@ type Row = (i32, u32, f64);
 /// Reads every series from the tables registered in `ctx`. Each query's
 /// result is streamed batch by batch into compact rows per series, then
 /// each series is laid out on its days; nothing holds a row as text.
-pub async fn load(ctx: &SessionContext) -> Result<Vec<Series>, DetectError> {
+///
+/// With `since`, only the days from `since` on (a daily run continuing
+/// saved state): the filter reaches the tables' scans.
+pub async fn load(
+    ctx: &SessionContext,
+    since: Option<NaiveDate>,
+) -> Result<Vec<Series>, DetectError> {
     let mut raw: BTreeMap<SeriesKey, Vec<Row>> = BTreeMap::new();
     let mut dimensions: Vec<String> = Vec::new();
     let mut interned: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
-    for sql in QUERIES {
-        let mut stream = ctx.sql(sql).await?.execute_stream().await?;
+    for query in QUERIES {
+        let sql = match since {
+            Some(day) => format!("SELECT * FROM ({query}) WHERE date >= DATE '{day}'"),
+            None => (*query).to_owned(),
+        };
+        let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             // Literals and concatenations come back as string views,

@@ -283,6 +283,18 @@ impl Detector {
         self.raw.is_empty()
     }
 
+    /// The first position whose observation a restored detector knows
+    /// (0 for one that saw the whole series).
+    pub fn kept_from(&self) -> usize {
+        self.kept_from
+    }
+
+    /// The observation at `at` (`None`: missing, or before
+    /// [`Detector::kept_from`]).
+    pub fn observed(&self, at: usize) -> Option<f64> {
+        self.raw.get(at).copied().flatten()
+    }
+
     /// The first position the detector can still read: its windows, the
     /// drift test's reference, and any change or episode under way.
     fn needed_from(&self) -> usize {
@@ -361,6 +373,7 @@ impl Detector {
         if from > len || (len - from).saturating_mul(3) > r.bytes.len() {
             return Err(StateError("its history does not fit".to_owned()));
         }
+        detector.kept_from = from;
         detector.raw = vec![None; len];
         detector.clean = vec![None; len];
         detector.errors = vec![None; len];

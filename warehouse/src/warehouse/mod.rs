@@ -18,6 +18,7 @@ use crate::table_write::{MergeStats, dedupe_last_wins, now_micros, prepare_batch
 use crate::{Error, Result, StorageOptions, WarehouseLocation};
 
 mod changes;
+mod files;
 
 pub use changes::AddedRows;
 mod replace;
