@@ -3,8 +3,9 @@
 //! categories and the operational series (requests, errors, p95 latency,
 //! CPU, memory) — written into a fresh local warehouse; then `fathom
 //! detect` (the backfill: every series scored from its first day; time and
-//! peak memory of the process), and one new day of data with `fathom
-//! detect` again (the daily run). Figures are printed, never asserted.
+//! peak memory of the process), one new day of data with `fathom detect`
+//! again (the daily run, continuing the saved state), and `fathom detect
+//! --full` for comparison. Figures are printed, never asserted.
 //!
 //! Run with `cargo bench --bench anomalies` (`FATHOM_BENCH_SERVICES`,
 //! `FATHOM_BENCH_DAYS` change the size; `FATHOM_BENCH_DIR` keeps the
@@ -146,8 +147,18 @@ async fn main() -> Result<()> {
     days(&warehouse, services, first, history, history + 1).await?;
     let (seconds, peak, report) = timed::fathom(&data, &["detect", "--json"])?;
     println!(
-        "daily (one new day, fathom detect): {seconds:.1} s, peak {peak:.0} MB — {} series, {} scored days",
-        report["series"], report["points"]
+        "daily (one new day, fathom detect, {} run{}): {seconds:.1} s, peak {peak:.0} MB — {} series, {} scored days; phases {}",
+        report["mode"].as_str().unwrap_or("?"),
+        report["full_reason"]
+            .as_str()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default(),
+        report["series"],
+        report["points"],
+        report["phases"]
     );
+    // What the daily run would cost if it rescored everything.
+    let (seconds, peak, _) = timed::fathom(&data, &["detect", "--full", "--json"])?;
+    println!("full rescoring (fathom detect --full): {seconds:.1} s, peak {peak:.0} MB");
     Ok(())
 }

@@ -144,7 +144,7 @@ pub(super) async fn run(
     for series in &loaded {
         seen.insert(series.key.clone());
         let outcome = match saved.series.get(&series.key) {
-            Some(old) => work.continue_series(series, old, changed),
+            Some(old) => work.continue_series(series, old, changed, read_from),
             None => Ok(Some(work.new_series(series))),
         };
         match outcome {
@@ -254,6 +254,7 @@ impl Work {
         series: &Series,
         old: &SavedSeries,
         changed: NaiveDate,
+        read_from: NaiveDate,
     ) -> Result<Option<SavedSeries>, Reason> {
         let mut detector =
             match Detector::restore(DetectorConfig::default(), &DAILY_CANDIDATES, &old.detector) {
@@ -302,9 +303,19 @@ impl Work {
 
         // The anomalies from the first that could still grow, with the
         // driver's context: the days before it, as read.
+        let context_from = old.tail_from.saturating_sub(SHARE_DAYS);
+        if old.tail_from < len && day(old.first, context_from) < read_from {
+            // A series whose data stopped with an anomaly open and now
+            // resumes: that anomaly's driver needs days not read.
+            return Err(format!(
+                "{} of {} resumed with an anomaly open since {}",
+                series.key.metric,
+                series.key.scope,
+                day(old.first, old.tail_from)
+            ));
+        }
         let window: Vec<Scored> = old.tail.iter().chain(&new).copied().collect();
         let found = crate::assemble(&window, DetectorConfig::default().level_points);
-        let context_from = old.tail_from.saturating_sub(SHARE_DAYS);
         let points: Vec<Scored> = (context_from..end)
             .map(|at| match at.checked_sub(old.tail_from) {
                 Some(i) => window[i],

@@ -217,3 +217,59 @@ pub fn fingerprint() -> String {
         hash.finish()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_state_reads_back_as_written_and_a_damaged_one_is_refused() {
+        let values: Vec<Option<f64>> = (0..200)
+            .map(|d| (d % 13 != 0).then_some(50.0 + (d % 7) as f64))
+            .collect();
+        let mut detector = Detector::new(DetectorConfig::default(), &DAILY_CANDIDATES);
+        let points: Vec<_> = values.iter().map(|v| detector.push(*v)).collect();
+        let key = |scope: &str| SeriesKey {
+            metric: "cost".to_owned(),
+            scope: scope.to_owned(),
+            scope_kind: "component".to_owned(),
+            unit: "USD".to_owned(),
+        };
+        let first = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap_or_default();
+        let saved = Saved {
+            fingerprint: fingerprint(),
+            members: 42,
+            inputs: BTreeMap::from([("cost_daily".to_owned(), Some(7)), ("x".to_owned(), None)]),
+            scores_version: Some(3),
+            anomalies_version: None,
+            series: BTreeMap::from([
+                (
+                    key("component:default/a"),
+                    SavedSeries {
+                        first,
+                        detector: detector.snapshot(),
+                        tail_from: 190,
+                        tail: points[190..].to_vec(),
+                    },
+                ),
+                (
+                    key("component:default/b"),
+                    SavedSeries {
+                        first,
+                        detector: Vec::new(),
+                        tail_from: 0,
+                        tail: Vec::new(),
+                    },
+                ),
+            ]),
+        };
+        let bytes = saved.encode();
+        assert_eq!(Saved::decode(&bytes).ok(), Some(saved));
+        for cut in [0, 5, bytes.len() / 3, bytes.len() - 1] {
+            assert!(Saved::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        // The fingerprint is stable within a build and names the settings.
+        assert_eq!(fingerprint(), fingerprint());
+        assert!(fingerprint().starts_with(REVISION));
+    }
+}
