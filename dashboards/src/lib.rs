@@ -55,6 +55,11 @@ pub const PAGES: &[Page] = &[
         title: "Service",
     },
     Page {
+        name: "cost",
+        path: "/cost",
+        title: "Cost",
+    },
+    Page {
         name: "anomalies",
         path: "/anomalies",
         title: "Anomalies",

@@ -205,9 +205,11 @@ fn the_shell_carries_the_page_list() {
     let pages: Vec<serde_json::Value> =
         serde_json::from_str(list.unwrap_or("")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(pages.len(), PAGES.len());
-    assert_eq!(pages[4]["title"], "Anomalies");
-    assert_eq!(pages[5]["title"], "Adoption");
-    assert_eq!(pages[6]["title"], "Data health");
+    assert_eq!(pages[4]["title"], "Cost");
+    assert_eq!(pages[4]["path"], "/cost");
+    assert_eq!(pages[5]["title"], "Anomalies");
+    assert_eq!(pages[6]["title"], "Adoption");
+    assert_eq!(pages[7]["title"], "Data health");
     assert_eq!(pages[0]["path"], "/");
     assert_eq!(shell_paths().last(), Some("/rows"));
 }

@@ -118,7 +118,7 @@ import { setNavigate, DRAW, SVG, dateText, drawTable, el, label, linked } from '
     nav.replaceChildren(
       ...PAGES.map(([name, path, title]) =>
         el('a', {
-          href: withFilters(path, f, { team: name === 'team' || name === 'overview' || name === 'adoption' ? f.team : '', service: name === 'service' ? f.service : '' }),
+          href: withFilters(path, f, { team: name === 'team' || name === 'overview' || name === 'adoption' || name === 'cost' ? f.team : '', service: name === 'service' ? f.service : '' }),
           'aria-current': name === page ? 'page' : null,
           onclick: navigate,
           text: title,
@@ -153,10 +153,10 @@ import { setNavigate, DRAW, SVG, dateText, drawTable, el, label, linked } from '
       select('benchmark', 'Benchmark', f.benchmark || data.filters.benchmark, o.benchmarks.map((b) => [b, b])),
     ];
     // Adoption is by calendar month: only the scope applies; anomalies
-    // have a window but no environment or benchmark.
+    // and cost have a window but no environment or benchmark.
     if (page === 'adoption') parts.length = 0;
-    if (page === 'anomalies') parts.length = 1;
-    if (page === 'overview' || page === 'team' || page === 'adoption' || page === 'anomalies') {
+    if (page === 'anomalies' || page === 'cost') parts.length = 1;
+    if (page === 'overview' || page === 'team' || page === 'adoption' || page === 'anomalies' || page === 'cost') {
       const teams = o.teams.map((t) => [t, t.replace(/^group:default\//, '')]);
       const whole = page !== 'team';
       const none = whole ? (o.organisation ? [['', 'Whole organisation']] : []) : [['', 'Choose a team']];
@@ -175,17 +175,17 @@ import { setNavigate, DRAW, SVG, dateText, drawTable, el, label, linked } from '
 
   function scopeOf(page, f) {
     if (page === 'service') return f.service;
-    if (page === 'team' || page === 'overview' || page === 'adoption' || page === 'anomalies') return f.team;
+    if (page === 'team' || page === 'overview' || page === 'adoption' || page === 'anomalies' || page === 'cost') return f.team;
     return '';
   }
   function heading(page, data) {
     const title = PAGES.find(([p]) => p === page)[2];
     const scope = data.filters.scope;
-    const named = page === 'team' || page === 'service' || ((page === 'overview' || page === 'adoption' || page === 'anomalies') && scope !== 'org') ? ' — ' + scope.replace(/^(group|component):default\//, '') : '';
+    const named = page === 'team' || page === 'service' || ((page === 'overview' || page === 'adoption' || page === 'anomalies' || page === 'cost') && scope !== 'org') ? ' — ' + scope.replace(/^(group|component):default\//, '') : '';
     const env = data.filters.environment === 'all' ? 'all production environments' : data.filters.environment;
     return [
       el('h1', { text: title + named }),
-      el('p', { class: 'as-of', text: page === 'health' ? 'Sources, runs and rejected records.' : page === 'adoption' ? 'Portal use per calendar month; numbers about fewer than k people are withheld.' : page === 'anomalies' ? 'Anomalies under way in the last ' + data.filters.window_days + ' days of scored data; each day judged only by the days before it.' : 'Last ' + data.filters.window_days + ' days to ' + (data.as_of ? dateText(data.as_of, true) : 'now') + ', ' + env + ', tiers by ' + data.filters.benchmark + '.' }),
+      el('p', { class: 'as-of', text: page === 'health' ? 'Sources, runs and rejected records.' : page === 'adoption' ? 'Portal use per calendar month; numbers about fewer than k people are withheld.' : page === 'anomalies' ? 'Anomalies under way in the last ' + data.filters.window_days + ' days of scored data; each day judged only by the days before it.' : page === 'cost' ? 'Daily cost in the last ' + data.filters.window_days + ' days of scored data; months by billing period, the last complete one against the month before.' : 'Last ' + data.filters.window_days + ' days to ' + (data.as_of ? dateText(data.as_of, true) : 'now') + ', ' + env + ', tiers by ' + data.filters.benchmark + '.' }),
     ];
   }
   function choices(page, data, f) {

@@ -531,6 +531,44 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
     assert_eq!(drawn["errors"], 0, "{drawn}");
     browser.screenshot(&shots.join("anomalies.png")).await?;
 
+    // Cost: the organisation's daily cost against its baseline with the
+    // anomalous days marked — as many as the page's data has — its months
+    // by source, the last complete month's changes and the unit costs.
+    browser.open(&format!("{base}/cost")).await?;
+    let data = api.get("/api/v1/pages/cost").await?;
+    let panel_rows = |id: &str| -> Vec<Value> {
+        data["panels"]
+            .as_array()
+            .and_then(|panels| panels.iter().find(|p| p["id"] == id))
+            .and_then(|p| p["rows"].as_array())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let daily = panel_rows("cost-daily");
+    let anomalous_days = daily.iter().filter(|r| r["anomalous"] == true).count();
+    let cost_page = browser
+        .eval("({figures: document.querySelectorAll('[data-panel=\"cost-daily\"] figure').length, marked: document.querySelectorAll('[data-panel=\"cost-daily\"] circle.anomalous').length, months: document.querySelectorAll('[data-panel=\"cost-monthly\"] [data-series=\"kubernetes\"] .point').length, changes: document.querySelectorAll('[data-panel=\"cost-changes\"] tbody tr').length, benchmarks: document.querySelectorAll('[data-panel=\"cost-benchmarks\"] tbody tr').length, first: document.querySelector('[data-panel=\"cost-changes\"] tbody tr th, [data-panel=\"cost-changes\"] tbody tr td')?.textContent, errors: document.querySelectorAll('[data-panel] p.error').length})")
+        .await?;
+    assert!(daily.len() > 28, "the window's days: {}", daily.len());
+    assert_eq!(cost_page["figures"], 1, "{cost_page}");
+    assert_eq!(cost_page["marked"], anomalous_days, "{cost_page}");
+    assert_eq!(
+        cost_page["months"],
+        panel_rows("cost-monthly").len(),
+        "{cost_page}"
+    );
+    let changes = panel_rows("cost-changes");
+    assert!(!changes.is_empty(), "{data}");
+    assert_eq!(cost_page["changes"], changes.len().min(15), "{cost_page}");
+    assert_eq!(changes[0]["scope"], "org", "the scope itself comes first");
+    assert_eq!(
+        cost_page["benchmarks"],
+        panel_rows("cost-benchmarks").len().min(15),
+        "{cost_page}"
+    );
+    assert_eq!(cost_page["errors"], 0, "{cost_page}");
+    browser.screenshot(&shots.join("cost.png")).await?;
+
     // Data health: every source's freshness, the demo's run, and the
     // unattributed rows with their reasons.
     browser.open(&format!("{base}/health")).await?;
@@ -569,6 +607,7 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         &format!("/team?team={busiest}"),
         &format!("/service?service={service}"),
         "/adoption",
+        "/cost",
         "/anomalies",
         "/health",
     ] {
@@ -590,6 +629,7 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         "/teams",
         &format!("/team?team={busiest}"),
         "/adoption",
+        "/cost",
         "/anomalies",
         "/health",
     ] {
