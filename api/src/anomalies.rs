@@ -162,7 +162,7 @@ pub(crate) async fn anomalies(
     let rows = json_rows(
         &api,
         &format!(
-            "SELECT anomaly_id, metric, scope, scope_kind, unit, kind, direction, \
+            "SELECT anomaly_id, metric, scope, scope_kind, unit, dimension, kind, direction, \
              CAST(first_day AS VARCHAR) AS first_day, CAST(last_day AS VARCHAR) AS last_day, status, \
              CAST(peak_day AS VARCHAR) AS peak_day, peak_score, days, actual, expected, impact, \
              CASE WHEN abs(expected) > 0 THEN impact / abs(expected) END AS relative_impact, \
@@ -214,7 +214,7 @@ async fn readable_anomaly(api: &Api, caller: &Caller, id: &str) -> ApiResult<Map
     let row = json_rows(
         api,
         &format!(
-            "SELECT anomaly_id, metric, scope, scope_kind, unit, kind, direction, \
+            "SELECT anomaly_id, metric, scope, scope_kind, unit, dimension, kind, direction, \
              CAST(first_day AS VARCHAR) AS first_day, CAST(last_day AS VARCHAR) AS last_day, status, \
              CAST(peak_day AS VARCHAR) AS peak_day, peak_score, days, actual, expected, impact, \
              driver, driver_share, drivers FROM anomalies WHERE anomaly_id = {}",
@@ -263,11 +263,15 @@ pub(crate) async fn anomaly(
         &api,
         &format!(
             "SELECT CAST(date AS VARCHAR) AS date, value, expected, lower, upper, score, anomalous \
-             FROM anomaly_scores WHERE metric = {} AND scope = {} AND unit = {} \
+             FROM anomaly_scores WHERE metric = {} AND scope = {} AND unit = {} AND {} \
              AND date BETWEEN DATE '{}' AND DATE '{}' ORDER BY date",
             quoted(&text("metric")),
             quoted(&text("scope")),
             quoted(&text("unit")),
+            match row.get("dimension").and_then(Value::as_str) {
+                Some(part) => format!("dimension = {}", quoted(part)),
+                None => "dimension IS NULL".to_owned(),
+            },
             first - chrono::Duration::days(DAYS_BEFORE),
             last + chrono::Duration::days(DAYS_AFTER),
         ),

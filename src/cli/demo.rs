@@ -436,7 +436,8 @@ async fn usage_summary(
 
 /// How the cost anomalies found per component compare with those the
 /// generator injected: event-level precision and recall (an injected
-/// anomaly is found when an anomaly of the component's cost overlaps it).
+/// anomaly is found when an anomaly of the component's total cost overlaps
+/// it; the anomalies of its parts are the same events seen closer).
 async fn anomaly_summary(
     session: &datafusion::prelude::SessionContext,
     truth: &fathom_sim::truth::Truth,
@@ -448,7 +449,8 @@ async fn anomaly_summary(
         "SELECT scope, kind, CAST(first_day AS VARCHAR) AS first_day, \
             CAST(last_day AS VARCHAR) AS last_day, CAST(round(impact, 2) AS VARCHAR) AS impact \
          FROM anomalies \
-         WHERE metric = 'cost' AND scope_kind = 'component' ORDER BY scope, first_day",
+         WHERE metric = 'cost' AND scope_kind = 'component' AND dimension IS NULL \
+         ORDER BY scope, first_day",
     )
     .await?;
     let rows = fathom_warehouse::query::text_rows(&batches)?;

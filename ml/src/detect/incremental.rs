@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType, Date32Type};
 use chrono::{Duration, NaiveDate};
 use fathom_warehouse::Warehouse;
@@ -390,11 +390,12 @@ async fn kept_anomalies(
                 .as_string::<i32>()
                 .clone())
         };
-        let (metric, scope, kind, unit) = (
+        let (metric, scope, kind, unit, dimension) = (
             text("metric")?,
             text("scope")?,
             text("scope_kind")?,
             text("unit")?,
+            text("dimension")?,
         );
         let first_day = batch
             .column_by_name("first_day")
@@ -408,6 +409,11 @@ async fn kept_anomalies(
                     scope: scope.value(row).to_owned(),
                     scope_kind: kind.value(row).to_owned(),
                     unit: unit.value(row).to_owned(),
+                    dimension: if dimension.is_null(row) {
+                        String::new()
+                    } else {
+                        dimension.value(row).to_owned()
+                    },
                 };
                 let first = epoch + Duration::days(i64::from(first_day.value(row)));
                 Some(replaced.get(&key).is_none_or(|from| first < *from))

@@ -30,6 +30,7 @@ struct KeyColumns {
     scope: Vec<String>,
     scope_kind: Vec<String>,
     unit: Vec<String>,
+    dimension: Vec<Option<String>>,
 }
 
 impl KeyColumns {
@@ -38,6 +39,8 @@ impl KeyColumns {
         self.scope.push(series.key.scope.clone());
         self.scope_kind.push(series.key.scope_kind.clone());
         self.unit.push(series.key.unit.clone());
+        self.dimension
+            .push((!series.key.dimension.is_empty()).then(|| series.key.dimension.clone()));
     }
 
     fn fields(self) -> Vec<(&'static str, ArrayRef)> {
@@ -49,6 +52,7 @@ impl KeyColumns {
             ("scope", Arc::new(StringArray::from(self.scope))),
             ("scope_kind", Arc::new(StringArray::from(self.scope_kind))),
             ("unit", Arc::new(StringArray::from(self.unit))),
+            ("dimension", Arc::new(StringArray::from(self.dimension))),
         ]
     }
 }
@@ -140,6 +144,11 @@ pub fn anomaly_id(series: &Series, first_day: NaiveDate) -> String {
     let mut hash = Sha256::new();
     for part in [&series.key.metric, &series.key.scope, &series.key.unit] {
         hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    // The whole keeps the ids it had before parts were scored.
+    if !series.key.dimension.is_empty() {
+        hash.update(series.key.dimension.as_bytes());
         hash.update([0]);
     }
     hash.update(first_day.to_string().as_bytes());

@@ -21,7 +21,7 @@ const MAGIC: &[u8] = b"FATHOM-DETECT";
 const VERSION: u8 = 1;
 /// Raised by hand when the detector's verdicts change in a way the
 /// behaviour fingerprint below might not see.
-const REVISION: &str = "2026-12-07";
+const REVISION: &str = "2026-12-07.2";
 
 /// One series as the last run left it.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +75,13 @@ impl Saved {
         w.opt_usize(self.anomalies_version.map(|v| v as usize));
         w.usize(self.series.len());
         for (key, series) in &self.series {
-            for part in [&key.metric, &key.scope, &key.scope_kind, &key.unit] {
+            for part in [
+                &key.metric,
+                &key.scope,
+                &key.scope_kind,
+                &key.unit,
+                &key.dimension,
+            ] {
                 w.str(part);
             }
             w.i64(days_since_epoch(series.first));
@@ -117,6 +123,7 @@ impl Saved {
                 scope: r.string()?,
                 scope_kind: r.string()?,
                 unit: r.string()?,
+                dimension: r.string()?,
             };
             let first = NaiveDate::default()
                 .checked_add_signed(chrono::Duration::days(r.i64()?))
@@ -234,6 +241,7 @@ mod tests {
             scope: scope.to_owned(),
             scope_kind: "component".to_owned(),
             unit: "USD".to_owned(),
+            dimension: String::new(),
         };
         let first = NaiveDate::from_ymd_opt(2026, 1, 5).unwrap_or_default();
         let saved = Saved {

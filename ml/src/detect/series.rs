@@ -24,6 +24,9 @@ pub struct SeriesKey {
     pub scope_kind: String,
     /// Unit (a currency, `count`, …).
     pub unit: String,
+    /// The part of the measure (a component's cost source and category);
+    /// empty for the whole.
+    pub dimension: String,
 }
 
 /// One series on the days `first..first + values.len()`.
@@ -40,9 +43,10 @@ pub struct Series {
     pub parts: BTreeMap<String, Vec<f64>>,
 }
 
-/// Every series query yields `metric, scope, scope_kind, unit, dimension,
-/// date, value`; rows of one series with several dimensions are summed
-/// per day into the series and kept per dimension as its parts.
+/// Every series query yields `metric, scope, scope_kind, unit, series,
+/// dimension, date, value`; rows of one series (`series`: the part it
+/// follows, empty for the whole) with several dimensions are summed per
+/// day into the series and kept per dimension as its parts.
 ///
 /// Cost series are consumption: usage and the amortized share of
 /// commitments (`usage`, `purchase`). Tax, credits, refunds and
@@ -50,19 +54,29 @@ pub struct Series {
 /// in a daily series they are a spike on every first of the month.
 const QUERIES: &[&str] = &[
     // Cost of components and of groups (with every group below them).
-    "SELECT 'cost' AS metric, m.scope, m.scope_kind, c.billing_currency AS unit, \
+    "SELECT 'cost' AS metric, m.scope, m.scope_kind, c.billing_currency AS unit, '' AS series, \
         c.cost_source || '/' || c.service_category AS dimension, c.date, \
         SUM(c.effective_cost) AS value \
      FROM cost_daily c JOIN dora_scope_members m ON c.entity_ref = m.entity_ref \
      WHERE m.scope_kind IN ('component', 'group') AND c.charge_category IN ('usage', 'purchase') \
      GROUP BY m.scope, m.scope_kind, c.billing_currency, c.cost_source, c.service_category, c.date",
+    // Each component's cost per source and category on its own: a part
+    // that doubles can hide in a total it is a small share of.
+    "SELECT 'cost' AS metric, m.scope, m.scope_kind, c.billing_currency AS unit, \
+        c.cost_source || '/' || c.service_category AS series, '' AS dimension, c.date, \
+        SUM(c.effective_cost) AS value \
+     FROM cost_daily c JOIN dora_scope_members m ON c.entity_ref = m.entity_ref \
+     WHERE m.scope_kind = 'component' AND c.charge_category IN ('usage', 'purchase') \
+     GROUP BY m.scope, m.scope_kind, c.billing_currency, c.cost_source, c.service_category, c.date",
     // The org's cost: all consumption, shared cost included.
     "SELECT 'cost' AS metric, 'org' AS scope, 'org' AS scope_kind, billing_currency AS unit, \
-        cost_source || '/' || service_category AS dimension, date, SUM(effective_cost) AS value \
+        '' AS series, cost_source || '/' || service_category AS dimension, date, \
+        SUM(effective_cost) AS value \
      FROM cost_daily WHERE charge_category IN ('usage', 'purchase') \
      GROUP BY billing_currency, cost_source, service_category, date",
     // Operational series per component.
-    "SELECT metric, entity_ref AS scope, 'component' AS scope_kind, unit, '' AS dimension, date, value \
+    "SELECT metric, entity_ref AS scope, 'component' AS scope_kind, unit, '' AS series, \
+        '' AS dimension, date, value \
      FROM ( \
         SELECT entity_ref, date, 'requests' AS metric, 'count' AS unit, \
             CAST(SUM(request_count) AS DOUBLE) AS value \
@@ -126,17 +140,17 @@ pub async fn load(
                     .ok()
                     .and_then(|a| a.as_string_opt::<i32>().cloned())
             };
-            let (Some(metric), Some(scope), Some(kind), Some(unit), Some(dimension)) =
-                (text(0), text(1), text(2), text(3), text(4))
+            let (Some(metric), Some(scope), Some(kind), Some(unit), Some(part), Some(dimension)) =
+                (text(0), text(1), text(2), text(3), text(4), text(5))
             else {
                 return Err(DetectError::Shape("series columns are not text".to_owned()));
             };
             let dates = batch
-                .column(5)
+                .column(6)
                 .as_primitive_opt::<Date32Type>()
                 .ok_or_else(|| DetectError::Shape("series dates are not dates".to_owned()))?;
             let values =
-                arrow::compute::cast(batch.column(6), &arrow::datatypes::DataType::Float64)?;
+                arrow::compute::cast(batch.column(7), &arrow::datatypes::DataType::Float64)?;
             let values = values
                 .as_primitive_opt::<Float64Type>()
                 .ok_or_else(|| DetectError::Shape("series values are not doubles".to_owned()))?;
@@ -153,6 +167,11 @@ pub async fn load(
                     scope: scope.value(row).to_owned(),
                     scope_kind: kind.value(row).to_owned(),
                     unit: unit.value(row).to_owned(),
+                    dimension: if part.is_null(row) {
+                        String::new()
+                    } else {
+                        part.value(row).to_owned()
+                    },
                 };
                 let name = if dimension.is_null(row) {
                     ""

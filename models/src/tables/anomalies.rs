@@ -29,6 +29,13 @@ const UNIT: ColumnDef = req(
 /// Kind of the scope.
 const SCOPE_KIND: ColumnDef = req("scope_kind", Utf8, "component, group or org.");
 
+/// Which part of the scope's measure.
+const DIMENSION: ColumnDef = opt(
+    "dimension",
+    Utf8,
+    "The part of the measure the series follows: for a component's cost, its cost source and service category (`kubernetes/Compute`, `cloud/Databases`, …); null for the whole (every cost series of groups and the org, and every operational series).",
+);
+
 /// Every series × day, scored.
 pub const ANOMALY_SCORES: TableDef = TableDef {
     name: "anomaly_scores",
@@ -38,6 +45,7 @@ pub const ANOMALY_SCORES: TableDef = TableDef {
         SCOPE,
         SCOPE_KIND,
         UNIT,
+        DIMENSION,
         req("date", Date, "UTC day."),
         req("month", Utf8, "`YYYY-MM` of date (partition)."),
         opt(
@@ -56,7 +64,7 @@ pub const ANOMALY_SCORES: TableDef = TableDef {
         req("anomalous", Boolean, "score ≥ 0.5."),
         UPDATED_AT,
     ],
-    primary_key: &["metric", "scope", "unit", "date"],
+    primary_key: &["metric", "scope", "unit", "dimension", "date"],
     partition: Some(MonthPartition {
         column: "month",
         source: "date",
@@ -71,12 +79,13 @@ pub const ANOMALIES: TableDef = TableDef {
         req(
             "anomaly_id",
             Utf8,
-            "Stable id: metric, scope, unit and first day hashed, so re-scoring keeps ids (and the feedback given on them).",
+            "Stable id: metric, scope, unit, dimension and first day hashed, so re-scoring keeps ids (and the feedback given on them).",
         ),
         METRIC,
         SCOPE,
         SCOPE_KIND,
         UNIT,
+        DIMENSION,
         req(
             "kind",
             Utf8,
