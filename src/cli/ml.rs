@@ -96,12 +96,18 @@ async fn feedback(state: &StateDb, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::json!({ "months": months }));
         return Ok(ExitCode::SUCCESS);
     }
+    print_feedback(&months);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The verdicts users gave on anomalies, per month, as a table.
+fn print_feedback(months: &[fathom_warehouse::state::FeedbackMonth]) {
     if months.is_empty() {
         println!("no feedback yet: verdicts come from POST /api/v1/anomalies/{{id}}/feedback");
-        return Ok(ExitCode::SUCCESS);
+        return;
     }
     println!("month      judged   yes    no  planned  precision");
-    for m in &months {
+    for m in months {
         let precision = m
             .precision
             .map_or_else(|| "-".to_owned(), |p| format!("{p:.3}"));
@@ -117,7 +123,6 @@ async fn feedback(state: &StateDb, json: bool) -> Result<ExitCode> {
     println!(
         "precision = (yes + planned) / judged; the newest verdict of each anomaly counts, in its month"
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) async fn ml(config: &Config, command: MlCommand) -> Result<ExitCode> {
@@ -155,6 +160,15 @@ pub(super) async fn ml(config: &Config, command: MlCommand) -> Result<ExitCode> 
             } else {
                 evaluate_operations(&seeds, services, days)
             };
+            // Beside the synthetic worlds, what users said of the real
+            // anomalies over time (none without a reachable state database).
+            let feedback = match open_state(config).await {
+                Ok(state) => Some(precision_by_month(&state.feedback(None).await?)),
+                Err(e) => {
+                    eprintln!("no feedback read: {e:#}");
+                    None
+                }
+            };
             if json {
                 let cost: Vec<serde_json::Value> = results
                     .iter()
@@ -170,7 +184,7 @@ pub(super) async fn ml(config: &Config, command: MlCommand) -> Result<ExitCode> 
                 println!(
                     "{}",
                     serde_json::to_string_pretty(
-                        &serde_json::json!({"cost": cost, "operations": operations})
+                        &serde_json::json!({"cost": cost, "operations": operations, "feedback": feedback})
                     )?
                 );
             } else {
@@ -179,6 +193,12 @@ pub(super) async fn ml(config: &Config, command: MlCommand) -> Result<ExitCode> 
                 }
                 if !operations.is_empty() {
                     print_operations(&operations, services, days);
+                }
+                if let Some(months) = &feedback {
+                    println!(
+                        "\nPrecision from users' feedback on the warehouse's anomalies, per month:"
+                    );
+                    print_feedback(months);
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -552,6 +552,32 @@ async fn the_anomaly_endpoints_serve_cost_roles_within_their_teams() -> Result<(
     let report: Value = serde_json::from_slice(&output.stdout)?;
     assert_eq!(report["months"][0]["planned"], 1, "{report}");
     assert_eq!(report["months"][0]["precision"], 1.0, "{report}");
+    // The evaluation report carries the same precision over time.
+    let output = fathom(
+        &data,
+        &[
+            "ml",
+            "evaluate",
+            "--series",
+            "cost",
+            "--seeds",
+            "1",
+            "--services",
+            "4",
+            "--days",
+            "45",
+            "--family",
+            "standard",
+            "--json",
+        ],
+    )?;
+    ensure!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let evaluation: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(evaluation["feedback"], report["months"], "{evaluation}");
     Ok(())
 }
 
