@@ -1848,6 +1848,8 @@ mod tests {
         ("cost_daily", "entity_ref"),
         ("dora_changes", "entity_ref"),
         ("cost_commitments", "billing_account_id"),
+        // Null: the series follows the whole measure, not a part of it.
+        ("anomaly_scores", "dimension"),
     ];
 
     #[test]

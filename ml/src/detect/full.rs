@@ -14,11 +14,11 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use fathom_warehouse::query::{QueryLimits, read_only_session};
 use fathom_warehouse::{RowStreams, Warehouse};
 
-use super::saved::{FILE, Saved, SavedSeries, fingerprint};
+use super::saved::{Saved, SavedSeries, fingerprint};
 use super::series::{Series, SeriesKey, load};
 use super::{
-    ANOMALIES, ANOMALY_SCORES, DAILY_CANDIDATES, DetectError, DetectReport, Phases, found_in,
-    input_versions, keep, members_digest, rows,
+    ANOMALIES, ANOMALY_SCORES, DAILY_CANDIDATES, DetectError, DetectReport, finish, found_in,
+    input_versions, keep, members_digest, rows, save,
 };
 use crate::detector::{Detector, DetectorConfig};
 
@@ -107,15 +107,8 @@ pub(super) async fn run(
         saved.series.extend(share.kept);
     }
     warehouse.replace_all(&ANOMALIES, &anomalies).await?;
-    saved.scores_version = warehouse.version(&ANOMALY_SCORES).await?;
-    saved.anomalies_version = warehouse.version(&ANOMALIES).await?;
-    warehouse.write_own_file(FILE, saved.encode()).await?;
-    report.seconds = started.elapsed().as_secs_f64();
-    report.phases = Phases {
-        read,
-        score_and_write_scores: scored - read,
-        write_anomalies: report.seconds - scored,
-    };
+    save(warehouse, &mut saved).await?;
+    finish(&mut report, started, read, scored);
     Ok(report)
 }
 

@@ -18,8 +18,8 @@ use fathom_warehouse::query::{QueryLimits, read_only_session};
 use super::saved::{FILE, Saved, SavedSeries, fingerprint};
 use super::series::{Series, SeriesKey, load};
 use super::{
-    ANOMALIES, ANOMALY_SCORES, DAILY_CANDIDATES, DetectError, DetectReport, INPUTS, Phases,
-    SHARE_DAYS, contributions, found_in, input_versions, keep, members_digest, rows,
+    ANOMALIES, ANOMALY_SCORES, DAILY_CANDIDATES, DetectError, DetectReport, INPUTS, SHARE_DAYS,
+    contributions, finish, found_in, input_versions, keep, members_digest, rows, save,
 };
 use crate::anomaly::Anomaly;
 use crate::detector::{Detector, DetectorConfig, Scored};
@@ -195,15 +195,8 @@ pub(super) async fn run(
         warehouse.replace_all(&ANOMALIES, &batches).await?;
     }
     saved.inputs = inputs;
-    saved.scores_version = warehouse.version(&ANOMALY_SCORES).await?;
-    saved.anomalies_version = warehouse.version(&ANOMALIES).await?;
-    warehouse.write_own_file(FILE, saved.encode()).await?;
-    report.seconds = started.elapsed().as_secs_f64();
-    report.phases = Phases {
-        read,
-        score_and_write_scores: scored - read,
-        write_anomalies: report.seconds - scored,
-    };
+    save(warehouse, &mut saved).await?;
+    finish(&mut report, started, read, scored);
     Ok(Ok(report))
 }
 

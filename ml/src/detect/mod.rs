@@ -150,6 +150,28 @@ async fn members_digest(warehouse: &Warehouse) -> Result<u64, DetectError> {
     Ok(hash.finish())
 }
 
+/// Records the output tables' versions in `saved` and writes it: the
+/// next run continues from it.
+async fn save(warehouse: &Warehouse, saved: &mut saved::Saved) -> Result<(), DetectError> {
+    saved.scores_version = warehouse.version(&ANOMALY_SCORES).await?;
+    saved.anomalies_version = warehouse.version(&ANOMALIES).await?;
+    warehouse
+        .write_own_file(saved::FILE, saved.encode())
+        .await?;
+    Ok(())
+}
+
+/// The run's wall time and phases (seconds since `started` at the end of
+/// reading and of scoring).
+fn finish(report: &mut DetectReport, started: Instant, read: f64, scored: f64) {
+    report.seconds = started.elapsed().as_secs_f64();
+    report.phases = Phases {
+        read,
+        score_and_write_scores: scored - read,
+        write_anomalies: report.seconds - scored,
+    };
+}
+
 /// The anomalies of `points` with their drivers.
 fn found_in(points: &[Scored], series: &Series) -> Vec<(Anomaly, Vec<Contribution>)> {
     crate::assemble(points, DetectorConfig::default().level_points)
