@@ -454,6 +454,27 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
             .is_some_and(|n| n as usize >= listed_incidents),
         "the page lists every resolved incident the API does ({listed_incidents}), open ones too"
     );
+    // Its cost: the daily cost against the baseline (a figure with its
+    // anomalous days marked) and its months against its peers, as the
+    // API's cost benchmark gives them.
+    let benchmark = api
+        .get(&format!("/api/v1/cost/{}/benchmark", segment(&service)))
+        .await?;
+    let service_cost = browser
+        .eval("({figures: document.querySelectorAll('[data-panel=\"service-cost\"] figure').length, months: document.querySelectorAll('[data-panel=\"service-cost-benchmark\"] tbody tr').length, errors: document.querySelectorAll('[data-panel] p.error').length})")
+        .await?;
+    assert_eq!(service_cost["figures"], 1, "{service_cost}");
+    assert_eq!(service_cost["errors"], 0, "{service_cost}");
+    let benchmark_months = benchmark["months"]
+        .as_array()
+        .context("benchmark months")?
+        .len();
+    assert!(benchmark_months >= 1, "{benchmark}");
+    assert_eq!(
+        service_cost["months"],
+        benchmark_months.min(15),
+        "{service_cost} {benchmark}"
+    );
     browser.screenshot(&shots.join("service.png")).await?;
 
     // Adoption: the organisation's active users per month as the API
