@@ -602,6 +602,31 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         health["unattributed"].as_u64().is_some_and(|n| n >= 1),
         "the world leaves untagged costs: {health}"
     );
+    // Cost coverage and commitments, as many rows as the page data has.
+    let health_data = api.get("/api/v1/pages/health").await?;
+    let health_rows = |id: &str| {
+        health_data["panels"]
+            .as_array()
+            .and_then(|panels| panels.iter().find(|p| p["id"] == id))
+            .and_then(|p| p["rows"].as_array())
+            .map_or(0, Vec::len)
+    };
+    let cost_health = browser
+        .eval("({coverage: document.querySelectorAll('[data-panel=\"health-cost-coverage\"] tbody tr').length, commitments: document.querySelectorAll('[data-panel=\"health-commitments\"] tbody tr').length, errors: document.querySelectorAll('[data-panel] p.error').length})")
+        .await?;
+    let coverage_rows = health_rows("health-cost-coverage");
+    assert!(coverage_rows >= 1, "the demo has cost: {health_data}");
+    assert_eq!(
+        cost_health["coverage"],
+        coverage_rows.min(15),
+        "{cost_health}"
+    );
+    assert_eq!(
+        cost_health["commitments"],
+        health_rows("health-commitments").min(15),
+        "{cost_health}"
+    );
+    assert_eq!(cost_health["errors"], 0, "{cost_health}");
     browser.screenshot(&shots.join("health.png")).await?;
     // The unattributed count leads to those rows.
     let records = browser
