@@ -246,7 +246,7 @@ function drawLine(panel, body) {
     const max = values.length ? Math.max(...values) : null;
     const w = 300;
     const h = 120;
-    const chart = svg('svg', { viewBox: '0 0 ' + w + ' ' + (h + 18), width: w, height: h + 18, role: 'img', 'aria-label': label(column) + ' per week: ' + rows.map((r) => dateText(r[xColumn]) + ' ' + fmt(column, r[column])).join('; ') },
+    const chart = svg('svg', { viewBox: '0 0 ' + w + ' ' + (h + 18), width: w, height: h + 18, style: 'max-width:100%;height:auto', role: 'img', 'aria-label': label(column) + ' per week: ' + rows.map((r) => dateText(r[xColumn]) + ' ' + fmt(column, r[column])).join('; ') },
       svg('line', { class: 'axis', x1: 8, y1: h - 8, x2: w - 8, y2: h - 8 }),
       lineSeries(column, rows, xColumn, w, h, 8, true, (i) => drillFor(panel, column, rows[i])),
       svg('text', { x: 8, y: h + 12, text: dateText(rows[0][xColumn]) }),
@@ -531,9 +531,12 @@ function drawBands(panel, body) {
     return;
   }
   const smalls = el('div', { class: 'smalls bands-chart' });
+  // One series (a scope's daily cost) gets the panel's width; several
+  // are small multiples.
+  const single = groups.size === 1;
   for (const [name, rows] of groups) {
-    const w = 300;
-    const h = 120;
+    const w = single ? 600 : 300;
+    const h = single ? 180 : 120;
     const pad = 8;
     const all = rows.flatMap((r) => [r[value], r[expected], r[lower], r[upper]]);
     const y = scale(all, h, pad);
@@ -566,7 +569,7 @@ function drawBands(panel, body) {
       marks.push(svg('circle', { class: 'point anomalous', cx: x(i).toFixed(1), cy: y(r[value]).toFixed(1), r: 3.5, 'data-value': r[value] }, svg('title', { text })));
     });
     const flagged = rows.filter((r) => r.anomalous === true).map((r) => dateText(r[xColumn]));
-    const chart = svg('svg', { viewBox: '0 0 ' + w + ' ' + (h + 18), width: w, height: h + 18, role: 'img', 'aria-label': name + ': anomalous on ' + (flagged.join(', ') || 'no day') },
+    const chart = svg('svg', { viewBox: '0 0 ' + w + ' ' + (h + 18), width: w, height: h + 18, style: 'max-width:100%;height:auto', role: 'img', 'aria-label': name + ': anomalous on ' + (flagged.join(', ') || 'no day') },
       svg('path', { class: 'band', d: area }),
       svg('path', { class: 'line expected', d: path(expected) }),
       svg('g', { class: 'series', 'data-series': value, 'data-points': marks.length }, svg('path', { class: 'line', d: path(value) }), marks),
