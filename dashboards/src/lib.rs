@@ -87,7 +87,7 @@ pub fn page_names() -> String {
 }
 
 /// How a panel draws its rows.
-pub const CHART_KINDS: [&str; 8] = [
+pub const CHART_KINDS: [&str; 9] = [
     "tiles",
     "line",
     "bar",
@@ -96,6 +96,7 @@ pub const CHART_KINDS: [&str; 8] = [
     "timeline",
     "ranking",
     "bands",
+    "scatter",
 ];
 
 /// The reads a panel can take from the API instead of SQL (`api = "…"`):
@@ -350,6 +351,15 @@ impl Panel {
                     .to_owned(),
             ));
         }
+        if self.chart.kind == "scatter"
+            && (self.chart.group.is_none() || self.chart.x.is_none() || self.chart.y.len() > 2)
+        {
+            return Err(fail(
+                "a scatter chart needs `group` (each point's name), `x` and `y` = [value] or \
+                 [value, reference]"
+                    .to_owned(),
+            ));
+        }
         for name in placeholders(&self.sql) {
             if !PLACEHOLDERS.contains(&name) {
                 return Err(fail(format!(
@@ -434,6 +444,7 @@ pub fn grafana_dashboard(panels: &[Panel]) -> serde_json::Value {
                 "tiles" => "stat",
                 "line" => "timeseries",
                 "bar" | "stacked_bar" | "ranking" => "barchart",
+                "scatter" => "xychart",
                 "timeline" => "state-timeline",
                 _ => "table",
             };

@@ -579,4 +579,50 @@ function drawBands(panel, body) {
   }
   body.appendChild(smalls);
 }
-export const DRAW = { tiles: drawTiles, line: drawLine, bar: drawBar, stacked_bar: drawStacked, table: drawTable, timeline: drawTimeline, ranking: drawRanking, bands: drawBands };
+// Points on log–log axes, one per row named by the group column, each
+// with its reference (e.g. its peers' median) as a short bar at the same x;
+// rows without a positive x and y cannot sit on a log axis and are left
+// out (the table beside it lists them).
+function drawScatter(panel, body) {
+  const xColumn = panel.chart.x;
+  const [value, reference] = panel.chart.y;
+  const positive = (v) => isNumber(v) && v > 0;
+  const rows = panel.rows.filter((r) => positive(r[xColumn]) && positive(r[value]));
+  if (!rows.length) {
+    body.appendChild(el('p', { class: 'empty', text: 'Nothing to place in this window.' }));
+    return;
+  }
+  const w = 600;
+  const h = 260;
+  const pad = 40;
+  const log = Math.log10;
+  const xs = rows.map((r) => log(r[xColumn]));
+  const ys = rows.flatMap((r) => [r[value], reference ? r[reference] : null]).filter(positive).map(log);
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  const X = (v) => pad + (w - 2 * pad) * ((log(v) - x0) / (x1 - x0 || 1));
+  const Y = (v) => h - pad - (h - 2 * pad) * ((log(v) - y0) / (y1 - y0 || 1));
+  const points = svg('g', { class: 'series', 'data-series': value, 'data-points': rows.length });
+  const references = svg('g', { class: 'series reference', 'data-series': reference || '' });
+  for (const r of rows) {
+    const name = fmt(panel.chart.group, r[panel.chart.group]);
+    const text = name + ': ' + label(xColumn) + ' ' + fmt(xColumn, r[xColumn]) + ', ' + label(value) + ' ' + fmt(value, r[value]) + (reference && isNumber(r[reference]) ? ', ' + label(reference) + ' ' + fmt(reference, r[reference]) : '');
+    points.appendChild(svg('circle', { class: 'point', cx: X(r[xColumn]).toFixed(1), cy: Y(r[value]).toFixed(1), r: 4, 'data-value': r[value] }, svg('title', { text })));
+    if (reference && positive(r[reference])) {
+      const x = X(r[xColumn]);
+      references.appendChild(svg('line', { x1: (x - 7).toFixed(1), x2: (x + 7).toFixed(1), y1: Y(r[reference]).toFixed(1), y2: Y(r[reference]).toFixed(1) }));
+    }
+  }
+  const chart = svg('svg', { viewBox: '0 0 ' + w + ' ' + h, width: w, height: h, style: 'max-width:100%;height:auto', role: 'img', 'aria-label': panel.title },
+    svg('line', { class: 'axis', x1: pad, y1: h - pad, x2: w - pad, y2: h - pad }),
+    svg('line', { class: 'axis', x1: pad, y1: pad, x2: pad, y2: h - pad }),
+    references,
+    points,
+    svg('text', { x: pad, y: h - pad + 16, text: fmt(xColumn, 10 ** x0) }),
+    svg('text', { x: w - pad, y: h - pad + 16, 'text-anchor': 'end', text: fmt(xColumn, 10 ** x1) + ' ' + label(xColumn).toLowerCase() }),
+    svg('text', { x: 4, y: h - pad, text: fmt(value, 10 ** y0) }),
+    svg('text', { x: 4, y: pad - 6, text: fmt(value, 10 ** y1) + ' ' + label(value).toLowerCase() }));
+  body.appendChild(el('div', { class: 'scatter-chart' }, chart));
+  body.appendChild(el('p', { class: 'totals', text: 'Log scales. ● ' + label(value) + (reference ? '; — ' + label(reference) : '') + '.' }));
+}
+export const DRAW = { tiles: drawTiles, line: drawLine, bar: drawBar, stacked_bar: drawStacked, table: drawTable, timeline: drawTimeline, ranking: drawRanking, bands: drawBands, scatter: drawScatter };

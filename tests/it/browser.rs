@@ -587,6 +587,19 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         panel_rows("cost-benchmarks").len().min(15),
         "{cost_page}"
     );
+    // Services placed by traffic and cost per request: those with both.
+    let placed = panel_rows("cost-benchmark-scatter")
+        .iter()
+        .filter(|r| {
+            r["requests"].as_f64().is_some_and(|v| v > 0.0)
+                && r["cost_per_1k_requests"].as_f64().is_some_and(|v| v > 0.0)
+        })
+        .count();
+    assert!(placed >= 1, "{data}");
+    let points = browser
+        .eval("document.querySelectorAll('[data-panel=\"cost-benchmark-scatter\"] circle.point').length")
+        .await?;
+    assert_eq!(points, placed, "{data}");
     assert_eq!(cost_page["errors"], 0, "{cost_page}");
     browser.screenshot(&shots.join("cost.png")).await?;
 
