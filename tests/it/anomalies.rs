@@ -649,12 +649,18 @@ async fn a_daily_detect_run_continues_the_saved_state_and_equals_a_full_run() ->
 
     import("cost_daily", "cost-2.ndjson", &cost_after)?;
     import("service_metrics_daily", "ops-2.ndjson", &ops_after)?;
+    // A service the last run did not know: all of its days are new.
+    import(
+        "service_metrics_daily",
+        "ops-new.ndjson",
+        &ops_after.replace("search-api", "audit-api"),
+    )?;
     let daily = detect(&[])?;
     assert_eq!(daily["mode"], "incremental", "{daily}");
-    // Eight cost series (four wholes, four parts) and search-api's
-    // requests, error rate and p95 latency: 19 new days each.
-    assert_eq!(daily["series"], 11, "{daily}");
-    assert_eq!(daily["points"], 11 * 19, "{daily}");
+    // Eight cost series (four wholes, four parts), search-api's requests,
+    // error rate and p95 latency, and audit-api's: 19 new days each.
+    assert_eq!(daily["series"], 14, "{daily}");
+    assert_eq!(daily["points"], 14 * 19, "{daily}");
 
     let warehouse = local_warehouse(&data)?;
     let scores_sql = "SELECT metric, scope, unit, dimension, CAST(date AS VARCHAR) AS day, value, expected, lower, upper, score, anomalous \
@@ -664,7 +670,7 @@ async fn a_daily_detect_run_continues_the_saved_state_and_equals_a_full_run() ->
                          driver_share, drivers FROM anomalies ORDER BY anomaly_id";
     let scores = rows(&warehouse, scores_sql).await?;
     let found = rows(&warehouse, anomalies_sql).await?;
-    assert_eq!(scores.len(), 11 * 120, "every day scored once");
+    assert_eq!(scores.len(), 11 * 120 + 3 * 19, "every day scored once");
     // The spike was taken up again and closed, with its driver.
     let spike_day = (first + Duration::days(100)).to_string();
     let spike: Vec<&Vec<String>> = found

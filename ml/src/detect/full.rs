@@ -4,7 +4,6 @@
 //! organisation's two years, tens of millions, are never held together);
 //! then `anomalies` replaced and the state saved for the next run.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,10 +16,9 @@ use fathom_warehouse::{RowStreams, Warehouse};
 use super::saved::{Saved, SavedSeries, fingerprint};
 use super::series::{Series, SeriesKey, load};
 use super::{
-    ANOMALIES, ANOMALY_SCORES, DAILY_CANDIDATES, DetectError, DetectReport, finish, found_in,
-    input_versions, keep, members_digest, rows, save,
+    ANOMALIES, ANOMALY_SCORES, DetectError, DetectReport, Found, finish, input_versions,
+    members_digest, rows, save, score_whole,
 };
-use crate::detector::{Detector, DetectorConfig};
 
 /// Series scored per batch of `anomaly_scores` rows (a few hundred
 /// thousand rows: the write sees batches of a useful size, and only a
@@ -29,12 +27,9 @@ const SERIES_PER_BATCH: usize = 500;
 
 /// What one scoring worker found besides the rows it streamed.
 #[derive(Debug, Default)]
-struct Found {
-    rows: rows::AnomalyRows,
+struct Share {
+    found: Found,
     points: usize,
-    anomalies: usize,
-    open: usize,
-    by_kind: BTreeMap<String, usize>,
     kept: Vec<(SeriesKey, SavedSeries)>,
 }
 
@@ -47,8 +42,8 @@ pub(super) async fn run(
     // Versions before the read: a write in between is seen again by the
     // next run, never missed.
     let inputs = input_versions(warehouse).await?;
-    let members = members_digest(warehouse).await?;
     let ctx = read_only_session(warehouse, QueryLimits::default()).await?;
+    let members = members_digest(&ctx).await?;
     let all = Arc::new(load(&ctx, None).await?);
     let read = started.elapsed().as_secs_f64();
     let workers = std::thread::available_parallelism()
@@ -79,9 +74,9 @@ pub(super) async fn run(
         series: all.len(),
         ..DetectReport::default()
     };
-    let mut found = Vec::with_capacity(workers);
+    let mut shares = Vec::with_capacity(workers);
     for handle in handles {
-        found.push(
+        shares.push(
             handle
                 .await
                 .map_err(|e| DetectError::Shape(format!("a scoring worker failed: {e}")))??,
@@ -89,21 +84,16 @@ pub(super) async fn run(
     }
     written?;
     let scored = started.elapsed().as_secs_f64();
-    let mut anomalies = Vec::with_capacity(found.len());
+    let mut anomalies = Vec::with_capacity(shares.len());
     let mut saved = Saved {
         fingerprint: fingerprint(),
         members,
         inputs,
         ..Saved::default()
     };
-    for share in found {
+    for share in shares {
         report.points += share.points;
-        report.anomalies += share.anomalies;
-        report.open += share.open;
-        for (kind, count) in share.by_kind {
-            *report.by_kind.entry(kind).or_default() += count;
-        }
-        anomalies.push(share.rows.finish()?);
+        anomalies.push(share.found.into_report(&mut report)?);
         saved.series.extend(share.kept);
     }
     warehouse.replace_all(&ANOMALIES, &anomalies).await?;
@@ -120,43 +110,27 @@ fn score_share(
     worker: usize,
     workers: usize,
     sender: &tokio::sync::mpsc::Sender<Result<RecordBatch, DataFusionError>>,
-) -> Result<Found, arrow::error::ArrowError> {
-    let mut found = Found::default();
+) -> Result<Share, arrow::error::ArrowError> {
+    let mut share = Share::default();
     let mut scores = rows::ScoreRows::default();
     let mut pending = 0;
     for series in all.iter().skip(worker).step_by(workers) {
-        let mut detector = Detector::new(DetectorConfig::default(), &DAILY_CANDIDATES);
-        let points: Vec<_> = series.values.iter().map(|v| detector.push(*v)).collect();
-        scores.push(series, &points);
-        let anomalies = found_in(&points, series);
-        for (anomaly, drivers) in &anomalies {
-            *found
-                .by_kind
-                .entry(format!("{}/{}", series.key.metric, anomaly.kind.as_str()))
-                .or_default() += 1;
-            found.anomalies += 1;
-            found.open += usize::from(anomaly.open);
-            found.rows.push(series, anomaly, drivers);
-        }
-        let plain: Vec<_> = anomalies.into_iter().map(|(a, _)| a).collect();
-        found.kept.push((
-            series.key.clone(),
-            keep(series.first, &detector, &points, &plain),
-        ));
+        let kept = score_whole(series, &mut scores, &mut share.found);
+        share.kept.push((series.key.clone(), kept));
         pending += 1;
         if pending == SERIES_PER_BATCH {
-            found.points += scores.len();
+            share.points += scores.len();
             let batch = std::mem::take(&mut scores).finish()?;
             if sender.blocking_send(Ok(batch)).is_err() {
-                return Ok(found);
+                return Ok(share);
             }
             pending = 0;
         }
     }
     if scores.len() > 0 {
-        found.points += scores.len();
+        share.points += scores.len();
         let batch = scores.finish()?;
         let _ = sender.blocking_send(Ok(batch));
     }
-    Ok(found)
+    Ok(share)
 }

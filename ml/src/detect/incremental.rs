@@ -9,17 +9,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{DataType, Date32Type};
 use chrono::{Duration, NaiveDate};
+use datafusion::prelude::SessionContext;
 use fathom_warehouse::Warehouse;
 use fathom_warehouse::query::{QueryLimits, read_only_session};
 
 use super::saved::{FILE, Saved, SavedSeries, fingerprint};
 use super::series::{Series, SeriesKey, load};
 use super::{
-    ANOMALIES, ANOMALY_SCORES, DAILY_CANDIDATES, DetectError, DetectReport, INPUTS, SHARE_DAYS,
-    contributions, finish, found_in, input_versions, keep, members_digest, rows, save,
+    ANOMALIES, ANOMALY_SCORES, DAILY_CANDIDATES, DetectError, DetectReport, Found, INPUTS,
+    SHARE_DAYS, contributions, finish, input_versions, members_digest, rows, save, score_whole,
 };
 use crate::anomaly::Anomaly;
 use crate::detector::{Detector, DetectorConfig, Scored};
@@ -104,10 +105,13 @@ pub(super) async fn run(
             "`anomaly_scores` or `anomalies` was written since the state was saved".to_owned(),
         ));
     }
-    if members_digest(warehouse).await? != saved.members {
+    // Versions before the session: a write in between is seen again by
+    // the next run, never missed. One session serves the whole run.
+    let inputs = input_versions(warehouse).await?;
+    let ctx = read_only_session(warehouse, QueryLimits::default()).await?;
+    if members_digest(&ctx).await? != saved.members {
         return Ok(Err("the scope membership changed".to_owned()));
     }
-    let inputs = input_versions(warehouse).await?;
     let changed = match changed_from(warehouse, &saved, &inputs).await? {
         Ok(Some(changed)) => changed,
         Ok(None) => {
@@ -135,7 +139,6 @@ pub(super) async fn run(
             "an anomaly open since before {read_from} needs more history than a daily run reads"
         )));
     }
-    let ctx = read_only_session(warehouse, QueryLimits::default()).await?;
     let loaded = load(&ctx, Some(read_from)).await?;
     let read = started.elapsed().as_secs_f64();
 
@@ -179,19 +182,17 @@ pub(super) async fn run(
         mode: "incremental".to_owned(),
         series: work.series,
         points: work.scores.len(),
-        anomalies: work.anomalies,
-        open: work.open,
-        by_kind: std::mem::take(&mut work.by_kind),
         ..DetectReport::default()
     };
+    let rows = work.found.into_report(&mut report)?;
     if work.scores.len() > 0 {
         warehouse
             .append(&ANOMALY_SCORES, &[work.scores.finish()?])
             .await?;
     }
     if !work.replaced.is_empty() {
-        let mut batches = kept_anomalies(warehouse, &work.replaced).await?;
-        batches.push(work.rows.finish()?);
+        let mut batches = kept_anomalies(&ctx, &work.replaced).await?;
+        batches.push(rows);
         warehouse.replace_all(&ANOMALIES, &batches).await?;
     }
     saved.inputs = inputs;
@@ -204,40 +205,19 @@ pub(super) async fn run(
 #[derive(Debug, Default)]
 struct Work {
     scores: rows::ScoreRows,
-    rows: rows::AnomalyRows,
+    found: Found,
     /// Per series, the first day from which its old anomalies are
-    /// replaced by those in `rows`.
+    /// replaced by those in `found`.
     replaced: BTreeMap<SeriesKey, NaiveDate>,
     series: usize,
-    anomalies: usize,
-    open: usize,
-    by_kind: BTreeMap<String, usize>,
 }
 
 impl Work {
-    fn count(&mut self, key: &SeriesKey, anomaly: &Anomaly) {
-        *self
-            .by_kind
-            .entry(format!("{}/{}", key.metric, anomaly.kind.as_str()))
-            .or_default() += 1;
-        self.anomalies += 1;
-        self.open += usize::from(anomaly.open);
-    }
-
     /// A series the last run did not know: every day of it is new.
     fn new_series(&mut self, series: &Series) -> SavedSeries {
-        let mut detector = Detector::new(DetectorConfig::default(), &DAILY_CANDIDATES);
-        let points: Vec<_> = series.values.iter().map(|v| detector.push(*v)).collect();
-        self.scores.push(series, &points);
-        let found = found_in(&points, series);
-        for (anomaly, drivers) in &found {
-            self.count(&series.key, anomaly);
-            self.rows.push(series, anomaly, drivers);
-        }
         self.replaced.insert(series.key.clone(), series.first);
         self.series += 1;
-        let plain: Vec<_> = found.into_iter().map(|(a, _)| a).collect();
-        keep(series.first, &detector, &points, &plain)
+        score_whole(series, &mut self.scores, &mut self.found)
     }
 
     /// A known series: checks the days it scored, scores the new ones.
@@ -346,8 +326,7 @@ impl Work {
             let absolute = shift(anomaly, old.tail_from);
             let local = shift(anomaly, old.tail_from - context_from);
             let drivers = contributions(&local, &points, &parts);
-            self.count(&series.key, &absolute);
-            self.rows.push(&whole, &absolute, &drivers);
+            self.found.push(&whole, &absolute, &drivers);
             if absolute.open {
                 open_from = open_from.min(absolute.first);
             }
@@ -367,10 +346,9 @@ impl Work {
 /// The stored anomalies, without those of `replaced` series from their
 /// day on.
 async fn kept_anomalies(
-    warehouse: &Warehouse,
+    ctx: &SessionContext,
     replaced: &BTreeMap<SeriesKey, NaiveDate>,
 ) -> Result<Vec<RecordBatch>, DetectError> {
-    let ctx = read_only_session(warehouse, QueryLimits::default()).await?;
     let batches = ctx.sql("SELECT * FROM anomalies").await?.collect().await?;
     let epoch = NaiveDate::default();
     let mut out = Vec::with_capacity(batches.len());
@@ -397,17 +375,7 @@ async fn kept_anomalies(
             .clone();
         let keep: BooleanArray = (0..batch.num_rows())
             .map(|row| {
-                let key = SeriesKey {
-                    metric: metric.value(row).to_owned(),
-                    scope: scope.value(row).to_owned(),
-                    scope_kind: kind.value(row).to_owned(),
-                    unit: unit.value(row).to_owned(),
-                    dimension: if dimension.is_null(row) {
-                        String::new()
-                    } else {
-                        dimension.value(row).to_owned()
-                    },
-                };
+                let key = SeriesKey::at([&metric, &scope, &kind, &unit, &dimension], row);
                 let first = epoch + Duration::days(i64::from(first_day.value(row)));
                 Some(replaced.get(&key).is_none_or(|from| first < *from))
             })

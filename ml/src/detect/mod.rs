@@ -20,19 +20,23 @@ mod series;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use arrow::array::RecordBatch;
+use arrow::error::ArrowError;
+use datafusion::prelude::SessionContext;
 use fathom_models::TableDef;
 use fathom_models::tables::{
     ANOMALIES, ANOMALY_SCORES, COST_DAILY, ERROR_COUNTS_DAILY, SERVICE_METRICS_DAILY,
 };
 use fathom_warehouse::Warehouse;
-use fathom_warehouse::query::{QueryLimits, read_only_session};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 pub use drivers::{Contribution, SHARE_DAYS, contributions};
 pub use series::{Series, SeriesKey, load};
 
 use crate::anomaly::Anomaly;
 use crate::detector::{Detector, DetectorConfig, Scored, StateError};
+use saved::SavedSeries;
 
 /// Why detection failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +49,7 @@ pub enum DetectError {
     Engine(#[from] datafusion::error::DataFusionError),
     /// Building the output rows.
     #[error("building the anomaly rows: {0}")]
-    Arrow(#[from] arrow::error::ArrowError),
+    Arrow(#[from] ArrowError),
     /// A query returned columns of another shape than expected.
     #[error("reading the series: {0}")]
     Shape(String),
@@ -124,9 +128,8 @@ async fn input_versions(
 
 /// A digest of the scope membership (which components each team and the
 /// org count): a change regroups every group's cost series.
-async fn members_digest(warehouse: &Warehouse) -> Result<u64, DetectError> {
-    let ctx = read_only_session(warehouse, QueryLimits::default()).await?;
-    let mut hash = saved::Fnv::default();
+async fn members_digest(ctx: &SessionContext) -> Result<u64, DetectError> {
+    let mut hash = Sha256::new();
     let Ok(frame) = ctx
         .sql(
             "SELECT scope, scope_kind, entity_ref FROM dora_scope_members \
@@ -135,19 +138,19 @@ async fn members_digest(warehouse: &Warehouse) -> Result<u64, DetectError> {
         .await
     else {
         // No membership yet: only components' series exist.
-        return Ok(hash.finish());
+        return Ok(saved::digest(hash));
     };
     for batch in frame.collect().await? {
         for column in batch.columns() {
             let text = arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8)?;
             let text = arrow::array::AsArray::as_string::<i32>(&text);
             for value in text.iter() {
-                hash.add(value.unwrap_or("\u{0}").as_bytes());
-                hash.add(&[0xff]);
+                hash.update(value.unwrap_or("\u{0}").as_bytes());
+                hash.update([0xff]);
             }
         }
     }
-    Ok(hash.finish())
+    Ok(saved::digest(hash))
 }
 
 /// Records the output tables' versions in `saved` and writes it: the
@@ -172,36 +175,59 @@ fn finish(report: &mut DetectReport, started: Instant, read: f64, scored: f64) {
     };
 }
 
-/// The anomalies of `points` with their drivers.
-fn found_in(points: &[Scored], series: &Series) -> Vec<(Anomaly, Vec<Contribution>)> {
-    crate::assemble(points, DetectorConfig::default().level_points)
-        .into_iter()
-        .map(|anomaly| {
-            let drivers = contributions(&anomaly, points, &series.parts);
-            (anomaly, drivers)
-        })
-        .collect()
+/// The anomalies a run writes, and their counts for the report.
+#[derive(Debug, Default)]
+struct Found {
+    rows: rows::AnomalyRows,
+    anomalies: usize,
+    open: usize,
+    by_kind: BTreeMap<String, usize>,
 }
 
-/// What to keep of a scored series: the detector's state and the points
-/// from the first anomaly that may still grow (positions from 0).
-fn keep(
-    first: chrono::NaiveDate,
-    detector: &Detector,
-    points: &[Scored],
-    anomalies: &[Anomaly],
-) -> saved::SavedSeries {
-    let tail_from = anomalies
-        .iter()
-        .filter(|a| a.open)
-        .map(|a| a.first)
-        .min()
-        .unwrap_or(points.len());
-    saved::SavedSeries {
-        first,
+impl Found {
+    /// One anomaly of `series` with its drivers.
+    fn push(&mut self, series: &Series, anomaly: &Anomaly, drivers: &[Contribution]) {
+        *self
+            .by_kind
+            .entry(format!("{}/{}", series.key.metric, anomaly.kind.as_str()))
+            .or_default() += 1;
+        self.anomalies += 1;
+        self.open += usize::from(anomaly.open);
+        self.rows.push(series, anomaly, drivers);
+    }
+
+    /// Adds the counts to `report`; the rows as a batch.
+    fn into_report(self, report: &mut DetectReport) -> Result<RecordBatch, ArrowError> {
+        report.anomalies += self.anomalies;
+        report.open += self.open;
+        for (kind, count) in self.by_kind {
+            *report.by_kind.entry(kind).or_default() += count;
+        }
+        self.rows.finish()
+    }
+}
+
+/// Scores `series` from its first day: its `anomaly_scores` rows into
+/// `scores`, its anomalies (with their drivers) into `found`; returns what
+/// to keep for the next run — the detector's state and the points from
+/// the first anomaly that may still grow.
+fn score_whole(series: &Series, scores: &mut rows::ScoreRows, found: &mut Found) -> SavedSeries {
+    let mut detector = Detector::new(DetectorConfig::default(), &DAILY_CANDIDATES);
+    let points: Vec<Scored> = series.values.iter().map(|v| detector.push(*v)).collect();
+    scores.push(series, &points);
+    let mut tail_from = points.len();
+    for anomaly in crate::assemble(&points, DetectorConfig::default().level_points) {
+        let drivers = contributions(&anomaly, &points, &series.parts);
+        found.push(series, &anomaly, &drivers);
+        if anomaly.open {
+            tail_from = tail_from.min(anomaly.first);
+        }
+    }
+    SavedSeries {
+        first: series.first,
         detector: detector.snapshot(),
         tail_from,
-        tail: points[tail_from.min(points.len())..].to_vec(),
+        tail: points[tail_from..].to_vec(),
     }
 }
 

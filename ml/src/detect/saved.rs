@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
+use sha2::{Digest, Sha256};
 
 use super::DAILY_CANDIDATES;
 use super::series::SeriesKey;
@@ -157,30 +158,13 @@ impl Saved {
     }
 }
 
-/// FNV-1a, 64 bits: a stable digest (the standard hasher may change
-/// between releases).
-#[derive(Debug, Clone, Copy)]
-pub struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    /// Adds bytes.
-    pub fn add(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    /// The digest.
-    pub fn finish(self) -> u64 {
-        self.0
-    }
+/// The first 64 bits of a SHA-256: a digest that stays the same across
+/// releases and platforms (the standard hasher may change).
+pub fn digest(hash: Sha256) -> u64 {
+    let bytes = hash.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(first)
 }
 
 /// The detector's identity: its settings, candidates, a hand-kept
@@ -211,17 +195,15 @@ pub fn fingerprint() -> String {
             Some(v)
         })
         .collect();
-    let mut hash = Fnv::default();
+    let mut w = Writer::default();
     for p in Detector::score_all(DetectorConfig::default(), &DAILY_CANDIDATES, &values) {
-        let mut w = Writer::default();
         write_scored(&mut w, &p);
-        hash.add(&w.bytes);
     }
     format!(
         "{REVISION}/{:?}/{:?}/{:016x}",
         DetectorConfig::default(),
         DAILY_CANDIDATES,
-        hash.finish()
+        digest(Sha256::new_with_prefix(&w.bytes))
     )
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, StringArray};
 use arrow::datatypes::{Date32Type, Float64Type};
 use chrono::NaiveDate;
 use datafusion::prelude::SessionContext;
@@ -27,6 +27,25 @@ pub struct SeriesKey {
     /// The part of the measure (a component's cost source and category);
     /// empty for the whole.
     pub dimension: String,
+}
+
+impl SeriesKey {
+    /// The key in row `row` of text columns metric, scope, scope kind,
+    /// unit and dimension (null: the whole).
+    pub(super) fn at(columns: [&StringArray; 5], row: usize) -> Self {
+        let [metric, scope, kind, unit, dimension] = columns;
+        Self {
+            metric: metric.value(row).to_owned(),
+            scope: scope.value(row).to_owned(),
+            scope_kind: kind.value(row).to_owned(),
+            unit: unit.value(row).to_owned(),
+            dimension: if dimension.is_null(row) {
+                String::new()
+            } else {
+                dimension.value(row).to_owned()
+            },
+        }
+    }
 }
 
 /// One series on the days `first..first + values.len()`.
@@ -162,17 +181,7 @@ pub async fn load(
                 {
                     continue;
                 }
-                let key = SeriesKey {
-                    metric: metric.value(row).to_owned(),
-                    scope: scope.value(row).to_owned(),
-                    scope_kind: kind.value(row).to_owned(),
-                    unit: unit.value(row).to_owned(),
-                    dimension: if part.is_null(row) {
-                        String::new()
-                    } else {
-                        part.value(row).to_owned()
-                    },
-                };
+                let key = SeriesKey::at([&metric, &scope, &kind, &unit, &part], row);
                 let name = if dimension.is_null(row) {
                     ""
                 } else {
