@@ -1,7 +1,6 @@
 //! Models over the marts: anomaly detection on cost and operational series
 //! (a causal, robust, seasonal baseline with change detection, and a
-//! multivariate model per service with linfa), and later deployment risk
-//! and rightsizing.
+//! multivariate model per service with linfa), and deployment risk.
 //!
 //! - [`detector`]: the univariate detector, one forward pass per series.
 //! - [`seasonal`]: seasonality detected by a rank test, not assumed.
@@ -14,6 +13,8 @@
 //! - [`evaluate`]: event-level precision, recall and delay against labels.
 //! - [`baseline`]: the trailing mean ± 3σ rule the detector is compared with.
 //! - [`robust`]: medians, MAD, quantiles, the Mann–Kendall statistic.
+//! - [`risk`]: deployment risk — a linfa logistic regression over
+//!   `deployment_features`, its chronological backtest and baselines.
 //!
 //! The models are pure computation (no I/O beyond the readers and writers
 //! they are given), so the same code scores the warehouse, a CSV and an
@@ -27,6 +28,7 @@ pub mod detect;
 pub mod detector;
 pub mod evaluate;
 pub mod multivariate;
+pub mod risk;
 pub mod robust;
 pub mod seasonal;
 

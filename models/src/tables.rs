@@ -9,8 +9,10 @@
 use crate::schema::{ColumnDef, ColumnType, MonthPartition, TableDef, Vocabulary};
 
 mod anomalies;
+mod risk;
 mod usage;
 pub use anomalies::{ANOMALIES, ANOMALY_SCORES};
+pub use risk::DEPLOYMENT_FEATURES;
 pub use usage::{
     USAGE_ACTIVE, USAGE_DAILY, USAGE_ENTITIES, USAGE_FEATURES, USAGE_SEARCH, USAGE_SEARCH_QUERIES,
     USAGE_TEMPLATES,
@@ -1801,6 +1803,7 @@ pub const ALL_TABLES: &[TableDef] = &[
     DORA_SCOPE_MEMBERS,
     DORA_METRICS,
     DORA_TRENDS,
+    DEPLOYMENT_FEATURES,
     COST_DAILY,
     COST_MONTHLY,
     COST_BENCHMARKS,

@@ -676,12 +676,22 @@ async fn restrict(ctx: &SessionContext, name: &str, filter: &str) -> Result<()> 
     Ok(())
 }
 
-/// Restricts the deployment and change marts' inputs to `affected`.
+/// Restricts the inputs of `mart` (refreshed by component) to `affected`.
 pub(crate) async fn restrict_to_components(
     ctx: &SessionContext,
+    mart: &Mart,
     affected: &Affected,
 ) -> Result<()> {
     let entities = affected.entity_filter();
+    // The deployment and change marts read each other whole (a change's
+    // deployment is found among every deployment); a mart built on them
+    // per deployment reads only the affected components' rows, or it would
+    // write every component's.
+    if mart.def.name == "deployment_features" {
+        for upstream in ["dora_deployments", "dora_changes"] {
+            restrict(ctx, upstream, &entities).await?;
+        }
+    }
     let repositories = in_list("repository_id", &affected.repositories);
     restrict(ctx, "deployments", &entities).await?;
     restrict(

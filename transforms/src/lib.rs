@@ -139,4 +139,6 @@ mod commitment_tests;
 #[cfg(test)]
 mod cost_tests;
 #[cfg(test)]
+mod risk_tests;
+#[cfg(test)]
 mod usage_tests;

@@ -21,7 +21,7 @@ use fathom_models::tables::{
 };
 use fathom_models::tables::{
     CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY, COST_BENCHMARKS, COST_COMMITMENTS, COST_COVERAGE,
-    COST_DAILY, COST_MONTHLY, RELEASE_DEPLOYS, SERVICE_METRICS_DAILY,
+    COST_DAILY, COST_MONTHLY, DEPLOYMENT_FEATURES, RELEASE_DEPLOYS, SERVICE_METRICS_DAILY,
 };
 use fathom_models::tables::{
     ENTITY_RELATIONS, PORTAL_EVENTS, USAGE_ACTIVE, USAGE_DAILY, USAGE_ENTITIES, USAGE_FEATURES,
@@ -184,6 +184,22 @@ pub const MARTS: &[Mart] = &[
         reads: METRICS_READS,
         refresh: Refresh::ByScope,
         periods: Periods::Calendar,
+    },
+    Mart {
+        def: &DEPLOYMENT_FEATURES,
+        sql: include_str!("../sql/deployment_features.sql"),
+        reads: &[
+            &DORA_DEPLOYMENTS,
+            &DORA_CHANGES,
+            &INCIDENTS,
+            &PULL_REQUESTS,
+            &PULL_REQUEST_REVIEWS,
+            &COMMITS,
+            &DEPLOYMENT_CHANGES,
+            &COMMIT_FILES,
+        ],
+        refresh: Refresh::ByComponent,
+        periods: Periods::Rolling,
     },
     Mart {
         def: &COST_DAILY,
@@ -462,6 +478,7 @@ mod tests {
                 "dora_scope_members",
                 "dora_metrics",
                 "dora_trends",
+                "deployment_features",
                 "cost_daily",
                 "cost_monthly",
                 "cost_benchmarks",

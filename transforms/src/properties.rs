@@ -71,7 +71,7 @@ fn commit() -> impl Strategy<Value = Commit> {
         })
 }
 
-fn service() -> impl Strategy<Value = Service> {
+pub(crate) fn service() -> impl Strategy<Value = Service> {
     let minutes = 0u32..(40 * 24 * 60);
     let deployment = (
         minutes.clone(),
@@ -269,7 +269,7 @@ async fn compute_all(ctx: &SessionContext) -> Result<(), String> {
 
 /// Registers `batches` as table `def` in `ctx`, in place of what was
 /// there.
-fn replace_in_memory(
+pub(crate) fn replace_in_memory(
     ctx: &SessionContext,
     def: &TableDef,
     batches: Vec<RecordBatch>,

@@ -342,7 +342,7 @@ async fn write_mart(
             ("all".to_owned(), stats, spilled_bytes(physical.as_ref()))
         }
         Step::Components(affected) => {
-            incremental::restrict_to_components(&ctx, affected).await?;
+            incremental::restrict_to_components(&ctx, mart, affected).await?;
             let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of, None).await?;
             let stats = warehouse
                 .replace_where_streamed(mart.def, affected.entity_predicate(), rows)

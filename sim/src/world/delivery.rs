@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::WorldConfig;
 use super::org::{ComponentKind, Org, Profile};
+use super::risk::{Memory, Release};
 
 /// A commit on the service's main branch.
 #[derive(Debug, Clone, Serialize)]
@@ -241,6 +242,8 @@ struct Builder {
     main: Main,
     pull_requests: Vec<PullRequest>,
     next_pr: u64,
+    /// The service's releases so far, for the failure draw.
+    risk: Memory,
 }
 
 impl Builder {
@@ -338,6 +341,51 @@ impl Builder {
         });
     }
 
+    /// What a production release from `from` (exclusive; the revision
+    /// production ran) to `to` ships, for the failure draw.
+    fn release(
+        &self,
+        from: Option<(DateTime<Utc>, u32)>,
+        to: (DateTime<Utc>, u32),
+        at: DateTime<Utc>,
+        previous: Option<&Deployment>,
+    ) -> Release {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let lower = from.map_or(Unbounded, Excluded);
+        let mut lines = 0u64;
+        let mut direct_pushes = 0u32;
+        for draft in self
+            .main
+            .commits
+            .range((lower, Included(to)))
+            .map(|(_, d)| d)
+        {
+            match draft.pull_request {
+                // Pull requests are numbered from 1 in the order they are
+                // drawn, which is the order of `pull_requests`.
+                Some(number) if draft.is_merge => {
+                    if let Some(pr) = usize::try_from(number - 1)
+                        .ok()
+                        .and_then(|i| self.pull_requests.get(i))
+                    {
+                        lines += u64::from(pr.additions) + u64::from(pr.deletions);
+                    }
+                }
+                Some(_) => {}
+                None => direct_pushes += 1,
+            }
+        }
+        let gap_days = previous.map_or(30.0, |p| {
+            (at - p.finished_at).num_seconds() as f64 / 86_400.0
+        });
+        Release {
+            lines,
+            direct_pushes,
+            at,
+            gap_days,
+        }
+    }
+
     /// A time within working hours of `day`.
     fn work_time(&mut self, day: DateTime<Utc>) -> DateTime<Utc> {
         day + Duration::minutes(self.rng.random_range(8 * 60..18 * 60))
@@ -361,6 +409,7 @@ impl ServiceHistory {
             main: Main::default(),
             pull_requests: Vec::new(),
             next_pr: 1,
+            risk: Memory::default(),
         };
         let start = config.start();
         let end = config.end();
@@ -652,7 +701,17 @@ impl ServiceHistory {
                 }
                 continue;
             }
-            if hotfix || builder.rng.random::<f64>() >= builder.profile.failure_rate() {
+            if hotfix {
+                continue;
+            }
+            let release = builder.release(
+                previous_key,
+                target,
+                at,
+                previous_successful.map(|p| &self.deployments[p]),
+            );
+            let p = builder.risk.failure_probability(builder.profile, &release);
+            if builder.rng.random::<f64>() >= p {
                 continue;
             }
             let finished = self.deployments[d].finished_at;

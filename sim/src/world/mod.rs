@@ -12,6 +12,7 @@ mod delivery;
 pub mod errors;
 pub mod ops;
 mod org;
+mod risk;
 pub mod usage;
 
 use chrono::{DateTime, NaiveDate, Utc};

@@ -1,0 +1,49 @@
+//! Deployment risk: a logistic regression (linfa) over what was known about
+//! a deployment when it started (`deployment_features`), trained on which
+//! deployments failed (`dora_deployments.failed`), judged by a
+//! chronological backtest next to two simple baselines.
+//!
+//! - [`frame`]: the labelled rows any source gives (warehouse or CSV).
+//! - [`model`]: standardization, class weighting, the fit, scores and each
+//!   feature's contribution.
+//! - [`backtest`]: rolling-origin evaluation of the model and baselines.
+//! - [`metrics`]: AUC, Brier score, precision/recall, calibration.
+//! - [`csv`]: any labelled CSV of change metrics, for `fathom ml
+//!   evaluate-risk`.
+
+pub mod backtest;
+pub mod csv;
+pub mod frame;
+pub mod metrics;
+pub mod model;
+
+pub use backtest::{Backtest, BacktestConfig, Method, backtest};
+pub use frame::Frame;
+pub use model::{Factor, Model, TrainConfig};
+
+/// Why a risk model could not be trained or evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum RiskError {
+    /// Training needs failures and successes.
+    #[error(
+        "cannot train on {rows} rows with {failures} failures: both failed and successful deployments are needed"
+    )]
+    OneClass {
+        /// Rows offered.
+        rows: usize,
+        /// Failures among them.
+        failures: usize,
+    },
+    /// Not enough rows for the folds.
+    #[error("{rows} rows are too few for a backtest: each test slice needs at least one")]
+    TooFew {
+        /// Rows offered.
+        rows: usize,
+    },
+    /// The optimiser failed.
+    #[error("fitting the logistic regression: {0}")]
+    Fit(String),
+    /// A CSV that cannot be used.
+    #[error("{0}")]
+    Input(String),
+}

@@ -1,0 +1,152 @@
+//! Deployment risk: what was known about each production deployment when it
+//! started (the model's features), and the scores the model gave
+//! (docs/ml.md).
+
+use super::{UPDATED_AT, opt, req};
+use crate::schema::ColumnType::{Boolean, EntityRef, Float64, Int64, Timestamp, Utf8};
+use crate::schema::{MonthPartition, TableDef};
+
+/// Features of every completed production deployment after its series'
+/// baseline.
+pub const DEPLOYMENT_FEATURES: TableDef = TableDef {
+    name: "deployment_features",
+    description: "Mart: one row per completed production deployment (after its series' baseline) with what was known when it started — size, spread, review, history, timing and kind of what it shipped: the deployment risk model's inputs. Nothing in a row depends on anything after `started_at`.",
+    columns: &[
+        req(
+            "deployment_id",
+            Utf8,
+            "Deployment id (as in `deployments`).",
+        ),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Component deployed.",
+        ),
+        req("environment", Utf8, "Production environment name."),
+        req(
+            "started_at",
+            Timestamp,
+            "When the deployment started: every feature is as of this instant.",
+        ),
+        req("started_month", Utf8, "Partition: `YYYY-MM` of started_at."),
+        req(
+            "is_rollback",
+            Boolean,
+            "The deployment went back to an earlier revision.",
+        ),
+        req(
+            "changes",
+            Int64,
+            "Changes (pull requests and direct pushes) it shipped first, as `dora_changes` attributes them.",
+        ),
+        req("pull_requests", Int64, "Of those, pull requests."),
+        req(
+            "direct_pushes",
+            Int64,
+            "Of those, commits pushed to the default branch without a pull request.",
+        ),
+        req(
+            "commits",
+            Int64,
+            "Commits of those changes (a pull request's `commit_count`, 1 per direct push).",
+        ),
+        req(
+            "lines_added",
+            Int64,
+            "Lines added by those changes (pull request totals; a direct push's own when known, else 0).",
+        ),
+        req("lines_deleted", Int64, "Lines deleted by those changes."),
+        opt(
+            "files_changed",
+            Int64,
+            "Files changed, summed over its pull requests; null when none reports it.",
+        ),
+        req(
+            "largest_change_lines",
+            Int64,
+            "Lines added and deleted by its largest change.",
+        ),
+        opt(
+            "directories",
+            Int64,
+            "Top-level directories its commits touched (files at the root count as one); null when the source lists no files.",
+        ),
+        opt(
+            "file_entropy",
+            Float64,
+            "Shannon entropy (bits) of its changed lines over files: 0 when one file holds them all; null without file lists.",
+        ),
+        req(
+            "reviewers",
+            Int64,
+            "Distinct reviewers other than the authors of its pull requests, reviews submitted before it started.",
+        ),
+        req(
+            "reviews",
+            Int64,
+            "Reviews of its pull requests by others (approvals, change requests and comments) before it started.",
+        ),
+        req(
+            "unreviewed_changes",
+            Int64,
+            "Changes never reviewed by someone else: pull requests merged without such a review (self-merged) and direct pushes.",
+        ),
+        opt(
+            "review_hours_mean",
+            Float64,
+            "Mean hours from opened to merged over its pull requests.",
+        ),
+        opt(
+            "days_since_previous",
+            Float64,
+            "Days from the previous completed deployment of its series to its start.",
+        ),
+        req(
+            "recent_deployments",
+            Int64,
+            "Completed deployments of its series in the 90 days before it started.",
+        ),
+        req(
+            "recent_failures",
+            Int64,
+            "Of those, the ones whose failure was known before it started (linked incident started, rollback finished, revert merged).",
+        ),
+        opt(
+            "author_min_prior_changes",
+            Int64,
+            "Experience: the fewest pull requests any of its authors had merged in the repository before the one shipped here.",
+        ),
+        req(
+            "author_recent_failures",
+            Int64,
+            "Failed deployments of the 90 days before, known before it started, that shipped a change of one of its authors in the repository.",
+        ),
+        req("hour_utc", Int64, "Hour of the day it started (UTC)."),
+        req(
+            "weekday",
+            Int64,
+            "Day of the week it started: 1 = Monday … 7 = Sunday (UTC).",
+        ),
+        req(
+            "during_incident",
+            Boolean,
+            "An incident on the component was open when it started.",
+        ),
+        req(
+            "hotfix",
+            Boolean,
+            "It ships a pull request labelled `hotfix`.",
+        ),
+        req(
+            "after_long_pause",
+            Boolean,
+            "Its series had not deployed for more than 14 days.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["deployment_id"],
+    partition: Some(MonthPartition {
+        column: "started_month",
+        source: "started_at",
+    }),
+};
