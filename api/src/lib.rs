@@ -33,6 +33,7 @@ pub mod openapi;
 mod pages;
 mod panels;
 pub mod pg;
+mod risk;
 mod runs;
 use runs::{freshness_rows, run_rows};
 mod serve;
@@ -305,6 +306,8 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/anomalies", get(anomalies::anomalies))
         .route("/api/v1/anomalies/{id}", get(anomalies::anomaly))
         .route("/api/v1/anomalies/{id}/feedback", post(anomalies::feedback))
+        .route("/api/v1/risk/deployments", get(risk::riskiest))
+        .route("/api/v1/risk/deployments/{id}", get(risk::deployment))
         .route("/api/v1/cost/coverage", get(cost::coverage))
         .route(
             "/api/v1/cost-insights/last-complete-billing-date",

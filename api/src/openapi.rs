@@ -141,6 +141,8 @@ pub fn document() -> Value {
             {"name": "portal", "description": "Entities by Backstage ref."},
             {"name": "dora", "description": "DORA metrics, trends and the rows behind them."},
             {"name": "cost", "description": "Cost per scope: series, breakdown, month over month."},
+            {"name": "anomalies", "description": "Anomalies of cost and operational series, and feedback on them."},
+            {"name": "risk", "description": "Deployment risk: the model's scores and the factors behind them."},
             {"name": "usage", "description": "Portal adoption, features, search and templates; numbers about fewer than k people withheld."},
             {"name": "sql", "description": "SQL over the warehouse (also over the PostgreSQL protocol)."},
             {"name": "intake", "description": "Data pushed in."},

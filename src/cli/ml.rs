@@ -1,6 +1,6 @@
 //! `fathom ml`: the anomaly detector on any CSV series, its evaluation
-//! against the anomalies injected into synthetic worlds, and its precision
-//! as users judged its alerts.
+//! against the anomalies injected into synthetic worlds, its precision as
+//! users judged its alerts, and the deployment risk model (`ml_risk`).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -17,6 +17,7 @@ use fathom_sim::world::cost::{AnomalyFamily, AnomalyKind, LoadProfile, days};
 use fathom_warehouse::state::{StateDb, precision_by_month};
 
 use super::ml_ops::{OPS_METHODS, evaluate_operations, print_operations};
+use super::ml_risk::{BacktestArgs, evaluate_csv, score_risk, train_risk};
 use super::{Config, open_state};
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +62,54 @@ pub(super) enum MlCommand {
         /// service (univariate vs the linfa multivariate model), or both.
         #[arg(long, value_enum, default_value_t = SeriesArg::Both)]
         series: SeriesArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train the deployment risk model on the warehouse's history: a
+    /// chronological backtest of the model next to two baselines (lines
+    /// added alone, the service's recent failure rate alone), then the
+    /// model trained on every deployment with a final outcome, stored in
+    /// the warehouse and recorded in the state database.
+    TrainRisk {
+        #[command(flatten)]
+        backtest: BacktestArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Score every production deployment with the newest risk model into
+    /// `deployment_risk` (probability, flag, the three factors that raised
+    /// it most).
+    Risk {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the risk model's training and chronological backtest on any
+    /// labelled CSV of change metrics (e.g. a public just-in-time defect
+    /// dataset) and print AUC, Brier score and precision/recall for the
+    /// model and baselines.
+    EvaluateRisk {
+        /// The CSV (with a header).
+        #[arg(long)]
+        input: PathBuf,
+        /// Column saying whether the change failed (1/0, true/false).
+        #[arg(long)]
+        label: String,
+        /// Column ordering the changes in time (RFC 3339, a date or Unix
+        /// seconds).
+        #[arg(long)]
+        time: String,
+        /// Feature columns (comma-separated; default: every other numeric
+        /// column).
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+        /// Baselines: features judged alone (default: the first feature).
+        #[arg(long, value_delimiter = ',')]
+        baselines: Vec<String>,
+        #[command(flatten)]
+        backtest: BacktestArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -128,6 +177,19 @@ fn print_feedback(months: &[fathom_warehouse::state::FeedbackMonth]) {
 pub(super) async fn ml(config: &Config, command: MlCommand) -> Result<ExitCode> {
     match command {
         MlCommand::Feedback { json } => feedback(&open_state(config).await?, json).await,
+        MlCommand::TrainRisk { backtest, json } => train_risk(config, &backtest, json).await,
+        MlCommand::Risk { json } => score_risk(config, json).await,
+        MlCommand::EvaluateRisk {
+            input,
+            label,
+            time,
+            features,
+            baselines,
+            backtest,
+            json,
+        } => evaluate_csv(
+            &input, &label, &time, &features, &baselines, &backtest, json,
+        ),
         MlCommand::Detect {
             input,
             output,

@@ -21,6 +21,7 @@ mod ledger;
 mod maintain;
 mod ml;
 mod ml_ops;
+mod ml_risk;
 mod query;
 mod serve;
 mod sim;

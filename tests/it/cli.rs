@@ -389,6 +389,9 @@ fn demo_ingests_a_small_world_and_shows_what_landed() -> Result<()> {
     let _ = child.wait();
     served?;
     assert!(text.contains("what landed"), "{text}");
+    // The risk step says what it did, or why it could not train (a world
+    // this small may hold no failure yet).
+    assert!(text.contains("\ndeployment risk"), "{text}");
     assert!(text.contains("production_deployments"), "{text}");
     let deployments = text
         .lines()

@@ -16,6 +16,7 @@ mod ingest;
 mod interop;
 mod oidc;
 mod pgwire;
+mod risk;
 mod s3;
 mod scale;
 mod schedule;

@@ -110,6 +110,19 @@ size AS (
     FROM shipped
     GROUP BY deployment_id
 ),
+-- The size of the deployments of the series in the 90 days before: what
+-- is usual for this service (a big change for one is routine for another).
+relative AS (
+    SELECT t.deployment_id,
+           median(CAST(coalesce(z.lines_added, 0) + coalesce(z.lines_deleted, 0) AS DOUBLE)) AS median_lines
+    FROM target t
+    JOIN target p
+      ON p.entity_ref = t.entity_ref AND p.environment = t.environment
+     AND p.finished_at < t.started_at
+     AND p.finished_at >= t.started_at - INTERVAL '90 days'
+    LEFT JOIN size z ON z.deployment_id = p.deployment_id
+    GROUP BY t.deployment_id
+),
 reviews AS (
     SELECT s.deployment_id,
            count(*) AS reviews,
@@ -181,6 +194,10 @@ SELECT t.deployment_id,
        coalesce(z.lines_deleted, CAST(0 AS BIGINT)) AS lines_deleted,
        z.files_changed,
        coalesce(z.largest_change_lines, CAST(0 AS BIGINT)) AS largest_change_lines,
+       CASE WHEN rl.median_lines IS NOT NULL
+            THEN CAST(coalesce(z.lines_added, 0) + coalesce(z.lines_deleted, 0) AS DOUBLE)
+                 / greatest(rl.median_lines, 1.0)
+       END AS size_vs_recent,
        sp.directories,
        sp.file_entropy,
        coalesce(rv.reviewers, CAST(0 AS BIGINT)) AS reviewers,
@@ -208,6 +225,7 @@ SELECT t.deployment_id,
 FROM target t
 JOIN history h ON h.deployment_id = t.deployment_id
 LEFT JOIN size z ON z.deployment_id = t.deployment_id
+LEFT JOIN relative rl ON rl.deployment_id = t.deployment_id
 LEFT JOIN reviews rv ON rv.deployment_id = t.deployment_id
 LEFT JOIN authors au ON au.deployment_id = t.deployment_id
 LEFT JOIN spread sp ON sp.deployment_id = t.deployment_id

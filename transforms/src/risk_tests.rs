@@ -200,7 +200,7 @@ async fn the_worked_example_of_the_features_is_computed_as_by_hand() -> Result<(
     let rows = features(&worked_example()).await?;
     // The baseline has no features: it shipped nothing of its own.
     assert_eq!(rows.keys().collect::<Vec<_>>(), ["d1", "d2", "d3"]);
-    let expected: [(&str, [&str; 3]); 26] = [
+    let expected: [(&str, [&str; 3]); 27] = [
         ("is_rollback", ["false", "false", "false"]),
         ("changes", ["2", "1", "1"]),
         ("pull_requests", ["1", "1", "1"]),
@@ -210,6 +210,11 @@ async fn the_worked_example_of_the_features_is_computed_as_by_hand() -> Result<(
         ("lines_deleted", ["21", "0", "500"]),
         ("files_changed", ["3", "1", "40"]),
         ("largest_change_lines", ["120", "10", "2500"]),
+        // d2 against d1's 126 lines; d3 against the median of 126 and 10.
+        (
+            "size_vs_recent",
+            ["", "0.07936507936507936", "36.76470588235294"],
+        ),
         // src and the root; no file lists for d2 and d3.
         ("directories", ["2", "", ""]),
         ("reviewers", ["2", "0", "1"]),

@@ -47,8 +47,12 @@ pub struct MethodReport {
     pub method: String,
     /// Its features.
     pub features: Vec<String>,
-    /// ROC AUC over every test row.
+    /// ROC AUC: the mean over the folds of each test slice's AUC (how well
+    /// the method ranks the deployments of one period).
     pub auc: Option<f64>,
+    /// ROC AUC of every test row pooled: lower than `auc` when the folds'
+    /// models put their scores on different scales.
+    pub pooled_auc: Option<f64>,
     /// Brier score over every test row.
     pub brier: Option<f64>,
     /// Precision and recall at each fold's operating threshold (chosen on
@@ -143,7 +147,8 @@ pub fn backtest(
         reports.push(MethodReport {
             method: method.name.clone(),
             features: sub.features.clone(),
-            auc: auc(&scores, &labels),
+            auc: mean(&fold_auc),
+            pooled_auc: auc(&scores, &labels),
             brier: brier(&scores, &labels),
             operating: AtThreshold {
                 threshold: f64::NAN,
@@ -167,6 +172,12 @@ pub fn backtest(
             .collect(),
         methods: reports,
     })
+}
+
+/// The mean of the values present.
+fn mean(values: &[Option<f64>]) -> Option<f64> {
+    let present: Vec<f64> = values.iter().flatten().copied().collect();
+    (!present.is_empty()).then(|| present.iter().sum::<f64>() / present.len() as f64)
 }
 
 #[cfg(test)]

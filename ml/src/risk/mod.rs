@@ -10,12 +10,17 @@
 //! - [`metrics`]: AUC, Brier score, precision/recall, calibration.
 //! - [`csv`]: any labelled CSV of change metrics, for `fathom ml
 //!   evaluate-risk`.
+//! - [`store`]: the warehouse side — the labelled frame, training with its
+//!   backtest, the stored artifact, scores into `deployment_risk`.
+//! - [`words`]: a factor in words.
 
 pub mod backtest;
 pub mod csv;
 pub mod frame;
 pub mod metrics;
 pub mod model;
+pub mod store;
+pub mod words;
 
 pub use backtest::{Backtest, BacktestConfig, Method, backtest};
 pub use frame::Frame;

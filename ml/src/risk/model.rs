@@ -8,8 +8,10 @@
 //! regression takes no sample weights; repeating rows is the same loss for
 //! integer weights). Weighting moves the intercept by `ln w` and leaves the
 //! slopes' meaning; subtracting `ln w` again (prior correction, King & Zeng
-//! 2001) makes the score a probability at the training base rate, which the
-//! calibration table of each evaluation checks.
+//! 2001) brings the score back to the training base rate, and a rescaling
+//! of the log-odds fitted on the training rows (Platt scaling) undoes what
+//! the penalty and a misspecified model leave, so scores are probabilities —
+//! which the calibration table of each evaluation checks.
 
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
@@ -40,11 +42,21 @@ impl Transform {
     }
 }
 
+/// The L2 penalties tried when none is given: the one whose models rank
+/// later training rows best, trained on earlier ones, is used.
+pub const ALPHAS: [f64; 6] = [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0];
+
+/// Fewest training rows for choosing the penalty on a later slice of them;
+/// below, a penalty of 1 is used.
+const MIN_ROWS_TO_CHOOSE: usize = 200;
+
 /// What training needs besides the data.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    /// L2 penalty of the logistic regression (on standardized features).
-    pub alpha: f64,
+    /// L2 penalty of the logistic regression (on standardized features);
+    /// `None`: chosen from [`ALPHAS`] on the training rows alone (older
+    /// rows fit, later ones judge).
+    pub alpha: Option<f64>,
     /// Iterations of the optimiser at most.
     pub max_iterations: u64,
     /// Largest weight given to a failure.
@@ -54,7 +66,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
-            alpha: 1.0,
+            alpha: None,
             max_iterations: 200,
             max_weight: 20.0,
         }
@@ -77,7 +89,7 @@ pub struct Model {
     /// Coefficient of each standardized feature: its effect on the log-odds
     /// of failure per standard deviation.
     pub coefficients: Vec<f64>,
-    /// Intercept after prior correction.
+    /// Intercept after prior correction and rescaling.
     pub intercept: f64,
     /// Weight the failures had in the fit.
     pub failure_weight: f64,
@@ -88,6 +100,8 @@ pub struct Model {
     /// Scores at or above this are flagged: the threshold that maximised F1
     /// on the training rows.
     pub threshold: f64,
+    /// The L2 penalty it was fitted with.
+    pub alpha: f64,
 }
 
 /// One feature's part in a score.
@@ -103,8 +117,23 @@ pub struct Factor {
 }
 
 impl Model {
-    /// Trains on the rows of `frame` listed in `rows`.
+    /// Trains on the rows of `frame` listed in `rows`, choosing the penalty
+    /// on those rows when `config` gives none.
     pub fn train(frame: &Frame, rows: &[usize], config: &TrainConfig) -> Result<Self, RiskError> {
+        let alpha = match config.alpha {
+            Some(alpha) => alpha,
+            None => choose_alpha(frame, rows, config),
+        };
+        Self::fit(frame, rows, config, alpha)
+    }
+
+    /// Trains with penalty `alpha`.
+    fn fit(
+        frame: &Frame,
+        rows: &[usize],
+        config: &TrainConfig,
+        alpha: f64,
+    ) -> Result<Self, RiskError> {
         let failures = rows.iter().filter(|&&r| frame.labels[r]).count();
         let successes = rows.len() - failures;
         if failures == 0 || successes == 0 {
@@ -149,6 +178,7 @@ impl Model {
             rows: rows.len(),
             base_rate: failures as f64 / rows.len() as f64,
             threshold: 0.5,
+            alpha,
         };
         let transformed: Vec<Vec<f64>> = rows
             .iter()
@@ -184,7 +214,7 @@ impl Model {
             }
         }
         let fitted = LogisticRegression::default()
-            .alpha(config.alpha)
+            .alpha(alpha)
             .max_iterations(config.max_iterations)
             .with_intercept(true)
             .fit(&Dataset::new(x, y))
@@ -198,11 +228,20 @@ impl Model {
         model.coefficients = fitted.params().iter().map(|c| sign * c).collect();
         model.intercept = sign * fitted.intercept() - weight.ln();
         model.failure_weight = weight;
+        let labels: Vec<bool> = rows.iter().map(|&r| frame.labels[r]).collect();
+        // The prior correction is exact only for a correctly specified
+        // model, and the penalty shrinks the slopes: rescale the log-odds
+        // on the training rows (Platt scaling) so scores are probabilities.
+        // A rescaled linear model is still linear, so each feature's
+        // contribution stays coefficient × standardized value.
+        let logits: Vec<f64> = transformed.iter().map(|t| model.logit(t)).collect();
+        let (a, b) = platt(&logits, &labels);
+        model.coefficients.iter_mut().for_each(|c| *c *= b);
+        model.intercept = a + b * model.intercept;
         let scores: Vec<f64> = transformed
             .iter()
             .map(|t| model.score_transformed(t))
             .collect();
-        let labels: Vec<bool> = rows.iter().map(|&r| frame.labels[r]).collect();
         model.threshold = best_f1_threshold(&scores, &labels);
         Ok(model)
     }
@@ -226,14 +265,17 @@ impl Model {
             .collect()
     }
 
-    fn score_transformed(&self, transformed: &[f64]) -> f64 {
+    fn logit(&self, transformed: &[f64]) -> f64 {
         let z = self.standardized(transformed);
-        let logit: f64 = self.intercept
+        self.intercept
             + z.iter()
                 .zip(&self.coefficients)
                 .map(|(z, c)| z * c)
-                .sum::<f64>();
-        1.0 / (1.0 + (-logit).exp())
+                .sum::<f64>()
+    }
+
+    fn score_transformed(&self, transformed: &[f64]) -> f64 {
+        1.0 / (1.0 + (-self.logit(transformed)).exp())
     }
 
     /// The probability that a deployment with these raw feature values
@@ -259,6 +301,79 @@ impl Model {
         out.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
         out
     }
+}
+
+/// `(a, b)` such that `sigmoid(a + b·logit)` fits `labels` best (log
+/// loss, Newton's method); `b` is kept positive so the ranking stays.
+fn platt(logits: &[f64], labels: &[bool]) -> (f64, f64) {
+    let (mut a, mut b) = (0.0, 1.0);
+    for _ in 0..50 {
+        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
+        for (l, y) in logits.iter().zip(labels) {
+            let p = 1.0 / (1.0 + (-(a + b * l)).exp());
+            let r = p - f64::from(u8::from(*y));
+            let w = (p * (1.0 - p)).max(1e-12);
+            ga += r;
+            gb += r * l;
+            haa += w;
+            hab += w * l;
+            hbb += w * l * l;
+        }
+        let det = haa * hbb - hab * hab;
+        if det.abs() < 1e-18 {
+            break;
+        }
+        let da = (hbb * ga - hab * gb) / det;
+        let db = (haa * gb - hab * ga) / det;
+        a -= da;
+        b -= db;
+        if da.abs() + db.abs() < 1e-10 {
+            break;
+        }
+    }
+    if b.is_finite() && a.is_finite() && b > 0.0 {
+        (a, b)
+    } else {
+        (0.0, 1.0)
+    }
+}
+
+/// The penalty of [`ALPHAS`] whose model, fitted on the oldest three
+/// quarters of `rows`, ranks the newest quarter best (AUC; ties go to the
+/// weaker penalty, which keeps scores apart). Only training rows are
+/// looked at. (Judging on several later slices instead of one was tried on
+/// development worlds and ranked no better.)
+fn choose_alpha(frame: &Frame, rows: &[usize], config: &TrainConfig) -> f64 {
+    let fallback = 1.0;
+    // One feature ranks the same under any penalty; the penalty would only
+    // squeeze its scores together.
+    if rows.len() < MIN_ROWS_TO_CHOOSE || frame.features.len() < 2 {
+        return fallback;
+    }
+    let mut ordered = rows.to_vec();
+    ordered.sort_by(|&a, &b| {
+        frame.times[a]
+            .cmp(&frame.times[b])
+            .then_with(|| frame.ids[a].cmp(&frame.ids[b]))
+    });
+    let (fit, judge) = ordered.split_at(ordered.len() * 3 / 4);
+    let labels: Vec<bool> = judge.iter().map(|&r| frame.labels[r]).collect();
+    let mut best = (fallback, f64::NEG_INFINITY);
+    for alpha in &ALPHAS {
+        let Ok(model) = Model::fit(frame, fit, config, *alpha) else {
+            return fallback;
+        };
+        let scores: Vec<f64> = judge
+            .iter()
+            .map(|&r| model.score(&frame.values[r]))
+            .collect();
+        if let Some(auc) = super::metrics::auc(&scores, &labels)
+            && auc > best.1 + 1e-9
+        {
+            best = (*alpha, auc);
+        }
+    }
+    best.0
 }
 
 /// The threshold with the best F1 among the scores (flagging every score at

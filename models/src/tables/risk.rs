@@ -3,7 +3,7 @@
 //! (docs/ml.md).
 
 use super::{UPDATED_AT, opt, req};
-use crate::schema::ColumnType::{Boolean, EntityRef, Float64, Int64, Timestamp, Utf8};
+use crate::schema::ColumnType::{Boolean, EntityRef, Float64, Int64, StringList, Timestamp, Utf8};
 use crate::schema::{MonthPartition, TableDef};
 
 /// Features of every completed production deployment after its series'
@@ -65,6 +65,11 @@ pub const DEPLOYMENT_FEATURES: TableDef = TableDef {
             "largest_change_lines",
             Int64,
             "Lines added and deleted by its largest change.",
+        ),
+        opt(
+            "size_vs_recent",
+            Float64,
+            "Its lines added and deleted over the median of its series' deployments in the 90 days before (at least 1): how big it is for this service; null without earlier deployments.",
         ),
         opt(
             "directories",
@@ -142,6 +147,64 @@ pub const DEPLOYMENT_FEATURES: TableDef = TableDef {
             Boolean,
             "Its series had not deployed for more than 14 days.",
         ),
+        UPDATED_AT,
+    ],
+    primary_key: &["deployment_id"],
+    partition: Some(MonthPartition {
+        column: "started_month",
+        source: "started_at",
+    }),
+};
+
+/// The risk model's score of every deployment with features.
+pub const DEPLOYMENT_RISK: TableDef = TableDef {
+    name: "deployment_risk",
+    description: "Scores: the deployment risk model's probability that each production deployment fails, from `deployment_features` (as known when it started), with the three factors that raised it most. Written by `fathom ml risk` with the model recorded by `fathom ml train-risk`.",
+    columns: &[
+        req(
+            "deployment_id",
+            Utf8,
+            "Deployment id (as in `deployments`).",
+        ),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Component deployed.",
+        ),
+        req("environment", Utf8, "Production environment name."),
+        req("started_at", Timestamp, "When the deployment started."),
+        req("started_month", Utf8, "Partition: `YYYY-MM` of started_at."),
+        req(
+            "model_version",
+            Utf8,
+            "The model that scored it (`fathom ml train-risk` prints it; the state database lists them).",
+        ),
+        req(
+            "probability",
+            Float64,
+            "Probability that the deployment fails (incident, rollback or revert), calibrated to the failure rate the model was trained on.",
+        ),
+        req(
+            "flagged",
+            Boolean,
+            "probability is at or above the model's operating threshold.",
+        ),
+        opt(
+            "reasons",
+            StringList,
+            "The three factors that raised the score most, in words (\"2,500 lines changed (p95 of this service)\"); empty when nothing raised it.",
+        ),
+        opt(
+            "factors",
+            Utf8,
+            "Those factors as JSON `[{\"feature\": …, \"value\": …, \"contribution\": …}]`: contribution = coefficient × standardized value, on the log-odds.",
+        ),
+        opt(
+            "failed",
+            Boolean,
+            "What happened, once known (`dora_deployments.failed`); null while the incident gap has not passed.",
+        ),
+        req("scored_at", Timestamp, "When it was scored."),
         UPDATED_AT,
     ],
     primary_key: &["deployment_id"],

@@ -1,5 +1,6 @@
 //! The state database: everything that is not table data — source cursors,
-//! the run ledger, API tokens (hashed) and the audit log.
+//! the run ledger, API tokens (hashed), the audit log, feedback on
+//! anomalies and the deployment risk models trained.
 //!
 //! SQLite (a file in the data directory) by default, PostgreSQL when
 //! `state.database_url` points at one. Both run the same migrations through
@@ -21,8 +22,10 @@ use crate::{Error, Result};
 
 mod feedback;
 mod locks;
+mod models;
 pub use feedback::{Feedback, FeedbackMonth, Verdict, precision_by_month};
 pub use locks::JobLock;
+pub use models::RiskModelRecord;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

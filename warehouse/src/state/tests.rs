@@ -180,6 +180,30 @@ async fn exercise(db: &StateDb) -> Result<()> {
     assert_eq!(months.len(), 1);
     assert_eq!((months[0].yes, months[0].no, months[0].planned), (1, 1, 1));
     assert_eq!(months[0].precision, Some(2.0 / 3.0));
+
+    // Risk models: the newest scores; a missing AUC stays missing.
+    assert!(db.latest_risk_model().await?.is_none());
+    for (version, day, auc) in [("risk-1", 1, Some(0.8125)), ("risk-2", 2, None)] {
+        db.record_risk_model(&RiskModelRecord {
+            version: version.to_owned(),
+            trained_at: Utc::now() - chrono::Duration::days(10 - i64::from(day)),
+            path: format!("risk/{version}.json"),
+            rows_trained: 1_000 * i64::from(day),
+            auc,
+            summary: "{}".to_owned(),
+        })
+        .await?;
+    }
+    let latest = db.latest_risk_model().await?;
+    assert_eq!(
+        latest.map(|l| (l.version, l.rows_trained, l.auc)),
+        Some(("risk-2".to_owned(), 2_000, None))
+    );
+    let all = db.risk_models(10).await?;
+    assert_eq!(
+        all.iter().map(|m| m.auc).collect::<Vec<_>>(),
+        [None, Some(0.8125)]
+    );
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod dora;
 mod intake;
 mod ops;
 mod portal;
+mod risk;
 mod sql;
 mod usage;
 
@@ -87,6 +88,7 @@ const GROUPS: &[&[Operation]] = &[
     dora::OPERATIONS,
     cost::OPERATIONS,
     anomalies::OPERATIONS,
+    risk::OPERATIONS,
     usage::OPERATIONS,
     dashboards::OPERATIONS,
     sql::OPERATIONS,

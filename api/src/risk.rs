@@ -1,0 +1,156 @@
+//! The deployment risk endpoints: a deployment's risk with the factors
+//! behind it and the features it was computed from, and a scope's riskiest
+//! recent deployments. Team-scoped like DORA: every role reads the
+//! deployments of the scopes it may read.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::access::visible;
+use crate::auth::caller;
+use crate::{Api, ApiError, ApiResult, cached_json, json_rows, quoted, scope_ref};
+
+/// `?scope=&days=&limit=` of the riskiest list.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RiskQuery {
+    scope: Option<String>,
+    days: Option<u32>,
+    limit: Option<usize>,
+}
+
+/// The stored JSON text of `key` as JSON.
+fn parse_json(row: &mut Map<String, Value>, key: &str) {
+    if let Some(text) = row.get(key).and_then(Value::as_str)
+        && let Ok(value) = serde_json::from_str::<Value>(text)
+    {
+        row.insert(key.to_owned(), value);
+    }
+}
+
+/// `GET /api/v1/risk/deployments/{id}`: the deployment's risk, the three
+/// factors that raised it most (in words and numbers), and every feature.
+pub(crate) async fn deployment(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    let mut row = json_rows(
+        &api,
+        &format!(
+            "SELECT deployment_id, entity_ref, environment, CAST(started_at AS VARCHAR) AS started_at, \
+             model_version, probability, flagged, reasons, factors, failed, \
+             CAST(scored_at AS VARCHAR) AS scored_at \
+             FROM deployment_risk WHERE deployment_id = {}",
+            quoted(&id)
+        ),
+    )
+    .await?
+    .into_iter()
+    .next()
+    .ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no risk score for deployment `{id}`: production deployments are scored by `fathom ml risk` once they have features"
+        ))
+    })?;
+    let entity = row
+        .get("entity_ref")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase);
+    let readable = visible(&api, &caller).await?;
+    // An unattributed deployment belongs to no team: only callers who see
+    // every scope read it.
+    if !readable.allows(entity.as_deref().unwrap_or("org")) {
+        return Err(ApiError::forbidden(format!(
+            "deployment `{id}` is outside the teams this caller may see"
+        )));
+    }
+    parse_json(&mut row, "factors");
+    let mut features = json_rows(
+        &api,
+        &format!(
+            "SELECT * FROM deployment_features WHERE deployment_id = {}",
+            quoted(&id)
+        ),
+    )
+    .await?
+    .into_iter()
+    .next()
+    .unwrap_or_default();
+    for key in [
+        "deployment_id",
+        "entity_ref",
+        "environment",
+        "started_at",
+        "started_month",
+        "updated_at",
+    ] {
+        features.remove(key);
+    }
+    let body = json!({"risk": row, "features": features});
+    Ok(cached_json(&headers, &body))
+}
+
+/// `GET /api/v1/risk/deployments?scope=&days=&limit=`: the riskiest
+/// deployments that started in the last `days` (default 30) before the
+/// newest scored one, of a scope and its components.
+pub(crate) async fn riskiest(
+    State(api): State<Arc<Api>>,
+    Query(params): Query<RiskQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    let readable = visible(&api, &caller).await?;
+    let mut filters = vec![readable.sql_filter("lower(entity_ref)")];
+    if let Some(raw) = params.scope.as_deref().filter(|s| !s.is_empty()) {
+        let scope = scope_ref(raw)?;
+        if !readable.allows(&scope) {
+            return Err(ApiError::forbidden(format!(
+                "`{scope}` is outside the teams this caller may see (their teams, sub-teams and \
+                 components only)"
+            )));
+        }
+        if scope != "org" {
+            filters.push(format!(
+                "(lower(entity_ref) = {s} OR lower(entity_ref) IN \
+                 (SELECT lower(entity_ref) FROM dora_scope_members WHERE scope = {s}))",
+                s = quoted(&scope)
+            ));
+        }
+    }
+    let days = params.days.unwrap_or(30);
+    if !(1..=366).contains(&days) {
+        return Err(ApiError::bad_request("days: use 1–366"));
+    }
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("limit: use 1–500"));
+    }
+    let mut rows = json_rows(
+        &api,
+        &format!(
+            "SELECT deployment_id, entity_ref, environment, CAST(started_at AS VARCHAR) AS started_at, \
+             model_version, probability, flagged, reasons, factors, failed \
+             FROM deployment_risk \
+             WHERE {} AND started_at >= (SELECT max(started_at) FROM deployment_risk) - INTERVAL '{days} days' \
+             ORDER BY probability DESC, started_at DESC, deployment_id LIMIT {limit}",
+            filters.join(" AND ")
+        ),
+    )
+    .await?;
+    for row in &mut rows {
+        parse_json(row, "factors");
+    }
+    let model = api.state.latest_risk_model().await?;
+    let body = json!({
+        "days": days,
+        "model": model.map(|m| json!({"version": m.version, "trained_at": m.trained_at, "auc": m.auc, "rows_trained": m.rows_trained})),
+        "deployments": rows,
+    });
+    Ok(cached_json(&headers, &body))
+}

@@ -1,0 +1,289 @@
+//! `fathom ml train-risk`, `fathom ml risk` and `fathom ml evaluate-risk`:
+//! the deployment risk model trained on the warehouse's history, scoring
+//! every deployment, and the same method run on any labelled CSV.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use fathom_ml::risk::backtest::{Backtest, BacktestConfig, Method};
+use fathom_ml::risk::{self, store};
+use fathom_warehouse::Warehouse;
+use fathom_warehouse::state::{RiskModelRecord, StateDb};
+
+use super::{Config, open_state, open_warehouse};
+
+/// Backtest settings from the command line.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct BacktestArgs {
+    /// Test slices of the rolling-origin backtest.
+    #[arg(long, default_value_t = 4)]
+    folds: usize,
+    /// Share of the history (oldest first) before the first cutoff.
+    #[arg(long, default_value_t = 0.5)]
+    first_train_share: f64,
+}
+
+impl BacktestArgs {
+    fn config(&self, embargo_seconds: i64) -> BacktestConfig {
+        BacktestConfig {
+            folds: self.folds,
+            first_train_share: self.first_train_share,
+            embargo_seconds,
+            ..BacktestConfig::default()
+        }
+    }
+}
+
+/// `fathom ml train-risk`: backtest, train on every deployment with a
+/// final outcome, store and record the model.
+pub(super) async fn train_risk(
+    config: &Config,
+    args: &BacktestArgs,
+    json: bool,
+) -> Result<ExitCode> {
+    let warehouse = open_warehouse(config)?;
+    let state = open_state(config).await?;
+    let (artifact, evaluation) =
+        train_and_record(&warehouse, &state, &args.config(store::LABEL_DELAY_SECONDS)).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "version": artifact.version,
+                "window": artifact.window,
+                "model": artifact.model,
+                "backtest": evaluation,
+            }))?
+        );
+    } else {
+        println!(
+            "trained {} on {} deployments ({} to {}), {:.1} % failed; operating threshold {:.3}",
+            artifact.version,
+            artifact.model.rows,
+            artifact.window.0.date_naive(),
+            artifact.window.1.date_naive(),
+            artifact.model.base_rate * 100.0,
+            artifact.model.threshold
+        );
+        print_backtest(&evaluation, "deployments");
+        print_coefficients(&artifact.model);
+        println!("score the deployments with `fathom ml risk`");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Trains, stores the artifact and records it in the state database.
+async fn train_and_record(
+    warehouse: &Warehouse,
+    state: &StateDb,
+    config: &BacktestConfig,
+) -> Result<(store::Artifact, Backtest)> {
+    let (artifact, evaluation) = store::train(warehouse, config).await?;
+    state
+        .record_risk_model(&RiskModelRecord {
+            version: artifact.version.clone(),
+            trained_at: artifact.trained_at,
+            path: store::artifact_path(&artifact.version),
+            rows_trained: i64::try_from(artifact.model.rows).unwrap_or(i64::MAX),
+            auc: evaluation.methods.first().and_then(|m| m.auc),
+            summary: serde_json::to_string(&summary(&evaluation))?,
+        })
+        .await?;
+    Ok((artifact, evaluation))
+}
+
+/// The demo's risk step: the model trained on the world's history, its
+/// backtest AUC next to both baselines, every deployment scored.
+pub(super) async fn demo_risk(warehouse: &Warehouse, state: &StateDb) -> Result<()> {
+    let config = BacktestConfig {
+        embargo_seconds: store::LABEL_DELAY_SECONDS,
+        ..BacktestConfig::default()
+    };
+    let (artifact, evaluation) = match train_and_record(warehouse, state, &config).await {
+        Ok(trained) => trained,
+        Err(e) => {
+            println!(
+                "
+deployment risk: no model trained ({e:#})"
+            );
+            return Ok(());
+        }
+    };
+    let scored = store::score_all(warehouse, &artifact).await?;
+    let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+    let aucs: Vec<String> = evaluation
+        .methods
+        .iter()
+        .map(|m| format!("{} {}", m.method, show(m.auc)))
+        .collect();
+    let model = evaluation.methods.first();
+    println!(
+        "
+deployment risk ({}): chronological backtest over {} deployments ({} failed), AUC: {}; at the operating threshold precision {}, recall {}; {} deployments scored into deployment_risk, {} flagged",
+        artifact.version,
+        evaluation.rows,
+        evaluation.failures,
+        aucs.join(", "),
+        show(model.and_then(|m| m.operating.precision)),
+        show(model.and_then(|m| m.operating.recall)),
+        scored.deployments,
+        scored.flagged
+    );
+    Ok(())
+}
+
+/// The AUC of each method, for the state database's record.
+fn summary(backtest: &Backtest) -> serde_json::Value {
+    backtest
+        .methods
+        .iter()
+        .map(|m| {
+            (
+                m.method.clone(),
+                serde_json::json!({"auc": m.auc, "brier": m.brier}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// `fathom ml risk`: scores every deployment with the newest model.
+pub(super) async fn score_risk(config: &Config, json: bool) -> Result<ExitCode> {
+    let warehouse = open_warehouse(config)?;
+    let state = open_state(config).await?;
+    let Some(record) = state.latest_risk_model().await? else {
+        anyhow::bail!("no risk model yet: train one with `fathom ml train-risk`");
+    };
+    let artifact = store::read_artifact(&warehouse, &record.version).await?;
+    let report = store::score_all(&warehouse, &artifact).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "scored {} deployments with {} into deployment_risk: {} flagged",
+            report.deployments, report.model_version, report.flagged
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fathom ml evaluate-risk`: the same training and backtest on a labelled
+/// CSV of change metrics.
+pub(super) fn evaluate_csv(
+    input: &PathBuf,
+    label: &str,
+    time: &str,
+    features: &[String],
+    baselines: &[String],
+    args: &BacktestArgs,
+    json: bool,
+) -> Result<ExitCode> {
+    let file = File::open(input).with_context(|| format!("cannot open `{}`", input.display()))?;
+    let read = risk::csv::read(BufReader::new(file), label, time, features)
+        .with_context(|| format!("cannot read `{}`", input.display()))?;
+    for (line, reason) in read.skipped.iter().take(10) {
+        eprintln!("warning: line {line} left out: {reason}");
+    }
+    if read.skipped.len() > 10 {
+        eprintln!("warning: {} more rows left out", read.skipped.len() - 10);
+    }
+    let frame = read.frame;
+    let mut methods = vec![Method {
+        name: "model".to_owned(),
+        columns: (0..frame.features.len()).collect(),
+    }];
+    let baselines: Vec<String> = if baselines.is_empty() {
+        frame.features.first().cloned().into_iter().collect()
+    } else {
+        baselines.to_vec()
+    };
+    for baseline in &baselines {
+        let column = frame.feature(baseline).with_context(|| {
+            format!(
+                "baseline `{baseline}` is not among the features: {}",
+                frame.features.join(", ")
+            )
+        })?;
+        methods.push(Method {
+            name: format!("{baseline} alone"),
+            columns: vec![column],
+        });
+    }
+    // No embargo: a CSV's labels are taken as final.
+    let backtest = risk::backtest(&frame, &methods, &args.config(0))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "rows_skipped": read.skipped.len(), "backtest": backtest,
+            }))?
+        );
+    } else {
+        println!(
+            "{}: {} rows ({} left out), features: {}",
+            input.display(),
+            frame.len(),
+            read.skipped.len(),
+            frame.features.join(", ")
+        );
+        print_backtest(&backtest, "rows");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_backtest(backtest: &Backtest, unit: &str) {
+    println!(
+        "\nChronological backtest: {} {unit}, {} failed; {} folds (train on everything before each cutoff, test on the next slice; AUC is the mean of the folds', pooled the AUC of all test rows together)",
+        backtest.rows,
+        backtest.failures,
+        backtest.folds.len()
+    );
+    println!(
+        "{:<30} {:>6} {:>6} {:>7} {:>9} {:>7} {:>8}  AUC per fold",
+        "method", "AUC", "pooled", "Brier", "precision", "recall", "flagged"
+    );
+    let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
+    for m in &backtest.methods {
+        let folds: Vec<String> = m.fold_auc.iter().map(|a| show(*a)).collect();
+        println!(
+            "{:<30} {:>6} {:>6} {:>7} {:>9} {:>7} {:>8}  {}",
+            m.method,
+            show(m.auc),
+            show(m.pooled_auc),
+            show(m.brier),
+            show(m.operating.precision),
+            show(m.operating.recall),
+            m.operating.flagged,
+            folds.join(" ")
+        );
+    }
+    if let Some(model) = backtest.methods.first() {
+        println!("\nCalibration of the model (test rows): predicted vs observed failure rate");
+        println!(
+            "{:>11} {:>7} {:>9} {:>8}",
+            "bin", "count", "predicted", "observed"
+        );
+        for bin in &model.calibration {
+            println!(
+                "{:>5.2}–{:<5.2} {:>7} {:>9.3} {:>8.3}",
+                bin.low, bin.high, bin.count, bin.predicted, bin.observed
+            );
+        }
+    }
+}
+
+fn print_coefficients(model: &risk::Model) {
+    let mut order: Vec<usize> = (0..model.features.len()).collect();
+    order.sort_by(|&a, &b| {
+        model.coefficients[b]
+            .abs()
+            .total_cmp(&model.coefficients[a].abs())
+    });
+    println!("\nCoefficients (log-odds per standard deviation), largest first:");
+    for &f in order.iter().take(10) {
+        println!("  {:<26} {:+.3}", model.features[f], model.coefficients[f]);
+    }
+}
