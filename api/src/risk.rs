@@ -1,6 +1,7 @@
 //! The deployment risk endpoints: a deployment's risk with the factors
-//! behind it and the features it was computed from, and a scope's riskiest
-//! recent deployments. Team-scoped like DORA: every role reads the
+//! behind it and the features it was computed from, a scope's riskiest
+//! recent deployments, and the risk of a deployment not made yet (for
+//! portal pages and CI gates). Team-scoped like DORA: every role reads the
 //! deployments of the scopes it may read.
 
 use std::sync::Arc;
@@ -11,9 +12,13 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use chrono::{DateTime, Utc};
+use fathom_ml::risk::store;
+use fathom_transforms::candidate::{Selection, candidate};
+
 use crate::access::visible;
 use crate::auth::caller;
-use crate::{Api, ApiError, ApiResult, cached_json, json_rows, quoted, scope_ref};
+use crate::{Api, ApiError, ApiResult, cached_json, json_body, json_rows, quoted, scope_ref};
 
 /// `?scope=&days=&limit=` of the riskiest list.
 #[derive(Debug, Default, Deserialize)]
@@ -153,4 +158,133 @@ pub(crate) async fn riskiest(
         "deployments": rows,
     });
     Ok(cached_json(&headers, &body))
+}
+
+/// The body of `POST /api/v1/risk/score`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScoreBody {
+    repository: String,
+    #[serde(default)]
+    pull_requests: Vec<i64>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/risk/score`: the risk of deploying `pull_requests` (or
+/// the commits `from`..`to`) of `repository` to production now (or `at`),
+/// with the newest model: its features computed by the feature mart's own
+/// SQL as if the deployment had happened, its probability, flag and
+/// reasons.
+pub(crate) async fn score(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    let request: ScoreBody = json_body(body)?;
+    let selection = match (&request.pull_requests[..], &request.from, &request.to) {
+        ([], Some(from), Some(to)) => Selection::Commits {
+            from: from.clone(),
+            to: to.clone(),
+        },
+        (numbers, None, None) if !numbers.is_empty() => {
+            if numbers.len() > 500 {
+                return Err(ApiError::bad_request("pull_requests: at most 500"));
+            }
+            Selection::PullRequests(numbers.to_vec())
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give either `pull_requests` (numbers) or both `from` and `to` (commit SHAs)",
+            ));
+        }
+    };
+    let Some(model) = api.state.latest_risk_model().await? else {
+        return Err(ApiError::not_found(
+            "no risk model yet: train one with `fathom ml train-risk`",
+        ));
+    };
+    let at = request.at.unwrap_or_else(Utc::now);
+    let ctx = api.session().await?;
+    let found = candidate(&ctx, &request.repository, &selection, at)
+        .await
+        .map_err(|e| match e {
+            fathom_transforms::Error::NotFound(message) => ApiError::not_found(message),
+            other => ApiError::internal(other),
+        })?;
+    let readable = visible(&api, &caller).await?;
+    let entity = found.entity_ref.as_deref().map(str::to_ascii_lowercase);
+    if !readable.allows(entity.as_deref().unwrap_or("org")) {
+        return Err(ApiError::forbidden(format!(
+            "`{}` deploys a component outside the teams this caller may see",
+            request.repository
+        )));
+    }
+    let artifact = store::read_artifact(&api.warehouse, &model.version)
+        .await
+        .map_err(ApiError::internal)?;
+    let values = store::inputs(|column| found.number(column));
+    // The service's own deployments, to say where each value sits.
+    let peers: Vec<Vec<f64>> = match &found.entity_ref {
+        Some(entity) => {
+            let columns: Vec<String> = store::COLUMNS
+                .iter()
+                .map(|c| format!("CAST({c} AS DOUBLE) AS {c}"))
+                .collect();
+            json_rows(
+                &api,
+                &format!(
+                    "SELECT {} FROM deployment_features WHERE entity_ref = {}",
+                    columns.join(", "),
+                    quoted(entity)
+                ),
+            )
+            .await?
+            .iter()
+            .map(|row| store::inputs(|c| row.get(c).and_then(Value::as_f64)))
+            .collect()
+        }
+        None => Vec::new(),
+    };
+    let peer_refs: Vec<&[f64]> = peers.iter().map(Vec::as_slice).collect();
+    let scored = store::explain(&artifact.model, &values, &peer_refs);
+    let body = json!({
+        "repository": request.repository,
+        "entity_ref": found.entity_ref,
+        "environment": found.environment,
+        "at": at,
+        "changes": found.changes,
+        "model_version": artifact.version,
+        "probability": scored.probability,
+        "flagged": scored.flagged,
+        "threshold": artifact.model.threshold,
+        "reasons": scored.reasons,
+        "factors": scored.factors,
+        "features": found
+            .columns
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "deployment_id" | "updated_at"))
+            .map(|(k, v)| (k.clone(), cell(v)))
+            .collect::<Map<String, Value>>(),
+    });
+    Ok(cached_json(&HeaderMap::new(), &body))
+}
+
+/// A feature cell as JSON: a number, a boolean, null when empty, else text.
+fn cell(text: &str) -> Value {
+    match text {
+        "" => Value::Null,
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => text
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| text.parse::<f64>().map(Value::from))
+            .unwrap_or_else(|_| Value::String(text.to_owned())),
+    }
 }

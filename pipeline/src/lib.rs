@@ -44,6 +44,9 @@ pub enum Error {
     /// Anomaly detection failed.
     #[error("detect failed: {0}")]
     Detect(Box<fathom_ml::detect::DetectError>),
+    /// Scoring deployment risk failed.
+    #[error("risk scoring failed: {0}")]
+    Risk(Box<fathom_ml::risk::store::StoreError>),
 }
 
 impl From<fathom_warehouse::Error> for Error {
@@ -177,8 +180,14 @@ impl Pipeline<'_> {
                     let run_id = self.state.start_run("detect (scheduled)").await?;
                     started(&run_id);
                     let outcome = self.detect(&run_id, false).await;
+                    // With the marts fresh, the newest deployments get
+                    // their risk scores too (when a model was trained).
+                    let scored = match outcome {
+                        Ok(_) => self.score_risk().await.map(|_| ()),
+                        Err(e) => Err(e),
+                    };
                     lock.release().await?;
-                    outcome?;
+                    scored?;
                 }
             }
         }

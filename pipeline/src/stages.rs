@@ -131,6 +131,26 @@ impl Recorded for fathom_ml::detect::DetectReport {
     }
 }
 
+impl Recorded for fathom_ml::risk::store::ScoreReport {
+    fn tally(&self) -> Tally {
+        Tally {
+            parts: 1,
+            ..Tally::default()
+        }
+    }
+
+    fn counts(&self) -> BTreeMap<String, i64> {
+        BTreeMap::from([
+            ("deployment_risk.rows".to_owned(), self.deployments as i64),
+            ("deployment_risk.flagged".to_owned(), self.flagged as i64),
+        ])
+    }
+
+    fn errors(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 /// Closes the ledger record `run_id` with what `outcome` says.
 async fn record<T: Recorded, E>(
     state: &StateDb,
@@ -262,6 +282,24 @@ impl Pipeline<'_> {
     ) -> Result<fathom_ml::detect::DetectReport> {
         let outcome = fathom_ml::detect::run(self.warehouse, full).await;
         record(self.state, run_id, outcome, |e| Error::Detect(Box::new(e))).await
+    }
+
+    /// Scores every deployment with the newest risk model, under a run of
+    /// its own; `None` (and no run) while no model was trained.
+    pub async fn score_risk(&self) -> Result<Option<fathom_ml::risk::store::ScoreReport>> {
+        let Some(model) = self.state.latest_risk_model().await? else {
+            return Ok(None);
+        };
+        let run_id = self.state.start_run("risk").await?;
+        let outcome = async {
+            let artifact =
+                fathom_ml::risk::store::read_artifact(self.warehouse, &model.version).await?;
+            fathom_ml::risk::store::score_all(self.warehouse, &artifact).await
+        }
+        .await;
+        record(self.state, &run_id, outcome, |e| Error::Risk(Box::new(e)))
+            .await
+            .map(Some)
     }
 
     /// Brings the marts up to date under `run_id`: incrementally from the

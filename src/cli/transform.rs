@@ -83,15 +83,26 @@ pub(super) async fn transform(
         None => Some(super::detect::run_detect(config, full).await?),
         Some(_) => None,
     };
+    // So are the deployments' risk scores, once a model was trained.
+    let risk = match mart {
+        None => pipeline(config, &warehouse, &state).score_risk().await?,
+        Some(_) => None,
+    };
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"run_id": run_id, "plan": outcome.plan, "marts": outcome.marts, "detect": detected})
+                &serde_json::json!({"run_id": run_id, "plan": outcome.plan, "marts": outcome.marts, "detect": detected, "risk": risk})
             )?
         );
     } else if let Some(report) = &detected {
         super::detect::print_report(report);
+        if let Some(risk) = &risk {
+            println!(
+                "risk: {} deployments scored with {}, {} flagged",
+                risk.deployments, risk.model_version, risk.flagged
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

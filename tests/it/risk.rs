@@ -176,6 +176,16 @@ async fn risk_is_trained_scored_and_served_by_team() -> Result<()> {
     .await?;
     assert_eq!(unexplained, 0);
 
+    // Later transforms score the newest deployments with the same model.
+    let transformed = json_of(&fathom_in(
+        dir.path(),
+        &["transform", "--as-of", "2026-07-01", "--json"],
+    )?)?;
+    assert_eq!(
+        transformed["risk"]["deployments"].as_i64(),
+        Some(with_features)
+    );
+
     let server = serve(dir.path(), &[], "127.0.0.1:0")?;
     let viewer = token(dir.path(), "viewer", "group:default/team-a")?;
     let client = reqwest::Client::new();
@@ -242,6 +252,43 @@ async fn risk_is_trained_scored_and_served_by_team() -> Result<()> {
     );
     let outside = get("/api/v1/risk/deployments?scope=group%3Adefault%2Fteam-b".to_owned()).await?;
     assert_eq!(outside.status(), 403);
+
+    // Before deploying: pull request 27 shipped at deployment 27's start is
+    // deployment 27 — the same features, so the same probability.
+    let post = |body: Value| {
+        let request = client
+            .post(format!("{}/api/v1/risk/score", server.base))
+            .bearer_auth(&viewer)
+            .json(&body);
+        async move { request.send().await }
+    };
+    let ahead = post(serde_json::json!({
+        "repository": "acme/checkout", "pull_requests": [27], "at": "2026-01-28T09:00:00Z"
+    }))
+    .await?;
+    let status = ahead.status();
+    let ahead: Value = ahead.json().await?;
+    assert_eq!(status, 200, "{ahead}");
+    assert_eq!(ahead["entity_ref"], A);
+    assert_eq!(ahead["changes"], serde_json::json!(["pr:acme/checkout#27"]));
+    assert_eq!(ahead["features"]["lines_added"], 1000);
+    let stored = body["risk"]["probability"].as_f64().context("stored")?;
+    let fresh = ahead["probability"].as_f64().context("fresh")?;
+    ensure!(
+        (stored - fresh).abs() < 1e-9,
+        "{stored} vs {fresh}: {ahead}"
+    );
+    assert_eq!(ahead["reasons"], body["risk"]["reasons"]);
+    // Another team's repository, an unknown pull request, no selection.
+    let theirs =
+        post(serde_json::json!({"repository": "acme/search", "pull_requests": [27]})).await?;
+    assert_eq!(theirs.status(), 403);
+    let unknown =
+        post(serde_json::json!({"repository": "acme/checkout", "pull_requests": [9999]})).await?;
+    assert_eq!(unknown.status(), 404);
+    ensure!(unknown.text().await?.contains("#9999"));
+    let empty = post(serde_json::json!({"repository": "acme/checkout"})).await?;
+    assert_eq!(empty.status(), 400);
     Ok(())
 }
 

@@ -17,6 +17,7 @@
 //! refresh allows; an incremental run leaves exactly the rows a full
 //! recompute would ([`incremental`]).
 
+pub mod candidate;
 mod explain;
 pub mod functions;
 pub mod incremental;
@@ -88,6 +89,10 @@ pub enum Error {
     /// `--mart` names no mart.
     #[error("no mart named `{0}`; marts: {marts}", marts = MARTS.iter().map(|m| m.def.name).collect::<Vec<_>>().join(", "))]
     UnknownMart(String),
+    /// A hypothetical deployment names changes the warehouse does not
+    /// hold ([`candidate`]).
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl From<fathom_warehouse::Error> for Error {

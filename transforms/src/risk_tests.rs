@@ -259,6 +259,63 @@ async fn the_worked_example_of_the_features_is_computed_as_by_hand() -> Result<(
     Ok(())
 }
 
+/// A deployment not made yet gets the features the mart gives a real one:
+/// d3's pull request shipped at d3's start is d3, feature for feature.
+#[tokio::test]
+async fn a_candidate_deployment_gets_the_features_of_the_same_real_one() -> Result<(), String> {
+    let tables = worked_example();
+    let real = features(&tables).await?;
+    let ctx = register(&tables)?;
+    let as_of = start() + Duration::days(60);
+    for name in ["dora_deployments", "dora_changes"] {
+        let mart = marts::named(name).ok_or(name)?;
+        let batches = compute(&ctx, mart, &Parameters::default(), as_of)
+            .await
+            .map_err(|e| e.to_string())?;
+        replace_in_memory(&ctx, mart.def, batches)?;
+    }
+    let at = DateTime::parse_from_rfc3339("2026-05-25T11:00:00Z")
+        .map_err(|e| e.to_string())?
+        .to_utc();
+    let missing = crate::candidate::candidate(
+        &ctx,
+        "acme/pay",
+        &crate::candidate::Selection::PullRequests(vec![3, 99]),
+        at,
+    )
+    .await;
+    assert!(
+        matches!(&missing, Err(crate::Error::NotFound(m)) if m.contains("#99")),
+        "{missing:?}"
+    );
+    let candidate = crate::candidate::candidate(
+        &ctx,
+        "acme/pay",
+        &crate::candidate::Selection::PullRequests(vec![3]),
+        at,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    assert_eq!(
+        candidate.entity_ref.as_deref(),
+        Some("component:default/pay")
+    );
+    assert_eq!(candidate.changes, ["pr:acme/pay#3"]);
+    let d3 = real.get("d3").ok_or("d3")?;
+    for cell in d3 {
+        let (column, value) = cell.split_once('=').ok_or("cell")?;
+        if column == "deployment_id" {
+            continue;
+        }
+        let theirs = candidate
+            .columns
+            .get(column)
+            .map_or("<missing>", String::as_str);
+        assert_eq!(theirs, value, "{column}");
+    }
+    Ok(())
+}
+
 /// `tables` as they stood at `cut`: deployments that had not finished,
 /// incidents that had not started and reviews not yet submitted are gone,
 /// and resolutions still to come are unknown. Code history stays: the

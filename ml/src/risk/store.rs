@@ -111,19 +111,66 @@ impl Loaded {
     }
 }
 
+/// The `deployment_features` columns the model's inputs come from.
+pub const COLUMNS: [&str; 26] = [
+    "changes",
+    "pull_requests",
+    "direct_pushes",
+    "commits",
+    "lines_added",
+    "lines_deleted",
+    "files_changed",
+    "largest_change_lines",
+    "size_vs_recent",
+    "directories",
+    "file_entropy",
+    "reviewers",
+    "reviews",
+    "unreviewed_changes",
+    "review_hours_mean",
+    "days_since_previous",
+    "recent_deployments",
+    "recent_failures",
+    "author_min_prior_changes",
+    "author_recent_failures",
+    "hour_utc",
+    "weekday",
+    "during_incident",
+    "hotfix",
+    "after_long_pause",
+    "is_rollback",
+];
+
+/// The model's inputs ([`FEATURES`] order) from a row's columns (`value`
+/// gives a column as a number, booleans as 0/1; NaN or `None` when
+/// missing): the columns themselves, and the three derived ones.
+pub fn inputs(value: impl Fn(&str) -> Option<f64>) -> Vec<f64> {
+    let get = |name: &str| value(name).filter(|v| v.is_finite());
+    FEATURES
+        .iter()
+        .map(|feature| {
+            match *feature {
+                "recent_failure_rate" => {
+                    match (get("recent_failures"), get("recent_deployments")) {
+                        (Some(f), Some(n)) if n > 0.0 => Some(f / n),
+                        _ => None,
+                    }
+                }
+                "friday" => get("weekday").map(|d| f64::from(u8::from(d == 5.0))),
+                "weekend" => get("weekday").map(|d| f64::from(u8::from(d >= 6.0))),
+                column => get(column),
+            }
+            .unwrap_or(f64::NAN)
+        })
+        .collect()
+}
+
 /// Reads every deployment's features and outcome.
 pub async fn load(warehouse: &Warehouse) -> Result<Loaded, StoreError> {
     let ctx = read_only_session(warehouse, QueryLimits::default()).await?;
-    let columns: Vec<String> = FEATURES
+    let columns: Vec<String> = COLUMNS
         .iter()
-        .map(|f| match *f {
-            "recent_failure_rate" => "CAST(f.recent_failures AS DOUBLE) \
-                / CAST(nullif(f.recent_deployments, 0) AS DOUBLE) AS recent_failure_rate"
-                .to_owned(),
-            "friday" => "CAST(f.weekday = 5 AS DOUBLE) AS friday".to_owned(),
-            "weekend" => "CAST(f.weekday >= 6 AS DOUBLE) AS weekend".to_owned(),
-            other => format!("CAST(f.{other} AS DOUBLE) AS {other}"),
-        })
+        .map(|c| format!("CAST(f.{c} AS DOUBLE) AS {c}"))
         .collect();
     let sql = format!(
         "SELECT f.deployment_id, f.entity_ref, f.environment, f.started_at, d.finished_at, d.failed, {} \
@@ -162,7 +209,7 @@ pub async fn load(warehouse: &Warehouse) -> Result<Loaded, StoreError> {
         );
         let (started, ended) = (cast(3, &utc)?, cast(4, &utc)?);
         let failed = cast(5, &DataType::Boolean)?;
-        let features: Vec<ArrayRef> = (0..FEATURES.len())
+        let features: Vec<ArrayRef> = (0..COLUMNS.len())
             .map(|f| cast(6 + f, &DataType::Float64))
             .collect::<Result<_, _>>()?;
         let text = |a: &ArrayRef| a.as_any().downcast_ref::<StringArray>().cloned();
@@ -199,12 +246,15 @@ pub async fn load(warehouse: &Warehouse) -> Result<Loaded, StoreError> {
             let outcome = failed.and_then(|f| (!f.is_null(r)).then(|| f.value(r)));
             loaded.outcomes.push(outcome);
             loaded.frame.labels.push(outcome.unwrap_or(false));
-            loaded.frame.values.push(
+            loaded.frame.values.push(inputs(|name| {
+                let c = COLUMNS.iter().position(|c| *c == name)?;
                 features
-                    .iter()
-                    .map(|c| c.filter(|c| !c.is_null(r)).map_or(f64::NAN, |c| c.value(r)))
-                    .collect(),
-            );
+                    .get(c)
+                    .copied()
+                    .flatten()
+                    .filter(|a| !a.is_null(r))
+                    .map(|a| a.value(r))
+            }));
         }
     }
     let newest = finished.iter().copied().max().unwrap_or(0);

@@ -11,20 +11,25 @@ pub fn describe(feature: &str, value: Option<f64>, percentile: Option<f64>) -> S
     };
     let n = thousands(v);
     let text = match feature {
-        "changes" => format!("{n} changes shipped"),
-        "pull_requests" => format!("{n} pull requests"),
-        "direct_pushes" => format!("{n} commits pushed without a pull request"),
-        "commits" => format!("{n} commits"),
+        "changes" => format!("{n} {} shipped", plural(v, "change", "changes")),
+        "pull_requests" => format!("{n} {}", plural(v, "pull request", "pull requests")),
+        "direct_pushes" => format!(
+            "{n} {} pushed without a pull request",
+            plural(v, "commit", "commits")
+        ),
+        "commits" => format!("{n} {}", plural(v, "commit", "commits")),
         "lines_added" => format!("{n} lines added"),
         "lines_deleted" => format!("{n} lines deleted"),
-        "files_changed" => format!("{n} files changed"),
+        "files_changed" => format!("{n} {} changed", plural(v, "file", "files")),
         "largest_change_lines" => format!("largest change {n} lines"),
         "size_vs_recent" => format!("{v:.1}× the service's usual size"),
         "directories" => format!("{n} top-level directories touched"),
         "file_entropy" => format!("changes spread over files ({v:.2} bits)"),
-        "reviewers" => format!("{n} reviewers"),
-        "reviews" => format!("{n} reviews"),
-        "unreviewed_changes" => format!("{n} changes without review"),
+        "reviewers" => format!("{n} {}", plural(v, "reviewer", "reviewers")),
+        "reviews" => format!("{n} {}", plural(v, "review", "reviews")),
+        "unreviewed_changes" => {
+            format!("{n} {} without review", plural(v, "change", "changes"))
+        }
         "review_hours_mean" => format!("{v:.1} h from opened to merged"),
         "days_since_previous" => format!("{v:.1} days since the previous deployment"),
         "recent_deployments" => format!("{n} deployments in the 90 days before"),
@@ -72,6 +77,10 @@ pub fn is_amount(feature: &str) -> bool {
             | "recent_deployments"
             | "size_vs_recent"
     )
+}
+
+fn plural<'a>(v: f64, one: &'a str, many: &'a str) -> &'a str {
+    if v == 1.0 { one } else { many }
 }
 
 fn flag(v: f64, yes: &str, no: &str) -> String {

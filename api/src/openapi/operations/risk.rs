@@ -2,9 +2,40 @@
 //! them.
 
 use super::super::{In, Operation, Param};
-use super::LIMIT;
+use super::{JSON, LIMIT};
 
 pub(super) const OPERATIONS: &[Operation] = &[
+    Operation {
+        method: "post",
+        path: "/api/v1/risk/score",
+        tag: "risk",
+        summary: "The risk of a deployment not made yet",
+        description: "For portal pages and CI gates: the probability that deploying some pull requests (`pull_requests`) — or the commits after `from` up to `to` — of `repository` to production now (or at `at`) fails, with the newest risk model. The features are computed by `deployment_features`' own SQL as if the deployment had happened (history as the warehouse holds it now), so they mean what the model was trained on. Returns the component and environment it would deploy, the changes, `probability`, `flagged` (at or above the model's `threshold`), the three factors that raised it most (`reasons` in words, `factors` with contributions to the log-odds) and every feature. Any role; the repository's component must be within the caller's teams.",
+        authenticated: true,
+        params: &[],
+        body: Some((
+            JSON,
+            r#"{"type": "object", "required": ["repository"], "properties": {"repository": {"type": "string", "description": "Repository id as the warehouse holds it (`owner/name`)."}, "pull_requests": {"type": "array", "items": {"type": "integer"}, "maxItems": 500}, "from": {"type": "string", "description": "The revision production runs (exclusive)."}, "to": {"type": "string", "description": "The revision to deploy (inclusive)."}, "at": {"type": "string", "format": "date-time", "description": "When the deployment would start. Default: now."}}}"#,
+        )),
+        responses: &[
+            (
+                200,
+                "`repository`, `entity_ref`, `environment`, `at`, `changes`, `model_version`, `probability`, `flagged`, `threshold`, `reasons`, `factors`, `features`.",
+            ),
+            (
+                400,
+                "Neither pull requests nor a commit range, or a malformed body.",
+            ),
+            (
+                403,
+                "The repository's component is outside the caller's teams.",
+            ),
+            (
+                404,
+                "No model trained yet, or a pull request or commit the warehouse does not hold.",
+            ),
+        ],
+    },
     Operation {
         method: "get",
         path: "/api/v1/risk/deployments",
