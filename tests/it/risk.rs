@@ -253,6 +253,51 @@ async fn risk_is_trained_scored_and_served_by_team() -> Result<()> {
     let outside = get("/api/v1/risk/deployments?scope=group%3Adefault%2Fteam-b".to_owned()).await?;
     assert_eq!(outside.status(), 403);
 
+    // The Service page lists the window's deployments riskiest first, as
+    // the table holds them; the Team page its riskiest.
+    let page: Value = get(format!(
+        "/api/v1/pages/service?scope={}&window=30",
+        A.replace(':', "%3A").replace('/', "%2F")
+    ))
+    .await?
+    .json()
+    .await?;
+    let panel = |page: &Value, id: &str| -> Value {
+        page["panels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["id"] == id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let shown = panel(&page, "service-risk");
+    let shown_rows = shown["rows"].as_array().context("service-risk rows")?;
+    let in_window = rows(
+        &warehouse,
+        &format!(
+            "SELECT deployment_id, CAST(probability AS VARCHAR) AS p FROM deployment_risk WHERE entity_ref = '{A}' \
+             AND started_at >= TIMESTAMP '2026-06-01T00:00:00Z' AND started_at < TIMESTAMP '2026-07-01T00:00:00Z' \
+             ORDER BY probability DESC, started_at DESC, deployment_id"
+        ),
+    )
+    .await?;
+    ensure!(!in_window.is_empty());
+    assert_eq!(shown_rows.len(), in_window.len(), "{shown}");
+    for (row, expected) in shown_rows.iter().zip(&in_window) {
+        assert_eq!(row["deployment_id"], expected[0].as_str());
+        let p = row["probability"].as_f64().context("probability")?;
+        ensure!((p - expected[1].parse::<f64>()?).abs() < 1e-12, "{row}");
+    }
+    let team: Value = get("/api/v1/pages/team?scope=group%3Adefault%2Fteam-a&window=30".to_owned())
+        .await?
+        .json()
+        .await?;
+    let riskiest = panel(&team, "riskiest-deployments");
+    let riskiest_rows = riskiest["rows"].as_array().context("riskiest rows")?;
+    assert_eq!(riskiest_rows.len(), in_window.len().min(20), "{riskiest}");
+    assert_eq!(riskiest_rows[0]["deployment_id"], in_window[0][0].as_str());
+
     // Before deploying: pull request 27 shipped at deployment 27's start is
     // deployment 27 — the same features, so the same probability.
     let post = |body: Value| {

@@ -300,7 +300,7 @@ pub async fn candidate(
         &BTreeMap::from([
             (
                 "change_id",
-                format!("'pr:' || p.repository_id || '#' || CAST(p.number AS VARCHAR)"),
+                "'pr:' || p.repository_id || '#' || CAST(p.number AS VARCHAR)".to_owned(),
             ),
             ("entity_ref", entity_sql.clone()),
             ("kind", "'pull_request'".to_owned()),
@@ -336,7 +336,7 @@ pub async fn candidate(
         &BTreeMap::from([
             (
                 "change_id",
-                format!("'push:' || c.repository_id || '@' || c.sha"),
+                "'push:' || c.repository_id || '@' || c.sha".to_owned(),
             ),
             ("entity_ref", entity_sql),
             ("kind", "'push'".to_owned()),
