@@ -224,6 +224,7 @@ pub(super) async fn demo(
     usage_summary(&session, &truth, state.world(), config.usage.k_anonymity).await?;
     anomaly_summary(&session, &truth, state.world()).await?;
     super::ml_risk::demo_risk(&warehouse, &state_db).await?;
+    super::ml_risk::demo_suspects(&session, &truth).await?;
     println!(
         "\ningested and computed in {:.1}s (ingest {ingest_seconds:.1}s). Query it further with:\n  fathom --config {} sql \"SELECT * FROM dora_metrics LIMIT 10\"\n  fathom --config {} explain dora --scope org --metric lead_time --window 30d",
         started.elapsed().as_secs_f64(),

@@ -287,3 +287,72 @@ fn print_coefficients(model: &risk::Model) {
         println!("  {:<26} {:+.3}", model.features[f], model.coefficients[f]);
     }
 }
+
+/// The demo's suspect deployments against the deployments that truly
+/// caused an incident: precision, recall (also among the services that
+/// report to an error tracker) and the median time from a deployment to
+/// the first new issue.
+pub(super) async fn demo_suspects(
+    session: &datafusion::prelude::SessionContext,
+    truth: &fathom_sim::truth::Truth,
+) -> Result<()> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let (_, batches) = fathom_warehouse::query::query(
+        session,
+        "SELECT deployment_id, CAST(bool_or(suspect) AS VARCHAR) AS suspect, \
+            CAST(min(date_part('epoch', changed_at) - date_part('epoch', finished_at)) AS VARCHAR) AS delay \
+         FROM deployment_signals GROUP BY deployment_id",
+    )
+    .await?;
+    let flagged: BTreeMap<String, Option<f64>> = fathom_warehouse::query::text_rows(&batches)?
+        .into_iter()
+        .filter(|r| r.get(1).map(String::as_str) == Some("true"))
+        .map(|r| (r[0].clone(), r.get(2).and_then(|d| d.parse().ok())))
+        .collect();
+    let (_, batches) = fathom_warehouse::query::query(
+        session,
+        "SELECT DISTINCT entity_ref FROM error_counts_daily WHERE entity_ref IS NOT NULL",
+    )
+    .await?;
+    let tracked: BTreeSet<String> = fathom_warehouse::query::text_rows(&batches)?
+        .into_iter()
+        .filter_map(|r| r.into_iter().next())
+        .collect();
+    let (mut tp, mut fp, mut caused, mut tracked_tp, mut tracked_caused) = (0, 0, 0, 0, 0);
+    let mut delays = Vec::new();
+    for d in truth.deployments.iter().filter(|d| d.completed) {
+        let hit = flagged.get(&d.deployment_id);
+        caused += usize::from(d.caused_incident);
+        let on_tracked = tracked.contains(&d.entity_ref);
+        tracked_caused += usize::from(d.caused_incident && on_tracked);
+        match (hit, d.caused_incident) {
+            (Some(delay), true) => {
+                tp += 1;
+                tracked_tp += usize::from(on_tracked);
+                delays.extend(*delay);
+            }
+            (Some(_), false) => fp += 1,
+            _ => {}
+        }
+    }
+    delays.sort_by(f64::total_cmp);
+    let ratio = |a: usize, b: usize| {
+        if b == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.2}", a as f64 / b as f64)
+        }
+    };
+    let median = delays
+        .get(delays.len() / 2)
+        .map_or_else(|| "-".to_owned(), |s| format!("{:.0} min", s / 60.0));
+    println!(
+        "suspect deployments against the {caused} that truly caused an incident: precision {}, recall {} ({} flagged, {fp} false; recall {} on the {} services reporting to an error tracker); median time from deployment to the first new issue {median}",
+        ratio(tp, tp + fp),
+        ratio(tp, caused),
+        tp + fp,
+        ratio(tracked_tp, tracked_caused),
+        tracked.len()
+    );
+    Ok(())
+}

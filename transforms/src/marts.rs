@@ -21,7 +21,8 @@ use fathom_models::tables::{
 };
 use fathom_models::tables::{
     CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY, COST_BENCHMARKS, COST_COMMITMENTS, COST_COVERAGE,
-    COST_DAILY, COST_MONTHLY, DEPLOYMENT_FEATURES, RELEASE_DEPLOYS, SERVICE_METRICS_DAILY,
+    COST_DAILY, COST_MONTHLY, DEPLOYMENT_FEATURES, DEPLOYMENT_SIGNALS, ERROR_COUNTS_DAILY,
+    ERROR_ISSUES_DAILY, RELEASE_DEPLOYS, SERVICE_METRICS_DAILY,
 };
 use fathom_models::tables::{
     ENTITY_RELATIONS, PORTAL_EVENTS, USAGE_ACTIVE, USAGE_DAILY, USAGE_ENTITIES, USAGE_FEATURES,
@@ -199,6 +200,18 @@ pub const MARTS: &[Mart] = &[
             &COMMIT_FILES,
         ],
         refresh: Refresh::ByComponent,
+        periods: Periods::Rolling,
+    },
+    Mart {
+        def: &DEPLOYMENT_SIGNALS,
+        sql: include_str!("../sql/deployment_signals.sql"),
+        reads: &[
+            &DORA_DEPLOYMENTS,
+            &ERROR_ISSUES_DAILY,
+            &ERROR_COUNTS_DAILY,
+            &SERVICE_METRICS_DAILY,
+        ],
+        refresh: Refresh::Whole,
         periods: Periods::Rolling,
     },
     Mart {
@@ -479,6 +492,7 @@ mod tests {
                 "dora_metrics",
                 "dora_trends",
                 "deployment_features",
+                "deployment_signals",
                 "cost_daily",
                 "cost_monthly",
                 "cost_benchmarks",
@@ -524,6 +538,8 @@ mod tests {
                 "deployment_changes",
                 "deployments",
                 "entity_relations",
+                "error_counts_daily",
+                "error_issues_daily",
                 "incidents",
                 "portal_events",
                 "pull_request_commits",

@@ -213,3 +213,80 @@ pub const DEPLOYMENT_RISK: TableDef = TableDef {
         source: "started_at",
     }),
 };
+
+/// Each production deployment against what its service's errors did after
+/// it.
+pub const DEPLOYMENT_SIGNALS: TableDef = TableDef {
+    name: "deployment_signals",
+    description: "Mart: one row per completed production deployment and signal — new error-tracker issues first seen after it, the project's error events, the service's error rate and p95 latency — with the value before and after it, a robust score and a verdict; `suspect` marks the deployments a signal timed to them degraded (docs/ml.md, Suspect deployments).",
+    columns: &[
+        req(
+            "deployment_id",
+            Utf8,
+            "Deployment id (as in `deployments`).",
+        ),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Component deployed.",
+        ),
+        req("environment", Utf8, "Production environment name."),
+        req("finished_at", Timestamp, "When the deployment finished."),
+        req(
+            "finished_month",
+            Utf8,
+            "Partition: `YYYY-MM` of finished_at.",
+        ),
+        req(
+            "signal",
+            Utf8,
+            "new_issue (issues first seen in the 24 hours after it, before the next deployment), error_events (the error tracker's events a day), error_rate (failed / all requests a day) or latency_p95 (seconds).",
+        ),
+        opt(
+            "before",
+            Float64,
+            "The usual value: the median of the 14 days before the deployment's day (for new_issue: the project's usual daily events).",
+        ),
+        opt(
+            "after",
+            Float64,
+            "The worse of the deployment's day and the next (for new_issue: the largest mean daily events of a new issue over its first two days).",
+        ),
+        opt(
+            "week_before",
+            Float64,
+            "The value on the same weekday a week before.",
+        ),
+        opt(
+            "score",
+            Float64,
+            "(after − before) over the median absolute deviation of the 14 days scaled to a standard deviation (at least 5 % of the median): a robust z-score. Null for new_issue.",
+        ),
+        req(
+            "verdict",
+            Utf8,
+            "degraded, normal, or unknown (fewer than 7 days to compare).",
+        ),
+        opt(
+            "changed_at",
+            Timestamp,
+            "When the change started: the first new issue's first event.",
+        ),
+        opt(
+            "issue_ids",
+            StringList,
+            "The new issues blamed on the deployment.",
+        ),
+        req(
+            "suspect",
+            Boolean,
+            "A signal timed to the deployment (a new issue) degraded: the deployment probably caused what followed.",
+        ),
+        UPDATED_AT,
+    ],
+    primary_key: &["deployment_id", "signal"],
+    partition: Some(MonthPartition {
+        column: "finished_month",
+        source: "finished_at",
+    }),
+};

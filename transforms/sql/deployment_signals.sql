@@ -1,0 +1,163 @@
+-- deployment_signals: each completed production deployment against what its
+-- service's errors did after it — one row per deployment and signal.
+--
+-- Signals (docs/ml.md, Suspect deployments):
+--   new_issue     error-tracker issues of the component first seen in the
+--                 24 hours after the deployment finished (and before its
+--                 next one): each issue is blamed on the latest production
+--                 deployment that finished before it was first seen. It
+--                 *degrades* when the project's events on the day the issue
+--                 was first seen or the next score 5 or more against the 14
+--                 days before (robust z-score, as below) and reach 1.5 times
+--                 their median, with at least 7 days to compare.
+--   error_events  the project's events a day, error_rate and latency_p95
+--   error_rate    the service's failed / all requests and p95 latency a day:
+--   latency_p95   the worse of the deployment's day and the next against the
+--                 14 days before (median, and the median absolute deviation
+--                 scaled to a standard deviation: a robust z-score) and
+--                 against the same weekday a week before. They degrade at a
+--                 score of 5 or more and at least double the median. Days
+--                 are too coarse to tell which of a day's deployments moved
+--                 them, so they describe, and only a new issue (timed to the
+--                 minute) makes a deployment *suspect*.
+WITH prod AS (
+    SELECT deployment_id, entity_ref, environment, finished_at,
+           CAST(finished_at AS DATE) AS day,
+           lead(finished_at) OVER (PARTITION BY entity_ref
+                                   ORDER BY finished_at, deployment_id) AS next_finished_at
+    FROM dora_deployments
+    WHERE completed AND entity_ref IS NOT NULL
+),
+issues AS (
+    SELECT source, issue_id, max(entity_ref) AS entity_ref, min(first_seen_at) AS first_seen_at
+    FROM error_issues_daily
+    WHERE entity_ref IS NOT NULL AND first_seen_at IS NOT NULL
+    GROUP BY source, issue_id
+),
+-- The project's events a day around each new issue: the day it was first
+-- seen and the next, against the 14 days before.
+issue_days AS (
+    SELECT i.source, i.issue_id, c.date, CAST(c.event_count AS DOUBLE) AS value,
+           c.date < CAST(i.first_seen_at AS DATE) AS before
+    FROM issues i
+    JOIN error_counts_daily c ON c.entity_ref = i.entity_ref
+    WHERE c.date >= CAST(i.first_seen_at AS DATE) - INTERVAL '14 days'
+      AND c.date <= CAST(i.first_seen_at AS DATE) + INTERVAL '1 day'
+),
+issue_baseline AS (
+    SELECT source, issue_id,
+           median(value) FILTER (WHERE before) AS baseline,
+           count(*) FILTER (WHERE before) AS days,
+           max(value) FILTER (WHERE NOT before) AS after
+    FROM issue_days
+    GROUP BY source, issue_id
+),
+issue_spread AS (
+    SELECT d.source, d.issue_id, median(abs(d.value - b.baseline)) AS mad
+    FROM issue_days d
+    JOIN issue_baseline b ON b.source = d.source AND b.issue_id = d.issue_id
+    WHERE d.before
+    GROUP BY d.source, d.issue_id
+),
+issue_scored AS (
+    SELECT b.source, b.issue_id, b.baseline, b.after, b.days,
+           (b.after - b.baseline) / greatest(1.4826 * s.mad, 0.05 * abs(b.baseline), 1.0) AS score
+    FROM issue_baseline b
+    JOIN issue_spread s ON s.source = b.source AND s.issue_id = b.issue_id
+),
+blamed AS (
+    SELECT source, issue_id, deployment_id, first_seen_at
+    FROM (
+        SELECT i.source, i.issue_id, p.deployment_id, i.first_seen_at,
+               row_number() OVER (PARTITION BY i.source, i.issue_id
+                                  ORDER BY p.finished_at DESC, p.deployment_id DESC) AS rank
+        FROM issues i
+        JOIN prod p ON p.entity_ref = i.entity_ref
+        WHERE p.finished_at <= i.first_seen_at
+          AND i.first_seen_at < p.finished_at + INTERVAL '24 hours'
+          AND (p.next_finished_at IS NULL OR i.first_seen_at < p.next_finished_at)
+    ) ranked
+    WHERE rank = 1
+),
+new_issue AS (
+    SELECT b.deployment_id,
+           max(s.baseline) AS before,
+           max(s.after) AS after,
+           max(s.score) AS score,
+           min(b.first_seen_at) AS changed_at,
+           array_agg(b.issue_id ORDER BY b.issue_id) AS issue_ids,
+           bool_or(coalesce(s.days >= 7 AND s.score >= 5.0 AND s.after >= 1.5 * s.baseline, false))
+               AS degraded,
+           bool_and(s.days IS NULL OR s.days < 7) AS unknown
+    FROM blamed b
+    LEFT JOIN issue_scored s ON s.source = b.source AND s.issue_id = b.issue_id
+    GROUP BY b.deployment_id
+),
+daily AS (
+    SELECT entity_ref, date, 'error_events' AS signal, CAST(sum(event_count) AS DOUBLE) AS value
+    FROM error_counts_daily WHERE entity_ref IS NOT NULL
+    GROUP BY entity_ref, date
+    UNION ALL
+    SELECT entity_ref, date, 'error_rate' AS signal,
+           CAST(sum(error_count) AS DOUBLE) / CAST(nullif(sum(request_count), 0) AS DOUBLE) AS value
+    FROM service_metrics_daily WHERE entity_ref IS NOT NULL
+    GROUP BY entity_ref, date
+    UNION ALL
+    SELECT entity_ref, date, 'latency_p95' AS signal, max(latency_p95_seconds) AS value
+    FROM service_metrics_daily WHERE entity_ref IS NOT NULL
+    GROUP BY entity_ref, date
+),
+around AS (
+    SELECT p.deployment_id, d.signal, d.date, d.value, d.date < p.day AS before,
+           d.date = p.day - INTERVAL '7 days' AS week_before
+    FROM prod p
+    JOIN daily d ON d.entity_ref = p.entity_ref
+    WHERE d.date >= p.day - INTERVAL '14 days' AND d.date <= p.day + INTERVAL '1 day'
+      AND d.value IS NOT NULL
+),
+baseline AS (
+    SELECT deployment_id, signal,
+           median(value) FILTER (WHERE before) AS median,
+           count(*) FILTER (WHERE before) AS days,
+           max(value) FILTER (WHERE NOT before) AS after,
+           max(value) FILTER (WHERE week_before) AS week_before
+    FROM around
+    GROUP BY deployment_id, signal
+),
+spread AS (
+    SELECT a.deployment_id, a.signal, median(abs(a.value - b.median)) AS mad
+    FROM around a
+    JOIN baseline b ON b.deployment_id = a.deployment_id AND b.signal = a.signal
+    WHERE a.before
+    GROUP BY a.deployment_id, a.signal
+),
+scored AS (
+    SELECT b.deployment_id, b.signal, b.median AS before, b.after, b.week_before, b.days,
+           (b.after - b.median)
+               / greatest(1.4826 * s.mad, 0.05 * abs(b.median), 1e-9) AS score
+    FROM baseline b
+    JOIN spread s ON s.deployment_id = b.deployment_id AND s.signal = b.signal
+)
+SELECT p.deployment_id, p.entity_ref, p.environment, p.finished_at,
+       'new_issue' AS signal,
+       n.before, n.after, CAST(NULL AS DOUBLE) AS week_before, n.score,
+       CASE WHEN n.degraded THEN 'degraded' WHEN n.unknown THEN 'unknown' ELSE 'normal' END AS verdict,
+       n.changed_at, n.issue_ids,
+       coalesce(n.degraded, false) AS suspect
+FROM prod p
+JOIN new_issue n ON n.deployment_id = p.deployment_id
+UNION ALL
+SELECT p.deployment_id, p.entity_ref, p.environment, p.finished_at,
+       s.signal, s.before, s.after, s.week_before, s.score,
+       CASE
+           WHEN s.days < 7 OR s.after IS NULL THEN 'unknown'
+           WHEN s.score >= 5.0 AND s.after >= 2.0 * s.before
+                AND (s.week_before IS NULL OR s.after >= 2.0 * s.week_before) THEN 'degraded'
+           ELSE 'normal'
+       END AS verdict,
+       NULL AS changed_at,
+       NULL AS issue_ids,
+       coalesce(n.degraded, false) AS suspect
+FROM prod p
+JOIN scored s ON s.deployment_id = p.deployment_id
+LEFT JOIN new_issue n ON n.deployment_id = p.deployment_id
