@@ -136,7 +136,7 @@ scored AS (
            (b.after - b.median)
                / greatest(1.4826 * s.mad, 0.05 * abs(b.median), 1e-9) AS score
     FROM baseline b
-    JOIN spread s ON s.deployment_id = b.deployment_id AND s.signal = b.signal
+    LEFT JOIN spread s ON s.deployment_id = b.deployment_id AND s.signal = b.signal
 )
 SELECT p.deployment_id, p.entity_ref, p.environment, p.finished_at,
        'new_issue' AS signal,
@@ -150,7 +150,7 @@ UNION ALL
 SELECT p.deployment_id, p.entity_ref, p.environment, p.finished_at,
        s.signal, s.before, s.after, s.week_before, s.score,
        CASE
-           WHEN s.days < 7 OR s.after IS NULL THEN 'unknown'
+           WHEN s.days < 7 OR s.after IS NULL OR s.score IS NULL THEN 'unknown'
            WHEN s.score >= 5.0 AND s.after >= 2.0 * s.before
                 AND (s.week_before IS NULL OR s.after >= 2.0 * s.week_before) THEN 'degraded'
            ELSE 'normal'

@@ -146,4 +146,6 @@ mod cost_tests;
 #[cfg(test)]
 mod risk_tests;
 #[cfg(test)]
+mod signal_tests;
+#[cfg(test)]
 mod usage_tests;
