@@ -307,6 +307,7 @@ fn routes(api: Arc<Api>) -> Router {
         .route("/api/v1/anomalies/{id}", get(anomalies::anomaly))
         .route("/api/v1/anomalies/{id}/feedback", post(anomalies::feedback))
         .route("/api/v1/risk/score", post(risk::score))
+        .route("/api/v1/deployments/{id}/signals", get(risk::signals))
         .route("/api/v1/risk/deployments", get(risk::riskiest))
         .route("/api/v1/risk/deployments/{id}", get(risk::deployment))
         .route("/api/v1/cost/coverage", get(cost::coverage))

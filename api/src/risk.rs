@@ -288,3 +288,60 @@ fn cell(text: &str) -> Value {
             .unwrap_or_else(|_| Value::String(text.to_owned())),
     }
 }
+
+/// `GET /api/v1/deployments/{id}/signals`: every signal of the deployment
+/// against what its service's errors did after it, and whether it is
+/// suspect.
+pub(crate) async fn signals(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = caller(&api, &headers).await?;
+    let rows = json_rows(
+        &api,
+        &format!(
+            "SELECT deployment_id, entity_ref, environment, CAST(finished_at AS VARCHAR) AS finished_at, \
+             signal, before, after, week_before, score, verdict, CAST(changed_at AS VARCHAR) AS changed_at, \
+             issue_ids, suspect FROM deployment_signals WHERE deployment_id = {} ORDER BY signal",
+            quoted(&id)
+        ),
+    )
+    .await?;
+    let Some(first) = rows.first() else {
+        return Err(ApiError::not_found(format!(
+            "no signals for deployment `{id}`: completed production deployments of components get them from `fathom transform`"
+        )));
+    };
+    let entity = first
+        .get("entity_ref")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase);
+    if !visible(&api, &caller)
+        .await?
+        .allows(entity.as_deref().unwrap_or("org"))
+    {
+        return Err(ApiError::forbidden(format!(
+            "deployment `{id}` is outside the teams this caller may see"
+        )));
+    }
+    let suspect = rows
+        .iter()
+        .any(|r| r.get("suspect").and_then(Value::as_bool) == Some(true));
+    let body = json!({
+        "deployment_id": id,
+        "entity_ref": first.get("entity_ref"),
+        "finished_at": first.get("finished_at"),
+        "suspect": suspect,
+        "signals": rows
+            .into_iter()
+            .map(|mut r| {
+                for key in ["deployment_id", "entity_ref", "environment", "finished_at", "suspect"] {
+                    r.remove(key);
+                }
+                Value::Object(r)
+            })
+            .collect::<Vec<_>>(),
+    });
+    Ok(cached_json(&headers, &body))
+}

@@ -370,6 +370,7 @@ function drawTimeline(panel, body, page) {
     if (lane === 'failed') return svg('path', { class: 'point ' + cls, d: 'M' + cx + ' ' + (cy - 6) + 'L' + (cx + 6) + ' ' + (cy + 5) + 'L' + (cx - 6) + ' ' + (cy + 5) + 'Z', 'data-value': v });
     if (lane === 'rolled_back') return svg('rect', { class: 'point ' + cls, x: cx - 5, y: cy - 5, width: 10, height: 10, 'data-value': v });
     if (lane === 'incident_ids') return svg('path', { class: 'point ' + cls, d: 'M' + cx + ' ' + (cy - 6) + 'L' + (cx + 6) + ' ' + cy + 'L' + cx + ' ' + (cy + 6) + 'L' + (cx - 6) + ' ' + cy + 'Z', 'data-value': v });
+    if (lane === 'suspect') return svg('circle', { class: 'point ' + cls, cx, cy, r: 6, 'data-value': v });
     return svg('circle', { class: 'point ' + cls, cx, cy, r: 4, 'data-value': v });
   };
   const counts = {};
@@ -416,7 +417,7 @@ function drawTimeline(panel, body, page) {
   body.appendChild(
     el('p', { class: 'totals' },
       drill ? el('a', { class: 'num', href: drill, onclick: (event) => navigate(event), 'data-column': 'deployments', 'data-value': rows.length, text: String(rows.length) }) : String(rows.length),
-      ' deployments (●), ' + counts.failed + ' failed (▲), ' + (counts.rolled_back || 0) + ' rolled back (■), ' + (counts.incident_ids || 0) + ' linked to incidents (◆)' + (panel.chart.marks ? '; ' + (counts.incidents || 0) + ' incidents (◆, a bar to their restore).' : '.'))
+      ' deployments (●), ' + counts.failed + ' failed (▲), ' + (counts.rolled_back || 0) + ' rolled back (■), ' + (counts.incident_ids || 0) + ' linked to incidents (◆)' + (counts.suspect === undefined ? '' : ', ' + counts.suspect + ' suspect (○)') + (panel.chart.marks ? '; ' + (counts.incidents || 0) + ' incidents (◆, a bar to their restore).' : '.'))
   );
 }
 function sortValue(v) {

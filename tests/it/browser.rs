@@ -437,6 +437,25 @@ async fn dashboards_in_a_real_browser() -> Result<()> {
         .await?;
     assert_eq!(marks["deployments"], items.len(), "{marks}");
     assert_eq!(marks["failed"], failed, "{marks}");
+    // Suspect deployments: a mark each, the deployments the suspects table
+    // lists with the signals that moved.
+    let service_page = api
+        .get(&format!(
+            "/api/v1/pages/service?scope={}&window=30",
+            segment(&service)
+        ))
+        .await?;
+    let suspects: std::collections::BTreeSet<&str> = service_page["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["id"] == "service-suspects")
+        .and_then(|p| p["rows"].as_array())
+        .context("no suspects panel")?
+        .iter()
+        .filter_map(|r| r["deployment_id"].as_str())
+        .collect();
+    assert_eq!(marks["suspect"], suspects.len(), "{marks}");
     let incidents = api
         .get(&format!(
             "/api/v1/dora/{}/incidents?window=30d&limit=1000",

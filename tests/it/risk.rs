@@ -44,6 +44,10 @@ fn history() -> Vec<(&'static str, &'static str, String)> {
             "{{\"entity_ref\": \"{entity}\", \"kind\": \"component\", \"namespace\": \"default\", \"name\": \"{name}\", \"owner_ref\": \"group:default/{team}\"}}\n"
         ));
     }
+    // Both report to an error tracker: 90 or 110 events a day; checkout 900
+    // on day 27, when an issue is first seen 20 minutes after deployment 27.
+    let mut errors = String::new();
+    let mut issues = String::new();
     let mut deployments = String::new();
     let mut changes = String::new();
     let mut pulls = String::new();
@@ -59,6 +63,23 @@ fn history() -> Vec<(&'static str, &'static str, String)> {
             let began =
                 start + Duration::days(i64::from(i)) + Duration::hours(9 + i64::from((i * 7) % 9));
             let ended = began + Duration::minutes(10);
+            {
+                let date = (start + Duration::days(i64::from(i))).date_naive();
+                let events = match i {
+                    27 if *entity == A => 900,
+                    _ if i % 2 == 0 => 90,
+                    _ => 110,
+                };
+                errors.push_str(&format!(
+                    "{{\"date\": \"{date}\", \"source\": \"sentry\", \"project_slug\": \"{repo}\", \"entity_ref\": \"{entity}\", \"event_count\": {events}}}\n"
+                ));
+                if i == 27 && *entity == A {
+                    issues.push_str(&format!(
+                        "{{\"date\": \"{date}\", \"source\": \"sentry\", \"issue_id\": \"i27\", \"project_slug\": \"checkout\", \"entity_ref\": \"{entity}\", \"event_count\": 800, \"first_seen_at\": \"{}\"}}\n",
+                        (ended + Duration::minutes(20)).to_rfc3339()
+                    ));
+                }
+            }
             deployments.push_str(&format!(
                 "{{\"deployment_id\": \"{id}\", \"source\": \"import\", \"entity_ref\": \"{entity}\", \"environment\": \"production\", \
                   \"status\": \"success\", \"revision\": \"m{s}-{i}\", \"repository_id\": \"{repo}\", \
@@ -101,6 +122,8 @@ fn history() -> Vec<(&'static str, &'static str, String)> {
         ("deployment_changes", "changes.ndjson", changes),
         ("pull_requests", "pulls.ndjson", pulls),
         ("incidents", "incidents.ndjson", incidents),
+        ("error_counts_daily", "errors.ndjson", errors),
+        ("error_issues_daily", "issues.ndjson", issues),
     ]
 }
 
@@ -297,6 +320,31 @@ async fn risk_is_trained_scored_and_served_by_team() -> Result<()> {
     let riskiest_rows = riskiest["rows"].as_array().context("riskiest rows")?;
     assert_eq!(riskiest_rows.len(), in_window.len().min(20), "{riskiest}");
     assert_eq!(riskiest_rows[0]["deployment_id"], in_window[0][0].as_str());
+
+    // What followed deployment 27: a new issue 20 minutes later and nine
+    // times the usual errors — suspect. Another team's: refused.
+    let followed: Value = get("/api/v1/deployments/acme%2Fcheckout%3A27/signals".to_owned())
+        .await?
+        .json()
+        .await?;
+    assert_eq!(followed["suspect"], true, "{followed}");
+    let new_issue = followed["signals"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["signal"] == "new_issue"))
+        .context("no new_issue signal")?;
+    assert_eq!(new_issue["verdict"], "degraded", "{followed}");
+    assert_eq!(new_issue["issue_ids"], serde_json::json!(["i27"]));
+    assert_eq!(new_issue["before"], 100.0);
+    assert_eq!(new_issue["after"], 900.0);
+    let calm: Value = get("/api/v1/deployments/acme%2Fcheckout%3A29/signals".to_owned())
+        .await?
+        .json()
+        .await?;
+    assert_eq!(calm["suspect"], false, "{calm}");
+    let theirs = get("/api/v1/deployments/acme%2Fsearch%3A27/signals".to_owned()).await?;
+    assert_eq!(theirs.status(), 403);
+    let nothing = get("/api/v1/deployments/nothing/signals".to_owned()).await?;
+    assert_eq!(nothing.status(), 404);
 
     // Before deploying: pull request 27 shipped at deployment 27's start is
     // deployment 27 — the same features, so the same probability.

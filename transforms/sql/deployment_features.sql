@@ -4,14 +4,17 @@
 -- The history features look back 90 days; a deployment more than 14 days
 -- after the previous one of its series is "after a long pause".
 --
--- Every feature reads only what existed before the deployment started:
+-- CTEs read several times are computed once (AS MATERIALIZED: the engine
+-- would otherwise recompute each where it is read and hold their joins at
+-- once). Every feature reads only what existed before the deployment
+-- started:
 -- the changes it shipped first (merged before it), their reviews submitted
 -- before it, earlier deployments of its series, and failures of those that
 -- were known by then (a linked incident had started, the rollback had
 -- finished, the revert had merged). Whether the deployment itself failed
 -- is not here: it is the label (`dora_deployments.failed`), joined when
 -- the model trains.
-WITH series AS (
+WITH series AS MATERIALIZED (
     SELECT deployment_id, entity_ref, environment, started_at, finished_at,
            coalesce(is_baseline, false) AS is_baseline,
            coalesce(is_rollback, false) AS is_rollback,
@@ -25,7 +28,7 @@ WITH series AS (
     FROM dora_deployments
     WHERE completed
 ),
-target AS (
+target AS MATERIALIZED (
     SELECT * FROM series WHERE NOT is_baseline AND started_at IS NOT NULL
 ),
 -- When each failed deployment's failure became known: its first linked
@@ -45,7 +48,7 @@ revert_known AS (
     WHERE s.failed
     GROUP BY s.deployment_id
 ),
-failures AS (
+failures AS MATERIALIZED (
     SELECT s.deployment_id, s.entity_ref, s.environment, s.finished_at,
            least(k.known_at,
                  CASE WHEN s.rolled_back THEN s.next_finished_at END,
@@ -55,23 +58,30 @@ failures AS (
     LEFT JOIN revert_known r ON r.deployment_id = s.deployment_id
     WHERE s.failed
 ),
+-- Each deployment of a series with when its failure became known: what a
+-- later deployment may count (joined before the range join below, so the
+-- pairs stream into the aggregate instead of being held for another join).
+prior AS (
+    SELECT s.deployment_id, s.entity_ref, s.environment, s.finished_at, f.known_at
+    FROM series s
+    LEFT JOIN failures f ON f.deployment_id = s.deployment_id
+),
 history AS (
     SELECT t.deployment_id,
            max(p.finished_at) AS last_finished_at,
            count(p.deployment_id) AS recent_deployments,
-           count(f.deployment_id) FILTER (WHERE f.known_at < t.started_at) AS recent_failures
+           count(p.known_at) FILTER (WHERE p.known_at < t.started_at) AS recent_failures
     FROM target t
-    LEFT JOIN series p
+    LEFT JOIN prior p
       ON p.entity_ref = t.entity_ref AND p.environment = t.environment
      AND p.finished_at < t.started_at
      AND p.finished_at >= t.started_at - INTERVAL '90 days'
-    LEFT JOIN failures f ON f.deployment_id = p.deployment_id
     GROUP BY t.deployment_id
 ),
 -- Each pull request with how many its author had merged in the repository
 -- before it (experience, known at its merge, so before any deployment
 -- that shipped it).
-authored AS (
+authored AS MATERIALIZED (
     SELECT repository_id, number, author_login, additions, deletions, changed_files,
            commit_count, labels, created_at, merged_at,
            row_number() OVER (PARTITION BY repository_id, author_login
@@ -79,7 +89,7 @@ authored AS (
     FROM pull_requests
     WHERE merged_at IS NOT NULL
 ),
-shipped AS (
+shipped AS MATERIALIZED (
     SELECT t.deployment_id, t.started_at, c.kind, c.repository_id, c.pull_request_number,
            -- A review submitted after the deployment started was not known.
            CASE WHEN c.first_review_at < t.started_at THEN c.first_review_at END AS first_review_at,
@@ -93,7 +103,7 @@ shipped AS (
     LEFT JOIN authored a ON a.repository_id = c.repository_id AND a.number = c.pull_request_number
     LEFT JOIN commits m ON c.kind = 'push' AND m.repository_id = c.repository_id AND m.sha = c.sha
 ),
-size AS (
+size AS MATERIALIZED (
     SELECT deployment_id,
            count(*) AS changes,
            count(*) FILTER (WHERE kind = 'pull_request') AS pull_requests,
@@ -111,16 +121,23 @@ size AS (
     GROUP BY deployment_id
 ),
 -- The size of the deployments of the series in the 90 days before: what
--- is usual for this service (a big change for one is routine for another).
-relative AS (
-    SELECT t.deployment_id,
-           median(CAST(coalesce(z.lines_added, 0) + coalesce(z.lines_deleted, 0) AS DOUBLE)) AS median_lines
+-- is usual for this service (a big change for one is routine for another),
+-- as the geometric mean of lines + 1 (sizes spread over orders of
+-- magnitude; a mean also keeps the aggregate small, where a median holds
+-- every value).
+sized AS (
+    SELECT t.deployment_id, t.entity_ref, t.environment, t.finished_at,
+           CAST(coalesce(z.lines_added, 0) + coalesce(z.lines_deleted, 0) AS DOUBLE) AS lines
     FROM target t
-    JOIN target p
+    LEFT JOIN size z ON z.deployment_id = t.deployment_id
+),
+relative AS (
+    SELECT t.deployment_id, exp(avg(ln(p.lines + 1.0))) AS usual_lines
+    FROM target t
+    JOIN sized p
       ON p.entity_ref = t.entity_ref AND p.environment = t.environment
      AND p.finished_at < t.started_at
      AND p.finished_at >= t.started_at - INTERVAL '90 days'
-    LEFT JOIN size z ON z.deployment_id = p.deployment_id
     GROUP BY t.deployment_id
 ),
 reviews AS (
@@ -154,7 +171,7 @@ authors AS (
 ),
 -- Spread over files, from the commits the deployment delivered and the
 -- files each changed (where the source lists them).
-file_lines AS (
+file_lines AS MATERIALIZED (
     SELECT dc.deployment_id, f.path,
            CASE WHEN strpos(f.path, '/') > 0 THEN split_part(f.path, '/', 1) ELSE '' END AS directory,
            CAST(sum(coalesce(f.additions, 0) + coalesce(f.deletions, 0)) AS DOUBLE) AS lines
@@ -194,10 +211,8 @@ SELECT t.deployment_id,
        coalesce(z.lines_deleted, CAST(0 AS BIGINT)) AS lines_deleted,
        z.files_changed,
        coalesce(z.largest_change_lines, CAST(0 AS BIGINT)) AS largest_change_lines,
-       CASE WHEN rl.median_lines IS NOT NULL
-            THEN CAST(coalesce(z.lines_added, 0) + coalesce(z.lines_deleted, 0) AS DOUBLE)
-                 / greatest(rl.median_lines, 1.0)
-       END AS size_vs_recent,
+       CAST(coalesce(z.lines_added, 0) + coalesce(z.lines_deleted, 0) + 1 AS DOUBLE)
+           / rl.usual_lines AS size_vs_recent,
        sp.directories,
        sp.file_entropy,
        coalesce(rv.reviewers, CAST(0 AS BIGINT)) AS reviewers,

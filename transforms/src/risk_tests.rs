@@ -200,7 +200,7 @@ async fn the_worked_example_of_the_features_is_computed_as_by_hand() -> Result<(
     let rows = features(&worked_example()).await?;
     // The baseline has no features: it shipped nothing of its own.
     assert_eq!(rows.keys().collect::<Vec<_>>(), ["d1", "d2", "d3"]);
-    let expected: [(&str, [&str; 3]); 27] = [
+    let expected: [(&str, [&str; 3]); 26] = [
         ("is_rollback", ["false", "false", "false"]),
         ("changes", ["2", "1", "1"]),
         ("pull_requests", ["1", "1", "1"]),
@@ -210,11 +210,6 @@ async fn the_worked_example_of_the_features_is_computed_as_by_hand() -> Result<(
         ("lines_deleted", ["21", "0", "500"]),
         ("files_changed", ["3", "1", "40"]),
         ("largest_change_lines", ["120", "10", "2500"]),
-        // d2 against d1's 126 lines; d3 against the median of 126 and 10.
-        (
-            "size_vs_recent",
-            ["", "0.07936507936507936", "36.76470588235294"],
-        ),
         // src and the root; no file lists for d2 and d3.
         ("directories", ["2", "", ""]),
         ("reviewers", ["2", "0", "1"]),
@@ -248,6 +243,22 @@ async fn the_worked_example_of_the_features_is_computed_as_by_hand() -> Result<(
             let row = rows.get(*id).ok_or(*id)?;
             assert_eq!(cell(row, column), value, "{id}.{column}");
         }
+    }
+    // Size against the usual: (lines + 1) over the geometric mean of the
+    // earlier deployments' lines + 1 — d2's 11 against d1's 127, d3's 2,501
+    // against √(127 × 11); d1 has no earlier one.
+    assert_eq!(cell(&rows["d1"], "size_vs_recent"), "");
+    for (id, by_hand) in [
+        ("d2", 11.0 / 127.0),
+        ("d3", 2501.0 / (127.0f64 * 11.0).sqrt()),
+    ] {
+        let got: f64 = cell(&rows[id], "size_vs_recent")
+            .parse()
+            .map_err(|e| format!("{id}: {e}"))?;
+        assert!(
+            (got - by_hand).abs() < 1e-9 * by_hand,
+            "{id}: {got} vs {by_hand}"
+        );
     }
     // Entropy of 60, 60 and 20 lines over three files, in bits.
     let entropy: f64 = cell(&rows["d1"], "file_entropy")

@@ -69,7 +69,7 @@ pub const DEPLOYMENT_FEATURES: TableDef = TableDef {
         opt(
             "size_vs_recent",
             Float64,
-            "Its lines added and deleted over the median of its series' deployments in the 90 days before (at least 1): how big it is for this service; null without earlier deployments.",
+            "Its lines added and deleted (+ 1) over the geometric mean of the same for its series' deployments in the 90 days before: how big it is for this service; null without earlier deployments.",
         ),
         opt(
             "directories",

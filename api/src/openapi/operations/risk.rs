@@ -6,6 +6,36 @@ use super::{JSON, LIMIT};
 
 pub(super) const OPERATIONS: &[Operation] = &[
     Operation {
+        method: "get",
+        path: "/api/v1/deployments/{id}/signals",
+        tag: "risk",
+        summary: "What followed a deployment",
+        description: "The deployment's signals from `deployment_signals`: new error-tracker issues first seen in the 24 hours after it (before the next deployment), the project's error events, the service's error rate and p95 latency a day — each with the usual value (median of the 14 days before), the value after, the same weekday a week before, a robust score and a verdict — and `suspect`: a new issue timed to the deployment came with a significant jump in the project's events. Kept apart from DORA's incident links. Any role; the deployment's component must be within the caller's teams.",
+        authenticated: true,
+        params: &[Param {
+            name: "id",
+            location: In::Path,
+            required: true,
+            description: "A `deployment_id` (URL-encoded).",
+            schema: r#"{"type": "string"}"#,
+        }],
+        body: None,
+        responses: &[
+            (
+                200,
+                "`deployment_id`, `entity_ref`, `finished_at`, `suspect`, `signals`.",
+            ),
+            (
+                403,
+                "The deployment's component is outside the caller's teams.",
+            ),
+            (
+                404,
+                "No signals (no such completed production deployment of a component).",
+            ),
+        ],
+    },
+    Operation {
         method: "post",
         path: "/api/v1/risk/score",
         tag: "risk",
