@@ -187,13 +187,7 @@ mod tests {
     /// A small known dataset: failures follow `size` (logit −2.5 + 2 size);
     /// `rate` is a weaker, noisier signal; time is the row number.
     fn dataset(n: usize) -> Frame {
-        let mut state = 11u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = super::super::uniform(11);
         let mut values = Vec::new();
         let mut labels = Vec::new();
         for _ in 0..n {

@@ -406,13 +406,7 @@ mod tests {
     /// Rows where failures rise with `x` (logit = −2 + 1.5 x) and `noise` is
     /// unrelated, drawn deterministically.
     fn frame(n: usize) -> Frame {
-        let mut state = 7u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = super::super::uniform(7);
         let mut values = Vec::new();
         let mut labels = Vec::new();
         for _ in 0..n {

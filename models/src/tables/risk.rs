@@ -4,7 +4,24 @@
 
 use super::{UPDATED_AT, opt, req};
 use crate::schema::ColumnType::{Boolean, EntityRef, Float64, Int64, StringList, Timestamp, Utf8};
-use crate::schema::{MonthPartition, TableDef};
+use crate::schema::{ColumnDef, MonthPartition, TableDef};
+
+/// The deployment a row is about.
+const DEPLOYMENT_ID: ColumnDef = req(
+    "deployment_id",
+    Utf8,
+    "Deployment id (as in `deployments`).",
+);
+
+/// Its component.
+const ENTITY: ColumnDef = opt(
+    "entity_ref",
+    EntityRef(Some("component")),
+    "Component deployed.",
+);
+
+/// Its environment.
+const ENVIRONMENT: ColumnDef = req("environment", Utf8, "Production environment name.");
 
 /// Features of every completed production deployment after its series'
 /// baseline.
@@ -12,17 +29,9 @@ pub const DEPLOYMENT_FEATURES: TableDef = TableDef {
     name: "deployment_features",
     description: "Mart: one row per completed production deployment (after its series' baseline) with what was known when it started — size, spread, review, history, timing and kind of what it shipped: the deployment risk model's inputs. Nothing in a row depends on anything after `started_at`.",
     columns: &[
-        req(
-            "deployment_id",
-            Utf8,
-            "Deployment id (as in `deployments`).",
-        ),
-        opt(
-            "entity_ref",
-            EntityRef(Some("component")),
-            "Component deployed.",
-        ),
-        req("environment", Utf8, "Production environment name."),
+        DEPLOYMENT_ID,
+        ENTITY,
+        ENVIRONMENT,
         req(
             "started_at",
             Timestamp,
@@ -161,17 +170,9 @@ pub const DEPLOYMENT_RISK: TableDef = TableDef {
     name: "deployment_risk",
     description: "Scores: the deployment risk model's probability that each production deployment fails, from `deployment_features` (as known when it started), with the three factors that raised it most. Written by `fathom ml risk` with the model recorded by `fathom ml train-risk`.",
     columns: &[
-        req(
-            "deployment_id",
-            Utf8,
-            "Deployment id (as in `deployments`).",
-        ),
-        opt(
-            "entity_ref",
-            EntityRef(Some("component")),
-            "Component deployed.",
-        ),
-        req("environment", Utf8, "Production environment name."),
+        DEPLOYMENT_ID,
+        ENTITY,
+        ENVIRONMENT,
         req("started_at", Timestamp, "When the deployment started."),
         req("started_month", Utf8, "Partition: `YYYY-MM` of started_at."),
         req(
@@ -220,17 +221,9 @@ pub const DEPLOYMENT_SIGNALS: TableDef = TableDef {
     name: "deployment_signals",
     description: "Mart: one row per completed production deployment and signal — new error-tracker issues first seen after it, the project's error events, the service's error rate and p95 latency — with the value before and after it, a robust score and a verdict; `suspect` marks the deployments a signal timed to them degraded (docs/ml.md, Suspect deployments).",
     columns: &[
-        req(
-            "deployment_id",
-            Utf8,
-            "Deployment id (as in `deployments`).",
-        ),
-        opt(
-            "entity_ref",
-            EntityRef(Some("component")),
-            "Component deployed.",
-        ),
-        req("environment", Utf8, "Production environment name."),
+        DEPLOYMENT_ID,
+        ENTITY,
+        ENVIRONMENT,
         req("finished_at", Timestamp, "When the deployment finished."),
         req(
             "finished_month",

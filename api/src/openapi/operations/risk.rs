@@ -4,6 +4,15 @@
 use super::super::{In, Operation, Param};
 use super::{JSON, LIMIT};
 
+/// A deployment in the path.
+const ID: Param = Param {
+    name: "id",
+    location: In::Path,
+    required: true,
+    description: "A `deployment_id` (URL-encoded).",
+    schema: r#"{"type": "string"}"#,
+};
+
 pub(super) const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
@@ -12,13 +21,7 @@ pub(super) const OPERATIONS: &[Operation] = &[
         summary: "What followed a deployment",
         description: "The deployment's signals from `deployment_signals`: new error-tracker issues first seen in the 24 hours after it (before the next deployment), the project's error events, the service's error rate and p95 latency a day — each with the usual value (median of the 14 days before), the value after, the same weekday a week before, a robust score and a verdict — and `suspect`: a new issue timed to the deployment came with a significant jump in the project's events. Kept apart from DORA's incident links. Any role; the deployment's component must be within the caller's teams.",
         authenticated: true,
-        params: &[Param {
-            name: "id",
-            location: In::Path,
-            required: true,
-            description: "A `deployment_id` (URL-encoded).",
-            schema: r#"{"type": "string"}"#,
-        }],
+        params: &[ID],
         body: None,
         responses: &[
             (
@@ -108,13 +111,7 @@ pub(super) const OPERATIONS: &[Operation] = &[
         summary: "A deployment's risk and its factors",
         description: "The deployment's risk score (`risk`: probability, flagged, model version, reasons, factors with their contribution to the log-odds, outcome once known) and every feature it was computed from (`features`: `deployment_features`, as known when it started).",
         authenticated: true,
-        params: &[Param {
-            name: "id",
-            location: In::Path,
-            required: true,
-            description: "A `deployment_id` (URL-encoded).",
-            schema: r#"{"type": "string"}"#,
-        }],
+        params: &[ID],
         body: None,
         responses: &[
             (200, "`risk`, `features`."),
