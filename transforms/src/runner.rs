@@ -289,6 +289,47 @@ async fn fork(base: &SessionContext) -> Result<SessionContext> {
     Ok(ctx)
 }
 
+/// Where a recomputation from a month on starts: `from`, or earlier when
+/// the mart's newest months reach forward. A month whose rows read `back`
+/// later months (a cohort's retention) was computed seeing the data end
+/// where it ended, so rows after the mart's newest month change the
+/// `back` months before that one too, however long the gap between them
+/// and the earliest changed month.
+async fn since_tail(
+    ctx: &SessionContext,
+    mart: &Mart,
+    from: chrono::NaiveDate,
+) -> Result<chrono::NaiveDate> {
+    let marts::Refresh::FromMonth { back } = mart.refresh else {
+        return Ok(from);
+    };
+    if back == 0 {
+        return Ok(from);
+    }
+    let sql_error = |source| Error::Sql {
+        mart: mart.def.name,
+        source,
+    };
+    let batches = ctx
+        .sql(&format!(
+            "SELECT arrow_cast(max(month), 'Utf8') AS newest FROM {}",
+            mart.def.name
+        ))
+        .await
+        .map_err(sql_error)?
+        .collect()
+        .await
+        .map_err(sql_error)?;
+    let newest = batches.iter().filter(|b| b.num_rows() > 0).find_map(|b| {
+        use datafusion::arrow::array::Array;
+        let months = datafusion::common::cast::as_string_array(b.column(0)).ok()?;
+        months.is_valid(0).then(|| months.value(0).to_owned())
+    });
+    Ok(newest
+        .and_then(|month| crate::since::month_start(&month, back))
+        .map_or(from, |tail| tail.min(from)))
+}
+
 /// Computes and writes one mart with the tables of `base`, then
 /// re-registers the mart in `base` for the marts after it (one Delta load
 /// per mart instead of every table per mart).
@@ -367,8 +408,9 @@ async fn write_mart(
             )
         }
         Step::Since(from) => {
+            let from = since_tail(&ctx, mart, *from).await?;
             let (rows, physical, _scratch) =
-                streams(&ctx, mart, parameters, as_of, Some(*from)).await?;
+                streams(&ctx, mart, parameters, as_of, Some(from)).await?;
             let month = from.format("%Y-%m").to_string();
             let stats = warehouse
                 .replace_where_streamed(mart.def, col("month").gt_eq(lit(month.clone())), rows)
