@@ -1,5 +1,6 @@
 //! What the hot paths keep in memory: the DORA metrics mart indexed by
-//! scope, window and environment, and recently verified credentials.
+//! scope, window and environment, recently verified credentials, and the
+//! latest risk model.
 //!
 //! Portal pages ask for the same few thousand rows over and over; planning
 //! a DataFusion query and loading Delta snapshots per request costs
@@ -20,7 +21,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::RwLock;
 
-use crate::{Api, ApiResult, Caller, json_rows};
+use fathom_ml::risk::store::{self, Artifact};
+
+use crate::{Api, ApiError, ApiResult, Caller, json_rows};
 
 /// How long an answer may trail the warehouse.
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
@@ -41,6 +44,9 @@ struct DoraIndex {
 pub struct Caches {
     dora: RwLock<Option<DoraIndex>>,
     credentials: Mutex<HashMap<String, (Instant, Caller)>>,
+    // A model version's artifact never changes once written, so it is read
+    // once per version instead of once per scoring request.
+    risk_model: Mutex<Option<Arc<Artifact>>>,
 }
 
 impl std::fmt::Debug for Caches {
@@ -72,6 +78,25 @@ impl Caches {
             }
             known.insert(credential_key(secret), (Instant::now(), caller.clone()));
         }
+    }
+
+    /// The risk model artifact of `version`, read from the warehouse the
+    /// first time it is asked for.
+    pub(crate) async fn risk_model(&self, api: &Api, version: &str) -> ApiResult<Arc<Artifact>> {
+        if let Ok(cached) = self.risk_model.lock()
+            && let Some(artifact) = cached.as_ref().filter(|a| a.version == version)
+        {
+            return Ok(artifact.clone());
+        }
+        let artifact = Arc::new(
+            store::read_artifact(&api.warehouse, version)
+                .await
+                .map_err(ApiError::internal)?,
+        );
+        if let Ok(mut cached) = self.risk_model.lock() {
+            *cached = Some(artifact.clone());
+        }
+        Ok(artifact)
     }
 
     /// The `dora_metrics` row of a scope, window and environment.

@@ -225,14 +225,12 @@ pub(crate) async fn score(
             request.repository
         )));
     }
-    let artifact = store::read_artifact(&api.warehouse, &model.version)
-        .await
-        .map_err(ApiError::internal)?;
+    let artifact = api.caches.risk_model(&api, &model.version).await?;
     let values = store::inputs(|column| found.number(column));
     // The service's own deployments, to say where each value sits.
     let peers: Vec<Vec<f64>> = match &found.entity_ref {
         Some(entity) => {
-            let columns: Vec<String> = store::COLUMNS
+            let columns: Vec<String> = store::columns()
                 .iter()
                 .map(|c| format!("CAST({c} AS DOUBLE) AS {c}"))
                 .collect();
@@ -251,8 +249,8 @@ pub(crate) async fn score(
         }
         None => Vec::new(),
     };
-    let peer_refs: Vec<&[f64]> = peers.iter().map(Vec::as_slice).collect();
-    let scored = store::explain(&artifact.model, &values, &peer_refs);
+    let peers = store::Peers::new(peers.iter().map(Vec::as_slice));
+    let scored = store::explain(&artifact.model, &values, &peers);
     let body = json!({
         "repository": request.repository,
         "entity_ref": found.entity_ref,

@@ -111,35 +111,34 @@ impl Loaded {
     }
 }
 
-/// The `deployment_features` columns the model's inputs come from.
-pub const COLUMNS: [&str; 26] = [
-    "changes",
-    "pull_requests",
-    "direct_pushes",
-    "commits",
-    "lines_added",
-    "lines_deleted",
-    "files_changed",
-    "largest_change_lines",
-    "size_vs_recent",
-    "directories",
-    "file_entropy",
-    "reviewers",
-    "reviews",
-    "unreviewed_changes",
-    "review_hours_mean",
-    "days_since_previous",
-    "recent_deployments",
-    "recent_failures",
-    "author_min_prior_changes",
-    "author_recent_failures",
-    "hour_utc",
-    "weekday",
-    "during_incident",
-    "hotfix",
-    "after_long_pause",
-    "is_rollback",
+/// The features [`inputs`] derives, with the `deployment_features`
+/// columns each is computed from; every other feature is a column itself.
+const DERIVED: [(&str, &[&str]); 3] = [
+    (
+        "recent_failure_rate",
+        &["recent_failures", "recent_deployments"],
+    ),
+    ("friday", &["weekday"]),
+    ("weekend", &["weekday"]),
 ];
+
+/// The `deployment_features` columns the model's inputs come from.
+pub fn columns() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for feature in FEATURES {
+        let own = [feature];
+        let sources = DERIVED
+            .iter()
+            .find(|(name, _)| *name == feature)
+            .map_or(&own[..], |(_, sources)| *sources);
+        for source in sources {
+            if !out.contains(source) {
+                out.push(source);
+            }
+        }
+    }
+    out
+}
 
 /// The model's inputs ([`FEATURES`] order) from a row's columns (`value`
 /// gives a column as a number, booleans as 0/1; NaN or `None` when
@@ -168,7 +167,8 @@ pub fn inputs(value: impl Fn(&str) -> Option<f64>) -> Vec<f64> {
 /// Reads every deployment's features and outcome.
 pub async fn load(warehouse: &Warehouse) -> Result<Loaded, StoreError> {
     let ctx = read_only_session(warehouse, QueryLimits::default()).await?;
-    let columns: Vec<String> = COLUMNS
+    let read = columns();
+    let columns: Vec<String> = read
         .iter()
         .map(|c| format!("CAST(f.{c} AS DOUBLE) AS {c}"))
         .collect();
@@ -209,7 +209,7 @@ pub async fn load(warehouse: &Warehouse) -> Result<Loaded, StoreError> {
         );
         let (started, ended) = (cast(3, &utc)?, cast(4, &utc)?);
         let failed = cast(5, &DataType::Boolean)?;
-        let features: Vec<ArrayRef> = (0..COLUMNS.len())
+        let features: Vec<ArrayRef> = (0..read.len())
             .map(|f| cast(6 + f, &DataType::Float64))
             .collect::<Result<_, _>>()?;
         let text = |a: &ArrayRef| a.as_any().downcast_ref::<StringArray>().cloned();
@@ -247,7 +247,7 @@ pub async fn load(warehouse: &Warehouse) -> Result<Loaded, StoreError> {
             loaded.outcomes.push(outcome);
             loaded.frame.labels.push(outcome.unwrap_or(false));
             loaded.frame.values.push(inputs(|name| {
-                let c = COLUMNS.iter().position(|c| *c == name)?;
+                let c = read.iter().position(|c| *c == name)?;
                 features
                     .get(c)
                     .copied()
@@ -393,9 +393,53 @@ pub struct Scored {
     pub reasons: Vec<String>,
 }
 
+/// A service's deployments, each feature's finite values sorted, to say
+/// where an amount sits among them in logarithmic time (scoring every
+/// deployment of a service is then n log n, not n²).
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    sorted: Vec<Vec<f64>>,
+    count: usize,
+}
+
+impl Peers {
+    /// From rows of raw values in [`FEATURES`] order.
+    pub fn new<'a>(rows: impl IntoIterator<Item = &'a [f64]>) -> Self {
+        let mut peers = Self::default();
+        for row in rows {
+            if peers.sorted.len() < row.len() {
+                peers.sorted.resize(row.len(), Vec::new());
+            }
+            for (c, v) in row.iter().enumerate() {
+                if v.is_finite() {
+                    peers.sorted[c].push(*v);
+                }
+            }
+            peers.count += 1;
+        }
+        for values in &mut peers.sorted {
+            values.sort_by(f64::total_cmp);
+        }
+        peers
+    }
+
+    /// The share (0–100) of the deployments whose value of feature `c`
+    /// is at most `value`; `None` without deployments.
+    pub fn percentile(&self, c: usize, value: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let below = self
+            .sorted
+            .get(c)
+            .map_or(0, |values| values.partition_point(|v| *v <= value));
+        Some(100.0 * below as f64 / self.count as f64)
+    }
+}
+
 /// Scores `row` (raw values in [`FEATURES`] order) with the rank of each
 /// amount among `peers` (the service's deployments) for the words.
-pub fn explain(model: &Model, row: &[f64], peers: &[&[f64]]) -> Scored {
+pub fn explain(model: &Model, row: &[f64], peers: &Peers) -> Scored {
     let probability = model.score(row);
     let factors: Vec<super::Factor> = model
         .factors(row)
@@ -408,13 +452,7 @@ pub fn explain(model: &Model, row: &[f64], peers: &[&[f64]]) -> Scored {
         .map(|f| {
             let column = model.features.iter().position(|n| *n == f.feature);
             let percentile = match (column, f.value) {
-                (Some(c), Some(v)) if !peers.is_empty() => {
-                    let below = peers
-                        .iter()
-                        .filter(|p| p[c].is_finite() && p[c] <= v)
-                        .count();
-                    Some(100.0 * below as f64 / peers.len() as f64)
-                }
+                (Some(c), Some(v)) => peers.percentile(c, v),
                 _ => None,
             };
             words::describe(&f.feature, f.value, percentile)
@@ -453,13 +491,18 @@ pub async fn score_all(
             artifact.version
         )));
     }
-    let mut by_group: BTreeMap<Option<&str>, Vec<&[f64]>> = BTreeMap::new();
+    let mut rows_by_group: BTreeMap<Option<&str>, Vec<&[f64]>> = BTreeMap::new();
     for (r, values) in loaded.frame.values.iter().enumerate() {
-        by_group
+        rows_by_group
             .entry(loaded.frame.groups[r].as_deref())
             .or_default()
             .push(values);
     }
+    let by_group: BTreeMap<Option<&str>, Peers> = rows_by_group
+        .into_iter()
+        .map(|(group, rows)| (group, Peers::new(rows)))
+        .collect();
+    let nobody = Peers::default();
     let n = loaded.frame.len();
     let now = Utc::now().timestamp_micros();
     let mut ids = StringBuilder::new();
@@ -478,9 +521,7 @@ pub async fn score_all(
     let mut flagged = 0;
     for r in 0..n {
         let frame = &loaded.frame;
-        let peers = by_group
-            .get(&frame.groups[r].as_deref())
-            .map_or(&[][..], Vec::as_slice);
+        let peers = by_group.get(&frame.groups[r].as_deref()).unwrap_or(&nobody);
         let scored = explain(model, &frame.values[r], peers);
         flagged += usize::from(scored.flagged);
         ids.append_value(&frame.ids[r]);
@@ -535,4 +576,37 @@ pub async fn score_all(
         deployments: n,
         flagged,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_sits_among_its_services_deployments() {
+        let rows: Vec<Vec<f64>> = vec![
+            vec![10.0, f64::NAN],
+            vec![40.0, 1.0],
+            vec![20.0, 2.0],
+            vec![30.0, f64::NAN],
+        ];
+        let peers = Peers::new(rows.iter().map(Vec::as_slice));
+        // Ties count as at most; missing values are among the deployments
+        // but never below.
+        assert_eq!(peers.percentile(0, 30.0), Some(75.0));
+        assert_eq!(peers.percentile(0, 5.0), Some(0.0));
+        assert_eq!(peers.percentile(0, 99.0), Some(100.0));
+        assert_eq!(peers.percentile(1, 1.5), Some(25.0));
+        assert_eq!(Peers::default().percentile(0, 1.0), None);
+    }
+
+    #[test]
+    fn the_columns_read_give_every_feature() {
+        let read = columns();
+        assert!(read.contains(&"recent_failures") && read.contains(&"weekday"));
+        assert!(!read.contains(&"friday") && !read.contains(&"recent_failure_rate"));
+        let values = inputs(|c| read.contains(&c).then_some(5.0));
+        assert_eq!(values.len(), FEATURES.len());
+        assert!(values.iter().all(|v| v.is_finite()), "{values:?}");
+    }
 }
