@@ -191,6 +191,8 @@ spread AS (
       ON t.deployment_id = l.deployment_id
     GROUP BY l.deployment_id
 ),
+-- The same rule as dora_deployments' rework, computed here because a
+-- deployment not made yet (POST /api/v1/risk/score) has no row there.
 open_incident AS (
     SELECT DISTINCT t.deployment_id
     FROM target t

@@ -34,37 +34,6 @@ issues AS (
     WHERE entity_ref IS NOT NULL AND first_seen_at IS NOT NULL
     GROUP BY source, issue_id
 ),
--- The project's events a day around each new issue: the day it was first
--- seen and the next, against the 14 days before.
-issue_days AS (
-    SELECT i.source, i.issue_id, c.date, CAST(c.event_count AS DOUBLE) AS value,
-           c.date < CAST(i.first_seen_at AS DATE) AS before
-    FROM issues i
-    JOIN error_counts_daily c ON c.entity_ref = i.entity_ref
-    WHERE c.date >= CAST(i.first_seen_at AS DATE) - INTERVAL '14 days'
-      AND c.date <= CAST(i.first_seen_at AS DATE) + INTERVAL '1 day'
-),
-issue_baseline AS (
-    SELECT source, issue_id,
-           median(value) FILTER (WHERE before) AS baseline,
-           count(*) FILTER (WHERE before) AS days,
-           max(value) FILTER (WHERE NOT before) AS after
-    FROM issue_days
-    GROUP BY source, issue_id
-),
-issue_spread AS (
-    SELECT d.source, d.issue_id, median(abs(d.value - b.baseline)) AS mad
-    FROM issue_days d
-    JOIN issue_baseline b ON b.source = d.source AND b.issue_id = d.issue_id
-    WHERE d.before
-    GROUP BY d.source, d.issue_id
-),
-issue_scored AS (
-    SELECT b.source, b.issue_id, b.baseline, b.after, b.days,
-           (b.after - b.baseline) / greatest(1.4826 * s.mad, 0.05 * abs(b.baseline), 1.0) AS score
-    FROM issue_baseline b
-    JOIN issue_spread s ON s.source = b.source AND s.issue_id = b.issue_id
-),
 blamed AS (
     SELECT source, issue_id, deployment_id, first_seen_at
     FROM (
@@ -78,20 +47,6 @@ blamed AS (
           AND (p.next_finished_at IS NULL OR i.first_seen_at < p.next_finished_at)
     ) ranked
     WHERE rank = 1
-),
-new_issue AS (
-    SELECT b.deployment_id,
-           max(s.baseline) AS before,
-           max(s.after) AS after,
-           max(s.score) AS score,
-           min(b.first_seen_at) AS changed_at,
-           array_agg(b.issue_id ORDER BY b.issue_id) AS issue_ids,
-           bool_or(coalesce(s.days >= 7 AND s.score >= 5.0 AND s.after >= 1.5 * s.baseline, false))
-               AS degraded,
-           bool_and(s.days IS NULL OR s.days < 7) AS unknown
-    FROM blamed b
-    LEFT JOIN issue_scored s ON s.source = b.source AND s.issue_id = b.issue_id
-    GROUP BY b.deployment_id
 ),
 daily AS (
     SELECT entity_ref, date, 'error_events' AS signal, CAST(sum(event_count) AS DOUBLE) AS value
@@ -107,36 +62,66 @@ daily AS (
     FROM service_metrics_daily WHERE entity_ref IS NOT NULL
     GROUP BY entity_ref, date
 ),
+-- The days around each anchor — a deployment's day, a new issue's first
+-- day (its project's events only) — against the 14 days before: one
+-- robust z-score for both.
 around AS (
-    SELECT p.deployment_id, d.signal, d.date, d.value, d.date < p.day AS before,
-           d.date = p.day - INTERVAL '7 days' AS week_before
+    SELECT 'deployment' AS kind, p.deployment_id AS anchor, d.signal, d.date, d.value,
+           d.date < p.day AS before, d.date = p.day - INTERVAL '7 days' AS week_before
     FROM prod p
     JOIN daily d ON d.entity_ref = p.entity_ref
     WHERE d.date >= p.day - INTERVAL '14 days' AND d.date <= p.day + INTERVAL '1 day'
       AND d.value IS NOT NULL
+    UNION ALL
+    SELECT 'issue' AS kind, i.source || '/' || i.issue_id AS anchor, d.signal, d.date, d.value,
+           d.date < CAST(i.first_seen_at AS DATE) AS before, false AS week_before
+    FROM issues i
+    JOIN daily d ON d.entity_ref = i.entity_ref AND d.signal = 'error_events'
+    WHERE d.date >= CAST(i.first_seen_at AS DATE) - INTERVAL '14 days'
+      AND d.date <= CAST(i.first_seen_at AS DATE) + INTERVAL '1 day'
+      AND d.value IS NOT NULL
 ),
 baseline AS (
-    SELECT deployment_id, signal,
+    SELECT kind, anchor, signal,
            median(value) FILTER (WHERE before) AS median,
            count(*) FILTER (WHERE before) AS days,
            max(value) FILTER (WHERE NOT before) AS after,
            max(value) FILTER (WHERE week_before) AS week_before
     FROM around
-    GROUP BY deployment_id, signal
+    GROUP BY kind, anchor, signal
 ),
 spread AS (
-    SELECT a.deployment_id, a.signal, median(abs(a.value - b.median)) AS mad
+    SELECT a.kind, a.anchor, a.signal, median(abs(a.value - b.median)) AS mad
     FROM around a
-    JOIN baseline b ON b.deployment_id = a.deployment_id AND b.signal = a.signal
+    JOIN baseline b ON b.kind = a.kind AND b.anchor = a.anchor AND b.signal = a.signal
     WHERE a.before
-    GROUP BY a.deployment_id, a.signal
+    GROUP BY a.kind, a.anchor, a.signal
 ),
+-- Counts of events have a floor of one event in the spread (a quiet
+-- project's first error is not an infinite jump); rates and latencies
+-- only guard against zero.
 scored AS (
-    SELECT b.deployment_id, b.signal, b.median AS before, b.after, b.week_before, b.days,
+    SELECT b.kind, b.anchor, b.signal, b.median AS before, b.after, b.week_before, b.days,
            (b.after - b.median)
-               / greatest(1.4826 * s.mad, 0.05 * abs(b.median), 1e-9) AS score
+               / greatest(1.4826 * s.mad, 0.05 * abs(b.median),
+                          CASE WHEN b.signal = 'error_events' THEN 1.0 ELSE 1e-9 END) AS score
     FROM baseline b
-    LEFT JOIN spread s ON s.deployment_id = b.deployment_id AND s.signal = b.signal
+    LEFT JOIN spread s ON s.kind = b.kind AND s.anchor = b.anchor AND s.signal = b.signal
+),
+new_issue AS (
+    SELECT b.deployment_id,
+           max(s.before) AS before,
+           max(s.after) AS after,
+           max(s.score) AS score,
+           min(b.first_seen_at) AS changed_at,
+           array_agg(b.issue_id ORDER BY b.issue_id) AS issue_ids,
+           bool_or(coalesce(s.days >= 7 AND s.score >= 5.0 AND s.after >= 1.5 * s.before, false))
+               AS degraded,
+           bool_and(s.days IS NULL OR s.days < 7) AS unknown
+    FROM blamed b
+    LEFT JOIN scored s
+      ON s.kind = 'issue' AND s.anchor = b.source || '/' || b.issue_id AND s.signal = 'error_events'
+    GROUP BY b.deployment_id
 )
 SELECT p.deployment_id, p.entity_ref, p.environment, p.finished_at,
        'new_issue' AS signal,
@@ -159,5 +144,5 @@ SELECT p.deployment_id, p.entity_ref, p.environment, p.finished_at,
        NULL AS issue_ids,
        coalesce(n.degraded, false) AS suspect
 FROM prod p
-JOIN scored s ON s.deployment_id = p.deployment_id
+JOIN scored s ON s.kind = 'deployment' AND s.anchor = p.deployment_id
 LEFT JOIN new_issue n ON n.deployment_id = p.deployment_id
