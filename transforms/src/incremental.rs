@@ -129,6 +129,9 @@ pub(crate) enum Plan {
 pub(crate) enum Step<'a> {
     /// Every row.
     Whole,
+    /// Every row, and nothing it reads holds any: written empty without
+    /// running its query.
+    Empty,
     /// Nothing it reads changed.
     Unchanged,
     /// The rows of these components.

@@ -340,6 +340,30 @@ pub fn ordered() -> Result<Vec<&'static Mart>> {
     Ok(done)
 }
 
+/// Tables that say what other rows belong to — the catalog, and the scope
+/// membership computed from it. Alone they make no row of a mart, except
+/// of the marts in [`CATALOG_ROWS`].
+pub const LOOKUPS: [&str; 3] = ["catalog_entities", "entity_relations", "dora_scope_members"];
+
+/// The marts that write rows from the catalog alone: every scope, active
+/// or not (a team that has not deployed yet has DORA figures of zero).
+pub const CATALOG_ROWS: [&str; 3] = ["dora_scope_members", "dora_metrics", "dora_trends"];
+
+/// Whether `mart` can write a row when only the tables in `filled` hold
+/// any. Every mart aggregates or joins what it reads, so with nothing but
+/// empty tables and lookups it writes none (tested on empty and on
+/// catalog-only warehouses): a run writes it empty without planning its
+/// query, so a warehouse fed by some sources only (DORA without costs,
+/// costs without portal events) spends nothing on the others' marts.
+pub fn reads_rows(mart: &Mart, filled: &BTreeSet<&'static str>) -> bool {
+    let from_catalog = CATALOG_ROWS.contains(&mart.def.name);
+    mart.reads.is_empty()
+        || mart
+            .reads
+            .iter()
+            .any(|d| filled.contains(d.name) && (from_catalog || !LOOKUPS.contains(&d.name)))
+}
+
 /// The tables the marts read that no mart writes: what an incremental run
 /// follows, by name.
 pub fn inputs() -> Vec<&'static TableDef> {

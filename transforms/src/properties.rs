@@ -22,6 +22,8 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::{MARTS, Parameters, compute, mart_session};
+use crate::marts::reads_rows;
+use crate::runner::filled;
 
 /// One service's history: deployments (minutes after the start, completed,
 /// rollback, commits shipped) and incidents (start minute, duration
@@ -257,48 +259,37 @@ async fn compute_all(ctx: &SessionContext) -> Result<(), String> {
     // Trends run the metrics query over other periods: the invariants
     // are checked on the rolling windows, and the cases stay fast.
     let order = crate::marts::ordered().map_err(|e| e.to_string())?;
-    let mut filled = filled(ctx).await?;
+    let mut filled = filled(ctx).await.map_err(|e| e.to_string())?;
     for mart in order.iter().filter(|m| m.def.name != "dora_trends") {
         if !reads_rows(mart, &filled) {
+            filled.remove(mart.def.name);
             continue;
         }
         let batches = compute(ctx, mart, &Parameters::default(), as_of)
             .await
             .map_err(|e| e.to_string())?;
         unique_keys(mart.def, &batches)?;
-        if batches.iter().any(|b| b.num_rows() > 0) {
-            filled.insert(mart.def.name);
+        if !batches.iter().any(|b| b.num_rows() > 0) {
+            filled.remove(mart.def.name);
         }
         replace_in_memory(ctx, mart.def, batches)?;
     }
     Ok(())
 }
 
-/// The marts' input tables of `ctx` that hold rows.
-async fn filled(ctx: &SessionContext) -> Result<BTreeSet<&'static str>, String> {
-    let mut out = BTreeSet::new();
-    for def in crate::marts::inputs() {
-        let batches = ctx
-            .sql(&format!("SELECT 1 AS one FROM {} LIMIT 1", def.name))
-            .await
-            .map_err(|e| e.to_string())?
-            .collect()
+/// What lets a run write a mart empty without planning it
+/// ([`reads_rows`]): over empty tables, every mart's query returns no row.
+#[tokio::test]
+async fn marts_over_empty_tables_write_nothing() -> Result<(), String> {
+    let ctx = register(&BTreeMap::new())?;
+    for mart in crate::marts::ordered().map_err(|e| e.to_string())? {
+        let batches = compute(&ctx, mart, &Parameters::default(), start())
             .await
             .map_err(|e| e.to_string())?;
-        if batches.iter().any(|b| b.num_rows() > 0) {
-            out.insert(def.name);
-        }
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, 0, "{} over empty tables", mart.def.name);
     }
-    Ok(out)
-}
-
-/// Whether a table `mart` reads holds rows. A mart reading only empty
-/// tables writes none (each aggregates or joins its inputs), so the cases
-/// skip it — the DORA cases hold no cost or usage data, and the cost and
-/// usage cases no deployments: computing those marts would only spend the
-/// cases' time planning them.
-fn reads_rows(mart: &crate::Mart, filled: &BTreeSet<&'static str>) -> bool {
-    mart.reads.iter().any(|d| filled.contains(d.name))
+    Ok(())
 }
 
 /// Registers `batches` as table `def` in `ctx`, in place of what was
@@ -575,17 +566,18 @@ pub(crate) async fn full_rows_in_memory(
     as_of: DateTime<Utc>,
 ) -> Result<BTreeMap<&'static str, Vec<String>>, String> {
     let ctx = register(tables)?;
-    let mut filled = filled(&ctx).await?;
+    let mut filled = filled(&ctx).await.map_err(|e| e.to_string())?;
     for mart in crate::marts::ordered().map_err(|e| e.to_string())? {
         if !reads_rows(mart, &filled) {
+            filled.remove(mart.def.name);
             continue;
         }
         let batches = compute(&ctx, mart, parameters, as_of)
             .await
             .map_err(|e| e.to_string())?;
         unique_keys(mart.def, &batches)?;
-        if batches.iter().any(|b| b.num_rows() > 0) {
-            filled.insert(mart.def.name);
+        if !batches.iter().any(|b| b.num_rows() > 0) {
+            filled.remove(mart.def.name);
         }
         // Conformed as the warehouse writes them (types, time zones).
         let batches: Vec<RecordBatch> = batches
@@ -686,4 +678,36 @@ proptest! {
         });
         prop_assert!(outcome.is_ok(), "{:?}", outcome);
     }
+}
+
+/// The other half of [`reads_rows`]: over the catalog alone, exactly the
+/// marts declared to write rows from it do.
+#[tokio::test]
+async fn only_the_declared_marts_write_rows_from_the_catalog_alone() -> Result<(), String> {
+    let mut tables = BTreeMap::new();
+    let services = vec![
+        Service {
+            deployments: vec![(100, false, false, vec![])],
+            incidents: vec![(120, 60)],
+        };
+        2
+    ];
+    rows("team-a", &services, &mut tables);
+    tables.retain(|name, _| crate::marts::LOOKUPS.contains(name));
+    let ctx = register(&tables)?;
+    for mart in crate::marts::ordered().map_err(|e| e.to_string())? {
+        let batches = compute(
+            &ctx,
+            mart,
+            &Parameters::default(),
+            start() + Duration::days(41),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let declared = crate::marts::CATALOG_ROWS.contains(&mart.def.name);
+        assert_eq!(rows > 0, declared, "{}: {rows} rows", mart.def.name);
+        replace_in_memory(&ctx, mart.def, batches)?;
+    }
+    Ok(())
 }

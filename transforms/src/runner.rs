@@ -2,7 +2,7 @@
 //! dependency order and written in one commit, whole or — given the
 //! previous run's watermark — only what changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -242,20 +242,31 @@ pub async fn run(
     };
     progress.planned(&plan.describe());
     let order = marts::ordered()?;
+    let mut filled = filled(&ctx).await?;
     let mut reports = Vec::new();
     for (mart, step) in order.iter().zip(plan.steps(&order)) {
-        reports.push(
-            run_mart(
-                warehouse,
-                &ctx,
-                mart,
-                parameters,
-                options.as_of,
-                &step,
-                progress,
-            )
-            .await?,
-        );
+        let step = match step {
+            Step::Whole if !marts::reads_rows(mart, &filled) => Step::Empty,
+            other => other,
+        };
+        let report = run_mart(
+            warehouse,
+            &ctx,
+            mart,
+            parameters,
+            options.as_of,
+            &step,
+            progress,
+        )
+        .await?;
+        // What this run wrote whole is known to hold rows or not; a mart
+        // it left alone or recomputed in part is taken to hold some.
+        if matches!(step, Step::Whole | Step::Empty) && report.rows == 0 {
+            filled.remove(mart.def.name);
+        } else {
+            filled.insert(mart.def.name);
+        }
+        reports.push(report);
     }
     Ok(RunOutcome {
         plan: plan.describe(),
@@ -266,6 +277,29 @@ pub async fn run(
             inputs: marks,
         }),
     })
+}
+
+/// The tables registered in `ctx` that hold rows: the marts' inputs
+/// (every mart is taken to hold some until a run writes it whole).
+pub(crate) async fn filled(ctx: &SessionContext) -> Result<BTreeSet<&'static str>> {
+    let mut out: BTreeSet<&'static str> = marts::MARTS.iter().map(|m| m.def.name).collect();
+    for def in marts::inputs() {
+        let sql_error = |source| Error::Sql {
+            mart: "session",
+            source,
+        };
+        let batches = ctx
+            .sql(&format!("SELECT 1 AS one FROM {} LIMIT 1", def.name))
+            .await
+            .map_err(sql_error)?
+            .collect()
+            .await
+            .map_err(sql_error)?;
+        if batches.iter().any(|b| b.num_rows() > 0) {
+            out.insert(def.name);
+        }
+    }
+    Ok(out)
 }
 
 /// A session over the same tables as `base` (same providers, same object
@@ -358,6 +392,20 @@ async fn write_mart(
 ) -> Result<MartReport> {
     progress.mart_started(mart.def.name);
     let started = std::time::Instant::now();
+    if matches!(step, Step::Empty) {
+        let stats = warehouse.replace_all(mart.def, &[]).await?;
+        warehouse.register_table(base, mart.def).await?;
+        let report = MartReport {
+            mart: mart.def.name,
+            recomputed: "all (nothing to read)".to_owned(),
+            rows: 0,
+            previous_rows: stats.rows_removed,
+            spilled_bytes: 0,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        progress.mart_finished(&report);
+        return Ok(report);
+    }
     if matches!(step, Step::Unchanged) {
         let report = MartReport {
             mart: mart.def.name,
@@ -376,7 +424,7 @@ async fn write_mart(
     marts::check_reads(mart, &plan(base, mart, parameters, as_of).await?)?;
     let ctx = fork(base).await?;
     let (recomputed, stats, spilled) = match step {
-        Step::Unchanged => ("unchanged".to_owned(), Default::default(), 0),
+        Step::Unchanged | Step::Empty => ("unchanged".to_owned(), Default::default(), 0),
         Step::Whole => {
             let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of, None).await?;
             let stats = warehouse.replace_all_streamed(mart.def, rows).await?;
