@@ -596,6 +596,32 @@ pub const SERVICE_METRICS_DAILY: TableDef = TableDef {
     }),
 };
 
+/// Operational metrics per service per hour.
+pub const SERVICE_METRICS_HOURLY: TableDef = TableDef {
+    name: "service_metrics_hourly",
+    description: "One row per service per hour of requests, errors and p95 latency (Datadog queries, import): fine enough to tell which deployment of a day a change followed.",
+    columns: &[
+        req("hour", Timestamp, "Start of the UTC hour."),
+        req("source", Utf8, "Where the metrics came from."),
+        req("service_name", Utf8, "Service name as the source knows it."),
+        opt(
+            "entity_ref",
+            EntityRef(Some("component")),
+            "Component of the service; null when unmapped.",
+        ),
+        opt("request_count", Int64, "Requests served in the hour."),
+        opt("error_count", Int64, "Requests that failed."),
+        opt("latency_p95_seconds", Float64, "95th percentile latency."),
+        req("month", Utf8, "Partition: `YYYY-MM` of hour."),
+        UPDATED_AT,
+    ],
+    primary_key: &["source", "service_name", "hour"],
+    partition: Some(MonthPartition {
+        column: "month",
+        source: "hour",
+    }),
+};
+
 /// Error events per project per day.
 pub const ERROR_COUNTS_DAILY: TableDef = TableDef {
     name: "error_counts_daily",
@@ -1793,6 +1819,7 @@ pub const ALL_TABLES: &[TableDef] = &[
     ERROR_ISSUES_DAILY,
     ERROR_COUNTS_DAILY,
     SERVICE_METRICS_DAILY,
+    SERVICE_METRICS_HOURLY,
     MONITOR_STATES,
     RELEASE_DEPLOYS,
     COST_ALLOCATIONS_DAILY,

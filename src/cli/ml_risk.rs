@@ -291,7 +291,7 @@ fn print_coefficients(model: &risk::Model) {
 /// The demo's suspect deployments against the deployments that truly
 /// caused an incident: precision, recall (also among the services that
 /// report to an error tracker) and the median time from a deployment to
-/// the first new issue.
+/// the first signal that moved (a new issue, a degraded hour).
 pub(super) async fn demo_suspects(
     session: &datafusion::prelude::SessionContext,
     truth: &fathom_sim::truth::Truth,
@@ -347,7 +347,7 @@ pub(super) async fn demo_suspects(
         .get(delays.len() / 2)
         .map_or_else(|| "-".to_owned(), |s| format!("{:.0} min", s / 60.0));
     println!(
-        "suspect deployments against the {caused} that truly caused an incident: precision {}, recall {} ({} flagged, {fp} false; recall {} on the {} services reporting to an error tracker); median time from deployment to the first new issue {median}",
+        "suspect deployments against the {caused} that truly caused an incident: precision {}, recall {} ({} flagged, {fp} false; recall {} on the {} services reporting to an error tracker); median time from deployment to the first signal that moved {median}",
         ratio(tp, tp + fp),
         ratio(tp, caused),
         tp + fp,

@@ -1059,6 +1059,42 @@ async fn datadog_metrics_and_monitors_equal_the_world() -> Result<()> {
         }
     }
 
+    // Hourly: every hour of those days (the simulators' sources read the
+    // whole history hourly too), errors adding up over each hour.
+    assert_eq!(
+        count(&warehouse, "SELECT count(*) FROM service_metrics_hourly").await?,
+        (generated.loads.len() * days.len() * 24) as i64
+    );
+    let hourly = rows(
+        &warehouse,
+        "SELECT service_name, CAST(hour AS VARCHAR), error_count FROM service_metrics_hourly",
+    )
+    .await?;
+    let hours: BTreeMap<(String, String), i64> = hourly
+        .iter()
+        .map(|r| Ok(((r[0].clone(), r[1].clone()), r[2].parse::<i64>()?)))
+        .collect::<Result<_>>()?;
+    let mut compared = 0;
+    for profile in &generated.loads {
+        let service = &generated.org.components[profile.component].datadog_service;
+        for date in days.iter().take(3) {
+            for hour in 0..24 {
+                let at = fathom_sim::world::cost::day_start(*date) + chrono::Duration::hours(hour);
+                let expected = generated
+                    .ops_reading(profile, at, 1.0 / 24.0)
+                    .errors
+                    .round() as i64;
+                let key = (
+                    service.clone(),
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                );
+                assert_eq!(hours.get(&key), Some(&expected), "{key:?}");
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 0);
+
     // Monitors: one state per service now; moving into an incident adds
     // the alert to the history.
     assert_eq!(

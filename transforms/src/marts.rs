@@ -22,7 +22,7 @@ use fathom_models::tables::{
 use fathom_models::tables::{
     CLOUD_COSTS_DAILY, COST_ALLOCATIONS_DAILY, COST_BENCHMARKS, COST_COMMITMENTS, COST_COVERAGE,
     COST_DAILY, COST_MONTHLY, DEPLOYMENT_FEATURES, DEPLOYMENT_SIGNALS, ERROR_COUNTS_DAILY,
-    ERROR_ISSUES_DAILY, RELEASE_DEPLOYS, SERVICE_METRICS_DAILY,
+    ERROR_ISSUES_DAILY, RELEASE_DEPLOYS, SERVICE_METRICS_DAILY, SERVICE_METRICS_HOURLY,
 };
 use fathom_models::tables::{
     ENTITY_RELATIONS, PORTAL_EVENTS, USAGE_ACTIVE, USAGE_DAILY, USAGE_ENTITIES, USAGE_FEATURES,
@@ -210,6 +210,7 @@ pub const MARTS: &[Mart] = &[
             &ERROR_ISSUES_DAILY,
             &ERROR_COUNTS_DAILY,
             &SERVICE_METRICS_DAILY,
+            &SERVICE_METRICS_HOURLY,
         ],
         refresh: Refresh::Whole,
         periods: Periods::Rolling,
@@ -570,7 +571,8 @@ mod tests {
                 "pull_request_reviews",
                 "pull_requests",
                 "release_deploys",
-                "service_metrics_daily"
+                "service_metrics_daily",
+                "service_metrics_hourly"
             ]
         );
         assert!(MARTS[3].depends_on_as_of() && MARTS[4].depends_on_as_of());

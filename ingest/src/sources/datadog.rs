@@ -20,10 +20,16 @@
 //! per run for every service; a template with `{service}` costs one per
 //! metric and service. Each run reads the complete days since the cursor
 //! (the last day again, for late points); all metrics of a run decode
-//! together, so a row always carries every metric of its day.
+//! together, so a row always carries every metric of its day. The same
+//! run reads requests, errors and latency of the last `hourly_days` of
+//! those days hourly (`.rollup(…, 3600)`, 30 days a request: Datadog
+//! caps the points of an answer) into `service_metrics_hourly`, which tells
+//! which deployment of a day a change followed.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use fathom_models::tables::{INCIDENTS, MONITOR_STATES, SERVICE_METRICS_DAILY};
+use fathom_models::tables::{
+    INCIDENTS, MONITOR_STATES, SERVICE_METRICS_DAILY, SERVICE_METRICS_HOURLY,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -84,6 +90,9 @@ pub struct MetricQueries {
     pub memory: String,
     /// Days read on the first run. Default 30.
     pub lookback_days: u32,
+    /// Of the days a run reads, the last this many are also read hourly
+    /// (requests, errors, latency). Default 35; 0 reads no hourly points.
+    pub hourly_days: u32,
 }
 
 impl Default for MetricQueries {
@@ -98,6 +107,7 @@ impl Default for MetricQueries {
             cpu_to_cores: 1e-9,
             memory: "avg:kubernetes.memory.usage{*} by {service}".to_owned(),
             lookback_days: 30,
+            hourly_days: 35,
         }
     }
 }
@@ -123,14 +133,25 @@ impl MetricQueries {
     }
 }
 
-/// The query sent for `template` (and `service`, for templates): daily
-/// rollup appended, so every point is one UTC day.
-fn render(template: &str, rollup: &str, service: Option<&str>) -> String {
+/// The metrics read hourly too: the first three of [`METRIC_COLUMNS`].
+const HOURLY_COLUMNS: usize = 3;
+
+/// Seconds a day; a point of a daily rollup is one UTC day.
+const DAY: i64 = 86_400;
+/// Seconds an hour.
+const HOUR: i64 = 3_600;
+/// Days of hourly points a request asks for (720 points a series).
+const HOURLY_WINDOW_DAYS: i64 = 30;
+
+/// The query sent for `template` (and `service`, for templates) with the
+/// rollup appended, so every point is one UTC day (`interval` 86400) or
+/// hour (3600).
+fn render(template: &str, rollup: &str, service: Option<&str>, interval: i64) -> String {
     let query = match service {
         Some(service) => template.replace("{service}", service),
         None => template.to_owned(),
     };
-    format!("{query}.rollup({rollup}, 86400)")
+    format!("{query}.rollup({rollup}, {interval})")
 }
 
 fn is_template(query: &str) -> bool {
@@ -266,31 +287,52 @@ async fn fetch_metrics(
     let (from, to) = (from.and_utc().timestamp(), to.and_utc().timestamp() - 1);
     // One unit for the whole run: the metrics of a day decode together.
     let unit = format!("metrics:{first}");
-    for (template, (_, rollup)) in metrics.templates().into_iter().zip(METRIC_COLUMNS) {
-        if template.trim().is_empty() {
-            continue;
+    let mut ranges = vec![(DAY, from, to)];
+    if metrics.hourly_days > 0 {
+        let mut start = from.max(to + 1 - i64::from(metrics.hourly_days) * DAY);
+        while start <= to {
+            let end = (start + HOURLY_WINDOW_DAYS * DAY - 1).min(to);
+            ranges.push((HOUR, start, end));
+            start = end + 1;
         }
-        let queries: Vec<String> = if is_template(template) {
-            ctx.datadog_services
-                .iter()
-                .map(|service| render(template, rollup, Some(service)))
-                .collect()
+    }
+    for (interval, from, to) in ranges {
+        let columns = if interval == DAY {
+            METRIC_COLUMNS.len()
         } else {
-            vec![render(template, rollup, None)]
+            HOURLY_COLUMNS
         };
-        for query in queries {
-            let mut url = url::Url::parse(&format!("{base}/api/v1/query")).map_err(|e| {
-                SourceError::Config {
-                    source_name: client.upstream().to_owned(),
-                    message: format!("base_url: {e}"),
-                }
-            })?;
-            url.query_pairs_mut()
-                .append_pair("from", &from.to_string())
-                .append_pair("to", &to.to_string())
-                .append_pair("query", &query);
-            let fetched = client.get(url.as_str(), None).await?;
-            send(out, stream, &unit, url.as_str(), &fetched).await?;
+        for (template, (_, rollup)) in metrics
+            .templates()
+            .into_iter()
+            .zip(METRIC_COLUMNS)
+            .take(columns)
+        {
+            if template.trim().is_empty() {
+                continue;
+            }
+            let queries: Vec<String> = if is_template(template) {
+                ctx.datadog_services
+                    .iter()
+                    .map(|service| render(template, rollup, Some(service), interval))
+                    .collect()
+            } else {
+                vec![render(template, rollup, None, interval)]
+            };
+            for query in queries {
+                let mut url = url::Url::parse(&format!("{base}/api/v1/query")).map_err(|e| {
+                    SourceError::Config {
+                        source_name: client.upstream().to_owned(),
+                        message: format!("base_url: {e}"),
+                    }
+                })?;
+                url.query_pairs_mut()
+                    .append_pair("from", &from.to_string())
+                    .append_pair("to", &to.to_string())
+                    .append_pair("query", &query);
+                let fetched = client.get(url.as_str(), None).await?;
+                send(out, stream, &unit, url.as_str(), &fetched).await?;
+            }
         }
     }
     Ok(Some(today.format("%Y-%m-%d").to_string()))
@@ -506,8 +548,8 @@ fn series_service(series: &Value) -> Option<String> {
 fn decode_metrics(config: &DatadogConfig, payloads: &[Payload]) -> Decoded {
     let mut decoded = Decoded::default();
     let templates = config.metrics.templates();
-    // (service, day) → the metrics of that day.
-    let mut days: std::collections::BTreeMap<(String, String), Map<String, Value>> =
+    // (interval, service, day or hour) → the metrics of that day or hour.
+    let mut rows_at: std::collections::BTreeMap<(i64, String, String), Map<String, Value>> =
         std::collections::BTreeMap::new();
     for payload in payloads {
         let Some(body) = decoded.parse(payload) else {
@@ -533,20 +575,32 @@ fn decode_metrics(config: &DatadogConfig, payloads: &[Payload]) -> Decoded {
         let query = request_query(payload).unwrap_or_default();
         for (i, one) in series.iter().enumerate() {
             let service = series_service(one);
-            // Which column: the template whose rendering is this query.
-            let column = templates
-                .iter()
-                .zip(METRIC_COLUMNS)
-                .find(|(template, (_, rollup))| {
+            // Which column and interval: the template whose rendering is
+            // this query.
+            let column = [DAY, HOUR]
+                .into_iter()
+                .flat_map(|interval| {
+                    templates
+                        .iter()
+                        .zip(METRIC_COLUMNS)
+                        .take(if interval == DAY {
+                            METRIC_COLUMNS.len()
+                        } else {
+                            HOURLY_COLUMNS
+                        })
+                        .map(move |(template, column)| (interval, template, column))
+                })
+                .find(|(interval, template, (_, rollup))| {
                     !template.trim().is_empty()
                         && render(
                             template,
                             rollup,
                             service.as_deref().filter(|_| is_template(template)),
+                            *interval,
                         ) == query
                 })
-                .map(|(_, (column, _))| column);
-            let (Some(service), Some(column)) = (service, column) else {
+                .map(|(interval, _, (column, _))| (interval, column));
+            let (Some(service), Some((interval, column))) = (service, column) else {
                 decoded.reject(
                     payload,
                     Some(i as i64 + 1),
@@ -594,12 +648,16 @@ fn decode_metrics(config: &DatadogConfig, payloads: &[Payload]) -> Decoded {
                     ("cpu_usage_cores", Some(v)) => json!(v * config.metrics.cpu_to_cores),
                     (_, Some(v)) => json!(v),
                 };
-                let date = day.date_naive().format("%Y-%m-%d").to_string();
-                let row = days
-                    .entry((service.clone(), date.clone()))
+                let (key, at) = if interval == DAY {
+                    ("date", day.date_naive().format("%Y-%m-%d").to_string())
+                } else {
+                    ("hour", day.format("%Y-%m-%dT%H:00:00Z").to_string())
+                };
+                let row = rows_at
+                    .entry((interval, service.clone(), at.clone()))
                     .or_insert_with(|| {
                         let mut row = Map::new();
-                        row.insert("date".into(), json!(date));
+                        row.insert(key.into(), json!(at));
                         row.insert("source".into(), json!("datadog"));
                         row.insert("service_name".into(), json!(service));
                         row
@@ -608,12 +666,13 @@ fn decode_metrics(config: &DatadogConfig, payloads: &[Payload]) -> Decoded {
             }
         }
     }
-    for ((service, _), values) in days {
-        decoded.row(
-            &SERVICE_METRICS_DAILY,
-            values,
-            vec![Identity::DatadogService(service)],
-        );
+    for ((interval, service, _), values) in rows_at {
+        let table = if interval == DAY {
+            &SERVICE_METRICS_DAILY
+        } else {
+            &SERVICE_METRICS_HOURLY
+        };
+        decoded.row(table, values, vec![Identity::DatadogService(service)]);
     }
     decoded
 }

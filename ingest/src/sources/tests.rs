@@ -674,6 +674,21 @@ fn datadog_query_answers_decode_by_service() {
     let rows = rows_in(&decoded, "service_metrics_daily");
     assert!(points > 0 && !rows.is_empty() && rows.len() <= 2);
     assert!(rows.iter().all(|r| r["service_name"] == "web"));
+    // Asked hourly: one row per service and hour, in the hourly table.
+    let hourly = Payload {
+        body: body.to_string(),
+        ..request(&asked.replace("86400", "3600"))
+    };
+    let decoded = source.decode("metrics", &[hourly]);
+    assert_clean(&decoded);
+    let hours = rows_in(&decoded, "service_metrics_hourly");
+    assert!(rows_in(&decoded, "service_metrics_daily").is_empty());
+    assert!(!hours.is_empty() && hours.len() <= points, "{hours:?}");
+    assert!(
+        hours
+            .iter()
+            .all(|r| r["hour"].as_str().is_some_and(|h| h.ends_with(":00:00Z")))
+    );
     snap.check();
 }
 

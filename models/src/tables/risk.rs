@@ -233,37 +233,37 @@ pub const DEPLOYMENT_SIGNALS: TableDef = TableDef {
         req(
             "signal",
             Utf8,
-            "new_issue (issues first seen in the 24 hours after it, before the next deployment), error_events (the error tracker's events a day), error_rate (failed / all requests a day) or latency_p95 (seconds).",
+            "new_issue (issues first seen in the 24 hours after it, before the next deployment), error_rate_hourly / latency_p95_hourly (failed / all requests and p95 latency an hour, the 6 hours after it), error_events (the error tracker's events a day), error_rate (failed / all requests a day) or latency_p95 (seconds).",
         ),
         opt(
             "before",
             Float64,
-            "The usual value: the median of the 14 days before the deployment's day (for new_issue: the project's usual daily events).",
+            "The usual value: the median of the 14 days before the deployment's day (hourly signals: of the 24 hours before its hour; new_issue: the project's usual daily events).",
         ),
         opt(
             "after",
             Float64,
-            "The worse of the deployment's day and the next (for new_issue: the largest mean daily events of a new issue over its first two days).",
+            "The worse of the deployment's day and the next (hourly signals: of the 6 hours after its hour; new_issue: the project's events on the day a new issue was first seen or the next).",
         ),
         opt(
             "week_before",
             Float64,
-            "The value on the same weekday a week before.",
+            "The value on the same weekday a week before (hourly signals: the largest of the same 6 hours a week before).",
         ),
         opt(
             "score",
             Float64,
-            "(after − before) over the median absolute deviation of the 14 days scaled to a standard deviation (at least 5 % of the median): a robust z-score. Null for new_issue.",
+            "(after − before) over the median absolute deviation of the days (hours) before, scaled to a standard deviation (at least 5 % of the median): a robust z-score.",
         ),
         req(
             "verdict",
             Utf8,
-            "degraded, normal, or unknown (fewer than 7 days to compare).",
+            "degraded, normal, or unknown (fewer than 7 days, or 12 hours, to compare).",
         ),
         opt(
             "changed_at",
             Timestamp,
-            "When the change started: the first new issue's first event.",
+            "When the change started: the first new issue's first event, or the first degraded hour.",
         ),
         opt(
             "issue_ids",
@@ -273,7 +273,7 @@ pub const DEPLOYMENT_SIGNALS: TableDef = TableDef {
         req(
             "suspect",
             Boolean,
-            "A signal timed to the deployment (a new issue) degraded: the deployment probably caused what followed.",
+            "A signal timed to the deployment (a new issue, an hourly signal) degraded: the deployment probably caused what followed.",
         ),
         UPDATED_AT,
     ],

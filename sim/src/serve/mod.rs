@@ -356,7 +356,7 @@ impl SimState {
              [[sources]]\ntype = \"github\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\norgs = [\"{}\"]\n\n\
              [[sources]]\ntype = \"argocd\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\n\n\
              [[sources]]\ntype = \"datadog\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\napplication_key = \"{}\"\n\
-             [sources.metrics]\nlookback_days = {lookback}\n\n\
+             [sources.metrics]\nlookback_days = {lookback}\nhourly_days = {lookback}\n\n\
              [[sources]]\ntype = \"opencost\"\nbase_url = \"http://{addr}{}\"\nlookback_days = {lookback}\n\n\
              [[sources]]\ntype = \"sentry\"\nbase_url = \"http://{addr}{}\"\ntoken = \"{}\"\norganization = \"{}\"\nlookback_days = {lookback}\n",
             Upstream::Backstage.prefix(),

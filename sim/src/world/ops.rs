@@ -41,24 +41,50 @@ impl World {
         })
     }
 
+    /// The share of `[from, to)` during which an incident of component
+    /// `idx` was open.
+    pub fn incident_share(&self, idx: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+        let span = (to - from).num_seconds();
+        if span <= 0 {
+            return 0.0;
+        }
+        let open: i64 = self.histories.get(idx).map_or(0, |history| {
+            history
+                .incidents
+                .iter()
+                .map(|i| {
+                    (i.resolved_at.min(to) - i.created_at.max(from))
+                        .num_seconds()
+                        .max(0)
+                })
+                .sum()
+        });
+        (open as f64 / span as f64).min(1.0)
+    }
+
     /// The metrics of `profile`'s service for the interval starting at
-    /// `at` and lasting `share` of a day (the reading at the interval's
-    /// start, as the simulator's rollups take it).
+    /// `at` and lasting `share` of a day. A day's reading is the state at
+    /// its start (the anomaly evaluation's truth is defined on it); a
+    /// shorter interval's counts add up over it, as Datadog's hourly
+    /// rollups do: a 20-minute incident shows in its hour.
     pub fn ops_reading(&self, profile: &LoadProfile, at: DateTime<Utc>, share: f64) -> OpsReading {
         let day = profile.day(&self.config, at.date_naive());
-        let incident = self.incident_open(profile.component, at);
-        let requests = day.requests * share;
-        let error_rate = if incident {
-            INCIDENT_ERROR_RATE
+        let incident = if share < 1.0 {
+            let end = at + chrono::Duration::seconds((share * 86_400.0) as i64);
+            self.incident_share(profile.component, at, end)
         } else {
-            NORMAL_ERROR_RATE
+            f64::from(u8::from(self.incident_open(profile.component, at)))
         };
+        let requests = day.requests * share;
+        let error_rate = NORMAL_ERROR_RATE * (1.0 - incident) + INCIDENT_ERROR_RATE * incident;
         OpsReading {
             requests,
             errors: requests * error_rate,
+            // The p95 of the interval is an incident's once more than 5 %
+            // of it was one.
             latency_p95_seconds: 0.08
                 + 0.1 * (day.cpu_usage_cores / day.cpu_request_cores.max(0.01))
-                + if incident {
+                + if incident > 0.05 {
                     INCIDENT_LATENCY_SECONDS
                 } else {
                     0.0

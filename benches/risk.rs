@@ -1,0 +1,148 @@
+//! Deployment risk and suspect deployments over several worlds: for each
+//! seed, `fathom demo --no-serve --seed <seed>` builds the default demo
+//! world (8 teams, 40 services, 180 days) through the simulators and
+//! ingest, trains the risk model (chronological backtest against both
+//! baselines) and scores suspects against the world's truth; the figures
+//! are read from its report and printed per seed and averaged. The seeds
+//! default to 101–105, never used while the model and the thresholds were
+//! built (those were 1–3). Figures are printed, never asserted.
+//!
+//! Run with `cargo bench --bench risk` (`FATHOM_BENCH_SEEDS=7,8,9` for
+//! other worlds).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+
+/// One world's figures.
+#[derive(Debug, Default)]
+struct Figures {
+    /// AUC of the model, lines added alone, the recent failure rate alone.
+    auc: [Option<f64>; 3],
+    precision: Option<f64>,
+    recall: Option<f64>,
+    /// Recall on the services reporting to an error tracker.
+    tracked_recall: Option<f64>,
+    caused: Option<f64>,
+    flagged: Option<f64>,
+    median_minutes: Option<f64>,
+}
+
+/// The number right after `label` in `line`.
+fn after(line: &str, label: &str) -> Option<f64> {
+    let rest = &line[line.find(label)? + label.len()..];
+    let number: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    number.trim_end_matches('.').parse().ok()
+}
+
+fn figures(report: &str) -> Figures {
+    let mut out = Figures::default();
+    for line in report.lines() {
+        if line.starts_with("deployment risk (") {
+            out.auc = [
+                after(line, "AUC: model"),
+                after(line, "lines_added alone"),
+                after(line, "recent_failure_rate alone"),
+            ];
+        }
+        if line.starts_with("suspect deployments against the") {
+            out.caused = after(line, "against the");
+            out.precision = after(line, "precision");
+            out.recall = after(line, "recall");
+            out.flagged = after(line, "(");
+            out.tracked_recall = after(line, "; recall");
+            out.median_minutes = after(line, "to the first signal that moved");
+        }
+    }
+    out
+}
+
+fn demo(dir: &Path, seed: u64) -> Result<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_fathom"))
+        .args(["demo", "--no-serve", "--seed", &seed.to_string(), "--dir"])
+        .arg(dir)
+        .env_remove("FATHOM_WAREHOUSE__URL")
+        .env_remove("FATHOM_STATE__DATABASE_URL")
+        .env_remove("FATHOM_CONFIG")
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "demo (seed {seed}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn show(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"))
+}
+
+fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let known: Vec<f64> = values.flatten().collect();
+    (!known.is_empty()).then(|| known.iter().sum::<f64>() / known.len() as f64)
+}
+
+fn main() -> Result<()> {
+    let seeds: Vec<u64> = std::env::var("FATHOM_BENCH_SEEDS")
+        .unwrap_or_else(|_| "101,102,103,104,105".to_owned())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let dir = tempfile::tempdir()?;
+    println!(
+        "{:>6} {:>7} {:>7} {:>7} | {:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6}",
+        "seed",
+        "model",
+        "lines",
+        "rate",
+        "precision",
+        "recall",
+        "tracked",
+        "caused",
+        "flagged",
+        "median",
+        "s"
+    );
+    let mut all = Vec::new();
+    for seed in seeds {
+        let started = Instant::now();
+        let report = demo(&dir.path().join(format!("seed-{seed}")), seed)?;
+        let f = figures(&report);
+        println!(
+            "{seed:>6} {:>7} {:>7} {:>7} | {:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6.0}",
+            show(f.auc[0]),
+            show(f.auc[1]),
+            show(f.auc[2]),
+            show(f.precision),
+            show(f.recall),
+            show(f.tracked_recall),
+            f.caused.map_or("-".to_owned(), |v| format!("{v:.0}")),
+            f.flagged.map_or("-".to_owned(), |v| format!("{v:.0}")),
+            f.median_minutes
+                .map_or("-".to_owned(), |v| format!("{v:.0} min")),
+            started.elapsed().as_secs_f64()
+        );
+        all.push(f);
+    }
+    println!(
+        "{:>6} {:>7} {:>7} {:>7} | {:>9} {:>7} {:>7}",
+        "mean",
+        show(mean(all.iter().map(|f| f.auc[0]))),
+        show(mean(all.iter().map(|f| f.auc[1]))),
+        show(mean(all.iter().map(|f| f.auc[2]))),
+        show(mean(all.iter().map(|f| f.precision))),
+        show(mean(all.iter().map(|f| f.recall))),
+        show(mean(all.iter().map(|f| f.tracked_recall))),
+    );
+    println!(
+        "AUC: chronological backtest (rolling origin, 7-day embargo), mean of the folds; suspects: against the deployments the truth says caused an incident"
+    );
+    Ok(())
+}
