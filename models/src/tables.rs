@@ -568,22 +568,29 @@ pub const ERROR_ISSUES_DAILY: TableDef = TableDef {
     }),
 };
 
+// The columns the daily and hourly operational metrics share.
+const METRICS_SOURCE: ColumnDef = req("source", Utf8, "Where the metrics came from.");
+const SERVICE_NAME: ColumnDef = req("service_name", Utf8, "Service name as the source knows it.");
+const SERVICE_ENTITY: ColumnDef = opt(
+    "entity_ref",
+    EntityRef(Some("component")),
+    "Component of the service; null when unmapped.",
+);
+const ERROR_COUNT: ColumnDef = opt("error_count", Int64, "Requests that failed.");
+const LATENCY_P95: ColumnDef = opt("latency_p95_seconds", Float64, "95th percentile latency.");
+
 /// Operational metrics per service per day.
 pub const SERVICE_METRICS_DAILY: TableDef = TableDef {
     name: "service_metrics_daily",
     description: "One row per service per day of operational metrics (Datadog queries, import).",
     columns: &[
         req("date", Date, "UTC day."),
-        req("source", Utf8, "Where the metrics came from."),
-        req("service_name", Utf8, "Service name as the source knows it."),
-        opt(
-            "entity_ref",
-            EntityRef(Some("component")),
-            "Component of the service; null when unmapped.",
-        ),
+        METRICS_SOURCE,
+        SERVICE_NAME,
+        SERVICE_ENTITY,
         opt("request_count", Int64, "Requests served that day."),
-        opt("error_count", Int64, "Requests that failed."),
-        opt("latency_p95_seconds", Float64, "95th percentile latency."),
+        ERROR_COUNT,
+        LATENCY_P95,
         opt("cpu_usage_cores", Float64, "Average CPU used."),
         opt("memory_usage_bytes", Float64, "Average memory used."),
         req("month", Utf8, "Partition: `YYYY-MM` of date."),
@@ -602,16 +609,12 @@ pub const SERVICE_METRICS_HOURLY: TableDef = TableDef {
     description: "One row per service per hour of requests, errors and p95 latency (Datadog queries, import): fine enough to tell which deployment of a day a change followed.",
     columns: &[
         req("hour", Timestamp, "Start of the UTC hour."),
-        req("source", Utf8, "Where the metrics came from."),
-        req("service_name", Utf8, "Service name as the source knows it."),
-        opt(
-            "entity_ref",
-            EntityRef(Some("component")),
-            "Component of the service; null when unmapped.",
-        ),
+        METRICS_SOURCE,
+        SERVICE_NAME,
+        SERVICE_ENTITY,
         opt("request_count", Int64, "Requests served in the hour."),
-        opt("error_count", Int64, "Requests that failed."),
-        opt("latency_p95_seconds", Float64, "95th percentile latency."),
+        ERROR_COUNT,
+        LATENCY_P95,
         req("month", Utf8, "Partition: `YYYY-MM` of hour."),
         UPDATED_AT,
     ],
