@@ -350,6 +350,10 @@ pub const LOOKUPS: [&str; 3] = ["catalog_entities", "entity_relations", "dora_sc
 /// or not (a team that has not deployed yet has DORA figures of zero).
 pub const CATALOG_ROWS: [&str; 3] = ["dora_scope_members", "dora_metrics", "dora_trends"];
 
+/// Tables that, beyond [`LOOKUPS`], alone make no row of one mart: a
+/// deployment's signals need the errors or metrics that followed it.
+pub const MART_LOOKUPS: [(&str, &str); 1] = [("deployment_signals", "dora_deployments")];
+
 /// Whether `mart` can write a row when only the tables in `filled` hold
 /// any. Every mart aggregates or joins what it reads, so with nothing but
 /// empty tables and lookups it writes none (tested on empty and on
@@ -358,11 +362,15 @@ pub const CATALOG_ROWS: [&str; 3] = ["dora_scope_members", "dora_metrics", "dora
 /// costs without portal events) spends nothing on the others' marts.
 pub fn reads_rows(mart: &Mart, filled: &BTreeSet<&'static str>) -> bool {
     let from_catalog = CATALOG_ROWS.contains(&mart.def.name);
+    let lookup = |table: &str| {
+        (!from_catalog && LOOKUPS.contains(&table))
+            || MART_LOOKUPS.contains(&(mart.def.name, table))
+    };
     mart.reads.is_empty()
         || mart
             .reads
             .iter()
-            .any(|d| filled.contains(d.name) && (from_catalog || !LOOKUPS.contains(&d.name)))
+            .any(|d| filled.contains(d.name) && !lookup(d.name))
 }
 
 /// The tables the marts read that no mart writes: what an incremental run
