@@ -184,18 +184,23 @@ hour_spread AS (
     WHERE NOT v.week AND v.k < 0
     GROUP BY v.deployment_id, v.signal
 ),
-hour_scored AS (
+hour_z AS (
     SELECT v.deployment_id, v.signal, v.k, v.hour, v.value, wk.value AS week_value,
-           (v.value - b.median) / greatest(1.4826 * s.mad, 0.05 * abs(b.median), 1e-9) AS score,
-           coalesce((v.value - b.median) / greatest(1.4826 * s.mad, 0.05 * abs(b.median), 1e-9) >= 5.0
-                    AND v.value >= 2.0 * b.median
-                    AND (wk.value IS NULL OR v.value >= 2.0 * wk.value), false) AS high
+           b.median,
+           (v.value - b.median) / greatest(1.4826 * s.mad, 0.05 * abs(b.median), 1e-9) AS score
     FROM hour_values v
     JOIN hour_baseline b ON b.deployment_id = v.deployment_id AND b.signal = v.signal
     LEFT JOIN hour_spread s ON s.deployment_id = v.deployment_id AND s.signal = v.signal
     LEFT JOIN hour_values wk
       ON wk.deployment_id = v.deployment_id AND wk.signal = v.signal AND wk.k = v.k AND wk.week
     WHERE NOT v.week AND (v.k > 0 OR v.k = -1)
+),
+hour_scored AS (
+    SELECT deployment_id, signal, k, hour, value, week_value, score,
+           coalesce(score >= 5.0
+                    AND value >= 2.0 * median
+                    AND (week_value IS NULL OR value >= 2.0 * week_value), false) AS high
+    FROM hour_z
 ),
 hour_signals AS (
     SELECT c.deployment_id, c.signal, b.median AS before, b.hours,

@@ -61,7 +61,7 @@ fn allocation(
 
 /// One cloud line.
 #[derive(Debug, Clone)]
-struct Line {
+pub(crate) struct Line {
     day: i64,
     entity: Option<&'static str>,
     category: &'static str,
@@ -437,7 +437,7 @@ async fn benchmarks_rank_components_among_their_peers() -> Result<(), String> {
     Ok(())
 }
 
-fn line() -> impl Strategy<Value = Line> {
+pub(crate) fn line() -> impl Strategy<Value = Line> {
     (
         0i64..61,
         prop::sample::select(vec![Some("a"), Some("b"), None]),
@@ -461,7 +461,7 @@ fn line() -> impl Strategy<Value = Line> {
 
 /// Allocations: (day, owner: 0 = a, 1 = b, 2 = idle, 3 = unmapped, CPU
 /// cents, volume cents).
-fn allocations() -> impl Strategy<Value = Vec<(i64, usize, i64, i64)>> {
+pub(crate) fn allocations() -> impl Strategy<Value = Vec<(i64, usize, i64, i64)>> {
     prop::collection::vec((0i64..61, 0usize..4, 0i64..10_000, 0i64..2_000), 0..25)
 }
 
@@ -595,85 +595,125 @@ proptest! {
         });
         prop_assert!(outcome.is_ok(), "{:?}", outcome);
     }
+}
 
-    /// Cost arrives in two parts: the later one brings more days of
-    /// allocations (appended) and rewrites a billing period of the cloud
-    /// (replaced whole, as a provider's open month is). The incremental
-    /// run recomputes only the changed months and leaves exactly the rows
-    /// a full recompute over the final data writes — a rewritten period
-    /// counted once.
-    #[test]
-    fn an_incremental_cost_run_equals_a_full_recompute(
-        first_allocations in allocations(),
-        later_allocations in allocations(),
-        first_lines in prop::collection::vec(line(), 0..12),
-        rewritten_lines in prop::collection::vec(line(), 0..12),
-        policy in prop::sample::select(super::SHARED_POLICIES.to_vec()),
-    ) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let outcome: Result<(), String> = runtime.block_on(async {
-            let parameters = parameters(policy);
-            let as_of = crate::default_as_of();
-            let options = |previous| super::RunOptions { only: None, as_of, full: false, previous };
-            let err = |e: super::Error| e.to_string();
-            // June is the rewritten period: its lines later are others.
-            let in_june = |l: &&Line| l.day >= 31;
-            let first = cost_tables(&first_allocations, &first_lines);
-            let june: Vec<Line> = rewritten_lines.iter().filter(in_june).map(|l| Line { day: l.day, ..l.clone() }).collect();
-            let kept: Vec<Line> = first_lines.iter().filter(|l| !in_june(l)).cloned().collect();
+/// Cost arrives in two parts: the later one brings more days of
+/// allocations (appended) and rewrites a billing period of the cloud
+/// (replaced whole, as a provider's open month is). The incremental
+/// run recomputes only the changed months and leaves exactly the rows
+/// a full recompute over the final data writes — a rewritten period
+/// counted once.
+pub(crate) async fn incremental_equals_full(
+    first_allocations: Vec<(i64, usize, i64, i64)>,
+    later_allocations: Vec<(i64, usize, i64, i64)>,
+    first_lines: Vec<Line>,
+    rewritten_lines: Vec<Line>,
+    policy: &str,
+) -> Result<(), String> {
+    let parameters = parameters(policy);
+    let as_of = crate::default_as_of();
+    let options = |previous| super::RunOptions {
+        only: None,
+        as_of,
+        full: false,
+        previous,
+    };
+    let err = |e: super::Error| e.to_string();
+    // June is the rewritten period: its lines later are others.
+    let in_june = |l: &&Line| l.day >= 31;
+    let first = cost_tables(&first_allocations, &first_lines);
+    let june: Vec<Line> = rewritten_lines
+        .iter()
+        .filter(in_june)
+        .map(|l| Line {
+            day: l.day,
+            ..l.clone()
+        })
+        .collect();
+    let kept: Vec<Line> = first_lines
+        .iter()
+        .filter(|l| !in_june(l))
+        .cloned()
+        .collect();
 
-            let warehouse = fathom_warehouse::Warehouse::in_memory().map_err(|e| e.to_string())?;
-            land(&warehouse, &first).await?;
-            let run = super::run(&warehouse, &parameters, options(None), &super::NoProgress).await.map_err(err)?;
-            let mut later = Tables::new();
-            let appended = cost_tables(&later_allocations, &[]);
-            if let Some(rows) = appended.get(COST_ALLOCATIONS_DAILY.name) {
-                // Other names than the first part's: new allocations.
-                for row in rows {
-                    let mut row = row.clone();
-                    if let Some(Value::String(name)) = row.get_mut("allocation_name") {
-                        name.push_str("-later");
-                    }
-                    later.entry(COST_ALLOCATIONS_DAILY.name).or_default().push(row);
-                }
+    let warehouse = fathom_warehouse::Warehouse::in_memory().map_err(|e| e.to_string())?;
+    land(&warehouse, &first).await?;
+    let run = super::run(&warehouse, &parameters, options(None), &super::NoProgress)
+        .await
+        .map_err(err)?;
+    let mut later = Tables::new();
+    let appended = cost_tables(&later_allocations, &[]);
+    if let Some(rows) = appended.get(COST_ALLOCATIONS_DAILY.name) {
+        // Other names than the first part's: new allocations.
+        for row in rows {
+            let mut row = row.clone();
+            if let Some(Value::String(name)) = row.get_mut("allocation_name") {
+                name.push_str("-later");
             }
-            land(&warehouse, &later).await?;
-            let mut june_tables = Tables::new();
-            for (i, l) in june.iter().enumerate() {
-                cloud(&mut june_tables, 1000 + i, l);
-            }
-            replace_june(&warehouse, &june_tables).await?;
-            let incremental = super::run(&warehouse, &parameters, options(run.watermark.as_ref()), &super::NoProgress).await.map_err(err)?;
-            if !incremental.plan.starts_with("incremental") {
-                return Err(format!("not incremental: {}", incremental.plan));
-            }
-            // The months, never the whole mart.
-            for name in ["cost_daily", "cost_coverage"] {
-                let mart = incremental.marts.iter().find(|m| m.mart == name).ok_or("no such mart")?;
-                if !(mart.recomputed == "unchanged" || mart.recomputed.ends_with("month(s)")) {
-                    return Err(format!("{name} recomputed {}", mart.recomputed));
-                }
-            }
-            let ours = cost_rows(&warehouse).await?;
-
-            let mut everything = cost_tables(&first_allocations, &kept);
-            for (table, rows) in later.into_iter().chain(june_tables) {
-                everything.entry(table).or_default().extend(rows);
-            }
-            // The full recompute over the final data, by the same SQL in
-            // memory.
-            let ctx = register(&everything)?;
-            compute_in_memory(&ctx, &["dora_scope_members", "cost_daily", "cost_monthly", "cost_coverage"], &parameters).await?;
-            let full = cost_rows_in(&ctx).await?;
-            if !same_rows(&ours, &full) {
-                let only_ours: Vec<_> = ours.iter().filter(|r| !full.contains(r)).take(3).collect();
-                let only_full: Vec<_> = full.iter().filter(|r| !ours.contains(r)).take(3).collect();
-                return Err(format!("differs after {}: ours only {only_ours:?}, full only {only_full:?}", incremental.plan));
-            }
-            Ok(())
-        });
-        prop_assert!(outcome.is_ok(), "{:?}", outcome);
+            later
+                .entry(COST_ALLOCATIONS_DAILY.name)
+                .or_default()
+                .push(row);
+        }
     }
+    land(&warehouse, &later).await?;
+    let mut june_tables = Tables::new();
+    for (i, l) in june.iter().enumerate() {
+        cloud(&mut june_tables, 1000 + i, l);
+    }
+    replace_june(&warehouse, &june_tables).await?;
+    let incremental = super::run(
+        &warehouse,
+        &parameters,
+        options(run.watermark.as_ref()),
+        &super::NoProgress,
+    )
+    .await
+    .map_err(err)?;
+    if !incremental.plan.starts_with("incremental") {
+        return Err(format!("not incremental: {}", incremental.plan));
+    }
+    // The months, never the whole mart.
+    for name in ["cost_daily", "cost_coverage"] {
+        let mart = incremental
+            .marts
+            .iter()
+            .find(|m| m.mart == name)
+            .ok_or("no such mart")?;
+        if !(mart.recomputed == "unchanged" || mart.recomputed.ends_with("month(s)")) {
+            return Err(format!("{name} recomputed {}", mart.recomputed));
+        }
+    }
+    let ours = cost_rows(&warehouse).await?;
+
+    let mut everything = cost_tables(&first_allocations, &kept);
+    for (table, rows) in later.into_iter().chain(june_tables) {
+        everything.entry(table).or_default().extend(rows);
+    }
+    // The full recompute over the final data, by the same SQL in
+    // memory.
+    let ctx = register(&everything)?;
+    compute_in_memory(
+        &ctx,
+        &[
+            "dora_scope_members",
+            "cost_daily",
+            "cost_monthly",
+            "cost_coverage",
+        ],
+        &parameters,
+    )
+    .await?;
+    let full = cost_rows_in(&ctx).await?;
+    if !same_rows(&ours, &full) {
+        let only_ours: Vec<_> = ours.iter().filter(|r| !full.contains(r)).take(3).collect();
+        let only_full: Vec<_> = full.iter().filter(|r| !ours.contains(r)).take(3).collect();
+        return Err(format!(
+            "differs after {}: ours only {only_ours:?}, full only {only_full:?}",
+            incremental.plan
+        ));
+    }
+    Ok(())
 }
 
 /// Whether two sorted row lists agree: text fields exactly, numbers to

@@ -133,6 +133,8 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
+mod equivalence;
+#[cfg(test)]
 mod properties;
 #[cfg(test)]
 mod refresh_tests;

@@ -351,8 +351,14 @@ pub const LOOKUPS: [&str; 3] = ["catalog_entities", "entity_relations", "dora_sc
 pub const CATALOG_ROWS: [&str; 3] = ["dora_scope_members", "dora_metrics", "dora_trends"];
 
 /// Tables that, beyond [`LOOKUPS`], alone make no row of one mart: a
-/// deployment's signals need the errors or metrics that followed it.
-pub const MART_LOOKUPS: [(&str, &str); 1] = [("deployment_signals", "dora_deployments")];
+/// deployment's signals need the errors or metrics that followed it; a
+/// benchmark's traffic, deployments and merged pull requests divide a cost.
+pub const MART_LOOKUPS: [(&str, &str); 4] = [
+    ("deployment_signals", "dora_deployments"),
+    ("cost_benchmarks", "dora_deployments"),
+    ("cost_benchmarks", "pull_requests"),
+    ("cost_benchmarks", "service_metrics_daily"),
+];
 
 /// Whether `mart` can write a row when only the tables in `filled` hold
 /// any. Every mart aggregates or joins what it reads, so with nothing but

@@ -262,15 +262,14 @@ async fn compute_all(ctx: &SessionContext) -> Result<(), String> {
     let mut filled = filled(ctx).await.map_err(|e| e.to_string())?;
     for mart in order.iter().filter(|m| m.def.name != "dora_trends") {
         if !reads_rows(mart, &filled) {
-            filled.remove(mart.def.name);
             continue;
         }
         let batches = compute(ctx, mart, &Parameters::default(), as_of)
             .await
             .map_err(|e| e.to_string())?;
         unique_keys(mart.def, &batches)?;
-        if !batches.iter().any(|b| b.num_rows() > 0) {
-            filled.remove(mart.def.name);
+        if batches.iter().any(|b| b.num_rows() > 0) {
+            filled.insert(mart.def.name);
         }
         replace_in_memory(ctx, mart.def, batches)?;
     }
@@ -282,14 +281,31 @@ async fn compute_all(ctx: &SessionContext) -> Result<(), String> {
 #[tokio::test]
 async fn marts_over_empty_tables_write_nothing() -> Result<(), String> {
     let ctx = register(&BTreeMap::new())?;
-    for mart in crate::marts::ordered().map_err(|e| e.to_string())? {
-        let batches = compute(&ctx, mart, &Parameters::default(), start())
-            .await
-            .map_err(|e| e.to_string())?;
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        assert_eq!(rows, 0, "{} over empty tables", mart.def.name);
+    for (mart, rows) in rows_of_every_mart(&ctx, start()).await? {
+        assert_eq!(rows, 0, "{mart} over empty tables");
     }
     Ok(())
+}
+
+/// Each mart's row count, computed in order over the tables of `ctx`
+/// (each registered for the marts after it), every mart planned: what
+/// [`reads_rows`]' tests compare with the rule.
+async fn rows_of_every_mart(
+    ctx: &SessionContext,
+    as_of: DateTime<Utc>,
+) -> Result<Vec<(&'static str, usize)>, String> {
+    let mut out = Vec::new();
+    for mart in crate::marts::ordered().map_err(|e| e.to_string())? {
+        let batches = compute(ctx, mart, &Parameters::default(), as_of)
+            .await
+            .map_err(|e| e.to_string())?;
+        out.push((
+            mart.def.name,
+            batches.iter().map(RecordBatch::num_rows).sum(),
+        ));
+        replace_in_memory(ctx, mart.def, batches)?;
+    }
+    Ok(out)
 }
 
 /// Registers `batches` as table `def` in `ctx`, in place of what was
@@ -569,15 +585,14 @@ pub(crate) async fn full_rows_in_memory(
     let mut filled = filled(&ctx).await.map_err(|e| e.to_string())?;
     for mart in crate::marts::ordered().map_err(|e| e.to_string())? {
         if !reads_rows(mart, &filled) {
-            filled.remove(mart.def.name);
             continue;
         }
         let batches = compute(&ctx, mart, parameters, as_of)
             .await
             .map_err(|e| e.to_string())?;
         unique_keys(mart.def, &batches)?;
-        if !batches.iter().any(|b| b.num_rows() > 0) {
-            filled.remove(mart.def.name);
+        if batches.iter().any(|b| b.num_rows() > 0) {
+            filled.insert(mart.def.name);
         }
         // Conformed as the warehouse writes them (types, time zones).
         let batches: Vec<RecordBatch> = batches
@@ -623,97 +638,129 @@ async fn rows_in(ctx: &SessionContext) -> Result<BTreeMap<&'static str, Vec<Stri
     Ok(out)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
-
-    /// History arrives in two parts (a third of every table's rows later,
-    /// change sets possibly after their deployments); the second run,
-    /// incremental from the first one's watermark, leaves exactly the rows
-    /// a full recompute over everything writes.
-    #[test]
-    fn an_incremental_run_equals_a_full_recompute(
-        team_a in prop::collection::vec(service(), 1..3),
-        team_b in prop::collection::vec(service(), 1..3),
-        seed in 0usize..3,
-    ) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let outcome: Result<(), String> = runtime.block_on(async {
-            let mut everything = BTreeMap::new();
-            rows("team-a", &team_a, &mut everything);
-            rows("team-b", &team_b, &mut everything);
-            // Every table, the catalog included, may arrive in either part:
-            // a catalog change recomputes what reads it, nothing else.
-            let (mut first, mut later) = (BTreeMap::new(), BTreeMap::new());
-            for (table, table_rows) in &everything {
-                for (i, row) in table_rows.iter().enumerate() {
-                    let part = if (i + seed) % 3 == 0 { &mut later } else { &mut first };
-                    part.entry(*table).or_insert_with(Vec::new).push(row.clone());
-                }
-            }
-            let parameters = Parameters { change_margin_minutes: 0, ..Parameters::default() };
-            let as_of = start() + Duration::days(41);
-            let options = |previous| super::RunOptions { only: None, as_of, full: false, previous };
-            let err = |e: super::Error| e.to_string();
-
-            let warehouse = fathom_warehouse::Warehouse::in_memory().map_err(|e| e.to_string())?;
-            land(&warehouse, &first).await?;
-            let run = super::run(&warehouse, &parameters, options(None), &super::NoProgress).await.map_err(err)?;
-            land(&warehouse, &later).await?;
-            let incremental = super::run(&warehouse, &parameters, options(run.watermark.as_ref()), &super::NoProgress).await.map_err(err)?;
-            if !incremental.plan.starts_with("incremental") {
-                return Err(format!("not incremental: {}", incremental.plan));
-            }
-            let ours = mart_rows(&warehouse).await?;
-
-            let full = full_rows_in_memory(&everything, &parameters, as_of).await?;
-            for (mart, rows) in &full {
-                let mine = ours.get(mart).cloned().unwrap_or_default();
-                if &mine != rows {
-                    let only_ours: Vec<&String> = mine.iter().filter(|r| !rows.contains(r)).take(2).collect();
-                    let only_full: Vec<&String> = rows.iter().filter(|r| !mine.contains(r)).take(2).collect();
-                    return Err(format!("{mart} differs after {}: ours only {only_ours:?}, full only {only_full:?}", incremental.plan));
-                }
-            }
-            Ok(())
-        });
-        prop_assert!(outcome.is_ok(), "{:?}", outcome);
+/// History arrives in two parts (a third of every table's rows later,
+/// change sets possibly after their deployments); the second run,
+/// incremental from the first one's watermark, leaves exactly the rows
+/// a full recompute over everything writes.
+pub(crate) async fn incremental_equals_full(
+    team_a: Vec<Service>,
+    team_b: Vec<Service>,
+    seed: usize,
+) -> Result<(), String> {
+    let mut everything = BTreeMap::new();
+    rows("team-a", &team_a, &mut everything);
+    rows("team-b", &team_b, &mut everything);
+    // Every table, the catalog included, may arrive in either part:
+    // a catalog change recomputes what reads it, nothing else.
+    let (mut first, mut later) = (BTreeMap::new(), BTreeMap::new());
+    for (table, table_rows) in &everything {
+        for (i, row) in table_rows.iter().enumerate() {
+            let part = if (i + seed).is_multiple_of(3) {
+                &mut later
+            } else {
+                &mut first
+            };
+            part.entry(*table)
+                .or_insert_with(Vec::new)
+                .push(row.clone());
+        }
     }
+    let parameters = Parameters {
+        change_margin_minutes: 0,
+        ..Parameters::default()
+    };
+    let as_of = start() + Duration::days(41);
+    let options = |previous| super::RunOptions {
+        only: None,
+        as_of,
+        full: false,
+        previous,
+    };
+    let err = |e: super::Error| e.to_string();
+
+    let warehouse = fathom_warehouse::Warehouse::in_memory().map_err(|e| e.to_string())?;
+    land(&warehouse, &first).await?;
+    let run = super::run(&warehouse, &parameters, options(None), &super::NoProgress)
+        .await
+        .map_err(err)?;
+    land(&warehouse, &later).await?;
+    let incremental = super::run(
+        &warehouse,
+        &parameters,
+        options(run.watermark.as_ref()),
+        &super::NoProgress,
+    )
+    .await
+    .map_err(err)?;
+    if !incremental.plan.starts_with("incremental") {
+        return Err(format!("not incremental: {}", incremental.plan));
+    }
+    let ours = mart_rows(&warehouse).await?;
+
+    let full = full_rows_in_memory(&everything, &parameters, as_of).await?;
+    for (mart, rows) in &full {
+        let mine = ours.get(mart).cloned().unwrap_or_default();
+        if &mine != rows {
+            let only_ours: Vec<&String> =
+                mine.iter().filter(|r| !rows.contains(r)).take(2).collect();
+            let only_full: Vec<&String> =
+                rows.iter().filter(|r| !mine.contains(r)).take(2).collect();
+            return Err(format!(
+                "{mart} differs after {}: ours only {only_ours:?}, full only {only_full:?}",
+                incremental.plan
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A mart's own lookups ([`crate::marts::MART_LOOKUPS`]) make no row of
-/// it: a whole DORA history without errors or metrics gives no signals.
+/// it: a whole DORA history with traffic but without errors or costs
+/// gives no signals and no cost benchmarks.
 #[tokio::test]
 async fn a_marts_own_lookups_alone_make_no_row() -> Result<(), String> {
     let mut tables = BTreeMap::new();
+    let merged = || Commit {
+        age: 60,
+        link: 2,
+        pr: 1,
+        shared: false,
+        files: 1,
+    };
     let services = vec![
         Service {
-            deployments: vec![(100, false, false, vec![]), (2_000, true, false, vec![])],
+            deployments: vec![
+                (100, false, false, vec![]),
+                (2_000, true, false, vec![merged()])
+            ],
             incidents: vec![(2_100, 60)],
         };
         2
     ];
     rows("team-a", &services, &mut tables);
-    let ctx = register(&tables)?;
-    for mart in crate::marts::ordered().map_err(|e| e.to_string())? {
-        let batches = compute(
-            &ctx,
-            mart,
-            &Parameters::default(),
-            start() + Duration::days(41),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        if crate::marts::MART_LOOKUPS
-            .iter()
-            .any(|(m, _)| *m == mart.def.name)
-        {
-            assert_eq!(rows, 0, "{}", mart.def.name);
+    for s in 0..2 {
+        let traffic = json!({"date": "2026-05-02", "source": "datadog",
+            "service_name": format!("team-a-svc{s}"),
+            "entity_ref": format!("component:default/team-a-svc{s}"), "request_count": 1_000});
+        if let Value::Object(map) = traffic {
+            tables.entry("service_metrics_daily").or_default().push(map);
         }
-        if mart.def.name == "dora_deployments" {
+    }
+    let lookups: BTreeSet<&str> = crate::marts::MART_LOOKUPS.iter().map(|(_, t)| *t).collect();
+    for table in lookups.iter().filter(|t| crate::marts::named(t).is_none()) {
+        assert!(
+            tables.get(table).is_some_and(|r| !r.is_empty()),
+            "the case has {table} rows"
+        );
+    }
+    let ctx = register(&tables)?;
+    for (mart, rows) in rows_of_every_mart(&ctx, start() + Duration::days(41)).await? {
+        if crate::marts::MART_LOOKUPS.iter().any(|(m, _)| *m == mart) {
+            assert_eq!(rows, 0, "{mart}");
+        }
+        if mart == "dora_deployments" {
             assert!(rows > 0, "the case has deployments");
         }
-        replace_in_memory(&ctx, mart.def, batches)?;
     }
     Ok(())
 }
@@ -733,19 +780,9 @@ async fn only_the_declared_marts_write_rows_from_the_catalog_alone() -> Result<(
     rows("team-a", &services, &mut tables);
     tables.retain(|name, _| crate::marts::LOOKUPS.contains(name));
     let ctx = register(&tables)?;
-    for mart in crate::marts::ordered().map_err(|e| e.to_string())? {
-        let batches = compute(
-            &ctx,
-            mart,
-            &Parameters::default(),
-            start() + Duration::days(41),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let declared = crate::marts::CATALOG_ROWS.contains(&mart.def.name);
-        assert_eq!(rows > 0, declared, "{}: {rows} rows", mart.def.name);
-        replace_in_memory(&ctx, mart.def, batches)?;
+    for (mart, rows) in rows_of_every_mart(&ctx, start() + Duration::days(41)).await? {
+        let declared = crate::marts::CATALOG_ROWS.contains(&mart);
+        assert_eq!(rows > 0, declared, "{mart}: {rows} rows");
     }
     Ok(())
 }

@@ -260,11 +260,16 @@ pub async fn run(
         )
         .await?;
         // What this run wrote whole is known to hold rows or not; a mart
-        // it left alone or recomputed in part is taken to hold some.
-        if matches!(step, Step::Whole | Step::Empty) && report.rows == 0 {
-            filled.remove(mart.def.name);
-        } else {
-            filled.insert(mart.def.name);
+        // it recomputed in part is taken to hold some; one it left alone
+        // holds what it held.
+        match step {
+            Step::Whole | Step::Empty if report.rows == 0 => {
+                filled.remove(mart.def.name);
+            }
+            Step::Unchanged => {}
+            _ => {
+                filled.insert(mart.def.name);
+            }
         }
         reports.push(report);
     }
@@ -279,11 +284,14 @@ pub async fn run(
     })
 }
 
-/// The tables registered in `ctx` that hold rows: the marts' inputs
-/// (every mart is taken to hold some until a run writes it whole).
+/// The tables registered in `ctx` that hold rows: the marts' inputs and
+/// the marts themselves (a mart a run leaves alone keeps what it held).
 pub(crate) async fn filled(ctx: &SessionContext) -> Result<BTreeSet<&'static str>> {
-    let mut out: BTreeSet<&'static str> = marts::MARTS.iter().map(|m| m.def.name).collect();
-    for def in marts::inputs() {
+    let mut out = BTreeSet::new();
+    let tables = marts::inputs()
+        .into_iter()
+        .chain(marts::MARTS.iter().map(|m| m.def));
+    for def in tables {
         let sql_error = |source| Error::Sql {
             mart: "session",
             source,
@@ -392,45 +400,27 @@ async fn write_mart(
 ) -> Result<MartReport> {
     progress.mart_started(mart.def.name);
     let started = std::time::Instant::now();
-    if matches!(step, Step::Empty) {
-        let stats = warehouse.replace_all(mart.def, &[]).await?;
-        warehouse.register_table(base, mart.def).await?;
-        let report = MartReport {
-            mart: mart.def.name,
-            recomputed: "all (nothing to read)".to_owned(),
-            rows: 0,
-            previous_rows: stats.rows_removed,
-            spilled_bytes: 0,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        progress.mart_finished(&report);
-        return Ok(report);
-    }
-    if matches!(step, Step::Unchanged) {
-        let report = MartReport {
-            mart: mart.def.name,
-            recomputed: "unchanged".to_owned(),
-            rows: 0,
-            previous_rows: 0,
-            spilled_bytes: 0,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        progress.mart_finished(&report);
-        return Ok(report);
-    }
     // Checked on the whole tables (an incremental step reads restricted
     // views of them): a read the declaration does not list is refused
     // before anything is written.
-    marts::check_reads(mart, &plan(base, mart, parameters, as_of).await?)?;
-    let ctx = fork(base).await?;
+    let checked = || async {
+        marts::check_reads(mart, &plan(base, mart, parameters, as_of).await?)?;
+        fork(base).await
+    };
     let (recomputed, stats, spilled) = match step {
-        Step::Unchanged | Step::Empty => ("unchanged".to_owned(), Default::default(), 0),
+        Step::Unchanged => ("unchanged".to_owned(), Default::default(), 0),
+        Step::Empty => {
+            let stats = warehouse.replace_all(mart.def, &[]).await?;
+            ("all (nothing to read)".to_owned(), stats, 0)
+        }
         Step::Whole => {
+            let ctx = checked().await?;
             let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of, None).await?;
             let stats = warehouse.replace_all_streamed(mart.def, rows).await?;
             ("all".to_owned(), stats, spilled_bytes(physical.as_ref()))
         }
         Step::Components(affected) => {
+            let ctx = checked().await?;
             incremental::restrict_to_components(&ctx, mart, affected).await?;
             let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of, None).await?;
             let stats = warehouse
@@ -443,6 +433,7 @@ async fn write_mart(
             )
         }
         Step::Months(months) => {
+            let ctx = checked().await?;
             incremental::restrict_to_months(&ctx, mart, months).await?;
             let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of, None).await?;
             let listed: Vec<String> = months.iter().cloned().collect();
@@ -456,6 +447,7 @@ async fn write_mart(
             )
         }
         Step::Since(from) => {
+            let ctx = checked().await?;
             let from = since_tail(&ctx, mart, *from).await?;
             let (rows, physical, _scratch) =
                 streams(&ctx, mart, parameters, as_of, Some(from)).await?;
@@ -470,6 +462,7 @@ async fn write_mart(
             )
         }
         Step::Scopes(scopes) => {
+            let ctx = checked().await?;
             incremental::restrict_to_scopes(&ctx, scopes).await?;
             let (rows, physical, _scratch) = streams(&ctx, mart, parameters, as_of, None).await?;
             let stats = warehouse
@@ -482,7 +475,9 @@ async fn write_mart(
             )
         }
     };
-    warehouse.register_table(base, mart.def).await?;
+    if !matches!(step, Step::Unchanged) {
+        warehouse.register_table(base, mart.def).await?;
+    }
     let report = MartReport {
         mart: mart.def.name,
         recomputed,

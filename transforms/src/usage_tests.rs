@@ -35,7 +35,7 @@ fn push(tables: &mut Tables, table: &'static str, value: Value) {
 
 /// One event: (user or anonymous, day, minute of the day, action index,
 /// plugin index).
-type Event = (Option<usize>, i64, u32, usize, usize);
+pub(crate) type Event = (Option<usize>, i64, u32, usize, usize);
 
 const ACTIONS: [&str; 5] = ["navigate", "search", "discover", "create", "frobnicate"];
 const PLUGINS: [&str; 4] = ["catalog", "techdocs", "search", "scaffolder"];
@@ -121,7 +121,7 @@ fn tables(team_sizes: &[usize], teamless: usize, events: &[Event], moving: bool)
     out
 }
 
-fn event() -> impl Strategy<Value = Event> {
+pub(crate) fn event() -> impl Strategy<Value = Event> {
     (
         prop::option::weighted(0.95, 0usize..40),
         0i64..70,
@@ -283,71 +283,93 @@ proptest! {
         });
         prop_assert!(outcome.is_ok(), "{:?}", outcome);
     }
+}
 
-    /// Events arrive in two parts (the later one adds days of the last
-    /// months and some late events of earlier ones); the incremental run
-    /// recomputes the usage marts by month where it can and leaves exactly
-    /// the rows a full recompute writes.
-    #[test]
-    fn an_incremental_usage_run_equals_a_full_recompute(
-        team_sizes in prop::collection::vec(1usize..7, 4),
-        events in prop::collection::vec(event(), 1..150),
-        split in 0i64..70,
-    ) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let outcome: Result<(), String> = runtime.block_on(async {
-            let parameters = parameters(2);
-            let as_of = crate::default_as_of();
-            let options = |previous| super::RunOptions { only: None, as_of, full: false, previous };
-            let err = |e: super::Error| e.to_string();
-            let everything = tables(&team_sizes, 1, &events, true);
-            let (mut first, mut later) = (Tables::new(), Tables::new());
-            for (table, rows) in &everything {
-                for (i, row) in rows.iter().enumerate() {
-                    let day = events.get(i).map_or(0, |e| e.1);
-                    let late = *table == PORTAL_EVENTS.name && (day >= split || i % 7 == 0);
-                    let part = if late { &mut later } else { &mut first };
-                    part.entry(*table).or_default().push(row.clone());
-                }
-            }
-            let warehouse = fathom_warehouse::Warehouse::in_memory().map_err(|e| e.to_string())?;
-            land(&warehouse, &first).await?;
-            let run = super::run(&warehouse, &parameters, options(None), &super::NoProgress).await.map_err(err)?;
-            land(&warehouse, &later).await?;
-            let incremental = super::run(&warehouse, &parameters, options(run.watermark.as_ref()), &super::NoProgress).await.map_err(err)?;
-            // Never whole: the months from the earliest changed one.
-            for mart in &incremental.marts {
-                if mart.mart.starts_with("usage_") && mart.recomputed == "all" {
-                    return Err(format!("{} recomputed whole after {}", mart.mart, incremental.plan));
-                }
-            }
-            let ours = mart_rows(&warehouse).await?;
-            // The full recompute over everything, by the same SQL in
-            // memory (a second warehouse would triple the case's time).
-            let ctx = register(&everything)?;
-            compute_in_memory(&ctx, &USAGE_MARTS, &parameters).await?;
-            for name in USAGE_MARTS {
-                let def = fathom_models::table(name).ok_or("no such table")?;
-                // As `mart_rows` reads them: without the derived partition column.
-                let columns: Vec<&str> = def.columns.iter().map(|c| c.name)
-                    .filter(|c| *c != "updated_at" && def.partition.is_none_or(|p| p.column != *c)).collect();
-                let mut full: Vec<String> = texts(&ctx, &format!("SELECT {} FROM {name}", columns.join(", ")))
-                    .await?
-                    .into_iter()
-                    .map(|row| row.join("|"))
-                    .collect();
-                full.sort();
-                let ours = ours.get(name).cloned().unwrap_or_default();
-                if ours != full {
-                    let only_ours: Vec<&String> = ours.iter().filter(|r| !full.contains(r)).take(3).collect();
-                    let only_full: Vec<&String> = full.iter().filter(|r| !ours.contains(r)).take(3).collect();
-                    return Err(format!("{name} differs after {}: ours only {only_ours:?}, full only {only_full:?}", incremental.plan));
-                }
-            }
-            Ok(())
-        });
-        prop_assert!(outcome.is_ok(), "{:?}", outcome);
+/// Events arrive in two parts (the later one adds days of the last
+/// months and some late events of earlier ones); the incremental run
+/// recomputes the usage marts by month where it can and leaves exactly
+/// the rows a full recompute writes.
+pub(crate) async fn incremental_equals_full(
+    team_sizes: Vec<usize>,
+    events: Vec<Event>,
+    split: i64,
+) -> Result<(), String> {
+    let parameters = parameters(2);
+    let as_of = crate::default_as_of();
+    let options = |previous| super::RunOptions {
+        only: None,
+        as_of,
+        full: false,
+        previous,
+    };
+    let err = |e: super::Error| e.to_string();
+    let everything = tables(&team_sizes, 1, &events, true);
+    let (mut first, mut later) = (Tables::new(), Tables::new());
+    for (table, rows) in &everything {
+        for (i, row) in rows.iter().enumerate() {
+            let day = events.get(i).map_or(0, |e| e.1);
+            let late = *table == PORTAL_EVENTS.name && (day >= split || i % 7 == 0);
+            let part = if late { &mut later } else { &mut first };
+            part.entry(*table).or_default().push(row.clone());
+        }
     }
+    let warehouse = fathom_warehouse::Warehouse::in_memory().map_err(|e| e.to_string())?;
+    land(&warehouse, &first).await?;
+    let run = super::run(&warehouse, &parameters, options(None), &super::NoProgress)
+        .await
+        .map_err(err)?;
+    land(&warehouse, &later).await?;
+    let incremental = super::run(
+        &warehouse,
+        &parameters,
+        options(run.watermark.as_ref()),
+        &super::NoProgress,
+    )
+    .await
+    .map_err(err)?;
+    // Never whole: the months from the earliest changed one.
+    for mart in &incremental.marts {
+        if mart.mart.starts_with("usage_") && mart.recomputed == "all" {
+            return Err(format!(
+                "{} recomputed whole after {}",
+                mart.mart, incremental.plan
+            ));
+        }
+    }
+    let ours = mart_rows(&warehouse).await?;
+    // The full recompute over everything, by the same SQL in
+    // memory (a second warehouse would triple the case's time).
+    let ctx = register(&everything)?;
+    compute_in_memory(&ctx, &USAGE_MARTS, &parameters).await?;
+    for name in USAGE_MARTS {
+        let def = fathom_models::table(name).ok_or("no such table")?;
+        // As `mart_rows` reads them: without the derived partition column.
+        let columns: Vec<&str> = def
+            .columns
+            .iter()
+            .map(|c| c.name)
+            .filter(|c| *c != "updated_at" && def.partition.is_none_or(|p| p.column != *c))
+            .collect();
+        let mut full: Vec<String> =
+            texts(&ctx, &format!("SELECT {} FROM {name}", columns.join(", ")))
+                .await?
+                .into_iter()
+                .map(|row| row.join("|"))
+                .collect();
+        full.sort();
+        let ours = ours.get(name).cloned().unwrap_or_default();
+        if ours != full {
+            let only_ours: Vec<&String> =
+                ours.iter().filter(|r| !full.contains(r)).take(3).collect();
+            let only_full: Vec<&String> =
+                full.iter().filter(|r| !ours.contains(r)).take(3).collect();
+            return Err(format!(
+                "{name} differs after {}: ours only {only_ours:?}, full only {only_full:?}",
+                incremental.plan
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The worked example of docs/metrics.md § Usage, k = 3: ten users on one
