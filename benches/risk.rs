@@ -3,7 +3,7 @@
 //! world (8 teams, 40 services, 180 days) through the simulators and
 //! ingest, trains the risk model (chronological backtest against both
 //! baselines) and scores suspects against the world's truth; the figures
-//! are read from its report and printed per seed and averaged. The seeds
+//! are read from its `--summary` file and printed per seed and averaged. The seeds
 //! default to 101–105, never used while the model and the thresholds were
 //! built (those were 1–3). Figures are printed, never asserted.
 //!
@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-/// One world's figures.
+/// One world's figures, read from the demo's `--summary` file.
 #[derive(Debug, Default)]
 struct Figures {
     /// AUC of the model, lines added alone, the recent failure rate alone.
@@ -30,43 +30,38 @@ struct Figures {
     median_minutes: Option<f64>,
 }
 
-/// The number right after `label` in `line`.
-fn after(line: &str, label: &str) -> Option<f64> {
-    let rest = &line[line.find(label)? + label.len()..];
-    let number: String = rest
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    number.trim_end_matches('.').parse().ok()
-}
-
-fn figures(report: &str) -> Figures {
-    let mut out = Figures::default();
-    for line in report.lines() {
-        if line.starts_with("deployment risk (") {
-            out.auc = [
-                after(line, "AUC: model"),
-                after(line, "lines_added alone"),
-                after(line, "recent_failure_rate alone"),
-            ];
-        }
-        if line.starts_with("suspect deployments against the") {
-            out.caused = after(line, "against the");
-            out.precision = after(line, "precision");
-            out.recall = after(line, "recall");
-            out.flagged = after(line, "(");
-            out.tracked_recall = after(line, "; recall");
-            out.median_minutes = after(line, "to the first signal that moved");
-        }
+fn figures(summary: &serde_json::Value) -> Figures {
+    let number = |v: &serde_json::Value| v.as_f64();
+    let auc = |method: &str| {
+        summary["risk"]["auc"]
+            .as_array()?
+            .iter()
+            .find(|m| m["method"] == method)
+            .and_then(|m| m["auc"].as_f64())
+    };
+    let suspects = &summary["suspects"];
+    Figures {
+        auc: [
+            auc("model"),
+            auc("lines_added alone"),
+            auc("recent_failure_rate alone"),
+        ],
+        precision: number(&suspects["precision"]),
+        recall: number(&suspects["recall"]),
+        tracked_recall: number(&suspects["tracked_recall"]),
+        caused: number(&suspects["caused"]),
+        flagged: number(&suspects["flagged"]),
+        median_minutes: number(&suspects["median_minutes"]),
     }
-    out
 }
 
-fn demo(dir: &Path, seed: u64) -> Result<String> {
+fn demo(dir: &Path, seed: u64) -> Result<serde_json::Value> {
+    let summary = dir.join("summary.json");
     let output = Command::new(env!("CARGO_BIN_EXE_fathom"))
         .args(["demo", "--no-serve", "--seed", &seed.to_string(), "--dir"])
         .arg(dir)
+        .arg("--summary")
+        .arg(&summary)
         .env_remove("FATHOM_WAREHOUSE__URL")
         .env_remove("FATHOM_STATE__DATABASE_URL")
         .env_remove("FATHOM_CONFIG")
@@ -77,7 +72,7 @@ fn demo(dir: &Path, seed: u64) -> Result<String> {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    Ok(serde_json::from_slice(&std::fs::read(&summary)?)?)
 }
 
 fn show(value: Option<f64>) -> String {
@@ -113,8 +108,8 @@ fn main() -> Result<()> {
     let mut all = Vec::new();
     for seed in seeds {
         let started = Instant::now();
-        let report = demo(&dir.path().join(format!("seed-{seed}")), seed)?;
-        let f = figures(&report);
+        let summary = demo(&dir.path().join(format!("seed-{seed}")), seed)?;
+        let f = figures(&summary);
         println!(
             "{seed:>6} {:>7} {:>7} {:>7} | {:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6.0}",
             show(f.auc[0]),

@@ -15,6 +15,7 @@ pub(super) async fn demo(
     world: WorldArgs,
     dir: &std::path::Path,
     no_serve: bool,
+    summary: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     std::fs::create_dir_all(dir)
@@ -223,8 +224,21 @@ pub(super) async fn demo(
     cost_summary(&session, &truth, state.world()).await?;
     usage_summary(&session, &truth, state.world(), config.usage.k_anonymity).await?;
     anomaly_summary(&session, &truth, state.world()).await?;
-    super::ml_risk::demo_risk(&warehouse, &state_db).await?;
-    super::ml_risk::demo_suspects(&session, &truth).await?;
+    let risk = super::ml_risk::demo_risk(&warehouse, &state_db).await?;
+    let suspects = super::ml_risk::demo_suspects(&session, &truth).await?;
+    if let Some(path) = summary {
+        // The figures as printed, for scripts and benchmarks (the printed
+        // wording may change; these names do not without a note).
+        let figures = serde_json::json!({
+            "seed": state.world().config.seed,
+            "dora_rows": truth.dora.len(),
+            "dora_rows_agreeing": agreed,
+            "risk": risk,
+            "suspects": suspects,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&figures)?)
+            .with_context(|| format!("cannot write the summary `{}`", path.display()))?;
+    }
     println!(
         "\ningested and computed in {:.1}s (ingest {ingest_seconds:.1}s). Query it further with:\n  fathom --config {} sql \"SELECT * FROM dora_metrics LIMIT 10\"\n  fathom --config {} explain dora --scope org --metric lead_time --window 30d",
         started.elapsed().as_secs_f64(),

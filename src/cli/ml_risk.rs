@@ -97,7 +97,34 @@ async fn train_and_record(
 
 /// The demo's risk step: the model trained on the world's history, its
 /// backtest AUC next to both baselines, every deployment scored.
-pub(super) async fn demo_risk(warehouse: &Warehouse, state: &StateDb) -> Result<()> {
+/// What the demo's risk step measured (its `--summary`).
+#[derive(Debug, serde::Serialize)]
+pub(super) struct RiskFigures {
+    /// The model artifact's version.
+    version: String,
+    /// Deployments in the backtest, and the failed ones.
+    deployments: usize,
+    failures: usize,
+    /// AUC of each method: the model first, then the baselines.
+    auc: Vec<MethodAuc>,
+    /// The model's precision and recall at its operating threshold.
+    precision: Option<f64>,
+    recall: Option<f64>,
+}
+
+/// One method's backtest AUC.
+#[derive(Debug, serde::Serialize)]
+pub(super) struct MethodAuc {
+    method: String,
+    auc: Option<f64>,
+}
+
+/// Trains, backtests and scores the demo's risk model; `None` when no
+/// model could be trained (said in the output).
+pub(super) async fn demo_risk(
+    warehouse: &Warehouse,
+    state: &StateDb,
+) -> Result<Option<RiskFigures>> {
     let config = BacktestConfig {
         embargo_seconds: store::LABEL_DELAY_SECONDS,
         ..BacktestConfig::default()
@@ -109,7 +136,7 @@ pub(super) async fn demo_risk(warehouse: &Warehouse, state: &StateDb) -> Result<
                 "
 deployment risk: no model trained ({e:#})"
             );
-            return Ok(());
+            return Ok(None);
         }
     };
     let scored = store::score_all(warehouse, &artifact).await?;
@@ -132,7 +159,21 @@ deployment risk ({}): chronological backtest over {} deployments ({} failed), AU
         scored.deployments,
         scored.flagged
     );
-    Ok(())
+    Ok(Some(RiskFigures {
+        version: artifact.version.clone(),
+        deployments: evaluation.rows,
+        failures: evaluation.failures,
+        auc: evaluation
+            .methods
+            .iter()
+            .map(|m| MethodAuc {
+                method: m.method.clone(),
+                auc: m.auc,
+            })
+            .collect(),
+        precision: model.and_then(|m| m.operating.precision),
+        recall: model.and_then(|m| m.operating.recall),
+    }))
 }
 
 /// The AUC of each method, for the state database's record.
@@ -292,10 +333,30 @@ fn print_coefficients(model: &risk::Model) {
 /// caused an incident: precision, recall (also among the services that
 /// report to an error tracker) and the median time from a deployment to
 /// the first signal that moved (a new issue, a degraded hour).
+/// What the demo's suspect step measured against the truth (its
+/// `--summary`).
+#[derive(Debug, serde::Serialize)]
+pub(super) struct SuspectFigures {
+    /// Deployments that truly caused an incident.
+    caused: usize,
+    /// Deployments flagged suspect, and those that caused none.
+    flagged: usize,
+    false_positives: usize,
+    precision: Option<f64>,
+    recall: Option<f64>,
+    /// Recall on the services reporting to an error tracker.
+    tracked_recall: Option<f64>,
+    tracked_services: usize,
+    /// Median minutes from a true suspect's deployment to the first
+    /// signal that moved.
+    median_minutes: Option<f64>,
+}
+
+/// Scores the suspect deployments against the world's truth.
 pub(super) async fn demo_suspects(
     session: &datafusion::prelude::SessionContext,
     truth: &fathom_sim::truth::Truth,
-) -> Result<()> {
+) -> Result<SuspectFigures> {
     use std::collections::{BTreeMap, BTreeSet};
     let (_, batches) = fathom_warehouse::query::query(
         session,
@@ -336,23 +397,28 @@ pub(super) async fn demo_suspects(
         }
     }
     delays.sort_by(f64::total_cmp);
-    let ratio = |a: usize, b: usize| {
-        if b == 0 {
-            "-".to_owned()
-        } else {
-            format!("{:.2}", a as f64 / b as f64)
-        }
+    let ratio = |a: usize, b: usize| (b > 0).then(|| a as f64 / b as f64);
+    let figures = SuspectFigures {
+        caused,
+        flagged: tp + fp,
+        false_positives: fp,
+        precision: ratio(tp, tp + fp),
+        recall: ratio(tp, caused),
+        tracked_recall: ratio(tracked_tp, tracked_caused),
+        tracked_services: tracked.len(),
+        median_minutes: delays.get(delays.len() / 2).map(|s| s / 60.0),
     };
-    let median = delays
-        .get(delays.len() / 2)
-        .map_or_else(|| "-".to_owned(), |s| format!("{:.0} min", s / 60.0));
+    let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
     println!(
-        "suspect deployments against the {caused} that truly caused an incident: precision {}, recall {} ({} flagged, {fp} false; recall {} on the {} services reporting to an error tracker); median time from deployment to the first signal that moved {median}",
-        ratio(tp, tp + fp),
-        ratio(tp, caused),
-        tp + fp,
-        ratio(tracked_tp, tracked_caused),
-        tracked.len()
+        "suspect deployments against the {caused} that truly caused an incident: precision {}, recall {} ({} flagged, {fp} false; recall {} on the {} services reporting to an error tracker); median time from deployment to the first signal that moved {}",
+        show(figures.precision),
+        show(figures.recall),
+        figures.flagged,
+        show(figures.tracked_recall),
+        figures.tracked_services,
+        figures
+            .median_minutes
+            .map_or_else(|| "-".to_owned(), |m| format!("{m:.0} min"))
     );
-    Ok(())
+    Ok(figures)
 }

@@ -193,6 +193,11 @@ enum Command {
         /// the PostgreSQL endpoint.
         #[arg(long)]
         no_serve: bool,
+        /// Also write the figures checked against the world's truth (DORA
+        /// agreement, risk AUCs, suspect precision and recall) to this
+        /// JSON file.
+        #[arg(long)]
+        summary: Option<PathBuf>,
     },
     /// Compute the marts (DORA first) from the core tables, in dependency
     /// order; each mart is replaced in one commit.
@@ -600,7 +605,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             world,
             dir,
             no_serve,
-        } => demo(world, &dir, no_serve).await,
+            summary,
+        } => demo(world, &dir, no_serve, summary.as_deref()).await,
         Command::Sim { command } => sim(&config, command).await,
     }
 }

@@ -273,6 +273,8 @@ fn demo_ingests_a_small_world_and_shows_what_landed() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let demo_dir = dir.path().join("demo");
     let demo_text = demo_dir.display().to_string();
+    let summary_path = dir.path().join("summary.json");
+    let summary_text = summary_path.display().to_string();
     // The demo ends by serving: read its output up to the psql line it
     // prints, run that line, then stop it.
     let mut child = std::process::Command::new(crate::support::fathom_bin())
@@ -286,6 +288,8 @@ fn demo_ingests_a_small_world_and_shows_what_landed() -> Result<()> {
             "20",
             "--dir",
             &demo_text,
+            "--summary",
+            &summary_text,
         ])
         .env("FATHOM_WAREHOUSE__URL", dir.path())
         .env_remove("FATHOM_STATE__DATABASE_URL")
@@ -414,6 +418,48 @@ fn demo_ingests_a_small_world_and_shows_what_landed() -> Result<()> {
         agreement.len() == 2 && agreement[0] == agreement[1] && agreement[1] > 0,
         "{text}"
     );
+    // The summary file holds the same figures as numbers.
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary_path)?)?;
+    assert_eq!(summary["dora_rows"], agreement[1], "{summary}");
+    assert_eq!(summary["dora_rows_agreeing"], agreement[0], "{summary}");
+    let suspects = &summary["suspects"];
+    let caused = text
+        .lines()
+        .find_map(|l| l.strip_prefix("suspect deployments against the "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert_eq!(suspects["caused"].as_u64(), caused, "{summary}");
+    let flagged = suspects["flagged"].as_u64().unwrap_or(u64::MAX);
+    let false_positives = suspects["false_positives"].as_u64().unwrap_or(u64::MAX);
+    assert!(false_positives <= flagged, "{summary}");
+    for rate in ["precision", "recall", "tracked_recall"] {
+        assert!(
+            suspects[rate].is_null()
+                || suspects[rate]
+                    .as_f64()
+                    .is_some_and(|r| (0.0..=1.0).contains(&r)),
+            "{rate}: {summary}"
+        );
+    }
+    // Without a flag the precision is unknown, not zero.
+    assert_eq!(suspects["precision"].is_null(), flagged == 0, "{summary}");
+    // A trained model reports the model and both baselines; a world this
+    // small may train none, which the output says.
+    if text.contains("no model trained") {
+        assert!(summary["risk"].is_null(), "{summary}");
+    } else {
+        let methods: Vec<&str> = summary["risk"]["auc"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["method"].as_str())
+            .collect();
+        assert_eq!(
+            methods,
+            ["model", "lines_added alone", "recent_failure_rate alone"],
+            "{summary}"
+        );
+    }
     // Portal adoption of the last full month, and every scope × month of
     // usage_active agrees with the generator's events.
     assert!(text.contains("monthly active users of"), "{text}");
