@@ -13,7 +13,7 @@ use fathom_models::tables::{
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-use super::properties::{land, register};
+use super::properties::{land, register, run_marts};
 use super::{CostParameters, MARTS, Parameters, compute};
 
 type Tables = BTreeMap<&'static str, Vec<Map<String, Value>>>;
@@ -612,13 +612,6 @@ pub(crate) async fn incremental_equals_full(
 ) -> Result<(), String> {
     let parameters = parameters(policy);
     let as_of = crate::default_as_of();
-    let options = |previous| super::RunOptions {
-        only: None,
-        as_of,
-        full: false,
-        previous,
-    };
-    let err = |e: super::Error| e.to_string();
     // June is the rewritten period: its lines later are others.
     let in_june = |l: &&Line| l.day >= 31;
     let first = cost_tables(&first_allocations, &first_lines);
@@ -638,9 +631,7 @@ pub(crate) async fn incremental_equals_full(
 
     let warehouse = fathom_warehouse::Warehouse::in_memory().map_err(|e| e.to_string())?;
     land(&warehouse, &first).await?;
-    let run = super::run(&warehouse, &parameters, options(None), &super::NoProgress)
-        .await
-        .map_err(err)?;
+    let run = run_marts(&warehouse, &parameters, as_of, None).await?;
     let mut later = Tables::new();
     let appended = cost_tables(&later_allocations, &[]);
     if let Some(rows) = appended.get(COST_ALLOCATIONS_DAILY.name) {
@@ -662,14 +653,7 @@ pub(crate) async fn incremental_equals_full(
         cloud(&mut june_tables, 1000 + i, l);
     }
     replace_june(&warehouse, &june_tables).await?;
-    let incremental = super::run(
-        &warehouse,
-        &parameters,
-        options(run.watermark.as_ref()),
-        &super::NoProgress,
-    )
-    .await
-    .map_err(err)?;
+    let incremental = run_marts(&warehouse, &parameters, as_of, run.watermark.as_ref()).await?;
     if !incremental.plan.starts_with("incremental") {
         return Err(format!("not incremental: {}", incremental.plan));
     }

@@ -638,6 +638,25 @@ async fn rows_in(ctx: &SessionContext) -> Result<BTreeMap<&'static str, Vec<Stri
     Ok(out)
 }
 
+/// The marts over what `warehouse` holds as of `as_of`: incrementally
+/// from `previous`, or whole without one (a case's first run).
+pub(crate) async fn run_marts(
+    warehouse: &fathom_warehouse::Warehouse,
+    parameters: &Parameters,
+    as_of: DateTime<Utc>,
+    previous: Option<&super::Watermark>,
+) -> Result<super::RunOutcome, String> {
+    let options = super::RunOptions {
+        only: None,
+        as_of,
+        full: false,
+        previous,
+    };
+    super::run(warehouse, parameters, options, &super::NoProgress)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// History arrives in two parts (a third of every table's rows later,
 /// change sets possibly after their deployments); the second run,
 /// incremental from the first one's watermark, leaves exactly the rows
@@ -670,28 +689,12 @@ pub(crate) async fn incremental_equals_full(
         ..Parameters::default()
     };
     let as_of = start() + Duration::days(41);
-    let options = |previous| super::RunOptions {
-        only: None,
-        as_of,
-        full: false,
-        previous,
-    };
-    let err = |e: super::Error| e.to_string();
 
     let warehouse = fathom_warehouse::Warehouse::in_memory().map_err(|e| e.to_string())?;
     land(&warehouse, &first).await?;
-    let run = super::run(&warehouse, &parameters, options(None), &super::NoProgress)
-        .await
-        .map_err(err)?;
+    let run = run_marts(&warehouse, &parameters, as_of, None).await?;
     land(&warehouse, &later).await?;
-    let incremental = super::run(
-        &warehouse,
-        &parameters,
-        options(run.watermark.as_ref()),
-        &super::NoProgress,
-    )
-    .await
-    .map_err(err)?;
+    let incremental = run_marts(&warehouse, &parameters, as_of, run.watermark.as_ref()).await?;
     if !incremental.plan.starts_with("incremental") {
         return Err(format!("not incremental: {}", incremental.plan));
     }

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::cost_tests::{compute_in_memory, texts};
-use super::properties::{land, mart_rows, register};
+use super::properties::{land, mart_rows, register, run_marts};
 use super::{Parameters, UsageParameters};
 
 type Tables = BTreeMap<&'static str, Vec<Map<String, Value>>>;
@@ -296,13 +296,6 @@ pub(crate) async fn incremental_equals_full(
 ) -> Result<(), String> {
     let parameters = parameters(2);
     let as_of = crate::default_as_of();
-    let options = |previous| super::RunOptions {
-        only: None,
-        as_of,
-        full: false,
-        previous,
-    };
-    let err = |e: super::Error| e.to_string();
     let everything = tables(&team_sizes, 1, &events, true);
     let (mut first, mut later) = (Tables::new(), Tables::new());
     for (table, rows) in &everything {
@@ -315,18 +308,9 @@ pub(crate) async fn incremental_equals_full(
     }
     let warehouse = fathom_warehouse::Warehouse::in_memory().map_err(|e| e.to_string())?;
     land(&warehouse, &first).await?;
-    let run = super::run(&warehouse, &parameters, options(None), &super::NoProgress)
-        .await
-        .map_err(err)?;
+    let run = run_marts(&warehouse, &parameters, as_of, None).await?;
     land(&warehouse, &later).await?;
-    let incremental = super::run(
-        &warehouse,
-        &parameters,
-        options(run.watermark.as_ref()),
-        &super::NoProgress,
-    )
-    .await
-    .map_err(err)?;
+    let incremental = run_marts(&warehouse, &parameters, as_of, run.watermark.as_ref()).await?;
     // Never whole: the months from the earliest changed one.
     for mart in &incremental.marts {
         if mart.mart.starts_with("usage_") && mart.recomputed == "all" {
