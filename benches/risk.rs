@@ -2,7 +2,8 @@
 //! seed, `fathom demo --no-serve --seed <seed>` builds the default demo
 //! world (8 teams, 40 services, 180 days) through the simulators and
 //! ingest, trains the risk model (chronological backtest against both
-//! baselines) and scores suspects against the world's truth; the figures
+//! baselines, and the generator's own failure probabilities on the same
+//! folds as the ceiling) and scores suspects against the world's truth; the figures
 //! are read from its `--summary` file and printed per seed and averaged. The seeds
 //! default to 101–105, never used while the model and the thresholds were
 //! built (those were 1–3). Figures are printed, never asserted.
@@ -19,8 +20,9 @@ use anyhow::{Result, bail};
 /// One world's figures, read from the demo's `--summary` file.
 #[derive(Debug, Default)]
 struct Figures {
-    /// AUC of the model, lines added alone, the recent failure rate alone.
-    auc: [Option<f64>; 3],
+    /// AUC of the model, lines added alone, the recent failure rate alone,
+    /// and of the generator's own failure probabilities (the ceiling).
+    auc: [Option<f64>; 4],
     precision: Option<f64>,
     recall: Option<f64>,
     /// Recall on the services reporting to an error tracker.
@@ -45,6 +47,7 @@ fn figures(summary: &serde_json::Value) -> Figures {
             auc("model"),
             auc("lines_added alone"),
             auc("recent_failure_rate alone"),
+            number(&summary["risk"]["generator_auc"]),
         ],
         precision: number(&suspects["precision"]),
         recall: number(&suspects["recall"]),
@@ -92,11 +95,12 @@ fn main() -> Result<()> {
         .collect();
     let dir = tempfile::tempdir()?;
     println!(
-        "{:>6} {:>7} {:>7} {:>7} | {:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6}",
+        "{:>6} {:>7} {:>7} {:>7} {:>7} | {:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6}",
         "seed",
         "model",
         "lines",
         "rate",
+        "ceiling",
         "precision",
         "recall",
         "tracked",
@@ -111,10 +115,11 @@ fn main() -> Result<()> {
         let summary = demo(&dir.path().join(format!("seed-{seed}")), seed)?;
         let f = figures(&summary);
         println!(
-            "{seed:>6} {:>7} {:>7} {:>7} | {:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6.0}",
+            "{seed:>6} {:>7} {:>7} {:>7} {:>7} | {:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>6.0}",
             show(f.auc[0]),
             show(f.auc[1]),
             show(f.auc[2]),
+            show(f.auc[3]),
             show(f.precision),
             show(f.recall),
             show(f.tracked_recall),
@@ -127,17 +132,18 @@ fn main() -> Result<()> {
         all.push(f);
     }
     println!(
-        "{:>6} {:>7} {:>7} {:>7} | {:>9} {:>7} {:>7}",
+        "{:>6} {:>7} {:>7} {:>7} {:>7} | {:>9} {:>7} {:>7}",
         "mean",
         show(mean(all.iter().map(|f| f.auc[0]))),
         show(mean(all.iter().map(|f| f.auc[1]))),
         show(mean(all.iter().map(|f| f.auc[2]))),
+        show(mean(all.iter().map(|f| f.auc[3]))),
         show(mean(all.iter().map(|f| f.precision))),
         show(mean(all.iter().map(|f| f.recall))),
         show(mean(all.iter().map(|f| f.tracked_recall))),
     );
     println!(
-        "AUC: chronological backtest (rolling origin, 7-day embargo), mean of the folds; suspects: against the deployments the truth says caused an incident"
+        "AUC: chronological backtest (rolling origin, 7-day embargo), mean of the folds; ceiling: the generator's own failure probabilities on the same folds; suspects: against the deployments the truth says caused an incident"
     );
     Ok(())
 }

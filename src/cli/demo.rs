@@ -224,7 +224,7 @@ pub(super) async fn demo(
     cost_summary(&session, &truth, state.world()).await?;
     usage_summary(&session, &truth, state.world(), config.usage.k_anonymity).await?;
     anomaly_summary(&session, &truth, state.world()).await?;
-    let risk = super::ml_risk::demo_risk(&warehouse, &state_db).await?;
+    let risk = super::ml_risk::demo_risk(&warehouse, &state_db, state.world()).await?;
     let suspects = super::ml_risk::demo_suspects(&session, &truth).await?;
     if let Some(path) = summary {
         // The figures as printed, for scripts and benchmarks (the printed

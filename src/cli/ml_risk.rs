@@ -110,6 +110,10 @@ pub(super) struct RiskFigures {
     /// The model's precision and recall at its operating threshold.
     precision: Option<f64>,
     recall: Option<f64>,
+    /// AUC of the generator's own failure probabilities on the same folds:
+    /// the most any model could reach on this world (failures are drawn,
+    /// so even the true probabilities rank them imperfectly).
+    generator_auc: Option<f64>,
 }
 
 /// One method's backtest AUC.
@@ -124,6 +128,7 @@ pub(super) struct MethodAuc {
 pub(super) async fn demo_risk(
     warehouse: &Warehouse,
     state: &StateDb,
+    world: &fathom_sim::World,
 ) -> Result<Option<RiskFigures>> {
     let config = BacktestConfig {
         embargo_seconds: store::LABEL_DELAY_SECONDS,
@@ -140,6 +145,7 @@ deployment risk: no model trained ({e:#})"
         }
     };
     let scored = store::score_all(warehouse, &artifact).await?;
+    let generator_auc = generator_auc(warehouse, world, &config).await?;
     let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
     let aucs: Vec<String> = evaluation
         .methods
@@ -149,11 +155,12 @@ deployment risk: no model trained ({e:#})"
     let model = evaluation.methods.first();
     println!(
         "
-deployment risk ({}): chronological backtest over {} deployments ({} failed), AUC: {}; at the operating threshold precision {}, recall {}; {} deployments scored into deployment_risk, {} flagged",
+deployment risk ({}): chronological backtest over {} deployments ({} failed), AUC: {} (the generator's own failure probabilities: {}); at the operating threshold precision {}, recall {}; {} deployments scored into deployment_risk, {} flagged",
         artifact.version,
         evaluation.rows,
         evaluation.failures,
         aucs.join(", "),
+        show(generator_auc),
         show(model.and_then(|m| m.operating.precision)),
         show(model.and_then(|m| m.operating.recall)),
         scored.deployments,
@@ -173,7 +180,57 @@ deployment risk ({}): chronological backtest over {} deployments ({} failed), AU
             .collect(),
         precision: model.and_then(|m| m.operating.precision),
         recall: model.and_then(|m| m.operating.recall),
+        generator_auc,
     }))
+}
+
+/// The AUC of the generator's own failure probability of each deployment,
+/// judged as a method on the same rows and folds as the model (a
+/// one-feature fit, which ranks as the probability does): the ceiling
+/// the model's AUC is to be read against. A deployment the generator drew
+/// no outcome for never fails by the draw: probability 0.
+async fn generator_auc(
+    warehouse: &Warehouse,
+    world: &fathom_sim::World,
+    config: &BacktestConfig,
+) -> Result<Option<f64>> {
+    let probability: std::collections::HashMap<&str, f64> = world
+        .histories
+        .iter()
+        .flat_map(|h| &h.deployments)
+        .map(|d| (d.id.as_str(), d.failure_probability.unwrap_or(0.0)))
+        .collect();
+    let loaded = store::load(warehouse).await?;
+    let rows = loaded.labelled_rows();
+    let frame = risk::Frame {
+        features: vec!["generator_probability".to_owned()],
+        values: rows
+            .iter()
+            .map(|&r| {
+                vec![
+                    probability
+                        .get(loaded.frame.ids[r].as_str())
+                        .copied()
+                        .unwrap_or(0.0),
+                ]
+            })
+            .collect(),
+        labels: rows.iter().map(|&r| loaded.frame.labels[r]).collect(),
+        times: rows.iter().map(|&r| loaded.frame.times[r]).collect(),
+        ids: rows.iter().map(|&r| loaded.frame.ids[r].clone()).collect(),
+        groups: rows
+            .iter()
+            .map(|&r| loaded.frame.groups[r].clone())
+            .collect(),
+    };
+    let method = Method {
+        name: "generator".to_owned(),
+        columns: vec![0],
+    };
+    Ok(risk::backtest(&frame, &[method], config)?
+        .methods
+        .first()
+        .and_then(|m| m.auc))
 }
 
 /// The AUC of each method, for the state database's record.

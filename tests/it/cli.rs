@@ -459,6 +459,12 @@ fn demo_ingests_a_small_world_and_shows_what_landed() -> Result<()> {
             ["model", "lines_added alone", "recent_failure_rate alone"],
             "{summary}"
         );
+        // The ceiling: the generator's own probabilities on the same folds.
+        let ceiling = summary["risk"]["generator_auc"].as_f64();
+        assert!(
+            ceiling.is_some_and(|a| (0.0..=1.0).contains(&a)),
+            "{summary}"
+        );
     }
     // Portal adoption of the last full month, and every scope × month of
     // usage_active agrees with the generator's events.

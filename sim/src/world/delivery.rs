@@ -118,6 +118,12 @@ pub struct Deployment {
     pub caused_incident: Option<String>,
     /// Truth: rolled back by a later deployment.
     pub rolled_back: bool,
+    /// Truth: the probability of failing that the change-risk model gave
+    /// this production release before its outcome was drawn; `None` where
+    /// nothing was drawn (other environments, failed jobs, rollbacks and
+    /// hotfixes, which never fail by the draw).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_probability: Option<f64>,
 }
 
 /// An incident on the service.
@@ -618,6 +624,7 @@ impl ServiceHistory {
                 hotfix,
                 caused_incident: None,
                 rolled_back: false,
+                failure_probability: None,
             });
             this.deployments.len() - 1
         };
@@ -711,6 +718,7 @@ impl ServiceHistory {
                 previous_successful.map(|p| &self.deployments[p]),
             );
             let p = builder.risk.failure_probability(builder.profile, &release);
+            self.deployments[d].failure_probability = Some(p);
             if builder.rng.random::<f64>() >= p {
                 continue;
             }

@@ -167,6 +167,20 @@ fn histories_are_consistent() {
                     incident_ids.contains(incident.as_str()),
                     "{incident} missing"
                 );
+                // A release fails only by the draw, which records the
+                // probability it was drawn with.
+                assert!(
+                    deployment
+                        .failure_probability
+                        .is_some_and(|p| p > 0.0 && p < 1.0),
+                    "{}: {:?}",
+                    deployment.id,
+                    deployment.failure_probability
+                );
+            }
+            if deployment.failure_probability.is_some() {
+                assert!(deployment.production && deployment.job_succeeded);
+                assert!(!deployment.is_rollback && !deployment.hotfix);
             }
         }
         for incident in &history.incidents {
