@@ -185,10 +185,9 @@ deployment risk ({}): chronological backtest over {} deployments ({} failed), AU
 }
 
 /// The AUC of the generator's own failure probability of each deployment,
-/// judged as a method on the same rows and folds as the model (a
-/// one-feature fit, which ranks as the probability does): the ceiling
-/// the model's AUC is to be read against. A deployment the generator drew
-/// no outcome for never fails by the draw: probability 0.
+/// judged on the same rows and folds as the model: the ceiling the model's
+/// AUC is to be read against. A deployment the generator drew no outcome
+/// for never fails by the draw: probability 0.
 async fn generator_auc(
     warehouse: &Warehouse,
     world: &fathom_sim::World,
@@ -200,28 +199,32 @@ async fn generator_auc(
         .flat_map(|h| &h.deployments)
         .map(|d| (d.id.as_str(), d.failure_probability.unwrap_or(0.0)))
         .collect();
-    let loaded = store::load(warehouse).await?;
-    let rows = loaded.labelled_rows();
+    let labelled = store::load(warehouse).await?.labelled();
+    probability_auc(
+        labelled,
+        |id| probability.get(id).copied().unwrap_or(0.0),
+        config,
+    )
+}
+
+/// The backtest AUC of `probability` as the one feature of `labelled`'s
+/// rows (the rows and folds the model's backtest reads). The fold's fit is
+/// a monotone function of the probability: the same ranking whenever its
+/// coefficient is positive, as it is when the probabilities mean anything.
+fn probability_auc(
+    labelled: risk::Frame,
+    probability: impl Fn(&str) -> f64,
+    config: &BacktestConfig,
+) -> Result<Option<f64>> {
+    let values = labelled
+        .ids
+        .iter()
+        .map(|id| vec![probability(id)])
+        .collect();
     let frame = risk::Frame {
         features: vec!["generator_probability".to_owned()],
-        values: rows
-            .iter()
-            .map(|&r| {
-                vec![
-                    probability
-                        .get(loaded.frame.ids[r].as_str())
-                        .copied()
-                        .unwrap_or(0.0),
-                ]
-            })
-            .collect(),
-        labels: rows.iter().map(|&r| loaded.frame.labels[r]).collect(),
-        times: rows.iter().map(|&r| loaded.frame.times[r]).collect(),
-        ids: rows.iter().map(|&r| loaded.frame.ids[r].clone()).collect(),
-        groups: rows
-            .iter()
-            .map(|&r| loaded.frame.groups[r].clone())
-            .collect(),
+        values,
+        ..labelled
     };
     let method = Method {
         name: "generator".to_owned(),
@@ -478,4 +481,33 @@ pub(super) async fn demo_suspects(
             .map_or_else(|| "-".to_owned(), |m| format!("{m:.0} min"))
     );
     Ok(figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 400 deployments, one in five failing, with a probability per id:
+    /// one that tells every failure apart ranks perfectly; one that is the
+    /// same for all ranks no better than chance.
+    #[test]
+    fn the_probability_ceiling_is_the_auc_of_the_probabilities() -> Result<()> {
+        let n = 400;
+        let labels: Vec<bool> = (0..n).map(|i| i % 5 == 0).collect();
+        let frame = risk::Frame::new(vec![], vec![vec![]; n], labels);
+        let config = BacktestConfig {
+            embargo_seconds: 0,
+            ..BacktestConfig::default()
+        };
+        let failed = |id: &str| id.parse::<usize>().is_ok_and(|i| i % 5 == 0);
+        let telling = probability_auc(
+            frame.clone(),
+            |id| if failed(id) { 0.6 } else { 0.05 },
+            &config,
+        )?;
+        assert_eq!(telling, Some(1.0));
+        let flat = probability_auc(frame, |_| 0.2, &config)?;
+        assert_eq!(flat, Some(0.5));
+        Ok(())
+    }
 }

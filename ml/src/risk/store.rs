@@ -109,6 +109,21 @@ impl Loaded {
             .filter(|&r| self.labelled[r])
             .collect()
     }
+
+    /// The frame of the rows whose outcome is final: what training and
+    /// its backtest read.
+    pub fn labelled(&self) -> Frame {
+        let rows = self.labelled_rows();
+        let frame = &self.frame;
+        Frame {
+            features: frame.features.clone(),
+            values: rows.iter().map(|&r| frame.values[r].clone()).collect(),
+            labels: rows.iter().map(|&r| frame.labels[r]).collect(),
+            times: rows.iter().map(|&r| frame.times[r]).collect(),
+            ids: rows.iter().map(|&r| frame.ids[r].clone()).collect(),
+            groups: rows.iter().map(|&r| frame.groups[r].clone()).collect(),
+        }
+    }
 }
 
 /// The features [`inputs`] derives, with the `deployment_features`
@@ -314,13 +329,12 @@ pub async fn train(
     config: &BacktestConfig,
 ) -> Result<(Artifact, Backtest), StoreError> {
     let loaded = load(warehouse).await?;
-    let rows = loaded.labelled_rows();
-    if rows.is_empty() {
+    let labelled = loaded.labelled();
+    if labelled.is_empty() {
         return Err(StoreError::Empty(
             "no deployment with a final outcome yet: run `fathom transform` after ingesting deployments (outcomes are final 7 days after a deployment)".to_owned(),
         ));
     }
-    let labelled = subset(&loaded.frame, &rows);
     let evaluation = backtest(&labelled, &methods(&labelled), config)?;
     let all: Vec<usize> = (0..labelled.len()).collect();
     let model = Model::train(&labelled, &all, &config.train)?;
@@ -367,17 +381,6 @@ pub async fn read_artifact(warehouse: &Warehouse, version: &str) -> Result<Artif
         )));
     }
     Ok(artifact)
-}
-
-fn subset(frame: &Frame, rows: &[usize]) -> Frame {
-    Frame {
-        features: frame.features.clone(),
-        values: rows.iter().map(|&r| frame.values[r].clone()).collect(),
-        labels: rows.iter().map(|&r| frame.labels[r]).collect(),
-        times: rows.iter().map(|&r| frame.times[r]).collect(),
-        ids: rows.iter().map(|&r| frame.ids[r].clone()).collect(),
-        groups: rows.iter().map(|&r| frame.groups[r].clone()).collect(),
-    }
 }
 
 /// One deployment's score with its reasons.
