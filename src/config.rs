@@ -31,6 +31,9 @@ pub struct Config {
     pub api: ApiSection,
     /// The scheduler of `fathom serve`.
     pub schedule: crate::schedule::ScheduleConfig,
+    /// Alerts: channels and rules (`[[alerts.channels]]`,
+    /// `[[alerts.rules]]`).
+    pub alerts: fathom_pipeline::notify::AlertsConfig,
     /// Upstream sources (`[[sources]]`, each with a `type`).
     pub sources: Vec<fathom_ingest::source::SourceConfig>,
 }
@@ -370,6 +373,42 @@ mod tests {
             config.sources[0].common().map(|c| c.http.max_retries),
             Some(5)
         );
+        Ok(())
+    }
+
+    /// The commented `[[alerts.channels]]` and `[[alerts.rules]]` of the
+    /// example, uncommented, are a valid `[alerts]`.
+    #[test]
+    fn the_example_alerts_parse() -> Result<()> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fathom.example.toml");
+        let text = std::fs::read_to_string(path)?;
+        let start = text
+            .find("# [[alerts.channels]]")
+            .context("no alerts example")?;
+        let end = text.find("# Upstream sources").context("no sources text")?;
+        let uncommented: String = text[start..end]
+            .lines()
+            .map(|line| line.strip_prefix("# ").unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("fathom.toml");
+        std::fs::write(&file, uncommented)?;
+        let config = Config::load(Some(&file), Vec::new())?;
+        config.alerts.check()?;
+        let channels: Vec<&str> = config
+            .alerts
+            .channels
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            channels,
+            ["platform-slack", "platform-feishu", "automation"]
+        );
+        assert_eq!(config.alerts.rules.len(), 2);
+        assert_eq!(config.alerts.digest.channels, ["platform-slack"]);
+        assert_eq!(config.alerts.rules[0].max_per_hour, Some(10));
         Ok(())
     }
 

@@ -35,7 +35,7 @@ mod panels;
 pub mod pg;
 mod risk;
 mod runs;
-use runs::{freshness_rows, run_rows};
+use runs::{alert_rows, freshness_rows, run_rows};
 mod serve;
 pub use serve::serve;
 mod sql;

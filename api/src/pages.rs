@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    Api, ApiError, ApiResult, Caller, Role, access, benchmark, benchmark_tiers, cached_json,
-    caller, freshness_rows, quoted, rows_as_json, run_rows, scope_ref, window_days,
+    Api, ApiError, ApiResult, Caller, Role, access, alert_rows, benchmark, benchmark_tiers,
+    cached_json, caller, freshness_rows, quoted, rows_as_json, run_rows, scope_ref, window_days,
 };
 
 /// `?window=&env=&benchmark=&scope=` of a page.
@@ -117,7 +117,7 @@ pub(crate) fn may_read_sql_panel(caller: &Caller, panel: &Panel) -> ApiResult<()
     Ok(())
 }
 
-/// The rows of an API panel (`api = "freshness"` or `"runs"`).
+/// The rows of an API panel (`api = "freshness"`, `"runs"` or `"alerts"`).
 pub(crate) async fn api_panel_rows(
     api: &Api,
     caller: &Caller,
@@ -128,6 +128,10 @@ pub(crate) async fn api_panel_rows(
             return Err(ApiError::forbidden("the run ledger is for admins"));
         }
         "runs" => run_rows(api, 50).await?,
+        "alerts" if caller.role != Role::Admin => {
+            return Err(ApiError::forbidden("alert deliveries are for admins"));
+        }
+        "alerts" => alert_rows(api, 50).await?,
         _ => freshness_rows(api).await?,
     };
     Ok((columns_of(&rows), rows))

@@ -121,6 +121,39 @@ pub(crate) async fn run_rows(api: &Api, limit: i64) -> ApiResult<Vec<Value>> {
         .collect())
 }
 
+/// The alerts not delivered (waiting, refused or dead), newest first:
+/// what Data health shows of the outbox.
+pub(crate) async fn alert_rows(api: &Api, limit: usize) -> ApiResult<Vec<Value>> {
+    use fathom_warehouse::state::DeliveryState;
+    let mut rows = Vec::new();
+    for state in [
+        DeliveryState::Dead,
+        DeliveryState::Failed,
+        DeliveryState::Pending,
+        DeliveryState::Sending,
+    ] {
+        let entries = api
+            .state
+            .alert_deliveries(Some(state), limit)
+            .await
+            .map_err(ApiError::internal)?;
+        rows.extend(entries.into_iter().map(|e| {
+            json!({
+                "state": e.state,
+                "title": e.payload["title"],
+                "rule": e.rule,
+                "channel": e.channel,
+                "severity": e.severity,
+                "attempts": e.attempts,
+                "created_at": e.created_at,
+                "next_attempt_at": e.next_attempt_at,
+                "last_error": e.last_error,
+            })
+        }));
+    }
+    Ok(rows)
+}
+
 /// `GET /api/v1/freshness`: per configured source, its last run, last
 /// successful run, how long ago that was, and whether it is degraded (its
 /// last run failed), with the error.
@@ -136,38 +169,8 @@ pub(crate) async fn freshness(
 /// Per configured source, from the run ledger: its freshness.
 pub(crate) async fn freshness_rows(api: &Api) -> ApiResult<Vec<Value>> {
     let runs = api.state.runs(500).await.map_err(ApiError::internal)?;
-    let now = chrono::Utc::now();
-    let sources: Vec<Value> = api
-        .config
-        .sources
+    fathom_warehouse::state::source_freshness(&runs, &api.config.sources, chrono::Utc::now())
         .iter()
-        .map(|name| {
-            // Newest first: the runs that read this source.
-            let mut read = runs
-                .iter()
-                .filter(|r| r.row_counts.contains_key(&format!("{name}.api_calls")));
-            let prefix = format!("{name}: ");
-            let failed = |r: &&fathom_warehouse::state::RunRecord| {
-                r.errors.iter().any(|e| e.starts_with(&prefix))
-                    || r.status == fathom_warehouse::state::RunStatus::Failed
-            };
-            let last = read.clone().next();
-            let success = read.find(|r| !failed(r));
-            let at = |r: Option<&fathom_warehouse::state::RunRecord>| {
-                r.map(|r| r.finished_at.unwrap_or(r.started_at))
-            };
-            let last_error = last
-                .filter(|r| failed(r))
-                .and_then(|r| r.errors.iter().find(|e| e.starts_with(&prefix)).cloned());
-            json!({
-                "source": name,
-                "last_run_at": at(last),
-                "last_success_at": at(success),
-                "lag_seconds": at(success).map(|t| (now - t).num_seconds()),
-                "degraded": last.is_some_and(|r| failed(&r)),
-                "last_error": last_error,
-            })
-        })
-        .collect();
-    Ok(sources)
+        .map(|f| serde_json::to_value(f).map_err(ApiError::internal))
+        .collect()
 }

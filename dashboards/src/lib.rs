@@ -101,7 +101,7 @@ pub const CHART_KINDS: [&str; 9] = [
 
 /// The reads a panel can take from the API instead of SQL (`api = "…"`):
 /// they live in the state database, not in the warehouse.
-pub const API_READS: [&str; 2] = ["freshness", "runs"];
+pub const API_READS: [&str; 3] = ["freshness", "runs", "alerts"];
 
 /// The filters a panel's SQL may use.
 pub const PLACEHOLDERS: [&str; 4] = ["window_days", "window", "environment", "scope"];

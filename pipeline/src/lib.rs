@@ -1,4 +1,4 @@
-//! The pipeline: ingest → transform → detect (next: score, notify) as
+//! The pipeline: ingest → transform → detect (and risk scoring) → notify as
 //! ordered stages, each run under its own record in the run ledger whose
 //! status one rule decides ([`Tally::status`]). The CLI and the scheduler of
 //! `fathom serve` both call it, so a new stage is added here, in one place:
@@ -14,6 +14,7 @@ use fathom_transforms::Parameters;
 use fathom_warehouse::Warehouse;
 use fathom_warehouse::state::StateDb;
 
+pub mod notify;
 pub mod retention;
 mod stages;
 mod status;
@@ -47,6 +48,9 @@ pub enum Error {
     /// Scoring deployment risk failed.
     #[error("risk scoring failed: {0}")]
     Risk(Box<fathom_ml::risk::store::StoreError>),
+    /// Reading events or delivering alerts failed as a whole.
+    #[error("notify failed: {0}")]
+    Notify(Box<notify::NotifyError>),
 }
 
 impl From<fathom_warehouse::Error> for Error {
@@ -67,10 +71,17 @@ pub enum Stage {
     Transform,
     /// Score every series for anomalies.
     Detect,
+    /// Queue and deliver the alerts the rules match.
+    Notify,
 }
 
 /// The stages in the order a refresh runs them.
-pub const STAGES: [Stage; 3] = [Stage::Ingest, Stage::Transform, Stage::Detect];
+pub const STAGES: [Stage; 4] = [
+    Stage::Ingest,
+    Stage::Transform,
+    Stage::Detect,
+    Stage::Notify,
+];
 
 impl Stage {
     /// Its name in the ledger and in job locks.
@@ -79,6 +90,7 @@ impl Stage {
             Self::Ingest => "ingest",
             Self::Transform => "transform",
             Self::Detect => "detect",
+            Self::Notify => "notify",
         }
     }
 }
@@ -94,6 +106,8 @@ pub struct Pipeline<'a> {
     pub sources: &'a [SourceConfig],
     /// The metric definitions' parameters.
     pub parameters: &'a Parameters,
+    /// Alert channels and rules.
+    pub alerts: &'a notify::AlertsConfig,
 }
 
 /// What a scheduled refresh of one source did.
@@ -188,6 +202,21 @@ impl Pipeline<'_> {
                     };
                     lock.release().await?;
                     scored?;
+                }
+                Stage::Notify => {
+                    // Also after a degraded ingest: that is an event too.
+                    if self.alerts.rules.is_empty() {
+                        continue;
+                    }
+                    let Some(lock) = self.state.try_lock_job(stage.name()).await? else {
+                        tracing::info!("notify skipped: another runner is notifying");
+                        continue;
+                    };
+                    let run_id = self.state.start_run("alerts run (scheduled)").await?;
+                    started(&run_id);
+                    let outcome = self.notify(&run_id).await;
+                    lock.release().await?;
+                    outcome?;
                 }
             }
         }

@@ -110,6 +110,35 @@ impl Recorded for RunOutcome {
     }
 }
 
+impl Recorded for crate::notify::NotifyReport {
+    fn tally(&self) -> Tally {
+        Tally {
+            parts: 1,
+            errors: self.errors.len(),
+            ..Tally::default()
+        }
+    }
+
+    fn counts(&self) -> BTreeMap<String, i64> {
+        [
+            ("alerts.events", self.events),
+            ("alerts.queued", self.queued),
+            ("alerts.delivered", self.delivered),
+            ("alerts.retrying", self.retrying),
+            ("alerts.held", self.held),
+            ("alerts.failed", self.failed),
+            ("alerts.dead", self.dead),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), i64::try_from(v).unwrap_or(i64::MAX)))
+        .collect()
+    }
+
+    fn errors(&self) -> Vec<String> {
+        self.errors.clone()
+    }
+}
+
 impl Recorded for fathom_ml::detect::DetectReport {
     fn tally(&self) -> Tally {
         Tally {
@@ -282,6 +311,23 @@ impl Pipeline<'_> {
     ) -> Result<fathom_ml::detect::DetectReport> {
         let outcome = fathom_ml::detect::run(self.warehouse, full).await;
         record(self.state, run_id, outcome, |e| Error::Detect(Box::new(e))).await
+    }
+
+    /// Reads the events, queues what the rules match and delivers what is
+    /// due, under `run_id`.
+    pub async fn notify(&self, run_id: &str) -> Result<crate::notify::NotifyReport> {
+        let outcome = async {
+            let notifier = crate::notify::Notifier::new(self.alerts, self.state)?;
+            let sources: Vec<String> = self.sources.iter().map(|s| s.name().to_owned()).collect();
+            let now = Utc::now();
+            let (events, queued) = notifier.queue(self.warehouse, &sources, now).await?;
+            let mut report = notifier.deliver_due(now).await?;
+            report.events = events;
+            report.queued = queued;
+            Ok(report)
+        }
+        .await;
+        record(self.state, run_id, outcome, |e| Error::Notify(Box::new(e))).await
     }
 
     /// Scores every deployment with the newest risk model, under a run of

@@ -13,6 +13,7 @@ use fathom_warehouse::{Warehouse, WarehouseLocation};
 
 use crate::config::{Config, LogFormat};
 
+mod alerts;
 mod demo;
 mod detect;
 mod import;
@@ -258,6 +259,22 @@ enum Command {
     Ml {
         #[command(subcommand)]
         command: ml::MlCommand,
+    },
+    /// Alerts: send what the rules match to Slack, Feishu, n8n or
+    /// webhooks (`run`), try a channel (`test`), see deliveries (`status`).
+    Alerts {
+        #[command(subcommand)]
+        command: alerts::AlertsCommand,
+    },
+    /// Preview the weekly digest of a team (with its sub-teams), or of the
+    /// organisation for leaders, as `[alerts.digest]` sends it.
+    Digest {
+        /// The team's group ref or name; default: the organisation.
+        #[arg(long)]
+        team: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = alerts::DigestFormat::Markdown)]
+        format: alerts::DigestFormat,
     },
     /// Manage API tokens.
     Tokens {
@@ -513,6 +530,7 @@ pub(crate) fn pipeline<'a>(
         state,
         sources: &config.sources,
         parameters: &config.transforms,
+        alerts: &config.alerts,
     }
 }
 
@@ -552,6 +570,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             postgres_listen,
         } => serve(&config, listen.as_deref(), postgres_listen.as_deref()).await,
         Command::Tokens { command } => tokens(&config, command).await,
+        Command::Alerts { command } => alerts::alerts(&config, command).await,
+        Command::Digest { team, format } => alerts::digest(&config, team.as_deref(), format).await,
         Command::Ml { command } => ml::ml(&config, command).await,
         Command::Detect { full, json } => detect::detect(&config, full, json).await,
         Command::Run { json } => {

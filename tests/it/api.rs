@@ -433,6 +433,13 @@ async fn the_api_serves_the_worked_example() -> Result<()> {
         admin_runs["rows"].as_array().is_some_and(|r| !r.is_empty()),
         "{admin_runs}"
     );
+    assert_eq!(
+        panel(&health, "health-alerts")["error"]["code"],
+        "forbidden",
+        "alert deliveries are for admins"
+    );
+    let alerts = panel(&ledger, "health-alerts");
+    assert!(alerts["rows"].is_array(), "{alerts}");
     // Every page path answers the shell; the assets are embedded.
     for path in ["/", "/teams", "/team", "/service", "/health", "/rows"] {
         let shell = http.get(format!("{}{path}", server.base)).send().await?;

@@ -216,7 +216,7 @@ fn init_writes_the_warehouse_and_state_given() -> Result<()> {
 fn every_command_has_help() -> Result<()> {
     let dir = tempfile::tempdir()?;
     for command in [
-        "init", "import", "sql", "schema", "optimize", "vacuum", "runs",
+        "init", "import", "sql", "schema", "optimize", "vacuum", "runs", "alerts",
     ] {
         let output = fathom(dir.path(), &[command, "--help"])?;
         assert!(output.status.success(), "{command}");

@@ -1,6 +1,7 @@
 //! End-to-end tests of Fathom, in one binary (linking the data stack once).
 
 mod accuracy;
+mod alerts;
 mod anomalies;
 mod api;
 mod browser;

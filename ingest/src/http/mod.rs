@@ -140,6 +140,18 @@ impl HttpError {
     }
 }
 
+/// A request body with its content type and the headers that belong to
+/// it (a signature over these very bytes, a delivery id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payload {
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// The body, sent as is.
+    pub bytes: bytes::Bytes,
+    /// Headers of this request only.
+    pub headers: Vec<(String, String)>,
+}
+
 /// A successful answer.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -348,7 +360,19 @@ impl HttpClient {
         url: &str,
         body: &serde_json::Value,
     ) -> Result<Fetched, HttpError> {
-        self.send(reqwest::Method::POST, url, None, Some(body))
+        let payload = Payload {
+            content_type: "application/json",
+            bytes: bytes::Bytes::from(body.to_string()),
+            headers: Vec::new(),
+        };
+        self.send(reqwest::Method::POST, url, None, Some(&payload))
+            .await
+    }
+
+    /// `POST url` with `payload`: its exact bytes (a signature over them
+    /// stays valid) and its own headers beside the client's.
+    pub async fn post(&self, url: &str, payload: &Payload) -> Result<Fetched, HttpError> {
+        self.send(reqwest::Method::POST, url, None, Some(payload))
             .await
     }
 
@@ -357,7 +381,7 @@ impl HttpClient {
         method: reqwest::Method,
         url: &str,
         etag: Option<&str>,
-        body: Option<&serde_json::Value>,
+        body: Option<&Payload>,
     ) -> Result<Fetched, HttpError> {
         self.admit()?;
         let _permit = self
@@ -420,7 +444,7 @@ impl HttpClient {
         method: reqwest::Method,
         url: &str,
         etag: Option<&str>,
-        body: Option<&serde_json::Value>,
+        body: Option<&Payload>,
         bearer: Option<HeaderValue>,
     ) -> Attempt {
         let mut request = self
@@ -435,7 +459,12 @@ impl HttpClient {
             request = request.header(reqwest::header::IF_NONE_MATCH, etag);
         }
         if let Some(body) = body {
-            request = request.json(body);
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, body.content_type)
+                .body(body.bytes.clone());
+            for (name, value) in &body.headers {
+                request = request.header(name.as_str(), value.as_str());
+            }
         }
         let response = match request.send().await {
             Ok(response) => response,

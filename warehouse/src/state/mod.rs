@@ -1,6 +1,6 @@
 //! The state database: everything that is not table data — source cursors,
 //! the run ledger, API tokens (hashed), the audit log, feedback on
-//! anomalies and the deployment risk models trained.
+//! anomalies, the deployment risk models trained and the alert outbox.
 //!
 //! SQLite (a file in the data directory) by default, PostgreSQL when
 //! `state.database_url` points at one. Both run the same migrations through
@@ -21,11 +21,15 @@ use sqlx::{AnyPool, Row};
 use crate::{Error, Result};
 
 mod feedback;
+mod freshness;
 mod locks;
 mod models;
+mod outbox;
 pub use feedback::{Feedback, FeedbackMonth, Verdict, precision_by_month};
+pub use freshness::{SourceFreshness, source_freshness};
 pub use locks::JobLock;
 pub use models::RiskModelRecord;
+pub use outbox::{DeliveryState, NewAlert, OutboxEntry};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -204,6 +204,99 @@ async fn exercise(db: &StateDb) -> Result<()> {
         all.iter().map(|m| m.auc).collect::<Vec<_>>(),
         [None, Some(0.8125)]
     );
+
+    exercise_outbox(db).await
+}
+
+/// The alert outbox: an event is queued once per rule and channel; a
+/// claimed alert is held from other claims until its lease runs out; a
+/// retry is due at its time; refusals and dead letters stay as they are.
+async fn exercise_outbox(db: &StateDb) -> Result<()> {
+    let now = Utc::now();
+    let alert = |event: &str, channel: &str| NewAlert {
+        rule: "cost".to_owned(),
+        channel: channel.to_owned(),
+        event_key: event.to_owned(),
+        kind: "cost_change".to_owned(),
+        severity: "warning".to_owned(),
+        payload: serde_json::json!({"title": event}),
+        not_before: now - chrono::Duration::seconds(1),
+    };
+    assert!(db.enqueue_alert(&alert("e1", "slack")).await?);
+    assert!(
+        !db.enqueue_alert(&alert("e1", "slack")).await?,
+        "the same event, rule and channel is queued once"
+    );
+    assert!(db.enqueue_alert(&alert("e1", "feishu")).await?);
+    assert!(db.enqueue_alert(&alert("e2", "slack")).await?);
+
+    let lease = chrono::Duration::minutes(5);
+    let claimed = db.claim_alerts(now, lease, 2).await?;
+    assert_eq!(claimed.len(), 2, "up to the limit");
+    assert!(claimed.iter().all(|c| c.state == DeliveryState::Sending));
+    assert_eq!(claimed[0].payload["title"], "e1");
+    let rest = db.claim_alerts(now, lease, 10).await?;
+    assert_eq!(rest.len(), 1, "held alerts are not claimed twice");
+    assert!(
+        db.claim_alerts(now, lease, 10).await?.is_empty(),
+        "every alert is held"
+    );
+    let later = now + lease + chrono::Duration::seconds(1);
+    assert_eq!(
+        db.claim_alerts(later, lease, 10).await?.len(),
+        3,
+        "a lease that ran out frees the alert"
+    );
+
+    db.alert_delivered(&claimed[0].delivery_id, later).await?;
+    db.alert_retry(
+        &claimed[1].delivery_id,
+        later + chrono::Duration::minutes(1),
+        "HTTP 503",
+    )
+    .await?;
+    db.alert_given_up(
+        &rest[0].delivery_id,
+        DeliveryState::Failed,
+        later,
+        "HTTP 400",
+    )
+    .await?;
+    assert!(
+        db.claim_alerts(later, lease, 10).await?.is_empty(),
+        "a retry is not due before its time"
+    );
+    let retried = db
+        .claim_alerts(later + chrono::Duration::minutes(2), lease, 10)
+        .await?;
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 1);
+    assert_eq!(retried[0].last_error.as_deref(), Some("HTTP 503"));
+    db.alert_postponed(
+        &retried[0].delivery_id,
+        later + chrono::Duration::hours(8),
+        "quiet hours",
+    )
+    .await?;
+
+    assert_eq!(
+        db.alerts_delivered_since("cost", &claimed[0].channel, now)
+            .await?,
+        1
+    );
+    let failed = db.alert_deliveries(Some(DeliveryState::Failed), 10).await?;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].last_error.as_deref(), Some("HTTP 400"));
+    assert_eq!(db.alert_deliveries(None, 10).await?.len(), 3);
+    let counts = db.alert_counts().await?;
+    assert_eq!(
+        counts,
+        vec![
+            (DeliveryState::Delivered, 1),
+            (DeliveryState::Failed, 1),
+            (DeliveryState::Pending, 1)
+        ]
+    );
     Ok(())
 }
 
