@@ -31,6 +31,21 @@ pub(super) enum AlertsCommand {
         #[arg(long)]
         channel: String,
     },
+    /// Listen for alerts as an n8n or webhook channel's receiver would,
+    /// and print each: for trying channels and digests locally. Checks
+    /// `X-Fathom-Signature` when a secret is given (a bad one is answered
+    /// 401), and takes a repeated delivery id once.
+    Receive {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: String,
+        /// Environment variable holding the channel's secret.
+        #[arg(long)]
+        secret_env: Option<String>,
+        /// Stop after this many alerts.
+        #[arg(long)]
+        count: Option<usize>,
+    },
     /// Alerts by state, the newest deliveries, and the dead letters.
     Status {
         /// How many of the newest alerts to list.
@@ -44,6 +59,14 @@ pub(super) enum AlertsCommand {
 
 /// `fathom alerts …`.
 pub(super) async fn alerts(config: &Config, command: AlertsCommand) -> Result<ExitCode> {
+    if let AlertsCommand::Receive {
+        listen,
+        secret_env,
+        count,
+    } = command
+    {
+        return receive(&listen, secret_env.as_deref(), count).await;
+    }
     let state = open_state(config).await?;
     match command {
         AlertsCommand::Run { json } => {
@@ -85,6 +108,7 @@ pub(super) async fn alerts(config: &Config, command: AlertsCommand) -> Result<Ex
                 }
             }
         }
+        AlertsCommand::Receive { .. } => Ok(ExitCode::SUCCESS),
         AlertsCommand::Status { limit, json } => {
             let counts = state.alert_counts().await?;
             let newest = state.alert_deliveries(None, limit).await?;
@@ -147,6 +171,110 @@ pub(super) async fn alerts(config: &Config, command: AlertsCommand) -> Result<Ex
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// What `fathom alerts receive` shares between requests.
+#[derive(Clone)]
+struct Receiver {
+    secret: Option<String>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    done: std::sync::Arc<tokio::sync::Notify>,
+    count: Option<usize>,
+}
+
+/// `fathom alerts receive`.
+async fn receive(listen: &str, secret_env: Option<&str>, count: Option<usize>) -> Result<ExitCode> {
+    let secret = match secret_env {
+        Some(var) => Some(
+            std::env::var(var)
+                .map_err(|_| anyhow::anyhow!("environment variable `{var}` is not set"))?,
+        ),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let receiver = Receiver {
+        secret,
+        seen: Default::default(),
+        done: Default::default(),
+        count,
+    };
+    let done = receiver.done.clone();
+    let app = axum::Router::new()
+        .fallback(axum::routing::post(received))
+        .with_state(receiver);
+    println!(
+        "receiving alerts at http://{}/ (any path)",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = done.notified() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn received(
+    axum::extract::State(receiver): axum::extract::State<Receiver>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    if let Some(secret) = &receiver.secret
+        && !fathom_pipeline::notify::channels::verify_webhook_signature(
+            secret,
+            &body,
+            header("x-fathom-signature"),
+        )
+    {
+        println!("refused: a request whose X-Fathom-Signature does not match the secret");
+        return axum::http::StatusCode::UNAUTHORIZED;
+    }
+    let delivery = header("x-fathom-delivery").to_owned();
+    let Ok(mut seen) = receiver.seen.lock() else {
+        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+    };
+    if !delivery.is_empty() && seen.contains(&delivery) {
+        println!("repeat of {delivery}: already taken");
+        return axum::http::StatusCode::OK;
+    }
+    seen.push(delivery.clone());
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let event = &json["event"];
+    println!(
+        "{} {} [{}] {}",
+        delivery,
+        event["kind"].as_str().unwrap_or("?"),
+        json["rule"].as_str().unwrap_or("?"),
+        event["title"].as_str().unwrap_or("")
+    );
+    for field in event["fields"].as_array().into_iter().flatten() {
+        println!(
+            "  {}: {}",
+            field["name"].as_str().unwrap_or(""),
+            field["value"]
+                .as_str()
+                .unwrap_or("")
+                .replace('\n', "\n    ")
+        );
+    }
+    if let Some(link) = event["link"].as_str() {
+        println!("  {link}");
+    }
+    if receiver.count.is_some_and(|n| seen.len() >= n) {
+        receiver.done.notify_one();
+    }
+    axum::http::StatusCode::OK
 }
 
 /// `fathom digest --format`.

@@ -213,3 +213,78 @@ async fn an_alerts_run_killed_mid_delivery_loses_nothing_and_sends_once() -> Res
     );
     Ok(())
 }
+
+/// The documented way to try a digest locally: `fathom alerts receive`
+/// listens as a webhook channel's receiver, checks the signature, prints
+/// what arrives and stops after `--count`; `fathom alerts run` sends the
+/// leaders' digest to it, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_digest_reaches_a_local_receiver() -> Result<()> {
+    use std::io::{BufRead, BufReader};
+
+    let mut receiver = Command::new(fathom_bin())
+        .args([
+            "alerts",
+            "receive",
+            "--listen",
+            "127.0.0.1:0",
+            "--secret-env",
+            "FATHOM_TEST_HOOK_SECRET",
+            "--count",
+            "1",
+        ])
+        .env("FATHOM_TEST_HOOK_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(
+        receiver
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+    )
+    .lines();
+    let first = lines.next().transpose()?.unwrap_or_default();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .ok_or_else(|| anyhow::anyhow!("no address in {first:?}"))?
+        .to_owned();
+
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("fathom.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\nurl = \"{}\"\n\n\
+             [[alerts.channels]]\nname = \"local\"\ntype = \"webhook\"\nurl = \"{url}digest\"\n\
+             secret_env = \"FATHOM_TEST_HOOK_SECRET\"\n\
+             [alerts.digest]\nchannels = [\"local\"]\n",
+            dir.path().join("data").display()
+        ),
+    )?;
+    let run: Value = serde_json::from_slice(
+        &output(&mut fathom_with(&config, &["alerts", "run", "--json"]))?.stdout,
+    )?;
+    assert_eq!(
+        (run["queued"].as_u64(), run["delivered"].as_u64()),
+        (Some(1), Some(1)),
+        "{run}"
+    );
+    let status = receiver.wait()?;
+    assert!(status.success(), "the receiver stops after one alert");
+    let printed: Vec<String> = lines.collect::<std::io::Result<_>>()?;
+    let text = printed.join("\n");
+    assert!(
+        text.contains("digest [digest] Weekly digest for the organisation"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  Cost: No complete month of cost data."),
+        "{text}"
+    );
+    let again: Value = serde_json::from_slice(
+        &output(&mut fathom_with(&config, &["alerts", "run", "--json"]))?.stdout,
+    )?;
+    assert_eq!(again["queued"], 0, "once a week");
+    Ok(())
+}

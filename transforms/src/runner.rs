@@ -249,6 +249,13 @@ pub async fn run(
             Step::Whole if !marts::reads_rows(mart, &filled) => Step::Empty,
             other => other,
         };
+        // A mart with nothing to read that holds nothing already stays as
+        // it is: no commit, so a warehouse fed by some sources spends no
+        // write on the others' marts run after run.
+        let step = match step {
+            Step::Empty if !filled.contains(mart.def.name) => Step::Unchanged,
+            other => other,
+        };
         let report = run_mart(
             warehouse,
             &ctx,
