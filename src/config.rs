@@ -335,14 +335,17 @@ mod tests {
         Ok(())
     }
 
-    /// The commented `[[sources]]` of the example, uncommented, is a valid
-    /// configuration of five sources.
-    #[test]
-    fn the_example_sources_parse() -> Result<()> {
+    /// The configuration the commented example from `from` (to `to`)
+    /// makes once uncommented.
+    fn uncommented_example(from: &str, to: Option<&str>) -> Result<Config> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fathom.example.toml");
         let text = std::fs::read_to_string(path)?;
-        let start = text.find("# [[sources]]").context("no sources example")?;
-        let uncommented: String = text[start..]
+        let start = text.find(from).context("no such example")?;
+        let end = match to {
+            Some(to) => text.find(to).context("no end of the example")?,
+            None => text.len(),
+        };
+        let uncommented: String = text[start..end]
             .lines()
             .map(|line| line.strip_prefix("# ").unwrap_or(""))
             .collect::<Vec<_>>()
@@ -350,7 +353,14 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("fathom.toml");
         std::fs::write(&file, uncommented)?;
-        let config = Config::load(Some(&file), Vec::new())?;
+        Config::load(Some(&file), Vec::new())
+    }
+
+    /// The commented `[[sources]]` of the example, uncommented, is a valid
+    /// configuration of five sources.
+    #[test]
+    fn the_example_sources_parse() -> Result<()> {
+        let config = uncommented_example("# [[sources]]", None)?;
         let names: Vec<(&str, &str)> = config
             .sources
             .iter()
@@ -380,21 +390,7 @@ mod tests {
     /// example, uncommented, are a valid `[alerts]`.
     #[test]
     fn the_example_alerts_parse() -> Result<()> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fathom.example.toml");
-        let text = std::fs::read_to_string(path)?;
-        let start = text
-            .find("# [[alerts.channels]]")
-            .context("no alerts example")?;
-        let end = text.find("# Upstream sources").context("no sources text")?;
-        let uncommented: String = text[start..end]
-            .lines()
-            .map(|line| line.strip_prefix("# ").unwrap_or(""))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let dir = tempfile::tempdir()?;
-        let file = dir.path().join("fathom.toml");
-        std::fs::write(&file, uncommented)?;
-        let config = Config::load(Some(&file), Vec::new())?;
+        let config = uncommented_example("# [[alerts.channels]]", Some("# Upstream sources"))?;
         config.alerts.check()?;
         let channels: Vec<&str> = config
             .alerts

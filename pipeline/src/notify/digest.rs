@@ -392,12 +392,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default()
-    }
+    use crate::notify::at;
 
     #[test]
     fn the_digest_is_due_from_the_configured_day_and_time() -> Result<(), NotifyError> {

@@ -514,5 +514,13 @@ impl<'a> Notifier<'a> {
     }
 }
 
+/// A time from RFC 3339 text, for tests.
+#[cfg(test)]
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests;

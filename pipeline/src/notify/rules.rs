@@ -93,6 +93,21 @@ impl QuietHours {
 }
 
 impl RuleConfig {
+    /// A rule sending every event to `channels`, with no filter or hold.
+    pub fn new(name: &str, channels: Vec<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            channels,
+            kinds: Vec::new(),
+            teams: Vec::new(),
+            min_severity: Severity::Info,
+            min_impact: 0.0,
+            min_score: 0.0,
+            quiet_hours: None,
+            max_per_hour: None,
+        }
+    }
+
     /// Whether the rule takes `event`.
     pub fn takes(&self, event: &Event) -> bool {
         // Digests go to `[alerts.digest] channels`, never through rules.
@@ -138,12 +153,7 @@ impl RuleConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default()
-    }
+    use crate::notify::at;
 
     #[test]
     fn quiet_hours_wrap_past_midnight() -> Result<(), NotifyError> {
@@ -185,17 +195,7 @@ mod tests {
             impact: Some(-250.0),
             score: Some(0.7),
         };
-        let rule = RuleConfig {
-            name: "r".into(),
-            channels: vec!["c".into()],
-            kinds: vec![],
-            teams: vec![],
-            min_severity: Severity::Info,
-            min_impact: 0.0,
-            min_score: 0.0,
-            quiet_hours: None,
-            max_per_hour: None,
-        };
+        let rule = RuleConfig::new("r", vec!["c".into()]);
         assert!(rule.takes(&event));
         let with = |f: &dyn Fn(&mut RuleConfig)| {
             let mut r = rule.clone();

@@ -163,17 +163,9 @@ async fn setup(channels: Vec<(ChannelKind, String, Option<&str>)>) -> anyhow::Re
             secret_env: None,
             secret_file,
         });
-        config.rules.push(RuleConfig {
-            name: format!("rule-{i}"),
-            channels: vec![name],
-            kinds: vec![],
-            teams: vec![],
-            min_severity: Severity::Info,
-            min_impact: 0.0,
-            min_score: 0.0,
-            quiet_hours: None,
-            max_per_hour: None,
-        });
+        config
+            .rules
+            .push(RuleConfig::new(&format!("rule-{i}"), vec![name]));
     }
     Ok(Setup {
         _dir: dir,
